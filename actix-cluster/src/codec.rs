@@ -1,0 +1,320 @@
+//! User payload formats and LZ4 compression.
+//!
+//! Every payload on the wire records the format it was written in, so nodes with different
+//! default formats interoperate: the receiver decodes whatever the frame says, and a reply is
+//! written in the format of its request.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How a message, reply or shipped actor is serialized on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum SerializationFormat {
+    /// Compact binary (`bincode` 2, variable-length integers). The default: smallest and fastest.
+    #[default]
+    Bincode,
+    /// MessagePack with field names, for payloads other languages read.
+    MessagePack,
+    /// JSON, for debugging and human-readable captures.
+    Json,
+}
+
+impl SerializationFormat {
+    pub(crate) const fn to_wire(self) -> u8 {
+        match self {
+            SerializationFormat::Bincode => 1,
+            SerializationFormat::MessagePack => 2,
+            SerializationFormat::Json => 3,
+        }
+    }
+
+    pub(crate) const fn from_wire(bits: u8) -> Option<Self> {
+        match bits {
+            1 => Some(SerializationFormat::Bincode),
+            2 => Some(SerializationFormat::MessagePack),
+            3 => Some(SerializationFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name used in logs and command lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SerializationFormat::Bincode => "bincode",
+            SerializationFormat::MessagePack => "msgpack",
+            SerializationFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for SerializationFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SerializationFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bincode" => Ok(SerializationFormat::Bincode),
+            "msgpack" | "messagepack" => Ok(SerializationFormat::MessagePack),
+            "json" => Ok(SerializationFormat::Json),
+            other => Err(format!(
+                "unknown serialization format {other:?} (expected bincode, msgpack or json)"
+            )),
+        }
+    }
+}
+
+/// A payload could not be encoded, decoded or decompressed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The value's `Serialize` impl failed; nothing was sent.
+    #[error("cannot encode as {format}: {detail}")]
+    Encode {
+        /// Format that was attempted.
+        format: SerializationFormat,
+        /// The serializer's message.
+        detail: String,
+    },
+    /// The bytes are not a valid value of the expected type in the recorded format.
+    #[error("cannot decode {format} payload: {detail}")]
+    Decode {
+        /// Format recorded in the frame.
+        format: SerializationFormat,
+        /// The deserializer's message.
+        detail: String,
+    },
+    /// The (decompressed) payload would exceed the configured limit; refused before allocating.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Declared or actual size in bytes.
+        size: u64,
+        /// Configured maximum.
+        limit: u64,
+    },
+    /// The LZ4 block is corrupt or its size does not match the declared size.
+    #[error("corrupt lz4 payload: {0}")]
+    Compression(String),
+}
+
+/// Bincode with a decode limit so that a hostile length prefix cannot make it allocate more
+/// than a frame could ever legitimately expand to.
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 1 << 30 }>()
+}
+
+/// Appends `value` encoded in `format` to `out`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    format: SerializationFormat,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let err = |detail: String| CodecError::Encode { format, detail };
+    match format {
+        SerializationFormat::Bincode => {
+            bincode::serde::encode_into_std_write(value, out, bincode_config())
+                .map(|_| ())
+                .map_err(|e| err(e.to_string()))
+        }
+        SerializationFormat::MessagePack => {
+            rmp_serde::encode::write_named(out, value).map_err(|e| err(e.to_string()))
+        }
+        SerializationFormat::Json => serde_json::to_writer(out, value).map_err(|e| err(e.to_string())),
+    }
+}
+
+/// Encodes `value` into a new vector.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    format: SerializationFormat,
+    value: &T,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    encode_into(format, value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a whole payload; trailing bytes are an error, since they mean the sender and
+/// receiver disagree about the type.
+pub(crate) fn decode<T: DeserializeOwned>(
+    format: SerializationFormat,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let err = |detail: String| CodecError::Decode { format, detail };
+    match format {
+        SerializationFormat::Bincode => {
+            let (value, read) = bincode::serde::decode_from_slice(bytes, bincode_config())
+                .map_err(|e| err(e.to_string()))?;
+            if read != bytes.len() {
+                return Err(err(format!(
+                    "{} trailing bytes after the value",
+                    bytes.len() - read
+                )));
+            }
+            Ok(value)
+        }
+        SerializationFormat::MessagePack => {
+            let mut de = rmp_serde::Deserializer::new(bytes);
+            let value = T::deserialize(&mut de).map_err(|e| err(e.to_string()))?;
+            let rest = de.into_inner();
+            if !rest.is_empty() {
+                return Err(err(format!("{} trailing bytes after the value", rest.len())));
+            }
+            Ok(value)
+        }
+        SerializationFormat::Json => serde_json::from_slice(bytes).map_err(|e| err(e.to_string())),
+    }
+}
+
+/// Size of the little-endian length that precedes an LZ4 block on the wire.
+pub(crate) const LZ4_SIZE_PREFIX: usize = 4;
+
+/// Compresses `input` into `out` as `[u32 LE uncompressed size][lz4 block]`.
+///
+/// Returns `false` (leaving `out` as it was) when compression would not save at least an
+/// eighth of the size: sending the plain bytes is then cheaper for both sides.
+pub(crate) fn compress_into(input: &[u8], out: &mut Vec<u8>) -> bool {
+    let Ok(len) = u32::try_from(input.len()) else {
+        return false;
+    };
+    let start = out.len();
+    let bound = lz4_flex::block::get_maximum_output_size(input.len());
+    out.resize(start + LZ4_SIZE_PREFIX + bound, 0);
+    out[start..start + LZ4_SIZE_PREFIX].copy_from_slice(&len.to_le_bytes());
+    match lz4_flex::block::compress_into(input, &mut out[start + LZ4_SIZE_PREFIX..]) {
+        Ok(written) if LZ4_SIZE_PREFIX + written <= input.len() - input.len() / 8 => {
+            out.truncate(start + LZ4_SIZE_PREFIX + written);
+            true
+        }
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
+}
+
+/// Decompresses `[u32 LE size][lz4 block]`, refusing a declared size above `limit` before
+/// allocating anything: a 1 KiB "LZ4 bomb" declaring 4 GiB costs the receiver nothing.
+pub(crate) fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let (prefix, block) = input
+        .split_first_chunk::<LZ4_SIZE_PREFIX>()
+        .ok_or_else(|| CodecError::Compression("missing size prefix".into()))?;
+    let declared = u32::from_le_bytes(*prefix) as usize;
+    if declared > limit {
+        return Err(CodecError::TooLarge {
+            size: declared as u64,
+            limit: limit as u64,
+        });
+    }
+    let mut out = vec![0u8; declared];
+    let written = lz4_flex::block::decompress_into(block, &mut out)
+        .map_err(|e| CodecError::Compression(e.to_string()))?;
+    if written != declared {
+        return Err(CodecError::Compression(format!(
+            "declared {declared} bytes, block holds {written}"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+        score: Option<i32>,
+    }
+
+    fn sample() -> impl Strategy<Value = Sample> {
+        (any::<u64>(), ".{0,40}", proptest::collection::vec(".{0,8}", 0..5), any::<Option<i32>>())
+            .prop_map(|(id, name, tags, score)| Sample {
+                id,
+                name,
+                tags,
+                score,
+            })
+    }
+
+    const FORMATS: [SerializationFormat; 3] = [
+        SerializationFormat::Bincode,
+        SerializationFormat::MessagePack,
+        SerializationFormat::Json,
+    ];
+
+    proptest! {
+        #[test]
+        fn every_format_round_trips(value in sample()) {
+            for format in FORMATS {
+                let bytes = encode(format, &value).expect("encode");
+                let back: Sample = decode(format, &bytes).expect("decode");
+                prop_assert_eq!(&back, &value);
+            }
+        }
+
+        #[test]
+        fn lz4_round_trips_or_declines(data in proptest::collection::vec(0u8..4, 0..4096)) {
+            let mut out = Vec::new();
+            if compress_into(&data, &mut out) {
+                prop_assert!(out.len() < data.len());
+                prop_assert_eq!(decompress(&out, data.len()).expect("decompress"), data);
+            } else {
+                prop_assert!(out.is_empty());
+            }
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for format in FORMATS {
+                let _ = decode::<Sample>(format, &bytes);
+            }
+            let _ = decompress(&bytes, 1 << 16);
+        }
+    }
+
+    #[test]
+    fn wire_values_round_trip() {
+        for format in FORMATS {
+            assert_eq!(SerializationFormat::from_wire(format.to_wire()), Some(format));
+            assert_eq!(format.as_str().parse::<SerializationFormat>(), Ok(format));
+        }
+        assert_eq!(SerializationFormat::from_wire(0), None);
+    }
+
+    #[test]
+    fn lz4_bomb_is_refused_before_allocating() {
+        let mut bomb = (u32::MAX).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&[0x1f, 0, 1, 0]);
+        assert!(matches!(
+            decompress(&bomb, 1 << 20),
+            Err(CodecError::TooLarge { size, .. }) if size == u64::from(u32::MAX)
+        ));
+    }
+
+    #[test]
+    fn lz4_declared_size_must_match_the_block() {
+        let data = vec![7u8; 4096];
+        let mut out = Vec::new();
+        assert!(compress_into(&data, &mut out));
+        out[..4].copy_from_slice(&5000u32.to_le_bytes());
+        assert!(matches!(decompress(&out, 1 << 20), Err(CodecError::Compression(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_decode_error() {
+        let mut bytes = encode(SerializationFormat::Bincode, &7u64).expect("encode");
+        bytes.push(0);
+        assert!(decode::<u64>(SerializationFormat::Bincode, &bytes).is_err());
+    }
+}

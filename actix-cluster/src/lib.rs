@@ -1,0 +1,115 @@
+//! # actix-cluster
+//!
+//! Clustering for [actix](https://docs.rs/actix) actors: address an actor on another node as if
+//! it were local, with typed replies and typed errors, over mutually authenticated TLS.
+//!
+//! It is **not** a new actor runtime. actix keeps running your actors; this crate carries their
+//! messages between processes. An existing actor keeps `type Context = Context<Self>` and its
+//! handlers; it gains a [`DistributedActor`] impl naming the messages other nodes may send.
+//!
+//! ```text
+//!  user arbiter(s)                      network arbiter (one thread per node)
+//!  ┌───────────────┐  encode, bounded   ┌──────────────────────────────────────────┐
+//!  │ RemoteAddr::  │ ───── queue ─────▶ │ writer: one batch per write (TLS/TCP)    │──▶ peer
+//!  │ send/tell     │ ◀── reply (oneshot)│ reader: decode frames in place ──────────│◀── peer
+//!  └───────────────┘                    │   └▶ dispatch to local actix mailboxes   │
+//!                                       └──────────────────────────────────────────┘
+//! ```
+//!
+//! Layers, each calling only those below it: `wire` (frame format, sans-IO) → `codec` (payload
+//! formats, LZ4) → `transport` (connections, queues, TLS) → `remote` (addresses, dispatch) →
+//! `system` (the [`ClusterSystem`] that wires them). The wire format is specified in
+//! `docs/protocol.md`.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use actix_cluster::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Counter { n: u64 }
+//! impl Actor for Counter { type Context = Context<Self>; }
+//!
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "u64")]
+//! struct Add(u64);
+//! impl Handler<Add> for Counter {
+//!     type Result = u64;
+//!     fn handle(&mut self, m: Add, _: &mut Context<Self>) -> u64 { self.n += m.0; self.n }
+//! }
+//! impl DistributedActor for Counter {
+//!     const NAME: &'static str = "example.counter";
+//!     fn messages(m: &mut Messages<Self>) { m.handle::<Add>("add"); }
+//! }
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = ClusterConfig::new()
+//!         .node_name("node-1")
+//!         .listen("127.0.0.1:7001")
+//!         .seed_nodes(["127.0.0.1:7000"])
+//!         .tls(TlsConfig::from_dir("certs/node-1")?)
+//!         .build()?;
+//!     let system = ClusterSystem::new("demo", config).register::<Counter>().start().await?;
+//!     system.wait_for_peers(1, std::time::Duration::from_secs(5)).await;
+//!     let there = system.remote_actor::<Counter>("node-0", |_| Counter { n: 10 }).await?;
+//!     let total: u64 = there.send(Add(5)).await?;
+//!     assert_eq!(total, 15);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Guarantees
+//! - Messages from one sender to one actor arrive in send order.
+//! - Every queue is bounded: a full per-node queue makes `send`/`tell` wait, `try_send` hand
+//!   the message back, and `do_send` drop it *and count it* (see [`NetworkStats`]).
+//! - A request whose connection drops fails at once with [`RemoteError::NodeGone`].
+//! - Bytes from a peer never cause a panic; malformed input closes that one connection.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod codec;
+mod config;
+mod error;
+mod node;
+mod remote;
+mod system;
+mod tls;
+mod transport;
+mod wire;
+
+pub use codec::{CodecError, SerializationFormat};
+pub use config::{Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Limits, Security, Timeouts};
+pub use error::{RemoteError, StartError, TrySendError};
+pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
+pub use remote::{DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest};
+pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, MemberInfo, MemberStatus, NetworkStats};
+pub use tls::{TlsConfig, TlsError};
+pub use wire::WireError;
+
+/// The names most programs need: `use actix_cluster::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Architecture, ClusterConfig, ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Messages,
+        NodeId, NodeRole, RemoteAddr, RemoteError, RemoteRecipient, SerializationFormat, TlsConfig, TrySendError,
+    };
+}
+
+#[doc(hidden)]
+/// Entry points for the fuzz targets; not part of the public API.
+pub mod __fuzz {
+    /// Feeds `data` to the frame decoder until it stops producing frames.
+    pub fn decode_frames(data: &[u8], max_frame_size: u32) {
+        let mut buf = bytes::BytesMut::from(data);
+        let decoder = crate::wire::FrameDecoder::new(max_frame_size);
+        while let Ok(Some(_)) = decoder.decode(&mut buf) {}
+    }
+
+    /// Decompresses `data` as an LZ4 payload with the given limit.
+    pub fn decompress(data: &[u8], limit: usize) {
+        let _ = crate::codec::decompress(data, limit);
+    }
+}

@@ -1,0 +1,540 @@
+//! `ClusterSystem`: one cluster node, wiring the transport and the remote layer together.
+//!
+//! A process may run several nodes (tests do), each started on its own actix arbiter. The
+//! node is found from its threads through a thread-local, never through a process global:
+//! the thread that called [`ClusterSystemBuilder::start`] and the node's network thread both
+//! know their node, which is how [`DistributedActorExt::start_distributed`] and addresses
+//! deserialized from messages find it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use actix_rt::{Arbiter, ArbiterHandle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use crate::config::{ClusterConfig, Security};
+use crate::error::{RemoteError, StartError};
+use crate::node::{NodeId, NodeInfo, NodeRole, validate_node_name};
+use crate::remote::{
+    self, DistributedActor, LocalActors, RemoteAddr, ResolveRequest, SYS_RESOLVE, SYS_SPAWN, SYSTEM_ACTOR,
+    SpawnRequest,
+};
+use crate::transport::{PeerState, Transport};
+use crate::codec::{self, SerializationFormat};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<NodeCore>>> = const { RefCell::new(None) };
+}
+
+/// State shared by everything that belongs to one node.
+pub(crate) struct NodeCore {
+    pub(crate) local: NodeInfo,
+    pub(crate) config: ClusterConfig,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) actors: Arc<LocalActors>,
+    net: Arbiter,
+    stopped: AtomicBool,
+    dropped_full: AtomicU64,
+    dropped_failed: AtomicU64,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore").field("local", &self.local.id).finish_non_exhaustive()
+    }
+}
+
+impl NodeCore {
+    /// The node running on this thread, if any.
+    pub(crate) fn current() -> Option<Arc<NodeCore>> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    fn set_current(core: Option<Arc<NodeCore>>) {
+        CURRENT.with(|c| *c.borrow_mut() = core);
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn count_dropped(&self, reason: &'static str) {
+        let counter = if reason == "queue_full" {
+            &self.dropped_full
+        } else {
+            &self.dropped_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("actix_cluster_messages_dropped_total", "reason" => reason).increment(1);
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.config.timeouts.request
+    }
+}
+
+/// Entry point: names the cluster, takes the config, registers actor types that other nodes
+/// may spawn here, and starts the node.
+///
+/// ```no_run
+/// # use actix_cluster::prelude::*;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ClusterConfig::new()
+///     .node_name("node-1")
+///     .listen("127.0.0.1:7001")
+///     .tls(TlsConfig::from_dir("certs/node-1")?)
+///     .build()?;
+/// let system = ClusterSystem::new("my-cluster", config).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ClusterSystem {
+    core: Arc<NodeCore>,
+}
+
+impl Clone for ClusterSystem {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+type SpawnerEntry = (&'static str, crate::remote::SpawnerFn, Vec<String>);
+
+/// Configures a node before it starts. See [`ClusterSystem::new`].
+#[must_use = "the node only runs once .start() is awaited"]
+pub struct ClusterSystemBuilder {
+    cluster: String,
+    config: ClusterConfig,
+    spawners: Vec<SpawnerEntry>,
+}
+
+impl std::fmt::Debug for ClusterSystemBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSystemBuilder")
+            .field("cluster", &self.cluster)
+            .field("node", &self.config.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How this node sees another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberStatus {
+    /// Connected.
+    Up,
+    /// Known, not connected yet or reconnecting.
+    Connecting,
+    /// Reconnecting has failed for longer than `give_up_after`.
+    Unreachable,
+}
+
+/// One row of [`ClusterSystem::members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberInfo {
+    /// Name and incarnation.
+    pub id: NodeId,
+    /// Address peers dial.
+    pub addr: SocketAddr,
+    /// Role.
+    pub role: NodeRole,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// Connection state as seen from this node; this node itself is always `Up`.
+    pub status: MemberStatus,
+    /// Messages waiting in this node's send queue to that member.
+    pub queued: usize,
+}
+
+/// Counters of this node's network side, since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct NetworkStats {
+    /// Bytes written to peers (after TLS, if any: what the socket took).
+    pub bytes_written: u64,
+    /// Bytes read from peers.
+    pub bytes_read: u64,
+    /// Messages (tells, requests, replies) written to peers.
+    pub messages_sent: u64,
+    /// Frames received from peers.
+    pub frames_received: u64,
+    /// Messages dropped by `do_send` or because their node became unreachable.
+    pub messages_dropped: u64,
+    /// Tells that arrived here for actors that do not exist or could not decode them.
+    pub messages_undeliverable: u64,
+    /// Connections that completed the handshake.
+    pub connections_established: u64,
+    /// Connections refused or failed during the handshake.
+    pub handshakes_failed: u64,
+}
+
+impl ClusterSystem {
+    /// Prepares a node of cluster `cluster` (a DNS-style name, checked at start).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(cluster: impl Into<String>, config: ClusterConfig) -> ClusterSystemBuilder {
+        ClusterSystemBuilder {
+            cluster: cluster.into(),
+            config,
+            spawners: Vec::new(),
+        }
+    }
+
+    /// The node running on this thread (set by `start` on the starting thread and on the
+    /// node's network thread).
+    pub fn current() -> Option<ClusterSystem> {
+        NodeCore::current().map(|core| ClusterSystem { core })
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> &NodeId {
+        &self.core.local.id
+    }
+
+    /// The address peers dial to reach this node (the bound port, if 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local.addr
+    }
+
+    /// Starts `actor` on the current arbiter and makes it reachable from the cluster.
+    ///
+    /// Must run on an actix arbiter thread, like `Actor::start`.
+    pub fn start_actor<A: DistributedActor>(&self, actor: A) -> RemoteAddr<A> {
+        let (id, addr) = self.core.actors.start(actor);
+        RemoteAddr::local(&self.core, id, addr)
+    }
+
+    /// Makes an actor that was started the actix way reachable from the cluster. It keeps
+    /// actix's mailbox capacity (16 unless it set another).
+    pub fn expose<A: DistributedActor>(&self, addr: Addr<A>) -> RemoteAddr<A> {
+        let id = self.core.actors.insert(addr.clone());
+        RemoteAddr::local(&self.core, id, addr)
+    }
+
+    /// Gives a local actor a name on this node, so others can find it with
+    /// [`actor_on`](Self::actor_on). A name already in use is moved to the new actor.
+    pub fn register_local_name<A: DistributedActor>(&self, name: impl Into<String>, addr: &RemoteAddr<A>) -> Result<(), RemoteError> {
+        if addr.node() != self.node_id() {
+            return Err(RemoteError::UnknownActor {
+                node: self.node_id().name().to_owned(),
+                actor: format!("{} (hosted on {})", addr.actor_id(), addr.node()),
+            });
+        }
+        self.core.actors.set_name(name.into(), addr.actor_id());
+        Ok(())
+    }
+
+    /// The actor registered as `name` on node `node`, checked to be an `A`.
+    pub async fn actor_on<A: DistributedActor>(&self, node: &str, name: &str) -> Result<RemoteAddr<A>, RemoteError> {
+        if node == self.node_id().name() {
+            let id = self.core.actors.resolve(node, name, A::NAME)?;
+            let addr = self.core.actors.addr_of::<A>(id).ok_or_else(|| RemoteError::UnknownActor {
+                node: node.to_owned(),
+                actor: name.to_owned(),
+            })?;
+            return Ok(RemoteAddr::local(&self.core, id, addr));
+        }
+        let req = ResolveRequest {
+            name: name.to_owned(),
+            actor_type: A::NAME.to_owned(),
+        };
+        let (peer_id, peer_addr, id) = self.system_request(node, SYS_RESOLVE, req).await?;
+        Ok(RemoteAddr::remote(&self.core, peer_id, peer_addr, id))
+    }
+
+    /// Builds an actor here with `make`, ships its serialized state to `node` and starts it
+    /// there. `node` must have registered `A` ([`ClusterSystemBuilder::register`]).
+    pub async fn remote_actor<A>(&self, node: &str, make: impl FnOnce(&NodeId) -> A) -> Result<RemoteAddr<A>, RemoteError>
+    where
+        A: DistributedActor + Serialize,
+    {
+        if node == self.node_id().name() {
+            return Ok(self.start_actor(make(self.node_id())));
+        }
+        let peer = self
+            .core
+            .transport
+            .peer_by_name(node)
+            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
+        let actor = make(&peer.id);
+        let format = A::serialization_format().unwrap_or(self.core.config.serialization);
+        let state = codec::encode(format, &actor).map_err(|e| RemoteError::from_codec(e, false))?;
+        let req = SpawnRequest {
+            actor_type: A::NAME.to_owned(),
+            format,
+            state,
+        };
+        let (peer_id, peer_addr, id) = self.system_request(node, SYS_SPAWN, req).await?;
+        Ok(RemoteAddr::remote(&self.core, peer_id, peer_addr, id))
+    }
+
+    async fn system_request<T: Serialize>(&self, node: &str, message: u32, req: T) -> Result<(NodeId, SocketAddr, u64), RemoteError> {
+        let peer = self
+            .core
+            .transport
+            .peer_by_name(node)
+            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
+        let ep = remote::Endpoint::new(peer.id.clone(), peer.addr(), SYSTEM_ACTOR, Some(Arc::clone(&self.core)));
+        let deadline = self.core.request_timeout();
+        let id: u64 = tokio::time::timeout(deadline, ep.system_request(message, req))
+            .await
+            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
+        Ok((peer.id.clone(), peer.addr(), id))
+    }
+
+    /// This node and every node it knows, with their connection state.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let me = &self.core.local;
+        let mut out = vec![MemberInfo {
+            id: me.id.clone(),
+            addr: me.addr,
+            role: me.role,
+            labels: me.labels.clone(),
+            status: MemberStatus::Up,
+            queued: 0,
+        }];
+        for p in self.core.transport.peers() {
+            let status = match p.state() {
+                PeerState::Connected => MemberStatus::Up,
+                PeerState::Connecting => MemberStatus::Connecting,
+                PeerState::Unreachable => MemberStatus::Unreachable,
+                PeerState::Gone => continue,
+            };
+            let info = p.info();
+            out.push(MemberInfo {
+                id: info.id,
+                addr: info.addr,
+                role: info.role,
+                labels: info.labels,
+                status,
+                queued: p.queued(),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Waits until this node is connected to at least `peers` other nodes; `false` if the
+    /// deadline passes first.
+    pub async fn wait_for_peers(&self, peers: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.core.transport.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let up = self.core.transport.peers().iter().filter(|p| p.state() == PeerState::Connected).count();
+            if up >= peers {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // The poll interval only bounds how late a missed notification is noticed.
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), changed).await;
+        }
+    }
+
+    /// Counters of the network side.
+    pub fn stats(&self) -> NetworkStats {
+        let s = &self.core.transport.stats;
+        let unreachable: u64 = self
+            .core
+            .transport
+            .peers()
+            .iter()
+            .map(|p| p.dropped.load(Ordering::Relaxed))
+            .sum();
+        NetworkStats {
+            bytes_written: s.bytes_written.load(Ordering::Relaxed),
+            bytes_read: s.bytes_read.load(Ordering::Relaxed),
+            messages_sent: s.messages_sent.load(Ordering::Relaxed),
+            frames_received: s.frames_received.load(Ordering::Relaxed),
+            messages_dropped: self.core.dropped_full.load(Ordering::Relaxed)
+                + self.core.dropped_failed.load(Ordering::Relaxed)
+                + unreachable,
+            messages_undeliverable: self.core.actors.undeliverable.load(Ordering::Relaxed),
+            connections_established: s.connections_established.load(Ordering::Relaxed),
+            handshakes_failed: s.handshakes_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of local actors reachable from the cluster.
+    pub fn local_actor_count(&self) -> usize {
+        self.core.actors.len()
+    }
+
+    /// Leaves the cluster: tells every peer (they fail requests in flight to this node at
+    /// once), closes connections, and stops the network thread. Local actors keep running.
+    pub async fn shutdown(&self) {
+        if self.core.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let transport = &self.core.transport;
+        transport.shutdown();
+        // Give writers a moment to put GoAway on the wire; bounded, since a dead peer may
+        // never acknowledge.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while transport.open_connections() > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(20), transport.changed.notified()).await;
+        }
+        self.core.net.stop();
+        if NodeCore::current().is_some_and(|c| Arc::ptr_eq(&c, &self.core)) {
+            NodeCore::set_current(None);
+        }
+    }
+}
+
+impl ClusterSystemBuilder {
+    /// Lets other nodes spawn actors of type `A` here with
+    /// [`ClusterSystem::remote_actor`].
+    pub fn register<A: DistributedActor + DeserializeOwned>(mut self) -> Self {
+        self.spawners.push(remote::spawner::<A>());
+        self
+    }
+
+    /// Binds the listener, starts the network thread and begins joining the seeds.
+    ///
+    /// Must be awaited inside a running actix `System`; the calling arbiter becomes the
+    /// node's home, where actors spawned by other nodes run.
+    pub async fn start(self) -> Result<ClusterSystem, StartError> {
+        if actix_rt::System::try_current().is_none() {
+            return Err(StartError::NoSystem);
+        }
+        let home: ArbiterHandle = Arbiter::try_current().ok_or(StartError::NoSystem)?;
+        validate_node_name(&self.cluster)
+            .map_err(|e| StartError::Registry(format!("cluster name: {e}")))?;
+        let config = self.config;
+
+        let mut spawners = HashMap::new();
+        for (name, spawn, conflicts) in self.spawners {
+            if !conflicts.is_empty() {
+                return Err(StartError::Registry(conflicts.join("; ")));
+            }
+            if spawners.insert(name, spawn).is_some() {
+                return Err(StartError::Registry(format!("actor type name {name:?} registered twice")));
+            }
+        }
+
+        let tls = match &config.security {
+            Security::InsecurePlaintext => {
+                tracing::warn!(node = %config.node_name, "running WITHOUT TLS: any host that reaches the port can send to this node's actors");
+                None
+            }
+            Security::Tls(t) => {
+                let names = t.certificate_names()?;
+                if !names.iter().any(|n| *n == config.node_name) {
+                    return Err(StartError::CertificateName {
+                        node: config.node_name.clone(),
+                        names,
+                    });
+                }
+                Some(t.build()?)
+            }
+        };
+
+        // std's bind sets SO_REUSEADDR on Unix, so a restarted node can take its port back
+        // while old connections linger in TIME_WAIT.
+        let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        listener.set_nonblocking(true).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let advertised = config.advertise.unwrap_or(bound);
+
+        let local = NodeInfo {
+            id: NodeId::new(config.node_name.as_str(), new_incarnation()),
+            addr: advertised,
+            role: config.role,
+            labels: config.labels.clone(),
+        };
+        let net = Arbiter::new();
+        let actors = Arc::new(LocalActors::new(home, config.limits, spawners));
+        let transport = Arc::new(Transport::new(
+            self.cluster,
+            local.clone(),
+            config.clone(),
+            tls,
+            Arc::clone(&actors) as Arc<dyn crate::transport::Inbound>,
+            net.handle(),
+        ));
+        let core = Arc::new(NodeCore {
+            local,
+            config,
+            transport: Arc::clone(&transport),
+            actors,
+            net,
+            stopped: AtomicBool::new(false),
+            dropped_full: AtomicU64::new(0),
+            dropped_failed: AtomicU64::new(0),
+        });
+
+        let (tx, rx) = oneshot::channel();
+        let for_net = Arc::clone(&core);
+        let spawned = core.net.spawn_fn(move || {
+            NodeCore::set_current(Some(Arc::clone(&for_net)));
+            let result = tokio::net::TcpListener::from_std(listener).map(|l| for_net.transport.start(l));
+            let _ = tx.send(result);
+        });
+        if !spawned {
+            return Err(StartError::NetworkThread);
+        }
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => return Err(StartError::Bind { addr: bound, source }),
+            Err(_) => return Err(StartError::NetworkThread),
+        }
+        NodeCore::set_current(Some(Arc::clone(&core)));
+        tracing::info!(node = %core.local.id, addr = %core.local.addr, tls = core.config.is_tls(), "cluster node started");
+        Ok(ClusterSystem { core })
+    }
+}
+
+/// Millisecond start time in the high bits, random low bits: a restart gets a larger
+/// incarnation than the process it replaces (clocks permitting), and two processes started in
+/// the same millisecond still differ.
+fn new_incarnation() -> u64 {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    (millis << 20) | (rand::random::<u64>() & 0xf_ffff)
+}
+
+/// `start_distributed()` for every [`DistributedActor`].
+pub trait DistributedActorExt: DistributedActor + Sized {
+    /// Starts the actor on the current arbiter and makes it reachable from the cluster, like
+    /// `Actor::start` does for actix.
+    ///
+    /// # Panics
+    /// If no cluster node was started on this thread (as `Actor::start` panics outside an
+    /// actix system). [`ClusterSystem::start_actor`] is the non-panicking form.
+    fn start_distributed(self) -> RemoteAddr<Self> {
+        match ClusterSystem::current() {
+            Some(system) => system.start_actor(self),
+            None => panic!("start_distributed() called on a thread that runs no ClusterSystem"),
+        }
+    }
+}
+
+impl<A: DistributedActor> DistributedActorExt for A {}
+
+impl remote::Endpoint {
+    /// A request to the node itself (actor 0), encoded in bincode.
+    pub(crate) async fn system_request<T: Serialize>(&self, message: u32, req: T) -> Result<u64, RemoteError> {
+        self.request::<T, u64>(message, SerializationFormat::Bincode, req).await
+    }
+}

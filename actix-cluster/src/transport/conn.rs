@@ -1,0 +1,421 @@
+//! One connection: the stream (TCP or TLS over TCP), the cluster handshake, and the reader
+//! and writer tasks that move frames between the socket and the peer's queue.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use super::peer::{Peer, Signal, TakeBatch};
+use super::{HandshakeError, Transport};
+use crate::node::{NodeInfo, validate_node_name};
+use crate::tls;
+use crate::wire::{self, Frame, FrameDecoder, Hello};
+
+/// GoAway codes. The reason text is for humans; the code is for programs.
+pub(crate) mod goaway {
+    /// Another connection to the same node was kept.
+    pub(crate) const DUPLICATE: u16 = 1;
+    /// The node is shutting down.
+    pub(crate) const SHUTDOWN: u16 = 2;
+    /// The peer's handshake was refused (wrong cluster, version, name, certificate).
+    pub(crate) const REJECTED: u16 = 3;
+}
+
+/// Largest handshake frame accepted, so that a stray client cannot make a node reserve the
+/// full frame limit before it has even identified itself.
+const HANDSHAKE_FRAME_LIMIT: u32 = 16 << 10;
+
+/// A plain or TLS-wrapped TCP stream.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Server(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Client(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Server(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Stream {
+    fn peer_certificate_names(&self) -> Result<Option<Vec<String>>, HandshakeError> {
+        let certs = match self {
+            Stream::Plain(_) => return Ok(None),
+            Stream::Client(s) => s.get_ref().1.peer_certificates(),
+            Stream::Server(s) => s.get_ref().1.peer_certificates(),
+        };
+        tls::peer_names(certs)
+            .map(Some)
+            .map_err(|e| HandshakeError::Certificate(e.to_string()))
+    }
+}
+
+/// A connection that passed the handshake, ready to be attached to its peer.
+#[derive(Debug)]
+pub(crate) struct Handshaken {
+    pub(crate) stream: Stream,
+    pub(crate) peer: NodeInfo,
+    /// Bytes read past the handshake (the peer may pipeline frames right after its hello).
+    pub(crate) leftover: BytesMut,
+}
+
+/// TCP connect, TLS (if configured) and the hello exchange, as the dialling side.
+pub(crate) async fn dial(
+    transport: &Transport,
+    addr: std::net::SocketAddr,
+    expected: Option<&str>,
+) -> Result<Handshaken, HandshakeError> {
+    let timeouts = transport.config.timeouts;
+    let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+        .map_err(HandshakeError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    tokio::time::timeout(timeouts.handshake, async {
+        let stream = match &transport.tls {
+            None => Stream::Plain(tcp),
+            Some(ctx) => {
+                let name = tls::dial_server_name(expected);
+                let s = ctx
+                    .connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| HandshakeError::Tls(e.to_string()))?;
+                Stream::Client(Box::new(s))
+            }
+        };
+        exchange_hellos(transport, stream, true, expected).await
+    })
+    .await
+    .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// TLS (if configured) and the hello exchange, as the accepting side.
+pub(crate) async fn accept(transport: &Transport, tcp: TcpStream) -> Result<Handshaken, HandshakeError> {
+    let _ = tcp.set_nodelay(true);
+    tokio::time::timeout(transport.config.timeouts.handshake, async {
+        let stream = match &transport.tls {
+            None => Stream::Plain(tcp),
+            Some(ctx) => {
+                let s = ctx
+                    .acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| HandshakeError::Tls(e.to_string()))?;
+                Stream::Server(Box::new(s))
+            }
+        };
+        exchange_hellos(transport, stream, false, None).await
+    })
+    .await
+    .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// The dialler speaks first; the acceptor checks the hello before revealing anything about
+/// itself, and answers a refused one with a `GoAway` that says why.
+async fn exchange_hellos(
+    transport: &Transport,
+    mut stream: Stream,
+    dialer: bool,
+    expected: Option<&str>,
+) -> Result<Handshaken, HandshakeError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    if dialer {
+        send_hello(transport, &mut stream).await?;
+    }
+    let hello = match read_handshake_frame(&mut stream, &mut buf, transport.tls.is_none()).await? {
+        Frame::Hello(h) => h,
+        Frame::GoAway { code: _, reason } => return Err(HandshakeError::Rejected(reason)),
+        _ => return Err(HandshakeError::Protocol("expected a hello frame".into())),
+    };
+    if let Err(e) = check_hello(transport, &stream, &hello, expected) {
+        let mut out = BytesMut::new();
+        wire::put_goaway(&mut out, goaway::REJECTED, &e.to_string());
+        // Best effort: the connection is refused whether or not the peer reads why.
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+        return Err(e);
+    }
+    if !dialer {
+        send_hello(transport, &mut stream).await?;
+    }
+    Ok(Handshaken {
+        stream,
+        peer: hello.node,
+        leftover: buf,
+    })
+}
+
+async fn send_hello(transport: &Transport, stream: &mut Stream) -> Result<(), HandshakeError> {
+    let mut out = BytesMut::new();
+    wire::put_hello(
+        &mut out,
+        &Hello {
+            version: wire::PROTOCOL_VERSION,
+            cluster: transport.cluster.clone(),
+            tls: transport.tls.is_some(),
+            node: transport.local.clone(),
+        },
+    );
+    stream.write_all(&out).await.map_err(HandshakeError::Io)?;
+    stream.flush().await.map_err(HandshakeError::Io)
+}
+
+async fn read_handshake_frame(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    plaintext: bool,
+) -> Result<Frame, HandshakeError> {
+    let decoder = FrameDecoder::new(HANDSHAKE_FRAME_LIMIT);
+    loop {
+        // A TLS record starts with content type 0x16 (handshake) and version 0x03 0x0X: a TLS
+        // dialer has reached this plaintext node. Say so instead of "frame too large".
+        if plaintext && buf.len() >= 2 && buf[0] == 0x16 && buf[1] == 0x03 {
+            return Err(HandshakeError::Protocol(
+                "peer speaks TLS but this node runs insecure plaintext".into(),
+            ));
+        }
+        match decoder.decode(buf) {
+            Ok(Some(frame)) => return Ok(frame),
+            Ok(None) => {}
+            Err(e) => return Err(HandshakeError::Protocol(e.to_string())),
+        }
+        let n = stream.read_buf(buf).await.map_err(HandshakeError::Io)?;
+        if n == 0 {
+            return Err(HandshakeError::Closed);
+        }
+    }
+}
+
+fn check_hello(
+    transport: &Transport,
+    stream: &Stream,
+    hello: &Hello,
+    expected: Option<&str>,
+) -> Result<(), HandshakeError> {
+    if hello.version != wire::PROTOCOL_VERSION {
+        return Err(HandshakeError::Version {
+            ours: wire::PROTOCOL_VERSION,
+            theirs: hello.version,
+        });
+    }
+    if hello.cluster != transport.cluster {
+        return Err(HandshakeError::WrongCluster {
+            ours: transport.cluster.clone(),
+            theirs: hello.cluster.clone(),
+        });
+    }
+    if hello.tls != transport.tls.is_some() {
+        return Err(HandshakeError::Protocol(
+            "peer and this node disagree about TLS".into(),
+        ));
+    }
+    let name = hello.node.id.name();
+    validate_node_name(name).map_err(HandshakeError::Protocol)?;
+    if let Some(names) = stream.peer_certificate_names()? {
+        if !names.iter().any(|n| n == name) {
+            return Err(HandshakeError::CertificateMismatch {
+                claimed: name.to_owned(),
+                certified: names,
+            });
+        }
+    }
+    if let Some(expected) = expected {
+        if expected != name {
+            return Err(HandshakeError::UnexpectedNode {
+                expected: expected.to_owned(),
+                found: name.to_owned(),
+            });
+        }
+    }
+    if name == transport.local.id.name() {
+        return Err(if hello.node.id == transport.local.id {
+            HandshakeError::SelfConnection
+        } else {
+            HandshakeError::DuplicateName(name.to_owned())
+        });
+    }
+    Ok(())
+}
+
+/// Writes the peer's queue to the socket, one batch per write, until the connection is
+/// retired or fails. Pings when nothing was written for a ping interval.
+pub(crate) async fn run_writer(
+    transport: Arc<Transport>,
+    peer: Arc<Peer>,
+    conn: u64,
+    mut wr: WriteHalf<Stream>,
+    retire: Arc<Signal>,
+) -> io::Result<()> {
+    let ping_interval = transport.config.timeouts.ping_interval;
+    let result = write_loop(&transport, &peer, conn, &mut wr, &retire, ping_interval).await;
+    // Hand the wake-up on: if this writer consumed a notification meant for its successor,
+    // the successor would otherwise sleep on a non-empty queue.
+    peer.data_ready.notify_one();
+    let mut out = BytesMut::new();
+    if transport.shutdown.is_set() {
+        wire::put_goaway(&mut out, goaway::SHUTDOWN, "node shutting down");
+    } else {
+        wire::put_goaway(&mut out, goaway::DUPLICATE, "connection retired");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = wr.write_all(&out).await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
+    result
+}
+
+async fn write_loop(
+    transport: &Transport,
+    peer: &Peer,
+    conn: u64,
+    wr: &mut WriteHalf<Stream>,
+    retire: &Signal,
+    ping_interval: Duration,
+) -> io::Result<()> {
+    let mut ping_nonce = 0u64;
+    loop {
+        match peer.take_batch(conn) {
+            TakeBatch::Retired => return Ok(()),
+            TakeBatch::Batch(bytes, messages) => {
+                let res = async {
+                    wr.write_all(&bytes).await?;
+                    wr.flush().await
+                }
+                .await;
+                peer.batch_done();
+                res?;
+                transport.stats.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                transport.stats.messages_sent.fetch_add(messages as u64, Ordering::Relaxed);
+                continue;
+            }
+            TakeBatch::Empty => {}
+        }
+        tokio::select! {
+            () = peer.data_ready.notified() => {}
+            () = retire.wait() => return Ok(()),
+            () = tokio::time::sleep(ping_interval) => {
+                ping_nonce += 1;
+                let nonce = ping_nonce;
+                peer.push_control(|b| wire::put_ping(b, nonce));
+            }
+        }
+    }
+}
+
+/// Reads frames until the connection fails, closes, or stays silent past the idle timeout.
+/// Returns `Ok` for an orderly close (EOF after a `GoAway`, or a retirement).
+pub(crate) async fn run_reader(
+    transport: Arc<Transport>,
+    peer: Arc<Peer>,
+    mut rd: ReadHalf<Stream>,
+    mut buf: BytesMut,
+    retire: Arc<Signal>,
+) -> Result<(), ConnError> {
+    let decoder = FrameDecoder::new(transport.config.limits.max_frame_size);
+    let idle = transport.config.timeouts.idle_timeout;
+    let mut dispatch = Arc::clone(&transport.inbound).connection();
+    let mut goaway = false;
+    loop {
+        while let Some(frame) = decoder.decode(&mut buf).map_err(ConnError::Wire)? {
+            transport.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+            match frame {
+                Frame::Tell { .. } | Frame::Request { .. } => {
+                    if let Some(wait) = dispatch.dispatch(&peer, frame) {
+                        // Backpressure: the target's mailbox is full. Reading stops here, so
+                        // the peer's writer blocks on TCP and its senders on their queue.
+                        wait.await;
+                    }
+                }
+                Frame::Response { correlation, payload } => peer.complete_request(correlation, Ok(payload)),
+                Frame::Error { correlation, code, detail } => {
+                    peer.complete_request(correlation, Err(crate::remote::error_from_wire(&peer.id, code, detail)));
+                }
+                Frame::Ping { nonce } => peer.push_control(|b| wire::put_pong(b, nonce)),
+                Frame::Pong { .. } => {}
+                Frame::Nodes(nodes) => transport.learn_nodes(nodes),
+                Frame::GoAway { code, reason } => {
+                    tracing::debug!(node = %peer.id, code, %reason, "peer closes connection");
+                    goaway = true;
+                }
+                Frame::Hello(_) => return Err(ConnError::Protocol("hello after the handshake")),
+                Frame::Unknown { kind } => {
+                    tracing::debug!(node = %peer.id, kind, "skipping frame of unknown kind");
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 << 10);
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => r,
+            // A retired connection keeps reading until the peer's GoAway and EOF, so frames
+            // it already sent on this connection are not lost.
+            () = retire.wait(), if !goaway => { goaway = true; continue; }
+        };
+        match read {
+            Err(_) => return Err(ConnError::Idle(idle)),
+            Ok(Err(e)) => return Err(ConnError::Io(e)),
+            Ok(Ok(0)) if goaway => return Ok(()),
+            Ok(Ok(0)) => return Err(ConnError::Closed),
+            Ok(Ok(n)) => {
+                transport.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Why an established connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("i/o error: {0}")]
+    Io(io::Error),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("nothing read for {0:?}")]
+    Idle(Duration),
+    #[error("protocol error: {0}")]
+    Wire(wire::WireError),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+}

@@ -1,0 +1,443 @@
+//! Connections between nodes: listener, dialer, handshake, one connection per node pair,
+//! reconnects with backoff, and the bounded per-node send queues.
+//!
+//! Everything here runs on the node's network arbiter, a thread of its own; user actors never
+//! share it. Senders on other threads only touch a [`Peer`]'s queue (a short mutex hold) and
+//! wake its writer. This layer knows nothing about actors: complete frames addressed to actors
+//! go to the [`Inbound`] the remote layer provides.
+
+mod conn;
+pub(crate) mod peer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_rt::ArbiterHandle;
+use futures::future::LocalBoxFuture;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+pub(crate) use peer::{Peer, PeerState, PushError, Signal};
+
+use crate::config::ClusterConfig;
+use crate::node::{NodeId, NodeInfo};
+use crate::tls::TlsContext;
+use crate::wire::{self, Frame};
+use conn::Handshaken;
+use peer::Attached;
+
+/// Handshakes in progress at once; more inbound connections wait. Keeps a connection flood
+/// from tying up memory in half-open TLS sessions.
+const MAX_CONCURRENT_HANDSHAKES: usize = 64;
+
+/// Receives frames addressed to actors. Implemented by the remote layer.
+pub(crate) trait Inbound: Send + Sync + 'static {
+    /// Per-connection dispatch state (for example a cache of actor lookups).
+    fn connection(self: Arc<Self>) -> Box<dyn ConnectionDispatch>;
+}
+
+/// Dispatches the `Tell` and `Request` frames of one connection, in arrival order.
+pub(crate) trait ConnectionDispatch {
+    /// Delivers one frame. A returned future means the target cannot take more right now;
+    /// the connection reads nothing further until it completes.
+    fn dispatch(&mut self, peer: &Arc<Peer>, frame: Frame) -> Option<LocalBoxFuture<'static, ()>>;
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("i/o error during handshake: {0}")]
+    Io(std::io::Error),
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("tls handshake failed: {0}")]
+    Tls(String),
+    #[error("peer certificate: {0}")]
+    Certificate(String),
+    #[error("peer claims to be {claimed:?} but its certificate names {certified:?}")]
+    CertificateMismatch { claimed: String, certified: Vec<String> },
+    #[error("expected node {expected:?}, reached {found:?}")]
+    UnexpectedNode { expected: String, found: String },
+    #[error("peer speaks protocol version {theirs}, this node {ours}")]
+    Version { ours: u16, theirs: u16 },
+    #[error("peer belongs to cluster {theirs:?}, this node to {ours:?}")]
+    WrongCluster { ours: String, theirs: String },
+    #[error("another process already uses node name {0:?}")]
+    DuplicateName(String),
+    #[error("connected to itself")]
+    SelfConnection,
+    #[error("peer refused the handshake: {0}")]
+    Rejected(String),
+    #[error("peer closed the connection during the handshake")]
+    Closed,
+    #[error("protocol error during handshake: {0}")]
+    Protocol(String),
+}
+
+/// Counters of the network side, readable through `ClusterSystem::stats`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) frames_received: AtomicU64,
+    pub(crate) connections_established: AtomicU64,
+    pub(crate) handshakes_failed: AtomicU64,
+}
+
+/// The network side of one node.
+pub(crate) struct Transport {
+    pub(crate) cluster: String,
+    pub(crate) local: NodeInfo,
+    pub(crate) config: ClusterConfig,
+    pub(crate) tls: Option<TlsContext>,
+    pub(crate) stats: Stats,
+    pub(crate) inbound: Arc<dyn Inbound>,
+    net: ArbiterHandle,
+    peers: Mutex<HashMap<Arc<str>, Arc<Peer>>>,
+    next_conn: AtomicU64,
+    pub(crate) shutdown: Signal,
+    /// Notified whenever a peer connects or disconnects.
+    pub(crate) changed: Notify,
+    handshakes: Semaphore,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("local", &self.local.id).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transport {
+    pub(crate) fn new(
+        cluster: String,
+        local: NodeInfo,
+        config: ClusterConfig,
+        tls: Option<TlsContext>,
+        inbound: Arc<dyn Inbound>,
+        net: ArbiterHandle,
+    ) -> Self {
+        Self {
+            cluster,
+            local,
+            config,
+            tls,
+            stats: Stats::default(),
+            inbound,
+            net,
+            peers: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            shutdown: Signal::default(),
+            changed: Notify::new(),
+            handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
+            open: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `make()` on the network arbiter. The future itself need not be `Send`.
+    fn spawn<F, Fut>(&self, make: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        // Fails only once the arbiter stopped, i.e. during shutdown, when nothing is wanted.
+        let _ = self.net.spawn_fn(move || {
+            actix_rt::spawn(make());
+        });
+    }
+
+    /// Starts accepting on `listener` and dialling the seeds. Call on the network arbiter.
+    pub(crate) fn start(self: &Arc<Self>, listener: TcpListener) {
+        let this = Arc::clone(self);
+        actix_rt::spawn(async move { this.accept_loop(listener).await });
+        for &seed in &self.config.seed_nodes {
+            if seed == self.local.addr {
+                continue;
+            }
+            let this = Arc::clone(self);
+            actix_rt::spawn(async move { this.dial_seed(seed).await });
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = self.shutdown.wait() => return,
+            };
+            let (tcp, from) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let this = Arc::clone(&self);
+            actix_rt::spawn(async move {
+                let Ok(_permit) = this.handshakes.acquire().await else {
+                    return;
+                };
+                match conn::accept(&this, tcp).await {
+                    Ok(h) => {
+                        let dialer = h.peer.id.clone();
+                        this.establish(h, dialer);
+                    }
+                    Err(e) => {
+                        this.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("actix_cluster_handshakes_failed_total").increment(1);
+                        tracing::warn!(%from, error = %e, "inbound handshake refused");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Dials a seed until it answers once; afterwards that node's own driver keeps the
+    /// connection up. A lone node thus keeps trying until its seeds come up.
+    async fn dial_seed(self: Arc<Self>, seed: SocketAddr) {
+        let t = self.config.timeouts;
+        let mut backoff = t.reconnect_min;
+        loop {
+            if self.shutdown.is_set() {
+                return;
+            }
+            let known = lock(&self.peers)
+                .values()
+                .any(|p| p.addr() == seed && p.is_attached());
+            if known {
+                return;
+            }
+            match conn::dial(&self, seed, None).await {
+                Ok(h) => {
+                    let dialer = self.local.id.clone();
+                    self.establish(h, dialer);
+                    return;
+                }
+                Err(HandshakeError::SelfConnection) => return,
+                Err(e) => {
+                    self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%seed, error = %e, "seed not reachable yet");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(jitter(backoff)) => {}
+                () = self.shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(t.reconnect_max);
+        }
+    }
+
+    /// Keeps one peer connected: redials with exponential backoff and jitter whenever it has
+    /// no connection, and declares it unreachable after `give_up_after`.
+    async fn drive(self: Arc<Self>, peer: Arc<Peer>) {
+        let t = self.config.timeouts;
+        let mut backoff = t.reconnect_min;
+        loop {
+            if self.shutdown.is_set() || peer.state() == PeerState::Gone {
+                return;
+            }
+            if peer.is_attached() {
+                backoff = t.reconnect_min;
+                tokio::select! {
+                    () = peer.disconnected.notified() => {}
+                    () = self.shutdown.wait() => return,
+                }
+                continue;
+            }
+            match conn::dial(&self, peer.addr(), Some(peer.id.name())).await {
+                Ok(h) if h.peer.id == peer.id => {
+                    let dialer = self.local.id.clone();
+                    self.establish(h, dialer);
+                    continue;
+                }
+                Ok(h) => {
+                    // The node restarted: a new incarnation answers at the old address.
+                    let dialer = self.local.id.clone();
+                    self.establish(h, dialer);
+                    if peer.state() == PeerState::Gone {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(node = %peer.id, error = %e, "reconnect failed");
+                }
+            }
+            if peer.down_for().is_some_and(|d| d >= t.give_up_after) {
+                peer.mark_unreachable();
+                self.changed.notify_waiters();
+            }
+            tokio::select! {
+                () = tokio::time::sleep(jitter(backoff)) => {}
+                () = self.shutdown.wait() => return,
+                // An inbound connection may attach while we wait.
+                () = peer.disconnected.notified() => {}
+            }
+            backoff = (backoff * 2).min(t.reconnect_max);
+        }
+    }
+
+    /// Finds or creates the peer for `info`. A newer incarnation replaces (and retires) the
+    /// old one; an older incarnation than the one known is refused with `None`.
+    fn peer_for(self: &Arc<Self>, info: &NodeInfo) -> Option<Arc<Peer>> {
+        let mut peers = lock(&self.peers);
+        if let Some(existing) = peers.get(info.id.name()) {
+            if existing.id == info.id {
+                if existing.addr() != info.addr {
+                    existing.update_info(info.clone());
+                }
+                return Some(Arc::clone(existing));
+            }
+            if existing.id.incarnation() > info.id.incarnation() {
+                return None;
+            }
+            tracing::info!(old = %existing.id, new = %info.id, "node restarted");
+            existing.mark_gone();
+        }
+        let peer = Arc::new(Peer::new(info.clone(), self.config.limits));
+        peers.insert(Arc::clone(info.id.name_arc()), Arc::clone(&peer));
+        drop(peers);
+        let (this, p) = (Arc::clone(self), Arc::clone(&peer));
+        self.spawn(move || this.drive(p));
+        self.changed.notify_waiters();
+        Some(peer)
+    }
+
+    /// Attaches a handshaken connection to its peer and starts its reader and writer.
+    fn establish(self: &Arc<Self>, h: Handshaken, dialer: NodeId) {
+        let Some(peer) = self.peer_for(&h.peer) else {
+            tracing::info!(node = %h.peer.id, "refusing a connection from an outdated incarnation");
+            return;
+        };
+        if self.shutdown.is_set() {
+            return;
+        }
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let retire = Arc::new(Signal::default());
+        let attached = Attached {
+            conn,
+            dialer,
+            retire: Arc::clone(&retire),
+        };
+        let (rd, wr) = tokio::io::split(h.stream);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        let lost = peer.attach(attached).is_some_and(|l| l.conn == conn);
+        if lost {
+            retire.set();
+        } else {
+            self.stats.connections_established.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("actix_cluster_connections_established_total").increment(1);
+            tracing::info!(node = %peer.id, conn, "connected");
+            let known: Vec<NodeInfo> = self.known_nodes();
+            peer.push_control(|b| wire::put_nodes(b, known.iter()));
+            self.changed.notify_waiters();
+        }
+        // A losing connection still runs both halves: its writer sends GoAway at once, and its
+        // reader drains whatever the peer sent before it saw the same decision.
+        let (this, p, r) = (Arc::clone(self), Arc::clone(&peer), Arc::clone(&retire));
+        actix_rt::spawn(async move {
+            if let Err(e) = conn::run_writer(this, p, conn, wr, r).await {
+                tracing::debug!(conn, error = %e, "writer stopped");
+            }
+        });
+        let this = Arc::clone(self);
+        actix_rt::spawn(async move {
+            let result = conn::run_reader(Arc::clone(&this), Arc::clone(&peer), rd, h.leftover, Arc::clone(&retire)).await;
+            match &result {
+                Ok(()) => tracing::debug!(node = %peer.id, conn, "connection closed"),
+                Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
+            }
+            retire.set();
+            peer.detach(conn);
+            this.open.fetch_sub(1, Ordering::AcqRel);
+            this.changed.notify_waiters();
+        });
+    }
+
+    /// Learns nodes from a peer's list; unknown ones get a driver that dials them.
+    pub(crate) fn learn_nodes(self: &Arc<Self>, nodes: Vec<NodeInfo>) {
+        for info in nodes {
+            if info.id.name() == self.local.id.name() {
+                continue;
+            }
+            let known = lock(&self.peers)
+                .get(info.id.name())
+                .is_some_and(|p| p.id.incarnation() >= info.id.incarnation());
+            if !known {
+                self.peer_for(&info);
+            }
+        }
+    }
+
+    /// Every peer that is not gone.
+    pub(crate) fn known_nodes(&self) -> Vec<NodeInfo> {
+        lock(&self.peers)
+            .values()
+            .filter(|p| p.state() != PeerState::Gone)
+            .map(|p| p.info())
+            .collect()
+    }
+
+    /// The current incarnation of the node named `name`.
+    pub(crate) fn peer_by_name(&self, name: &str) -> Option<Arc<Peer>> {
+        lock(&self.peers).get(name).cloned()
+    }
+
+    /// The peer for an address that arrived inside a message: known, or learnt now.
+    pub(crate) fn peer_for_id(self: &Arc<Self>, id: &NodeId, addr: SocketAddr) -> Option<Arc<Peer>> {
+        if let Some(p) = self.peer_by_name(id.name()) {
+            if p.id == *id {
+                return Some(p);
+            }
+            if p.id.incarnation() > id.incarnation() {
+                return None;
+            }
+        }
+        let info = NodeInfo {
+            id: id.clone(),
+            addr,
+            role: crate::node::NodeRole::Worker,
+            labels: Default::default(),
+        };
+        self.peer_for(&info)
+    }
+
+    /// All peers, for the member table.
+    pub(crate) fn peers(&self) -> Vec<Arc<Peer>> {
+        lock(&self.peers).values().cloned().collect()
+    }
+
+    /// Connections whose reader is still running.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting and dialling and retires every connection (each sends `GoAway`).
+    pub(crate) fn shutdown(&self) {
+        self.shutdown.set();
+        for peer in self.peers() {
+            peer.mark_gone();
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+/// A delay drawn uniformly from `[d/2, d]`, so that nodes that lost each other at the same
+/// moment do not redial in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + Duration::from_nanos(rand::rng().random_range(0..=half.as_nanos() as u64))
+}

@@ -1,0 +1,550 @@
+//! One remote node as seen from here: its bounded send queue, its requests in flight and the
+//! connection currently carrying its traffic.
+//!
+//! The queue is a single byte buffer of already-encoded frames behind a mutex. Senders, on
+//! any thread, append whole frames (user serialization happens before the lock is taken); the
+//! connection's writer task swaps the buffer out in O(1) and writes it with one call. So a
+//! burst of small messages costs one lock and one `memcpy` each, and one syscall per batch.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::sync::{Notify, oneshot};
+
+use crate::config::Limits;
+use crate::error::RemoteError;
+use crate::node::{NodeId, NodeInfo};
+use crate::wire::Payload;
+
+/// What a request's caller gets back from the transport.
+pub(crate) type Reply = Result<Payload, RemoteError>;
+
+/// Connection state of a peer, as a sender sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum PeerState {
+    /// No connection yet or reconnecting: sends are queued (within the bound).
+    Connecting = 0,
+    /// A connection carries the queue.
+    Connected = 1,
+    /// Reconnecting failed for longer than `give_up_after`: sends fail at once.
+    Unreachable = 2,
+    /// This incarnation is gone for good (it restarted, or this node shut down).
+    Gone = 3,
+}
+
+impl PeerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => PeerState::Connecting,
+            1 => PeerState::Connected,
+            2 => PeerState::Unreachable,
+            _ => PeerState::Gone,
+        }
+    }
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    Full,
+    Unreachable,
+    Gone,
+}
+
+impl PushError {
+    pub(crate) fn into_remote(self, peer: &Peer) -> RemoteError {
+        match self {
+            PushError::Full => RemoteError::QueueFull {
+                node: peer.id.name().to_owned(),
+            },
+            PushError::Unreachable => RemoteError::NodeUnreachable {
+                node: peer.id.name().to_owned(),
+            },
+            PushError::Gone => RemoteError::NodeGone {
+                node: peer.id.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queue {
+    buf: BytesMut,
+    /// Counted (user) frames in `buf`; control frames are not counted.
+    messages: usize,
+    /// The connection whose writer may drain the queue; 0 = none.
+    writer: u64,
+    /// A writer holds a batch it has not finished writing. A newly attached writer waits for
+    /// it, so that batches never overtake each other across connections of one peer.
+    writing: bool,
+}
+
+/// The connection currently attached to a peer.
+#[derive(Debug, Clone)]
+pub(crate) struct Attached {
+    pub(crate) conn: u64,
+    /// Node that dialled this connection; used to pick one of two simultaneous connections.
+    pub(crate) dialer: NodeId,
+    pub(crate) retire: Arc<Signal>,
+}
+
+/// A one-shot, level-triggered signal that any number of tasks can wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    pub(crate) fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn wait(&self) {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A remote node incarnation.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) id: NodeId,
+    info: Mutex<NodeInfo>,
+    limits: Limits,
+    queue: Mutex<Queue>,
+    state: AtomicU8,
+    /// Wakes the attached writer when the queue goes from empty to non-empty.
+    pub(crate) data_ready: Notify,
+    /// Wakes senders waiting for room.
+    space: Notify,
+    /// Wakes the peer's driver when the connection is lost.
+    pub(crate) disconnected: Notify,
+    attached: Mutex<Option<Attached>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_correlation: AtomicU64,
+    /// When the peer last lost (or never had) a connection; drives `give_up_after`.
+    down_since: Mutex<Option<Instant>>,
+    /// Counted frames dropped here because the peer became unreachable or gone.
+    pub(crate) dropped: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-updated (every
+    // critical section is a few field writes after the fallible work), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Peer {
+    pub(crate) fn new(info: NodeInfo, limits: Limits) -> Self {
+        Self {
+            id: info.id.clone(),
+            info: Mutex::new(info),
+            limits,
+            queue: Mutex::new(Queue {
+                buf: BytesMut::new(),
+                messages: 0,
+                writer: 0,
+                writing: false,
+            }),
+            state: AtomicU8::new(PeerState::Connecting as u8),
+            data_ready: Notify::new(),
+            space: Notify::new(),
+            disconnected: Notify::new(),
+            attached: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            next_correlation: AtomicU64::new(1),
+            down_since: Mutex::new(Some(Instant::now())),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn info(&self) -> NodeInfo {
+        lock(&self.info).clone()
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        lock(&self.info).addr
+    }
+
+    pub(crate) fn update_info(&self, info: NodeInfo) {
+        *lock(&self.info) = info;
+    }
+
+    pub(crate) fn state(&self) -> PeerState {
+        PeerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    fn check_sendable(&self) -> Result<(), PushError> {
+        match self.state() {
+            PeerState::Connecting | PeerState::Connected => Ok(()),
+            PeerState::Unreachable => Err(PushError::Unreachable),
+            PeerState::Gone => Err(PushError::Gone),
+        }
+    }
+
+    /// Appends one counted frame of `len` bytes if there is room.
+    ///
+    /// `write` must append exactly one whole frame; it runs under the queue lock, so it only
+    /// copies bytes that were encoded beforehand.
+    pub(crate) fn try_push(&self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Result<(), PushError> {
+        self.check_sendable()?;
+        let mut q = lock(&self.queue);
+        // An empty queue always takes one frame: config validation guarantees that the byte
+        // bound holds a frame of the maximum size.
+        if q.messages > 0
+            && (q.messages >= self.limits.send_queue_messages
+                || q.buf.len() + len > self.limits.send_queue_bytes)
+        {
+            return Err(PushError::Full);
+        }
+        let was_empty = q.buf.is_empty();
+        write(&mut q.buf);
+        q.messages += 1;
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Like [`try_push`](Self::try_push), but waits for room instead of failing when full.
+    pub(crate) async fn push(&self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Result<(), PushError> {
+        let mut write = Some(write);
+        loop {
+            let mut notified = pin!(self.space.notified());
+            // Registered before the check, so a writer draining between the check and the
+            // await cannot be missed.
+            notified.as_mut().enable();
+            let result = self.try_push(len, |buf| {
+                if let Some(w) = write.take() {
+                    w(buf);
+                }
+            });
+            match result {
+                Err(PushError::Full) => notified.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends an uncounted protocol frame (ping, pong, error reply, node list). These are
+    /// few and small by construction, so they bypass the bound; a full queue must not stop a
+    /// node from answering pings and looking dead.
+    pub(crate) fn push_control(&self, write: impl FnOnce(&mut BytesMut)) {
+        if self.state() == PeerState::Gone {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        let was_empty = q.buf.is_empty();
+        write(&mut q.buf);
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+    }
+
+    /// Takes everything queued, if `conn` is the attached writer and no other writer still
+    /// holds a batch. Returns the bytes and how many counted frames they hold.
+    pub(crate) fn take_batch(&self, conn: u64) -> TakeBatch {
+        let mut q = lock(&self.queue);
+        if q.writer != conn {
+            return TakeBatch::Retired;
+        }
+        if q.writing || q.buf.is_empty() {
+            return TakeBatch::Empty;
+        }
+        q.writing = true;
+        let messages = std::mem::take(&mut q.messages);
+        let bytes = q.buf.split();
+        drop(q);
+        self.space.notify_waiters();
+        TakeBatch::Batch(bytes, messages)
+    }
+
+    /// Called by a writer after its batch is on the wire (or failed).
+    pub(crate) fn batch_done(&self) {
+        lock(&self.queue).writing = false;
+        // A writer attached meanwhile may be waiting for this batch to finish.
+        self.data_ready.notify_one();
+    }
+
+    /// Registers a request in flight and returns its correlation id and reply receiver.
+    pub(crate) fn register_request(&self) -> (u64, oneshot::Receiver<Reply>) {
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(correlation, tx);
+        (correlation, rx)
+    }
+
+    /// Forgets a request (its caller timed out or gave up). A late reply is then discarded.
+    pub(crate) fn cancel_request(&self, correlation: u64) {
+        lock(&self.pending).remove(&correlation);
+    }
+
+    /// Completes a request. Unknown correlations (late replies) are ignored.
+    pub(crate) fn complete_request(&self, correlation: u64, reply: Reply) {
+        if let Some(tx) = lock(&self.pending).remove(&correlation) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Fails every request in flight: the connection that carried them is gone, so whether
+    /// they were handled is unknown.
+    fn fail_pending(&self) {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        for (_, tx) in pending {
+            let _ = tx.send(Err(RemoteError::NodeGone {
+                node: self.id.clone(),
+            }));
+        }
+    }
+
+    /// Attaches a freshly handshaken connection, or decides it is the loser of two
+    /// simultaneous connections. Both nodes apply the same rule, so they keep the same one:
+    /// of two connections dialled by different nodes, the one dialled by the smaller node id
+    /// wins; of two dialled by the same node, the newer wins (the dialler only redials once it
+    /// believes the old one dead).
+    ///
+    /// Returns the connection to retire, if any (possibly `new` itself).
+    pub(crate) fn attach(&self, new: Attached) -> Option<Attached> {
+        let mut slot = lock(&self.attached);
+        let loser = match slot.take() {
+            None => None,
+            Some(current) => {
+                let keep_current = current.dialer != new.dialer && current.dialer < new.dialer;
+                if keep_current {
+                    *slot = Some(current);
+                    return Some(new);
+                }
+                Some(current)
+            }
+        };
+        {
+            let mut q = lock(&self.queue);
+            q.writer = new.conn;
+        }
+        *slot = Some(new);
+        drop(slot);
+        *lock(&self.down_since) = None;
+        if self.state() != PeerState::Gone {
+            self.state.store(PeerState::Connected as u8, Ordering::Release);
+        }
+        if let Some(l) = &loser {
+            l.retire.set();
+        }
+        // Wake the new writer in case data is already queued.
+        self.data_ready.notify_one();
+        loser
+    }
+
+    /// A connection ended. If it was the attached one, the peer is now disconnected: requests
+    /// in flight fail and the driver starts reconnecting.
+    pub(crate) fn detach(&self, conn: u64) {
+        let mut slot = lock(&self.attached);
+        if slot.as_ref().is_none_or(|a| a.conn != conn) {
+            return;
+        }
+        *slot = None;
+        drop(slot);
+        lock(&self.queue).writer = 0;
+        lock(&self.down_since).get_or_insert_with(Instant::now);
+        let _ = self.state.compare_exchange(
+            PeerState::Connected as u8,
+            PeerState::Connecting as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.fail_pending();
+        self.disconnected.notify_one();
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        lock(&self.attached).is_some()
+    }
+
+    /// How long the peer has been without a connection, if it is.
+    pub(crate) fn down_for(&self) -> Option<std::time::Duration> {
+        lock(&self.down_since).map(|t| t.elapsed())
+    }
+
+    /// Reconnecting failed for too long: drop what is queued (counting it) and fail sends
+    /// fast until a connection is attached again.
+    pub(crate) fn mark_unreachable(&self) {
+        if self
+            .state
+            .compare_exchange(
+                PeerState::Connecting as u8,
+                PeerState::Unreachable as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.drop_queue();
+            self.space.notify_waiters();
+            tracing::warn!(node = %self.id, "node unreachable");
+        }
+    }
+
+    /// This incarnation is over (it restarted, or this node is shutting down).
+    pub(crate) fn mark_gone(&self) {
+        self.state.store(PeerState::Gone as u8, Ordering::Release);
+        self.drop_queue();
+        self.fail_pending();
+        self.space.notify_waiters();
+        self.disconnected.notify_one();
+        if let Some(a) = lock(&self.attached).take() {
+            a.retire.set();
+        }
+    }
+
+    fn drop_queue(&self) {
+        let mut q = lock(&self.queue);
+        let n = std::mem::take(&mut q.messages);
+        q.buf.clear();
+        drop(q);
+        if n > 0 {
+            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            metrics::counter!("actix_cluster_messages_dropped_total", "reason" => "unreachable")
+                .increment(n as u64);
+            tracing::warn!(node = %self.id, messages = n, "dropped queued messages to an unreachable node");
+        }
+    }
+
+    /// Counted frames waiting to be written.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.queue).messages
+    }
+}
+
+/// Result of [`Peer::take_batch`].
+#[derive(Debug)]
+pub(crate) enum TakeBatch {
+    Batch(BytesMut, usize),
+    Empty,
+    /// Another connection now carries this peer's traffic.
+    Retired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn peer(messages: usize) -> Peer {
+        let limits = Limits {
+            send_queue_messages: messages,
+            ..Limits::default()
+        };
+        Peer::new(
+            NodeInfo {
+                id: NodeId::new("p", 1),
+                addr: "127.0.0.1:1".parse().expect("addr"),
+                role: crate::node::NodeRole::Worker,
+                labels: BTreeMap::new(),
+            },
+            limits,
+        )
+    }
+
+    fn attached(conn: u64, dialer: &str) -> Attached {
+        Attached {
+            conn,
+            dialer: NodeId::new(dialer, 1),
+            retire: Arc::new(Signal::default()),
+        }
+    }
+
+    #[test]
+    fn queue_is_bounded_in_messages() {
+        let p = peer(2);
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"a")).is_ok());
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"b")).is_ok());
+        assert_eq!(p.try_push(1, |b| b.extend_from_slice(b"c")), Err(PushError::Full));
+        p.push_control(|b| b.extend_from_slice(b"!"));
+        p.attach(attached(7, "a"));
+        match p.take_batch(7) {
+            TakeBatch::Batch(bytes, n) => {
+                assert_eq!(&bytes[..], b"ab!");
+                assert_eq!(n, 2);
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+        p.batch_done();
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"c")).is_ok());
+    }
+
+    #[test]
+    fn only_the_attached_writer_drains() {
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"x")).is_ok());
+        assert!(matches!(p.take_batch(2), TakeBatch::Retired));
+        assert!(matches!(p.take_batch(1), TakeBatch::Batch(..)));
+    }
+
+    #[test]
+    fn new_writer_waits_for_the_old_batch() {
+        let p = peer(10);
+        p.attach(attached(1, "b"));
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"x")).is_ok());
+        assert!(matches!(p.take_batch(1), TakeBatch::Batch(..)));
+        // A connection dialled by the smaller node replaces the current one.
+        let loser = p.attach(attached(2, "a"));
+        assert_eq!(loser.map(|l| l.conn), Some(1));
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"y")).is_ok());
+        assert!(matches!(p.take_batch(2), TakeBatch::Empty), "old batch still being written");
+        p.batch_done();
+        assert!(matches!(p.take_batch(2), TakeBatch::Batch(..)));
+    }
+
+    #[test]
+    fn simultaneous_connections_keep_the_smaller_dialers() {
+        let p = peer(10);
+        assert!(p.attach(attached(1, "a")).is_none());
+        let loser = p.attach(attached(2, "b"));
+        assert_eq!(loser.map(|l| l.conn), Some(2), "b's connection loses to a's");
+        // Same dialer: the newer connection replaces the old one.
+        let loser = p.attach(attached(3, "a"));
+        assert_eq!(loser.map(|l| l.conn), Some(1));
+    }
+
+    #[tokio::test]
+    async fn detaching_fails_requests_in_flight() {
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        let (_, rx) = p.register_request();
+        p.detach(1);
+        assert!(matches!(rx.await, Ok(Err(RemoteError::NodeGone { .. }))));
+        assert_eq!(p.state(), PeerState::Connecting);
+    }
+
+    #[test]
+    fn unreachable_peer_drops_and_counts_its_queue() {
+        let p = peer(10);
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"x")).is_ok());
+        p.mark_unreachable();
+        assert_eq!(p.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(p.try_push(1, |b| b.extend_from_slice(b"x")), Err(PushError::Unreachable));
+        p.attach(attached(1, "a"));
+        assert_eq!(p.state(), PeerState::Connected);
+    }
+}
