@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// How a message, reply or shipped actor is serialized on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum SerializationFormat {
     /// Compact binary (`bincode` 2, variable-length integers). The default: smallest and fastest.
@@ -126,7 +128,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         SerializationFormat::MessagePack => {
             rmp_serde::encode::write_named(out, value).map_err(|e| err(e.to_string()))
         }
-        SerializationFormat::Json => serde_json::to_writer(out, value).map_err(|e| err(e.to_string())),
+        SerializationFormat::Json => {
+            serde_json::to_writer(out, value).map_err(|e| err(e.to_string()))
+        }
     }
 }
 
@@ -164,7 +168,10 @@ pub(crate) fn decode<T: DeserializeOwned>(
             let value = T::deserialize(&mut de).map_err(|e| err(e.to_string()))?;
             let rest = de.into_inner();
             if !rest.is_empty() {
-                return Err(err(format!("{} trailing bytes after the value", rest.len())));
+                return Err(err(format!(
+                    "{} trailing bytes after the value",
+                    rest.len()
+                )));
             }
             Ok(value)
         }
@@ -238,7 +245,12 @@ mod tests {
     }
 
     fn sample() -> impl Strategy<Value = Sample> {
-        (any::<u64>(), ".{0,40}", proptest::collection::vec(".{0,8}", 0..5), any::<Option<i32>>())
+        (
+            any::<u64>(),
+            ".{0,40}",
+            proptest::collection::vec(".{0,8}", 0..5),
+            any::<Option<i32>>(),
+        )
             .prop_map(|(id, name, tags, score)| Sample {
                 id,
                 name,
@@ -286,7 +298,10 @@ mod tests {
     #[test]
     fn wire_values_round_trip() {
         for format in FORMATS {
-            assert_eq!(SerializationFormat::from_wire(format.to_wire()), Some(format));
+            assert_eq!(
+                SerializationFormat::from_wire(format.to_wire()),
+                Some(format)
+            );
             assert_eq!(format.as_str().parse::<SerializationFormat>(), Ok(format));
         }
         assert_eq!(SerializationFormat::from_wire(0), None);
@@ -308,7 +323,10 @@ mod tests {
         let mut out = Vec::new();
         assert!(compress_into(&data, &mut out));
         out[..4].copy_from_slice(&5000u32.to_le_bytes());
-        assert!(matches!(decompress(&out, 1 << 20), Err(CodecError::Compression(_))));
+        assert!(matches!(
+            decompress(&out, 1 << 20),
+            Err(CodecError::Compression(_))
+        ));
     }
 
     #[test]

@@ -170,7 +170,9 @@ pub enum ConfigError {
     #[error("listen address {0} is unspecified; set advertise_addr to the address peers dial")]
     AdvertiseRequired(SocketAddr),
     /// Neither TLS nor the plaintext opt-in was chosen.
-    #[error("no transport security chosen: call .tls(..) or, for tests only, .insecure_plaintext()")]
+    #[error(
+        "no transport security chosen: call .tls(..) or, for tests only, .insecure_plaintext()"
+    )]
     NoTransportSecurity,
     /// A limit is out of its allowed range.
     #[error("{field} = {value} is out of range: {reason}")]
@@ -552,7 +554,12 @@ fn validate_limits(l: &Limits) -> Result<(), ConfigError> {
         "at least 1",
     )?;
     if let Some(t) = l.compression_threshold {
-        range("compression_threshold", t as u64, t >= 64, "at least 64 bytes")?;
+        range(
+            "compression_threshold",
+            t as u64,
+            t >= 64,
+            "at least 64 bytes",
+        )?;
     }
     Ok(())
 }
@@ -625,7 +632,9 @@ mod tests {
         ));
         assert_eq!(
             base().listen("0.0.0.0:7000").build().err(),
-            Some(ConfigError::AdvertiseRequired("0.0.0.0:7000".parse().expect("addr")))
+            Some(ConfigError::AdvertiseRequired(
+                "0.0.0.0:7000".parse().expect("addr")
+            ))
         );
         assert!(
             base()
@@ -640,15 +649,24 @@ mod tests {
     fn limits_are_checked() {
         assert!(matches!(
             base().max_frame_size(10).build(),
-            Err(ConfigError::InvalidLimit { field: "max_frame_size", .. })
+            Err(ConfigError::InvalidLimit {
+                field: "max_frame_size",
+                ..
+            })
         ));
         assert!(matches!(
             base().send_queue(0, 1 << 30).build(),
-            Err(ConfigError::InvalidLimit { field: "send_queue_messages", .. })
+            Err(ConfigError::InvalidLimit {
+                field: "send_queue_messages",
+                ..
+            })
         ));
         assert!(matches!(
             base().send_queue(10, 1024).build(),
-            Err(ConfigError::InvalidLimit { field: "send_queue_bytes", .. })
+            Err(ConfigError::InvalidLimit {
+                field: "send_queue_bytes",
+                ..
+            })
         ));
     }
 

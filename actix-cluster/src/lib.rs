@@ -82,19 +82,28 @@ mod transport;
 mod wire;
 
 pub use codec::{CodecError, SerializationFormat};
-pub use config::{Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Limits, Security, Timeouts};
+pub use config::{
+    Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Limits,
+    Security, Timeouts,
+};
 pub use error::{RemoteError, StartError, TrySendError};
 pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
-pub use remote::{DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest};
-pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, MemberInfo, MemberStatus, NetworkStats};
+pub use remote::{
+    DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,
+};
+pub use system::{
+    ClusterSystem, ClusterSystemBuilder, DistributedActorExt, MemberInfo, MemberStatus,
+    NetworkStats,
+};
 pub use tls::{TlsConfig, TlsError};
 pub use wire::WireError;
 
 /// The names most programs need: `use actix_cluster::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Architecture, ClusterConfig, ClusterSystem, DiscoveryMethod, DistributedActor, DistributedActorExt, Messages,
-        NodeId, NodeRole, RemoteAddr, RemoteError, RemoteRecipient, SerializationFormat, TlsConfig, TrySendError,
+        Architecture, ClusterConfig, ClusterSystem, DiscoveryMethod, DistributedActor,
+        DistributedActorExt, Messages, NodeId, NodeRole, RemoteAddr, RemoteError, RemoteRecipient,
+        SerializationFormat, TlsConfig, TrySendError,
     };
 }
 

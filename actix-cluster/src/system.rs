@@ -19,15 +19,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
+use crate::codec::{self, SerializationFormat};
 use crate::config::{ClusterConfig, Security};
 use crate::error::{RemoteError, StartError};
 use crate::node::{NodeId, NodeInfo, NodeRole, validate_node_name};
 use crate::remote::{
-    self, DistributedActor, LocalActors, RemoteAddr, ResolveRequest, SYS_RESOLVE, SYS_SPAWN, SYSTEM_ACTOR,
-    SpawnRequest,
+    self, DistributedActor, LocalActors, RemoteAddr, ResolveRequest, SYS_RESOLVE, SYS_SPAWN,
+    SYSTEM_ACTOR, SpawnRequest,
 };
 use crate::transport::{PeerState, Transport};
-use crate::codec::{self, SerializationFormat};
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<NodeCore>>> = const { RefCell::new(None) };
@@ -47,7 +47,9 @@ pub(crate) struct NodeCore {
 
 impl std::fmt::Debug for NodeCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCore").field("local", &self.local.id).finish_non_exhaustive()
+        f.debug_struct("NodeCore")
+            .field("local", &self.local.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,7 +224,11 @@ impl ClusterSystem {
 
     /// Gives a local actor a name on this node, so others can find it with
     /// [`actor_on`](Self::actor_on). A name already in use is moved to the new actor.
-    pub fn register_local_name<A: DistributedActor>(&self, name: impl Into<String>, addr: &RemoteAddr<A>) -> Result<(), RemoteError> {
+    pub fn register_local_name<A: DistributedActor>(
+        &self,
+        name: impl Into<String>,
+        addr: &RemoteAddr<A>,
+    ) -> Result<(), RemoteError> {
         if addr.node() != self.node_id() {
             return Err(RemoteError::UnknownActor {
                 node: self.node_id().name().to_owned(),
@@ -234,13 +240,21 @@ impl ClusterSystem {
     }
 
     /// The actor registered as `name` on node `node`, checked to be an `A`.
-    pub async fn actor_on<A: DistributedActor>(&self, node: &str, name: &str) -> Result<RemoteAddr<A>, RemoteError> {
+    pub async fn actor_on<A: DistributedActor>(
+        &self,
+        node: &str,
+        name: &str,
+    ) -> Result<RemoteAddr<A>, RemoteError> {
         if node == self.node_id().name() {
             let id = self.core.actors.resolve(node, name, A::NAME)?;
-            let addr = self.core.actors.addr_of::<A>(id).ok_or_else(|| RemoteError::UnknownActor {
-                node: node.to_owned(),
-                actor: name.to_owned(),
-            })?;
+            let addr =
+                self.core
+                    .actors
+                    .addr_of::<A>(id)
+                    .ok_or_else(|| RemoteError::UnknownActor {
+                        node: node.to_owned(),
+                        actor: name.to_owned(),
+                    })?;
             return Ok(RemoteAddr::local(&self.core, id, addr));
         }
         let req = ResolveRequest {
@@ -253,7 +267,11 @@ impl ClusterSystem {
 
     /// Builds an actor here with `make`, ships its serialized state to `node` and starts it
     /// there. `node` must have registered `A` ([`ClusterSystemBuilder::register`]).
-    pub async fn remote_actor<A>(&self, node: &str, make: impl FnOnce(&NodeId) -> A) -> Result<RemoteAddr<A>, RemoteError>
+    pub async fn remote_actor<A>(
+        &self,
+        node: &str,
+        make: impl FnOnce(&NodeId) -> A,
+    ) -> Result<RemoteAddr<A>, RemoteError>
     where
         A: DistributedActor + Serialize,
     {
@@ -277,13 +295,23 @@ impl ClusterSystem {
         Ok(RemoteAddr::remote(&self.core, peer_id, peer_addr, id))
     }
 
-    async fn system_request<T: Serialize>(&self, node: &str, message: u32, req: T) -> Result<(NodeId, SocketAddr, u64), RemoteError> {
+    async fn system_request<T: Serialize>(
+        &self,
+        node: &str,
+        message: u32,
+        req: T,
+    ) -> Result<(NodeId, SocketAddr, u64), RemoteError> {
         let peer = self
             .core
             .transport
             .peer_by_name(node)
             .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
-        let ep = remote::Endpoint::new(peer.id.clone(), peer.addr(), SYSTEM_ACTOR, Some(Arc::clone(&self.core)));
+        let ep = remote::Endpoint::new(
+            peer.id.clone(),
+            peer.addr(),
+            SYSTEM_ACTOR,
+            Some(Arc::clone(&self.core)),
+        );
         let deadline = self.core.request_timeout();
         let id: u64 = tokio::time::timeout(deadline, ep.system_request(message, req))
             .await
@@ -331,7 +359,13 @@ impl ClusterSystem {
             let changed = self.core.transport.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let up = self.core.transport.peers().iter().filter(|p| p.state() == PeerState::Connected).count();
+            let up = self
+                .core
+                .transport
+                .peers()
+                .iter()
+                .filter(|p| p.state() == PeerState::Connected)
+                .count();
             if up >= peers {
                 return true;
             }
@@ -340,7 +374,8 @@ impl ClusterSystem {
                 return false;
             }
             // The poll interval only bounds how late a missed notification is noticed.
-            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), changed).await;
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), changed)
+                .await;
         }
     }
 
@@ -373,6 +408,14 @@ impl ClusterSystem {
         self.core.actors.len()
     }
 
+    /// Stops the network thread without telling anyone, to simulate a crash in tests
+    /// that run several nodes in one process. Not for production use.
+    #[doc(hidden)]
+    pub fn kill_for_tests(&self) {
+        self.core.stopped.store(true, Ordering::Release);
+        self.core.net.stop();
+    }
+
     /// Leaves the cluster: tells every peer (they fail requests in flight to this node at
     /// once), closes connections, and stops the network thread. Local actors keep running.
     pub async fn shutdown(&self) {
@@ -385,7 +428,8 @@ impl ClusterSystem {
         // never acknowledge.
         let deadline = Instant::now() + Duration::from_secs(1);
         while transport.open_connections() > 0 && Instant::now() < deadline {
-            let _ = tokio::time::timeout(Duration::from_millis(20), transport.changed.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(20), transport.changed.notified()).await;
         }
         self.core.net.stop();
         if NodeCore::current().is_some_and(|c| Arc::ptr_eq(&c, &self.core)) {
@@ -421,7 +465,9 @@ impl ClusterSystemBuilder {
                 return Err(StartError::Registry(conflicts.join("; ")));
             }
             if spawners.insert(name, spawn).is_some() {
-                return Err(StartError::Registry(format!("actor type name {name:?} registered twice")));
+                return Err(StartError::Registry(format!(
+                    "actor type name {name:?} registered twice"
+                )));
             }
         }
 
@@ -444,18 +490,21 @@ impl ClusterSystemBuilder {
 
         // std's bind sets SO_REUSEADDR on Unix, so a restarted node can take its port back
         // while old connections linger in TIME_WAIT.
-        let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let bound = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
-        listener.set_nonblocking(true).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let advertised = config.advertise.unwrap_or(bound);
 
         let local = NodeInfo {
@@ -489,7 +538,8 @@ impl ClusterSystemBuilder {
         let for_net = Arc::clone(&core);
         let spawned = core.net.spawn_fn(move || {
             NodeCore::set_current(Some(Arc::clone(&for_net)));
-            let result = tokio::net::TcpListener::from_std(listener).map(|l| for_net.transport.start(l));
+            let result =
+                tokio::net::TcpListener::from_std(listener).map(|l| for_net.transport.start(l));
             let _ = tx.send(result);
         });
         if !spawned {
@@ -497,7 +547,12 @@ impl ClusterSystemBuilder {
         }
         match rx.await {
             Ok(Ok(())) => {}
-            Ok(Err(source)) => return Err(StartError::Bind { addr: bound, source }),
+            Ok(Err(source)) => {
+                return Err(StartError::Bind {
+                    addr: bound,
+                    source,
+                });
+            }
             Err(_) => return Err(StartError::NetworkThread),
         }
         NodeCore::set_current(Some(Arc::clone(&core)));
@@ -510,7 +565,9 @@ impl ClusterSystemBuilder {
 /// incarnation than the process it replaces (clocks permitting), and two processes started in
 /// the same millisecond still differ.
 fn new_incarnation() -> u64 {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     (millis << 20) | (rand::random::<u64>() & 0xf_ffff)
 }
 
@@ -534,7 +591,12 @@ impl<A: DistributedActor> DistributedActorExt for A {}
 
 impl remote::Endpoint {
     /// A request to the node itself (actor 0), encoded in bincode.
-    pub(crate) async fn system_request<T: Serialize>(&self, message: u32, req: T) -> Result<u64, RemoteError> {
-        self.request::<T, u64>(message, SerializationFormat::Bincode, req).await
+    pub(crate) async fn system_request<T: Serialize>(
+        &self,
+        message: u32,
+        req: T,
+    ) -> Result<u64, RemoteError> {
+        self.request::<T, u64>(message, SerializationFormat::Bincode, req)
+            .await
     }
 }

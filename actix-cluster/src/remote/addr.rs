@@ -42,7 +42,12 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn new(node: NodeId, node_addr: SocketAddr, actor: u64, core: Option<Arc<NodeCore>>) -> Self {
+    pub(crate) fn new(
+        node: NodeId,
+        node_addr: SocketAddr,
+        actor: u64,
+        core: Option<Arc<NodeCore>>,
+    ) -> Self {
         let cell = OnceLock::new();
         if let Some(c) = core {
             let _ = cell.set(c);
@@ -82,12 +87,19 @@ impl Endpoint {
         let p = core
             .transport
             .peer_for_id(&self.node, self.node_addr)
-            .ok_or_else(|| RemoteError::NodeGone { node: self.node.clone() })?;
+            .ok_or_else(|| RemoteError::NodeGone {
+                node: self.node.clone(),
+            })?;
         Ok(self.peer.get_or_init(|| p))
     }
 
     /// Queues a tell without waiting. `Err(None)` means the queue is full.
-    fn try_tell<M: Serialize>(&self, message: u32, format: SerializationFormat, msg: &M) -> Result<(), Option<RemoteError>> {
+    fn try_tell<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: &M,
+    ) -> Result<(), Option<RemoteError>> {
         let core = self.core()?;
         let peer = self.peer(core)?;
         let limits = &core.config.limits;
@@ -103,7 +115,12 @@ impl Endpoint {
     }
 
     /// Queues a tell, waiting for room in the node's send queue.
-    async fn tell<M: Serialize>(&self, message: u32, format: SerializationFormat, msg: M) -> Result<(), RemoteError> {
+    async fn tell<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: M,
+    ) -> Result<(), RemoteError> {
         match self.try_tell(message, format, &msg) {
             Err(None) => {}
             other => return other.map_err(|e| e.unwrap_or(RemoteError::SystemStopped)),
@@ -136,11 +153,21 @@ impl Endpoint {
         // finds nobody and is discarded.
         let _guard = CancelOnDrop { peer, correlation };
         peer.push(wire::request_frame_len(payload.len()), |b| {
-            wire::put_request(b, self.actor, message, correlation, format, compressed, &payload)
+            wire::put_request(
+                b,
+                self.actor,
+                message,
+                correlation,
+                format,
+                compressed,
+                &payload,
+            )
         })
         .await
         .map_err(|e| e.into_remote(peer))?;
-        let payload = reply.await.map_err(|_| RemoteError::NodeGone { node: self.node.clone() })??;
+        let payload = reply.await.map_err(|_| RemoteError::NodeGone {
+            node: self.node.clone(),
+        })??;
         let bytes = plain_bytes(&payload, limits.max_frame_size as usize)?;
         codec::decode(payload.format, &bytes).map_err(|e| RemoteError::from_codec(e, true))
     }
@@ -219,7 +246,11 @@ fn encode_checked<M: Serialize>(
     codec::encode_into(format, msg, &mut s.plain).map_err(|e| RemoteError::from_codec(e, false))?;
     let compressed = matches!(limits.compression_threshold, Some(t) if s.plain.len() >= t)
         && codec::compress_into(&s.plain, &mut s.packed);
-    let len = if compressed { s.packed.len() } else { s.plain.len() };
+    let len = if compressed {
+        s.packed.len()
+    } else {
+        s.plain.len()
+    };
     // The largest header (a request's) must fit too.
     if wire::request_frame_len(len) - wire::LEN_PREFIX > limits.max_frame_size as usize {
         return Err(RemoteError::PayloadTooLarge {
@@ -279,14 +310,27 @@ impl<A: DistributedActor> Eq for RemoteAddr<A> {}
 
 impl<A: DistributedActor> RemoteAddr<A> {
     pub(crate) fn local(core: &Arc<NodeCore>, actor: u64, addr: Addr<A>) -> Self {
-        let ep = Endpoint::new(core.local.id.clone(), core.local.addr, actor, Some(Arc::clone(core)));
+        let ep = Endpoint::new(
+            core.local.id.clone(),
+            core.local.addr,
+            actor,
+            Some(Arc::clone(core)),
+        );
         let local = OnceLock::new();
         let _ = local.set(Some(addr));
         Self::from_parts(ep, local)
     }
 
-    pub(crate) fn remote(core: &Arc<NodeCore>, node: NodeId, node_addr: SocketAddr, actor: u64) -> Self {
-        Self::from_parts(Endpoint::new(node, node_addr, actor, Some(Arc::clone(core))), OnceLock::new())
+    pub(crate) fn remote(
+        core: &Arc<NodeCore>,
+        node: NodeId,
+        node_addr: SocketAddr,
+        actor: u64,
+    ) -> Self {
+        Self::from_parts(
+            Endpoint::new(node, node_addr, actor, Some(Arc::clone(core))),
+            OnceLock::new(),
+        )
     }
 
     fn from_parts(ep: Endpoint, local: OnceLock<Option<Addr<A>>>) -> Self {
@@ -335,12 +379,17 @@ impl<A: DistributedActor> RemoteAddr<A> {
 
     /// Wire id and format for `M`, or the error that `A` does not accept `M` remotely.
     fn route<M: 'static>(&self) -> Result<(u32, SerializationFormat), RemoteError> {
-        let id = self.actor_type()?.message_id_of::<M>().ok_or_else(|| RemoteError::UnknownMessageType {
-            actor_type: A::NAME.to_owned(),
-            message: std::any::type_name::<M>().to_owned(),
+        let id = self.actor_type()?.message_id_of::<M>().ok_or_else(|| {
+            RemoteError::UnknownMessageType {
+                actor_type: A::NAME.to_owned(),
+                message: std::any::type_name::<M>().to_owned(),
+            }
         })?;
         let core = self.inner.ep.core()?;
-        Ok((id, A::serialization_format().unwrap_or(core.config.serialization)))
+        Ok((
+            id,
+            A::serialization_format().unwrap_or(core.config.serialization),
+        ))
     }
 
     /// Sends without waiting for a reply or for room, like actix's `do_send`.
@@ -365,7 +414,11 @@ impl<A: DistributedActor> RemoteAddr<A> {
             .map_err(Some)
             .and_then(|(id, format)| self.inner.ep.try_tell(id, format, &msg));
         if let Err(e) = result {
-            let reason = if e.is_none() { "queue_full" } else { "send_failed" };
+            let reason = if e.is_none() {
+                "queue_full"
+            } else {
+                "send_failed"
+            };
             if let Ok(core) = self.inner.ep.core() {
                 core.count_dropped(reason);
             }
@@ -413,7 +466,11 @@ impl<A: DistributedActor> RemoteAddr<A> {
                 return match addr.try_send(msg) {
                     Ok(()) => Ok(()),
                     // Waits for the mailbox; the message is handled before this resolves.
-                    Err(SendError::Full(m)) => addr.send(m).await.map(|_| ()).map_err(|_| RemoteError::ActorStopped),
+                    Err(SendError::Full(m)) => addr
+                        .send(m)
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| RemoteError::ActorStopped),
                     Err(SendError::Closed(_)) => Err(RemoteError::ActorStopped),
                 };
             }
@@ -492,7 +549,12 @@ impl<'de, A: DistributedActor> Deserialize<'de> for RemoteAddr<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = AddrWire::deserialize(d)?;
         Ok(Self::from_parts(
-            Endpoint::new(NodeId::new(w.node, w.incarnation), w.addr, w.actor, NodeCore::current()),
+            Endpoint::new(
+                NodeId::new(w.node, w.incarnation),
+                w.addr,
+                w.actor,
+                NodeCore::current(),
+            ),
             OnceLock::new(),
         ))
     }
@@ -523,7 +585,9 @@ pub struct SendRequest<M: RemoteMessage> {
 
 impl<M: RemoteMessage> fmt::Debug for SendRequest<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendRequest").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("SendRequest")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -540,7 +604,10 @@ impl<M: RemoteMessage> IntoFuture for SendRequest<M> {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let deadline = self.timeout.or(self.default_timeout).unwrap_or(Duration::from_secs(5));
+        let deadline = self
+            .timeout
+            .or(self.default_timeout)
+            .unwrap_or(Duration::from_secs(5));
         let msg = self.msg;
         match self.target {
             Target::Failed(e) => Box::pin(async move { Err(e) }),
@@ -551,7 +618,11 @@ impl<M: RemoteMessage> IntoFuture for SendRequest<M> {
                     Ok(Err(_)) => Err(RemoteError::ActorStopped),
                 }
             }),
-            Target::Remote { ep, message, format } => Box::pin(async move {
+            Target::Remote {
+                ep,
+                message,
+                format,
+            } => Box::pin(async move {
                 tokio::time::timeout(deadline, ep.request::<M, M::Result>(message, format, msg))
                     .await
                     .unwrap_or(Err(RemoteError::Timeout(deadline)))
@@ -611,7 +682,11 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
             return;
         }
         if let Err(e) = self.ep.try_tell(self.message, self.format, &msg) {
-            let reason = if e.is_none() { "queue_full" } else { "send_failed" };
+            let reason = if e.is_none() {
+                "queue_full"
+            } else {
+                "send_failed"
+            };
             if let Ok(core) = self.ep.core() {
                 core.count_dropped(reason);
             }
@@ -669,9 +744,9 @@ impl<M: RemoteMessage> Serialize for RemoteRecipient<M> {
 impl<'de, M: RemoteMessage> Deserialize<'de> for RemoteRecipient<M> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = AddrWire::deserialize(d)?;
-        let (message, format) = w
-            .message
-            .ok_or_else(|| serde::de::Error::custom("an actor address is not a recipient address"))?;
+        let (message, format) = w.message.ok_or_else(|| {
+            serde::de::Error::custom("an actor address is not a recipient address")
+        })?;
         Ok(Self {
             ep: Arc::new(Endpoint::new(
                 NodeId::new(w.node, w.incarnation),

@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
-pub use addr::{RemoteAddr, RemoteRecipient, SendRequest};
 pub(crate) use addr::Endpoint;
+pub use addr::{RemoteAddr, RemoteRecipient, SendRequest};
 
 use crate::codec::{self, SerializationFormat};
 use crate::config::Limits;
@@ -81,7 +81,11 @@ pub trait DistributedActor: Actor<Context = Context<Self>> {
 ///
 /// Implemented automatically; it only names the bounds.
 pub trait RemoteMessage:
-    Message<Result: Serialize + DeserializeOwned + Send + 'static> + Serialize + DeserializeOwned + Send + 'static
+    Message<Result: Serialize + DeserializeOwned + Send + 'static>
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + 'static
 {
 }
 
@@ -123,7 +127,9 @@ pub struct Messages<A: Actor> {
 
 impl<A: Actor> std::fmt::Debug for Messages<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| e.name)).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.name))
+            .finish()
     }
 }
 
@@ -138,7 +144,11 @@ impl<A: DistributedActor> Messages<A> {
     {
         let id = message_id(name);
         let type_id = TypeId::of::<M>();
-        if let Some(other) = self.entries.iter().find(|e| e.id == id || e.type_id == type_id) {
+        if let Some(other) = self
+            .entries
+            .iter()
+            .find(|e| e.id == id || e.type_id == type_id)
+        {
             self.conflicts.push(format!(
                 "{}: message {name:?} clashes with {:?} (same name hash or same Rust type)",
                 A::NAME,
@@ -160,11 +170,16 @@ impl<A: DistributedActor> Messages<A> {
 
 /// FNV-1a over the name: stable across builds and platforms.
 pub(crate) fn message_id(name: &str) -> u32 {
-    name.bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
-fn tell_fn<A, M>(addr: &Addr<A>, bytes: &[u8], format: SerializationFormat) -> Result<Delivery, RemoteError>
+fn tell_fn<A, M>(
+    addr: &Addr<A>,
+    bytes: &[u8],
+    format: SerializationFormat,
+) -> Result<Delivery, RemoteError>
 where
     A: DistributedActor + Handler<M>,
     M: RemoteMessage,
@@ -186,7 +201,11 @@ where
     }
 }
 
-fn request_fn<A, M>(addr: &Addr<A>, bytes: &[u8], format: SerializationFormat) -> Result<ReplyFuture, RemoteError>
+fn request_fn<A, M>(
+    addr: &Addr<A>,
+    bytes: &[u8],
+    format: SerializationFormat,
+) -> Result<ReplyFuture, RemoteError>
 where
     A: DistributedActor + Handler<M>,
     M: RemoteMessage,
@@ -199,11 +218,15 @@ where
     let reply = addr.send(msg);
     Ok(Box::pin(async move {
         match reply.await {
-            Ok(result) => codec::encode(format, &result).map_err(|e| RemoteError::from_codec(e, false)),
+            Ok(result) => {
+                codec::encode(format, &result).map_err(|e| RemoteError::from_codec(e, false))
+            }
             Err(MailboxError::Closed) => Err(RemoteError::HandlerFailed(
                 "the actor stopped or panicked while handling the request".into(),
             )),
-            Err(MailboxError::Timeout) => Err(RemoteError::HandlerFailed("timed out in the actor".into())),
+            Err(MailboxError::Timeout) => {
+                Err(RemoteError::HandlerFailed("timed out in the actor".into()))
+            }
         }
     }))
 }
@@ -221,7 +244,12 @@ impl<A: DistributedActor> ActorType<A> {
             conflicts: Vec::new(),
         };
         A::messages(&mut messages);
-        let by_id = messages.entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+        let by_id = messages
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id, i))
+            .collect();
         (
             Self {
                 entries: messages.entries,
@@ -246,8 +274,18 @@ impl<A: DistributedActor> ActorType<A> {
 pub(crate) trait LocalActor: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn alive(&self) -> bool;
-    fn tell(&self, message: u32, bytes: &[u8], format: SerializationFormat) -> Result<Delivery, RemoteError>;
-    fn request(&self, message: u32, bytes: &[u8], format: SerializationFormat) -> Result<ReplyFuture, RemoteError>;
+    fn tell(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<Delivery, RemoteError>;
+    fn request(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<ReplyFuture, RemoteError>;
     /// A boxed actix `Recipient<M>` for the message with wire id `message`.
     fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>>;
     fn as_any(&self) -> &dyn Any;
@@ -276,13 +314,29 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
         self.addr.connected()
     }
 
-    fn tell(&self, message: u32, bytes: &[u8], format: SerializationFormat) -> Result<Delivery, RemoteError> {
-        let entry = self.ty.entry(message).ok_or_else(|| self.unknown(message))?;
+    fn tell(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<Delivery, RemoteError> {
+        let entry = self
+            .ty
+            .entry(message)
+            .ok_or_else(|| self.unknown(message))?;
         (entry.tell)(&self.addr, bytes, format)
     }
 
-    fn request(&self, message: u32, bytes: &[u8], format: SerializationFormat) -> Result<ReplyFuture, RemoteError> {
-        let entry = self.ty.entry(message).ok_or_else(|| self.unknown(message))?;
+    fn request(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<ReplyFuture, RemoteError> {
+        let entry = self
+            .ty
+            .entry(message)
+            .ok_or_else(|| self.unknown(message))?;
         (entry.request)(&self.addr, bytes, format)
     }
 
@@ -295,10 +349,15 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
     }
 }
 
-pub(crate) type SpawnerFn = Box<dyn Fn(&Arc<LocalActors>, SerializationFormat, Bytes, oneshot::Sender<Result<u64, RemoteError>>) + Send + Sync>;
+pub(crate) type SpawnerFn = Box<
+    dyn Fn(&Arc<LocalActors>, SerializationFormat, Bytes, oneshot::Sender<Result<u64, RemoteError>>)
+        + Send
+        + Sync,
+>;
 
 /// Builds the function that starts a shipped `A` on this node.
-pub(crate) fn spawner<A: DistributedActor + DeserializeOwned>() -> (&'static str, SpawnerFn, Vec<String>) {
+pub(crate) fn spawner<A: DistributedActor + DeserializeOwned>()
+-> (&'static str, SpawnerFn, Vec<String>) {
     let (_, conflicts) = ActorType::<A>::build();
     let spawn: SpawnerFn = Box::new(|actors, format, bytes, reply| {
         let actors = Arc::clone(actors);
@@ -331,14 +390,17 @@ pub(crate) mod code {
 fn error_to_wire(e: &RemoteError) -> (u16, String) {
     match e {
         RemoteError::UnknownActor { actor, .. } => (code::UNKNOWN_ACTOR, actor.clone()),
-        RemoteError::UnknownMessageType { actor_type, message } => {
-            (code::UNKNOWN_MESSAGE, format!("{actor_type}\n{message}"))
-        }
+        RemoteError::UnknownMessageType {
+            actor_type,
+            message,
+        } => (code::UNKNOWN_MESSAGE, format!("{actor_type}\n{message}")),
         RemoteError::Decode(d) => (code::DECODE, d.clone()),
         RemoteError::Encode(d) => (code::ENCODE, d.clone()),
         RemoteError::ActorStopped => (code::ACTOR_STOPPED, String::new()),
         RemoteError::HandlerFailed(d) => (code::HANDLER_FAILED, d.clone()),
-        RemoteError::PayloadTooLarge { size, limit } => (code::TOO_LARGE, format!("{size}\n{limit}")),
+        RemoteError::PayloadTooLarge { size, limit } => {
+            (code::TOO_LARGE, format!("{size}\n{limit}"))
+        }
         RemoteError::ActorTypeMismatch {
             actor,
             expected,
@@ -438,7 +500,11 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl LocalActors {
-    pub(crate) fn new(home: ArbiterHandle, limits: Limits, spawners: HashMap<&'static str, SpawnerFn>) -> Self {
+    pub(crate) fn new(
+        home: ArbiterHandle,
+        limits: Limits,
+        spawners: HashMap<&'static str, SpawnerFn>,
+    ) -> Self {
         Self {
             actors: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
@@ -503,8 +569,16 @@ impl LocalActors {
     }
 
     /// The local actix `Recipient<M>` of actor `id` for wire message `message`.
-    pub(crate) fn recipient_of<M: RemoteMessage>(&self, id: u64, message: u32) -> Option<Recipient<M>> {
-        self.get(id)?.recipient(message)?.downcast::<Recipient<M>>().ok().map(|b| *b)
+    pub(crate) fn recipient_of<M: RemoteMessage>(
+        &self,
+        id: u64,
+        message: u32,
+    ) -> Option<Recipient<M>> {
+        self.get(id)?
+            .recipient(message)?
+            .downcast::<Recipient<M>>()
+            .ok()
+            .map(|b| *b)
     }
 
     /// Forgets an actor that stopped, and any local names that pointed at it.
@@ -522,7 +596,12 @@ impl LocalActors {
         write(&self.names).insert(name, id);
     }
 
-    pub(crate) fn resolve(&self, node: &str, name: &str, actor_type: &str) -> Result<u64, RemoteError> {
+    pub(crate) fn resolve(
+        &self,
+        node: &str,
+        name: &str,
+        actor_type: &str,
+    ) -> Result<u64, RemoteError> {
         let unknown = || RemoteError::UnknownActor {
             node: node.to_owned(),
             actor: name.to_owned(),
@@ -561,7 +640,12 @@ impl LocalActors {
     }
 
     /// Handles a request to the node itself (spawn, resolve).
-    fn system_request(self: &Arc<Self>, local: &str, message: u32, payload: &Payload) -> Result<ReplyFuture, RemoteError> {
+    fn system_request(
+        self: &Arc<Self>,
+        local: &str,
+        message: u32,
+        payload: &Payload,
+    ) -> Result<ReplyFuture, RemoteError> {
         let bytes = self.plain(payload)?;
         match message {
             SYS_SPAWN => {
@@ -577,14 +661,16 @@ impl LocalActors {
                 spawn(self, req.format, Bytes::from(req.state), tx);
                 Ok(Box::pin(async move {
                     let id = rx.await.map_err(|_| RemoteError::SystemStopped)??;
-                    codec::encode(SerializationFormat::Bincode, &id).map_err(|e| RemoteError::from_codec(e, false))
+                    codec::encode(SerializationFormat::Bincode, &id)
+                        .map_err(|e| RemoteError::from_codec(e, false))
                 }))
             }
             SYS_RESOLVE => {
                 let req: ResolveRequest = codec::decode(SerializationFormat::Bincode, &bytes)
                     .map_err(|e| RemoteError::from_codec(e, true))?;
                 let id = self.resolve(local, &req.name, &req.actor_type)?;
-                let out = codec::encode(SerializationFormat::Bincode, &id).map_err(|e| RemoteError::from_codec(e, false))?;
+                let out = codec::encode(SerializationFormat::Bincode, &id)
+                    .map_err(|e| RemoteError::from_codec(e, false))?;
                 Ok(Box::pin(async move { Ok(out) }))
             }
             other => Err(RemoteError::UnknownMessageType {
@@ -640,7 +726,13 @@ impl Dispatch {
         Ok(e)
     }
 
-    fn tell(&mut self, peer: &Arc<Peer>, actor: u64, message: u32, payload: &Payload) -> Result<Delivery, RemoteError> {
+    fn tell(
+        &mut self,
+        peer: &Arc<Peer>,
+        actor: u64,
+        message: u32,
+        payload: &Payload,
+    ) -> Result<Delivery, RemoteError> {
         let target = self.target(peer.id.name(), actor)?;
         let bytes = self.actors.plain(payload)?;
         target.tell(message, &bytes, payload.format)
@@ -712,10 +804,18 @@ fn send_error(peer: &Peer, correlation: u64, e: &RemoteError) {
     peer.push_control(|b| wire::put_error(b, correlation, code, &detail));
 }
 
-async fn send_response(peer: &Peer, correlation: u64, format: SerializationFormat, bytes: &[u8], limits: &Limits) {
+async fn send_response(
+    peer: &Peer,
+    correlation: u64,
+    format: SerializationFormat,
+    bytes: &[u8],
+    limits: &Limits,
+) {
     let mut compressed_buf = Vec::new();
     let (body, compressed) = match limits.compression_threshold {
-        Some(t) if bytes.len() >= t && codec::compress_into(bytes, &mut compressed_buf) => (&compressed_buf[..], true),
+        Some(t) if bytes.len() >= t && codec::compress_into(bytes, &mut compressed_buf) => {
+            (&compressed_buf[..], true)
+        }
         _ => (bytes, false),
     };
     let len = wire::response_frame_len(body.len());
@@ -731,7 +831,9 @@ async fn send_response(peer: &Peer, correlation: u64, format: SerializationForma
         return;
     }
     let pushed = peer
-        .push(len, |b| wire::put_response(b, correlation, format, compressed, body))
+        .push(len, |b| {
+            wire::put_response(b, correlation, format, compressed, body)
+        })
         .await;
     if let Err(e) = pushed {
         tracing::debug!(node = %peer.id, ?e, "reply not sent");

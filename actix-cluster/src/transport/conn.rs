@@ -41,7 +41,11 @@ pub(crate) enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -51,7 +55,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -130,7 +138,10 @@ pub(crate) async fn dial(
 }
 
 /// TLS (if configured) and the hello exchange, as the accepting side.
-pub(crate) async fn accept(transport: &Transport, tcp: TcpStream) -> Result<Handshaken, HandshakeError> {
+pub(crate) async fn accept(
+    transport: &Transport,
+    tcp: TcpStream,
+) -> Result<Handshaken, HandshakeError> {
     let _ = tcp.set_nodelay(true);
     tokio::time::timeout(transport.config.timeouts.handshake, async {
         let stream = match &transport.tls {
@@ -325,8 +336,14 @@ async fn write_loop(
                 .await;
                 peer.batch_done();
                 res?;
-                transport.stats.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                transport.stats.messages_sent.fetch_add(messages as u64, Ordering::Relaxed);
+                transport
+                    .stats
+                    .bytes_written
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                transport
+                    .stats
+                    .messages_sent
+                    .fetch_add(messages as u64, Ordering::Relaxed);
                 continue;
             }
             TakeBatch::Empty => {}
@@ -358,7 +375,10 @@ pub(crate) async fn run_reader(
     let mut goaway = false;
     loop {
         while let Some(frame) = decoder.decode(&mut buf).map_err(ConnError::Wire)? {
-            transport.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+            transport
+                .stats
+                .frames_received
+                .fetch_add(1, Ordering::Relaxed);
             match frame {
                 Frame::Tell { .. } | Frame::Request { .. } => {
                     if let Some(wait) = dispatch.dispatch(&peer, frame) {
@@ -367,9 +387,19 @@ pub(crate) async fn run_reader(
                         wait.await;
                     }
                 }
-                Frame::Response { correlation, payload } => peer.complete_request(correlation, Ok(payload)),
-                Frame::Error { correlation, code, detail } => {
-                    peer.complete_request(correlation, Err(crate::remote::error_from_wire(&peer.id, code, detail)));
+                Frame::Response {
+                    correlation,
+                    payload,
+                } => peer.complete_request(correlation, Ok(payload)),
+                Frame::Error {
+                    correlation,
+                    code,
+                    detail,
+                } => {
+                    peer.complete_request(
+                        correlation,
+                        Err(crate::remote::error_from_wire(&peer.id, code, detail)),
+                    );
                 }
                 Frame::Ping { nonce } => peer.push_control(|b| wire::put_pong(b, nonce)),
                 Frame::Pong { .. } => {}
@@ -399,7 +429,10 @@ pub(crate) async fn run_reader(
             Ok(Ok(0)) if goaway => return Ok(()),
             Ok(Ok(0)) => return Err(ConnError::Closed),
             Ok(Ok(n)) => {
-                transport.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                transport
+                    .stats
+                    .bytes_read
+                    .fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }

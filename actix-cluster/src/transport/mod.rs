@@ -62,7 +62,10 @@ pub(crate) enum HandshakeError {
     #[error("peer certificate: {0}")]
     Certificate(String),
     #[error("peer claims to be {claimed:?} but its certificate names {certified:?}")]
-    CertificateMismatch { claimed: String, certified: Vec<String> },
+    CertificateMismatch {
+        claimed: String,
+        certified: Vec<String>,
+    },
     #[error("expected node {expected:?}, reached {found:?}")]
     UnexpectedNode { expected: String, found: String },
     #[error("peer speaks protocol version {theirs}, this node {ours}")]
@@ -112,7 +115,9 @@ pub(crate) struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("local", &self.local.id).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("local", &self.local.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -338,7 +343,9 @@ impl Transport {
         if lost {
             retire.set();
         } else {
-            self.stats.connections_established.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .connections_established
+                .fetch_add(1, Ordering::Relaxed);
             metrics::counter!("actix_cluster_connections_established_total").increment(1);
             tracing::info!(node = %peer.id, conn, "connected");
             let known: Vec<NodeInfo> = self.known_nodes();
@@ -355,7 +362,14 @@ impl Transport {
         });
         let this = Arc::clone(self);
         actix_rt::spawn(async move {
-            let result = conn::run_reader(Arc::clone(&this), Arc::clone(&peer), rd, h.leftover, Arc::clone(&retire)).await;
+            let result = conn::run_reader(
+                Arc::clone(&this),
+                Arc::clone(&peer),
+                rd,
+                h.leftover,
+                Arc::clone(&retire),
+            )
+            .await;
             match &result {
                 Ok(()) => tracing::debug!(node = %peer.id, conn, "connection closed"),
                 Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
@@ -397,7 +411,11 @@ impl Transport {
     }
 
     /// The peer for an address that arrived inside a message: known, or learnt now.
-    pub(crate) fn peer_for_id(self: &Arc<Self>, id: &NodeId, addr: SocketAddr) -> Option<Arc<Peer>> {
+    pub(crate) fn peer_for_id(
+        self: &Arc<Self>,
+        id: &NodeId,
+        addr: SocketAddr,
+    ) -> Option<Arc<Peer>> {
         if let Some(p) = self.peer_by_name(id.name()) {
             if p.id == *id {
                 return Some(p);

@@ -204,7 +204,11 @@ impl Peer {
     ///
     /// `write` must append exactly one whole frame; it runs under the queue lock, so it only
     /// copies bytes that were encoded beforehand.
-    pub(crate) fn try_push(&self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Result<(), PushError> {
+    pub(crate) fn try_push(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), PushError> {
         self.check_sendable()?;
         let mut q = lock(&self.queue);
         // An empty queue always takes one frame: config validation guarantees that the byte
@@ -226,7 +230,11 @@ impl Peer {
     }
 
     /// Like [`try_push`](Self::try_push), but waits for room instead of failing when full.
-    pub(crate) async fn push(&self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Result<(), PushError> {
+    pub(crate) async fn push(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), PushError> {
         let mut write = Some(write);
         loop {
             let mut notified = pin!(self.space.notified());
@@ -345,7 +353,8 @@ impl Peer {
         drop(slot);
         *lock(&self.down_since) = None;
         if self.state() != PeerState::Gone {
-            self.state.store(PeerState::Connected as u8, Ordering::Release);
+            self.state
+                .store(PeerState::Connected as u8, Ordering::Release);
         }
         if let Some(l) = &loser {
             l.retire.set();
@@ -478,7 +487,10 @@ mod tests {
         let p = peer(2);
         assert!(p.try_push(1, |b| b.extend_from_slice(b"a")).is_ok());
         assert!(p.try_push(1, |b| b.extend_from_slice(b"b")).is_ok());
-        assert_eq!(p.try_push(1, |b| b.extend_from_slice(b"c")), Err(PushError::Full));
+        assert_eq!(
+            p.try_push(1, |b| b.extend_from_slice(b"c")),
+            Err(PushError::Full)
+        );
         p.push_control(|b| b.extend_from_slice(b"!"));
         p.attach(attached(7, "a"));
         match p.take_batch(7) {
@@ -511,7 +523,10 @@ mod tests {
         let loser = p.attach(attached(2, "a"));
         assert_eq!(loser.map(|l| l.conn), Some(1));
         assert!(p.try_push(1, |b| b.extend_from_slice(b"y")).is_ok());
-        assert!(matches!(p.take_batch(2), TakeBatch::Empty), "old batch still being written");
+        assert!(
+            matches!(p.take_batch(2), TakeBatch::Empty),
+            "old batch still being written"
+        );
         p.batch_done();
         assert!(matches!(p.take_batch(2), TakeBatch::Batch(..)));
     }
@@ -521,7 +536,11 @@ mod tests {
         let p = peer(10);
         assert!(p.attach(attached(1, "a")).is_none());
         let loser = p.attach(attached(2, "b"));
-        assert_eq!(loser.map(|l| l.conn), Some(2), "b's connection loses to a's");
+        assert_eq!(
+            loser.map(|l| l.conn),
+            Some(2),
+            "b's connection loses to a's"
+        );
         // Same dialer: the newer connection replaces the old one.
         let loser = p.attach(attached(3, "a"));
         assert_eq!(loser.map(|l| l.conn), Some(1));
@@ -543,7 +562,10 @@ mod tests {
         assert!(p.try_push(1, |b| b.extend_from_slice(b"x")).is_ok());
         p.mark_unreachable();
         assert_eq!(p.dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(p.try_push(1, |b| b.extend_from_slice(b"x")), Err(PushError::Unreachable));
+        assert_eq!(
+            p.try_push(1, |b| b.extend_from_slice(b"x")),
+            Err(PushError::Unreachable)
+        );
         p.attach(attached(1, "a"));
         assert_eq!(p.state(), PeerState::Connected);
     }

@@ -214,7 +214,10 @@ fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
             reason: format!("reserved flag bits set ({flags:#010b})"),
         });
     }
-    let mut r = Reader { buf: body, kind: name };
+    let mut r = Reader {
+        buf: body,
+        kind: name,
+    };
     let frame = match kind {
         FrameKind::Hello => Frame::Hello(parse_hello(&mut r)?),
         FrameKind::Tell => Frame::Tell {
@@ -244,7 +247,9 @@ fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
             // Each node takes at least 12 bytes; a count the frame cannot hold is refused
             // before the vector is sized from it.
             if usize::from(count) * 12 > r.buf.len() {
-                return Err(r.malformed(format!("announces {count} nodes in {} bytes", r.buf.len())));
+                return Err(
+                    r.malformed(format!("announces {count} nodes in {} bytes", r.buf.len()))
+                );
             }
             let mut nodes = Vec::with_capacity(usize::from(count));
             for _ in 0..count {
@@ -365,17 +370,23 @@ impl Reader {
         let len = usize::from(self.u8()?);
         self.need(len)?;
         let bytes = self.buf.split_to(len);
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.malformed("invalid utf-8 in a string".into()))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.malformed("invalid utf-8 in a string".into()))
     }
 
     fn rest_utf8(&mut self) -> Result<String, WireError> {
         let bytes = std::mem::take(&mut self.buf);
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.malformed("invalid utf-8 in a string".into()))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.malformed("invalid utf-8 in a string".into()))
     }
 
     fn payload(&mut self, flags: u8) -> Result<Payload, WireError> {
-        let format = SerializationFormat::from_wire(flags & FLAG_FORMAT_MASK)
-            .ok_or_else(|| self.malformed(format!("unknown payload format {}", flags & FLAG_FORMAT_MASK)))?;
+        let format = SerializationFormat::from_wire(flags & FLAG_FORMAT_MASK).ok_or_else(|| {
+            self.malformed(format!(
+                "unknown payload format {}",
+                flags & FLAG_FORMAT_MASK
+            ))
+        })?;
         Ok(Payload {
             format,
             compressed: flags & FLAG_LZ4 != 0,

@@ -21,13 +21,16 @@ fn node_info() -> impl Strategy<Value = NodeInfo> {
 }
 
 fn payload() -> impl Strategy<Value = Payload> {
-    (1u8..=3, any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
-        |(format, compressed, bytes)| Payload {
+    (
+        1u8..=3,
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(format, compressed, bytes)| Payload {
             format: SerializationFormat::from_wire(format).expect("format in range"),
             compressed,
             bytes: Bytes::from(bytes),
-        },
-    )
+        })
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -53,8 +56,10 @@ fn frame() -> impl Strategy<Value = Frame> {
                 payload
             }
         ),
-        (any::<u64>(), payload())
-            .prop_map(|(correlation, payload)| Frame::Response { correlation, payload }),
+        (any::<u64>(), payload()).prop_map(|(correlation, payload)| Frame::Response {
+            correlation,
+            payload
+        }),
         (any::<u64>(), any::<u16>(), ".{0,40}").prop_map(|(correlation, code, detail)| {
             Frame::Error {
                 correlation,
@@ -76,7 +81,14 @@ fn encode(frame: &Frame, buf: &mut BytesMut) {
             actor,
             message,
             payload,
-        } => put_tell(buf, *actor, *message, payload.format, payload.compressed, &payload.bytes),
+        } => put_tell(
+            buf,
+            *actor,
+            *message,
+            payload.format,
+            payload.compressed,
+            &payload.bytes,
+        ),
         Frame::Request {
             actor,
             message,
@@ -94,7 +106,13 @@ fn encode(frame: &Frame, buf: &mut BytesMut) {
         Frame::Response {
             correlation,
             payload,
-        } => put_response(buf, *correlation, payload.format, payload.compressed, &payload.bytes),
+        } => put_response(
+            buf,
+            *correlation,
+            payload.format,
+            payload.compressed,
+            &payload.bytes,
+        ),
         Frame::Error {
             correlation,
             code,
@@ -182,13 +200,24 @@ fn oversized_length_prefix_is_refused_before_allocating() {
             limit: u64::from(LIMIT)
         })
     );
-    assert_eq!(buf.capacity(), capacity, "no memory reserved for a refused frame");
+    assert_eq!(
+        buf.capacity(),
+        capacity,
+        "no memory reserved for a refused frame"
+    );
 }
 
 #[test]
 fn eight_byte_tell_fits_the_wire_budget() {
     let mut buf = BytesMut::new();
-    put_tell(&mut buf, 1, 2, SerializationFormat::Bincode, false, &[0u8; 8]);
+    put_tell(
+        &mut buf,
+        1,
+        2,
+        SerializationFormat::Bincode,
+        false,
+        &[0u8; 8],
+    );
     assert_eq!(buf.len(), tell_frame_len(8));
     assert!(buf.len() <= 32, "an 8-byte tell takes {} bytes", buf.len());
 }
@@ -202,7 +231,10 @@ fn unknown_kinds_are_skipped_not_fatal() {
     buf.put_slice(b"abc");
     put_ping(&mut buf, 9);
     let frames = decode_all(&FrameDecoder::new(LIMIT), &mut buf).expect("valid");
-    assert_eq!(frames, vec![Frame::Unknown { kind: 0x21 }, Frame::Ping { nonce: 9 }]);
+    assert_eq!(
+        frames,
+        vec![Frame::Unknown { kind: 0x21 }, Frame::Ping { nonce: 9 }]
+    );
 }
 
 #[test]
@@ -228,7 +260,9 @@ fn reserved_flags_and_unknown_formats_are_rejected() {
 fn tls_client_hello_is_not_a_hello() {
     // A TLS record header followed by a handshake: what a TLS dialer sends to a plaintext node.
     let mut buf = BytesMut::from(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc][..]);
-    let err = FrameDecoder::new(LIMIT).decode(&mut buf).expect_err("must fail");
+    let err = FrameDecoder::new(LIMIT)
+        .decode(&mut buf)
+        .expect_err("must fail");
     assert!(matches!(err, WireError::FrameTooLarge { .. }));
 }
 

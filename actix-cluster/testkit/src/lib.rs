@@ -18,6 +18,9 @@
 //! # Ok::<(), actix_cluster_testkit::CertError>(())
 //! ```
 
+mod node;
+pub use node::{TEST_DEADLINE, TestNode, TestNodeError, plaintext, with_tls};
+
 use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
