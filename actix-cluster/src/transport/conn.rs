@@ -179,6 +179,13 @@ async fn exchange_hellos(
         _ => return Err(HandshakeError::Protocol("expected a hello frame".into())),
     };
     if let Err(e) = check_hello(transport, &stream, &hello, expected) {
+        if matches!(e, HandshakeError::SelfConnection) && !dialer {
+            // Answer with our own hello: the dialer (this very node) then recognises itself
+            // and stops dialling that address, instead of retrying a refusal forever.
+            let _ = send_hello(transport, &mut stream).await;
+            let _ = stream.shutdown().await;
+            return Err(e);
+        }
         let mut out = BytesMut::new();
         wire::put_goaway(&mut out, goaway::REJECTED, &e.to_string());
         // Best effort: the connection is refused whether or not the peer reads why.
@@ -407,6 +414,12 @@ pub(crate) async fn run_reader(
                 Frame::GoAway { code, reason } => {
                     tracing::debug!(node = %peer.id, code, %reason, "peer closes connection");
                     goaway = true;
+                    if code == goaway::SHUTDOWN {
+                        // This incarnation left for good (a restart is a new incarnation):
+                        // fail its requests now and stop redialling it.
+                        peer.mark_gone();
+                        transport.changed.notify_waiters();
+                    }
                 }
                 Frame::Hello(_) => return Err(ConnError::Protocol("hello after the handshake")),
                 Frame::Unknown { kind } => {

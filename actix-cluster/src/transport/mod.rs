@@ -255,7 +255,8 @@ impl Transport {
             if self.shutdown.is_set() || peer.state() == PeerState::Gone {
                 return;
             }
-            if peer.is_attached() {
+            // Clients dial in when they need to; nobody dials them.
+            if peer.is_attached() || peer.info().role == crate::node::NodeRole::Client {
                 backoff = t.reconnect_min;
                 tokio::select! {
                     () = peer.disconnected.notified() => {}
@@ -396,11 +397,12 @@ impl Transport {
         }
     }
 
-    /// Every peer that is not gone.
+    /// Every peer worth telling others about: not gone, and not a client (clients dial in
+    /// when they need to, so advertising them would only make others dial dead clients).
     pub(crate) fn known_nodes(&self) -> Vec<NodeInfo> {
         lock(&self.peers)
             .values()
-            .filter(|p| p.state() != PeerState::Gone)
+            .filter(|p| p.state() != PeerState::Gone && p.info().role != crate::node::NodeRole::Client)
             .map(|p| p.info())
             .collect()
     }

@@ -316,12 +316,16 @@ impl Peer {
 
     /// Fails every request in flight: the connection that carried them is gone, so whether
     /// they were handled is unknown.
-    fn fail_pending(&self) {
+    fn fail_pending(&self, error: impl Fn() -> RemoteError) {
         let pending = std::mem::take(&mut *lock(&self.pending));
         for (_, tx) in pending {
-            let _ = tx.send(Err(RemoteError::NodeGone {
-                node: self.id.clone(),
-            }));
+            let _ = tx.send(Err(error()));
+        }
+    }
+
+    fn gone(&self) -> RemoteError {
+        RemoteError::NodeGone {
+            node: self.id.clone(),
         }
     }
 
@@ -381,7 +385,7 @@ impl Peer {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.fail_pending();
+        self.fail_pending(|| self.gone());
         self.disconnected.notify_one();
     }
 
@@ -408,6 +412,10 @@ impl Peer {
             .is_ok()
         {
             self.drop_queue();
+            // Requests still queued were never sent: nothing was delivered.
+            self.fail_pending(|| RemoteError::NodeUnreachable {
+                node: self.id.name().to_owned(),
+            });
             self.space.notify_waiters();
             tracing::warn!(node = %self.id, "node unreachable");
         }
@@ -417,7 +425,7 @@ impl Peer {
     pub(crate) fn mark_gone(&self) {
         self.state.store(PeerState::Gone as u8, Ordering::Release);
         self.drop_queue();
-        self.fail_pending();
+        self.fail_pending(|| self.gone());
         self.space.notify_waiters();
         self.disconnected.notify_one();
         if let Some(a) = lock(&self.attached).take() {
