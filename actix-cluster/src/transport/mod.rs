@@ -301,7 +301,7 @@ impl Transport {
     fn peer_for(self: &Arc<Self>, info: &NodeInfo) -> Option<Arc<Peer>> {
         let mut peers = lock(&self.peers);
         if let Some(existing) = peers.get(info.id.name()) {
-            if existing.id == info.id {
+            if existing.id == info.id && existing.state() != PeerState::Gone {
                 if existing.addr() != info.addr {
                     existing.update_info(info.clone());
                 }
@@ -310,7 +310,9 @@ impl Transport {
             if existing.id.incarnation() > info.id.incarnation() {
                 return None;
             }
-            tracing::info!(old = %existing.id, new = %info.id, "node restarted");
+            if existing.id != info.id {
+                tracing::info!(old = %existing.id, new = %info.id, "node restarted");
+            }
             existing.mark_gone();
         }
         let peer = Arc::new(Peer::new(info.clone(), self.config.limits));
@@ -377,6 +379,10 @@ impl Transport {
             }
             retire.set();
             peer.detach(conn);
+            if peer.info().role == crate::node::NodeRole::Client && !peer.is_attached() {
+                // Nobody redials a client; if it comes back it is attached to a fresh peer.
+                peer.mark_gone();
+            }
             this.open.fetch_sub(1, Ordering::AcqRel);
             this.changed.notify_waiters();
         });
