@@ -1,10 +1,42 @@
-//! Actors shared by the cross-node tests.
+//! Actors, messages and helpers shared by the cross-node tests.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_cluster::MemberStatus;
 use actix_cluster::prelude::*;
 use serde::{Deserialize, Serialize};
+
+pub mod raw;
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+///
+/// For conditions only observable by polling (counters, member lists) from a test thread.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Names of the other members `system` is connected to, sorted.
+pub fn up_peers(system: &ClusterSystem) -> Vec<String> {
+    let me = system.node_id().name().to_owned();
+    let mut names = system
+        .members()
+        .into_iter()
+        .filter(|m| m.status == MemberStatus::Up && m.id.name() != me)
+        .map(|m| m.id.name().to_owned())
+        .collect::<Vec<_>>();
+    names.sort();
+    names
+}
 
 /// A counter, the test suite's work horse.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -95,7 +127,10 @@ impl DistributedActor for Counter {
         m.handle::<Add>("add")
             .handle::<Get>("get")
             .handle::<Sleep>("sleep")
-            .handle::<Explode>("explode");
+            .handle::<Explode>("explode")
+            .handle::<Delay>("delay")
+            .handle::<Blob>("blob")
+            .handle::<WaitForGate>("wait-for-gate");
     }
 }
 
@@ -128,5 +163,146 @@ impl DistributedActor for Recorder {
     const NAME: &'static str = "tests.recorder";
     fn messages(m: &mut Messages<Self>) {
         m.handle::<Seq>("seq").handle::<Seen>("seen");
+    }
+}
+
+/// Answers after an asynchronous delay. Unlike [`Sleep`] it leaves the actor's thread free,
+/// so the node keeps running (and can be killed) while the request is in flight.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct Delay(pub Duration);
+
+/// Counts as one event (adds one to the counter) and returns the new value; the bytes are
+/// ballast that make the message as large as a test needs.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+pub struct Blob(pub Vec<u8>);
+
+impl Handler<Delay> for Counter {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, m: Delay, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(tokio::time::sleep(m.0))
+    }
+}
+
+impl Handler<Blob> for Counter {
+    type Result = u64;
+    fn handle(&mut self, _: Blob, _: &mut Context<Self>) -> u64 {
+        self.n += 1;
+        self.n
+    }
+}
+
+/// The same wire type as [`Counter`] (same `NAME`) from a newer build that also declares
+/// [`Undeclared`]: what a node running that build sends, an older `Counter` does not know.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NewerCounter {
+    /// Current value.
+    pub n: u64,
+}
+
+impl Actor for NewerCounter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for NewerCounter {
+    type Result = u64;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> u64 {
+        self.n += m.0;
+        self.n
+    }
+}
+
+impl Handler<Undeclared> for NewerCounter {
+    type Result = u64;
+    fn handle(&mut self, _: Undeclared, _: &mut Context<Self>) -> u64 {
+        0
+    }
+}
+
+impl DistributedActor for NewerCounter {
+    const NAME: &'static str = Counter::NAME;
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add").handle::<Undeclared>("undeclared");
+    }
+}
+
+/// Forwards work to a [`Counter`] whose address arrives inside the message, wherever that
+/// counter lives.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Relay;
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+/// Asks the relay to add `add` to the counter at `target`.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Relayed, String>")]
+pub struct RelayAdd {
+    /// The counter, typically on a node the relay's caller is not.
+    pub target: RemoteAddr<Counter>,
+    /// Amount to add.
+    pub add: u64,
+}
+
+/// What the relay saw when it forwarded a [`RelayAdd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relayed {
+    /// The counter's reply to the forwarded `Add`.
+    pub total: u64,
+    /// Whether the relay's node found the counter to be one of its own actors.
+    pub delivered_locally: bool,
+}
+
+impl Handler<RelayAdd> for Relay {
+    type Result = ResponseFuture<Result<Relayed, String>>;
+    fn handle(&mut self, m: RelayAdd, _: &mut Context<Self>) -> Self::Result {
+        let delivered_locally = m.target.local_addr().is_some();
+        Box::pin(async move {
+            let total = m.target.send(Add(m.add)).await.map_err(|e| e.to_string())?;
+            Ok(Relayed {
+                total,
+                delivered_locally,
+            })
+        })
+    }
+}
+
+impl DistributedActor for Relay {
+    const NAME: &'static str = "tests.relay";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<RelayAdd>("relay-add");
+    }
+}
+
+/// Blocks the actor's thread until the test opens the gate of this name with [`open_gate`]
+/// (or [`actix_cluster_testkit::TEST_DEADLINE`] passes): a consumer that is stalled for
+/// exactly as long as a test needs, with no guessing at durations.
+///
+/// The gates are process-wide, which works because test nodes share the test's process; use
+/// a name no other test uses.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct WaitForGate(pub String);
+
+static GATES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static GATE_OPENED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Opens the gate `name`: every actor waiting on it, now or later, proceeds.
+pub fn open_gate(name: &str) {
+    let mut open = GATES.lock().unwrap_or_else(|e| e.into_inner());
+    open.push(name.to_owned());
+    GATE_OPENED.notify_all();
+}
+
+impl Handler<WaitForGate> for Counter {
+    type Result = ();
+    fn handle(&mut self, m: WaitForGate, _: &mut Context<Self>) {
+        let open = GATES.lock().unwrap_or_else(|e| e.into_inner());
+        // Deliberately blocks the actor's thread, like `Sleep`, but until told to stop.
+        let _ = GATE_OPENED.wait_timeout_while(open, actix_cluster_testkit::TEST_DEADLINE, |o| {
+            !o.contains(&m.0)
+        });
     }
 }
