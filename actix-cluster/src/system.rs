@@ -478,7 +478,7 @@ impl ClusterSystemBuilder {
             }
             Security::Tls(t) => {
                 let names = t.certificate_names()?;
-                if !names.iter().any(|n| *n == config.node_name) {
+                if !names.contains(&config.node_name) {
                     return Err(StartError::CertificateName {
                         node: config.node_name.clone(),
                         names,

@@ -333,7 +333,6 @@ fn unknown_node_name_is_unknown_node() {
 }
 
 #[test]
-#[ignore = "library bug: a reply above the caller's max_frame_size drops the whole connection"]
 fn reply_above_the_callers_frame_limit_fails_only_that_request() {
     let (a, b) = pair(
         "reply-too-large",

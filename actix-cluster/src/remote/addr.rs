@@ -103,7 +103,7 @@ impl Endpoint {
         let core = self.core()?;
         let peer = self.peer(core)?;
         let limits = &core.config.limits;
-        with_payload(format, msg, limits, |payload, compressed| {
+        with_payload(format, msg, limits, peer.max_frame(), |payload, compressed| {
             peer.try_push(wire::tell_frame_len(payload.len()), |b| {
                 wire::put_tell(b, self.actor, message, format, compressed, payload)
             })
@@ -127,7 +127,7 @@ impl Endpoint {
         }
         let core = self.core()?;
         let peer = self.peer(core)?;
-        let (payload, compressed) = encode_owned(format, &msg, &core.config.limits)?;
+        let (payload, compressed) = encode_owned(format, &msg, &core.config.limits, peer.max_frame())?;
         drop(msg);
         peer.push(wire::tell_frame_len(payload.len()), |b| {
             wire::put_tell(b, self.actor, message, format, compressed, &payload)
@@ -146,7 +146,7 @@ impl Endpoint {
         let core = self.core()?;
         let peer = self.peer(core)?;
         let limits = &core.config.limits;
-        let (payload, compressed) = encode_owned(format, &msg, limits)?;
+        let (payload, compressed) = encode_owned(format, &msg, limits, peer.max_frame())?;
         drop(msg);
         let (correlation, reply) = peer.register_request();
         // Dropping this future (timeout, caller gave up) forgets the request, so a late reply
@@ -204,6 +204,7 @@ fn with_payload<M: Serialize, R>(
     format: SerializationFormat,
     msg: &M,
     limits: &crate::config::Limits,
+    max_frame: u32,
     f: impl FnOnce(&[u8], bool) -> R,
 ) -> Result<R, RemoteError> {
     SCRATCH.with(|cell| {
@@ -213,7 +214,7 @@ fn with_payload<M: Serialize, R>(
         let s = borrowed.as_deref_mut().unwrap_or(&mut fresh);
         s.plain.clear();
         s.packed.clear();
-        let result = encode_checked(format, msg, limits, s).map(|compressed| {
+        let result = encode_checked(format, msg, limits, max_frame, s).map(|compressed| {
             let body = if compressed { &s.packed } else { &s.plain };
             f(body, compressed)
         });
@@ -231,9 +232,10 @@ fn encode_owned<M: Serialize>(
     format: SerializationFormat,
     msg: &M,
     limits: &crate::config::Limits,
+    max_frame: u32,
 ) -> Result<(Vec<u8>, bool), RemoteError> {
     let mut s = Scratch::default();
-    let compressed = encode_checked(format, msg, limits, &mut s)?;
+    let compressed = encode_checked(format, msg, limits, max_frame, &mut s)?;
     Ok((if compressed { s.packed } else { s.plain }, compressed))
 }
 
@@ -241,6 +243,7 @@ fn encode_checked<M: Serialize>(
     format: SerializationFormat,
     msg: &M,
     limits: &crate::config::Limits,
+    max_frame: u32,
     s: &mut Scratch,
 ) -> Result<bool, RemoteError> {
     codec::encode_into(format, msg, &mut s.plain).map_err(|e| RemoteError::from_codec(e, false))?;
@@ -251,11 +254,12 @@ fn encode_checked<M: Serialize>(
     } else {
         s.plain.len()
     };
-    // The largest header (a request's) must fit too.
-    if wire::request_frame_len(len) - wire::LEN_PREFIX > limits.max_frame_size as usize {
+    // The largest header (a request's) must fit too, within the receiver's limit as well as
+    // ours: a frame the receiver refuses would cost the whole connection.
+    if wire::request_frame_len(len) - wire::LEN_PREFIX > max_frame as usize {
         return Err(RemoteError::PayloadTooLarge {
             size: s.plain.len() as u64,
-            limit: u64::from(limits.max_frame_size),
+            limit: u64::from(max_frame),
         });
     }
     Ok(compressed)

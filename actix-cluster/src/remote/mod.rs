@@ -819,13 +819,16 @@ async fn send_response(
         _ => (bytes, false),
     };
     let len = wire::response_frame_len(body.len());
-    if len - wire::LEN_PREFIX > limits.max_frame_size as usize {
+    let max_frame = peer.max_frame();
+    if len - wire::LEN_PREFIX > max_frame as usize {
+        // Too large for the caller to accept: it gets this error instead of a frame that
+        // would close the connection and every request on it.
         send_error(
             peer,
             correlation,
             &RemoteError::PayloadTooLarge {
-                size: body.len() as u64,
-                limit: u64::from(limits.max_frame_size),
+                size: bytes.len() as u64,
+                limit: u64::from(max_frame),
             },
         );
         return;

@@ -102,6 +102,8 @@ impl Stream {
 pub(crate) struct Handshaken {
     pub(crate) stream: Stream,
     pub(crate) peer: NodeInfo,
+    /// Largest frame the peer accepts.
+    pub(crate) peer_max_frame: u32,
     /// Bytes read past the handshake (the peer may pipeline frames right after its hello).
     pub(crate) leftover: BytesMut,
 }
@@ -198,6 +200,7 @@ async fn exchange_hellos(
     }
     Ok(Handshaken {
         stream,
+        peer_max_frame: hello.max_frame_size,
         peer: hello.node,
         leftover: buf,
     })
@@ -212,6 +215,7 @@ async fn send_hello(transport: &Transport, stream: &mut Stream) -> Result<(), Ha
             cluster: transport.cluster.clone(),
             tls: transport.tls.is_some(),
             node: transport.local.clone(),
+            max_frame_size: transport.config.limits.max_frame_size,
         },
     );
     stream.write_all(&out).await.map_err(HandshakeError::Io)?;
@@ -269,21 +273,21 @@ fn check_hello(
     }
     let name = hello.node.id.name();
     validate_node_name(name).map_err(HandshakeError::Protocol)?;
-    if let Some(names) = stream.peer_certificate_names()? {
-        if !names.iter().any(|n| n == name) {
-            return Err(HandshakeError::CertificateMismatch {
-                claimed: name.to_owned(),
-                certified: names,
-            });
-        }
+    if let Some(names) = stream.peer_certificate_names()?
+        && !names.iter().any(|n| n == name)
+    {
+        return Err(HandshakeError::CertificateMismatch {
+            claimed: name.to_owned(),
+            certified: names,
+        });
     }
-    if let Some(expected) = expected {
-        if expected != name {
-            return Err(HandshakeError::UnexpectedNode {
-                expected: expected.to_owned(),
-                found: name.to_owned(),
-            });
-        }
+    if let Some(expected) = expected
+        && expected != name
+    {
+        return Err(HandshakeError::UnexpectedNode {
+            expected: expected.to_owned(),
+            found: name.to_owned(),
+        });
     }
     if name == transport.local.id.name() {
         return Err(if hello.node.id == transport.local.id {

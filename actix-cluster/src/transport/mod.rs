@@ -33,7 +33,11 @@ use peer::Attached;
 
 /// Handshakes in progress at once; more inbound connections wait. Keeps a connection flood
 /// from tying up memory in half-open TLS sessions.
-const MAX_CONCURRENT_HANDSHAKES: usize = 64;
+const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+/// Handshakes in progress from one source address; more are closed at once. Without it, a
+/// single host holding silent connections open could take every slot above and keep real
+/// nodes from joining. A real node opens at most two at a time (a dial and a redial).
+const MAX_HANDSHAKES_PER_IP: usize = 8;
 
 /// Receives frames addressed to actors. Implemented by the remote layer.
 pub(crate) trait Inbound: Send + Sync + 'static {
@@ -110,6 +114,7 @@ pub(crate) struct Transport {
     /// Notified whenever a peer connects or disconnects.
     pub(crate) changed: Notify,
     handshakes: Semaphore,
+    handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
 }
 
@@ -147,6 +152,7 @@ impl Transport {
             shutdown: Signal::default(),
             changed: Notify::new(),
             handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
+            handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -191,8 +197,14 @@ impl Transport {
                     continue;
                 }
             };
+            let Some(_slot) = IpSlot::take(&self, from.ip()) else {
+                self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%from, "too many handshakes in progress from this address; closing");
+                continue;
+            };
             let this = Arc::clone(&self);
             actix_rt::spawn(async move {
+                let _slot = _slot;
                 let Ok(_permit) = this.handshakes.acquire().await else {
                     return;
                 };
@@ -333,6 +345,7 @@ impl Transport {
         if self.shutdown.is_set() {
             return;
         }
+        peer.set_peer_max_frame(h.peer_max_frame);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let retire = Arc::new(Signal::default());
         let attached = Attached {
@@ -353,6 +366,15 @@ impl Transport {
             tracing::info!(node = %peer.id, conn, "connected");
             let known: Vec<NodeInfo> = self.known_nodes();
             peer.push_control(|b| wire::put_nodes(b, known.iter()));
+            // Two nodes that join through us at the same moment may each get a list that
+            // lacks the other; passing every new connection on to the connected peers closes
+            // that gap.
+            let joined = [peer.info()];
+            for other in self.peers() {
+                if !Arc::ptr_eq(&other, &peer) && other.state() == PeerState::Connected {
+                    other.push_control(|b| wire::put_nodes(b, joined.iter()));
+                }
+            }
             self.changed.notify_waiters();
         }
         // A losing connection still runs both halves: its writer sends GoAway at once, and its
@@ -458,6 +480,41 @@ impl Transport {
             peer.mark_gone();
         }
         self.changed.notify_waiters();
+    }
+}
+
+/// One in-progress handshake from an address, released on drop.
+struct IpSlot {
+    transport: Arc<Transport>,
+    ip: std::net::IpAddr,
+}
+
+impl IpSlot {
+    fn take(transport: &Arc<Transport>, ip: std::net::IpAddr) -> Option<Self> {
+        let mut by_ip = lock(&transport.handshakes_by_ip);
+        let n = by_ip.entry(ip).or_insert(0);
+        // Loopback is exempt: in-process and single-host clusters dial from one address, many
+        // nodes at once, and a local attacker has easier ways to hurt the node.
+        if *n >= MAX_HANDSHAKES_PER_IP && !ip.is_loopback() {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            transport: Arc::clone(transport),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut by_ip = lock(&self.transport.handshakes_by_ip);
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -144,6 +144,8 @@ pub(crate) struct Peer {
     down_since: Mutex<Option<Instant>>,
     /// Counted frames dropped here because the peer became unreachable or gone.
     pub(crate) dropped: AtomicU64,
+    /// Largest frame this peer accepts (from its hello); until then, our own limit.
+    max_frame: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,7 +175,17 @@ impl Peer {
             next_correlation: AtomicU64::new(1),
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
+            max_frame: AtomicU32::new(limits.max_frame_size),
         }
+    }
+
+    /// The largest frame that may be sent to this peer: the smaller of its limit and ours.
+    pub(crate) fn max_frame(&self) -> u32 {
+        self.max_frame.load(Ordering::Relaxed).min(self.limits.max_frame_size)
+    }
+
+    pub(crate) fn set_peer_max_frame(&self, limit: u32) {
+        self.max_frame.store(limit, Ordering::Relaxed);
     }
 
     pub(crate) fn info(&self) -> NodeInfo {

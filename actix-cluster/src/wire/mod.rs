@@ -115,7 +115,13 @@ pub(crate) struct Hello {
     pub(crate) cluster: String,
     pub(crate) tls: bool,
     pub(crate) node: NodeInfo,
+    /// Largest frame the sender accepts; peers never send it anything larger.
+    pub(crate) max_frame_size: u32,
 }
+
+/// The frame limit assumed for a peer whose hello does not state one: the smallest limit
+/// config validation allows, so that nothing sent to it can exceed what it accepts.
+pub(crate) const MIN_MAX_FRAME_SIZE: u32 = 4096;
 
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +281,11 @@ fn parse_hello(r: &mut Reader) -> Result<Hello, WireError> {
     let flags = r.u8()?;
     let cluster = r.str8()?;
     let node = parse_node_info(r)?;
+    let max_frame_size = if r.buf.is_empty() {
+        MIN_MAX_FRAME_SIZE
+    } else {
+        r.u32()?.max(MIN_MAX_FRAME_SIZE)
+    };
     // Newer versions may append fields; they are ignored here, so the check is only that the
     // fields this version needs were present.
     Ok(Hello {
@@ -282,6 +293,7 @@ fn parse_hello(r: &mut Reader) -> Result<Hello, WireError> {
         cluster,
         tls: flags & HELLO_TLS != 0,
         node,
+        max_frame_size,
     })
 }
 
@@ -533,6 +545,7 @@ pub(crate) fn put_hello(buf: &mut BytesMut, hello: &Hello) {
     buf.put_u8(if hello.tls { HELLO_TLS } else { 0 });
     put_str8(buf, &hello.cluster);
     put_node_info(buf, &hello.node);
+    buf.put_u32_le(hello.max_frame_size);
     patch_len(buf, start);
 }
 
