@@ -48,7 +48,7 @@ pub enum RemoteError {
         actor: String,
     },
     /// The actor exists but is of another type than the address claims.
-    #[error("actor {actor} on {node} is a {found}, not a {expected}")]
+    #[error("actor {actor} on {node} has type {found}, expected {expected}")]
     ActorTypeMismatch {
         /// Node name.
         node: String,

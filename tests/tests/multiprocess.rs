@@ -73,9 +73,16 @@ fn start_nodes(cluster: &str, security: impl Fn(&str) -> Vec<String>) -> Vec<Nod
     let mut nodes: Vec<NodeProcess> = Vec::new();
     for name in NODES {
         let mut cmd = Command::new(node_binary());
-        cmd.args(["--name", name, "--listen", "127.0.0.1:0", "--cluster", cluster])
-            .args(security(name))
-            .arg("--exit-on-stdin-close");
+        cmd.args([
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            cluster,
+        ])
+        .args(security(name))
+        .arg("--exit-on-stdin-close");
         if let Some(seed) = nodes.first() {
             cmd.args(["--seeds", &seed.addr().to_string()]);
         }
@@ -155,7 +162,9 @@ fn kill_one_node_and_keep_calling_the_others(
             | RemoteError::NodeUnreachable { .. }
             | RemoteError::Timeout(_)),
         ) => println!("request to the killed {victim}: {e:?}"),
-        other => panic!("request to the killed {victim}: expected NodeGone, NodeUnreachable or Timeout, got {other:?}"),
+        other => panic!(
+            "request to the killed {victim}: expected NodeGone, NodeUnreachable or Timeout, got {other:?}"
+        ),
     }
     assert_eq!(to_others.len(), 2);
     for (name, reply, expected) in to_others {
@@ -204,7 +213,10 @@ fn node_reports_bad_flags_with_code_2_and_start_errors_with_code_1() {
             .stdin(Stdio::null())
             .output()
             .expect("run node");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
 
     let (code, stderr) = run(&["--name", "n1", "--listen", "127.0.0.1:0"]);

@@ -370,7 +370,8 @@ impl Transport {
             // lacks the other; passing every new connection on to the connected peers closes
             // that gap.
             let joined = [peer.info()];
-            for other in self.peers() {
+            let advertised = joined[0].role != crate::node::NodeRole::Client;
+            for other in self.peers().into_iter().filter(|_| advertised) {
                 if !Arc::ptr_eq(&other, &peer) && other.state() == PeerState::Connected {
                     other.push_control(|b| wire::put_nodes(b, joined.iter()));
                 }

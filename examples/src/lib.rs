@@ -1,0 +1,176 @@
+//! Code shared by the example programs of actix-cluster.
+//!
+//! Each program in `src/bin/` runs as its own process, the way a real deployment does:
+//!
+//! - `tour` starts a three-node cluster as child processes of itself and walks through remote
+//!   spawn, tell, ask, typed errors and a crashed node;
+//! - `node` is one long-running cluster node hosting a [`Counter`] under the local name
+//!   `counter`;
+//! - `call` joins a cluster as a client and calls a node's `counter`;
+//! - `gen-certs` writes a throwaway CA and node certificates for `--tls-dir`.
+//!
+//! The library part holds what several programs (and the multi-process tests) need: the
+//! [`Counter`] actor, the node program itself ([`node_main`]), a small command-line parser
+//! ([`args`]) and a handle on a node child process ([`process`]). See `docs/examples.md`.
+
+pub mod args;
+mod node;
+pub mod process;
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_cluster::prelude::*;
+use actix_cluster::{ClusterConfigBuilder, MemberStatus, TlsError};
+use serde::{Deserialize, Serialize};
+
+pub use node::{NODE_USAGE, NodeOptions, node_main, run_node};
+
+/// The local name under which every `node` registers its [`Counter`].
+pub const COUNTER_NAME: &str = "counter";
+
+/// A counter: the actor every example talks to.
+///
+/// It is an ordinary actix actor; the [`DistributedActor`] impl is all it takes to make it
+/// callable, and spawnable, from other nodes.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Counter {
+    /// Current value.
+    pub n: u64,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+
+/// Adds to the counter; replies with the new value.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+pub struct Add(pub u64);
+
+/// Replies with the current value.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+pub struct Get;
+
+impl Handler<Add> for Counter {
+    type Result = u64;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> u64 {
+        // Saturating: `call add` takes any u64 from the command line, and a counter that
+        // panics on overflow would turn a typo into a HandlerFailed error.
+        self.n = self.n.saturating_add(m.0);
+        self.n
+    }
+}
+
+impl Handler<Get> for Counter {
+    type Result = u64;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> u64 {
+        self.n
+    }
+}
+
+impl DistributedActor for Counter {
+    const NAME: &'static str = "examples.counter";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add").handle::<Get>("get");
+    }
+}
+
+/// How a program secures its connections, as chosen on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Mutual TLS with the material in this directory (`ca.pem`, `node.pem`, `node.key`).
+    TlsDir(std::path::PathBuf),
+    /// `--insecure-plaintext`: no encryption, no authentication.
+    Plaintext,
+}
+
+impl Security {
+    /// Reads `--tls-dir DIR` or `--insecure-plaintext`; exactly one must be given, because
+    /// silently defaulting to either would be wrong for someone.
+    pub fn from_args(args: &args::Args) -> Result<Self, args::UsageError> {
+        match (args.value("--tls-dir"), args.switch("--insecure-plaintext")) {
+            (Some(dir), false) => Ok(Security::TlsDir(dir.into())),
+            (None, true) => Ok(Security::Plaintext),
+            (Some(_), true) => Err(args::UsageError::invalid(
+                "--tls-dir and --insecure-plaintext exclude each other",
+            )),
+            (None, false) => Err(args::UsageError::invalid(
+                "choose transport security: --tls-dir DIR (ca.pem, node.pem, node.key) or --insecure-plaintext",
+            )),
+        }
+    }
+
+    /// Applies the choice to a config builder, loading the TLS files if any.
+    pub fn apply(&self, builder: ClusterConfigBuilder) -> Result<ClusterConfigBuilder, TlsError> {
+        Ok(match self {
+            Security::TlsDir(dir) => builder.tls(TlsConfig::from_dir(dir)?),
+            Security::Plaintext => builder.insecure_plaintext(),
+        })
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), so that stdout stays free for
+/// what the programs print on purpose (such as `READY` lines).
+pub fn init_tracing() {
+    init_tracing_or("warn");
+}
+
+/// Like [`init_tracing`] with another filter for when `RUST_LOG` is not set.
+pub fn init_tracing_or(default_filter: &str) {
+    use std::io::IsTerminal as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // A second call (tour child mode reuses the node program) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Waits until `system` holds a live connection to the node named `node`; `false` if
+/// `timeout` passes first.
+pub async fn wait_for_node(system: &ClusterSystem, node: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let up = system
+            .members()
+            .iter()
+            .any(|m| m.id.name() == node && m.status == MemberStatus::Up);
+        if up {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // Membership has no per-node change notification; a short poll bounded by the
+        // deadline costs nothing next to a connection set-up.
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The name of a [`RemoteError`] variant, for output meant to be read next to the docs.
+pub fn error_kind(e: &RemoteError) -> &'static str {
+    match e {
+        RemoteError::Timeout(_) => "Timeout",
+        RemoteError::NodeUnreachable { .. } => "NodeUnreachable",
+        RemoteError::NodeGone { .. } => "NodeGone",
+        RemoteError::UnknownNode(_) => "UnknownNode",
+        RemoteError::UnknownActor { .. } => "UnknownActor",
+        RemoteError::ActorTypeMismatch { .. } => "ActorTypeMismatch",
+        RemoteError::UnknownMessageType { .. } => "UnknownMessageType",
+        RemoteError::ActorTypeNotRegistered { .. } => "ActorTypeNotRegistered",
+        RemoteError::Encode(_) => "Encode",
+        RemoteError::Decode(_) => "Decode",
+        RemoteError::PayloadTooLarge { .. } => "PayloadTooLarge",
+        RemoteError::QueueFull { .. } => "QueueFull",
+        RemoteError::ActorStopped => "ActorStopped",
+        RemoteError::HandlerFailed(_) => "HandlerFailed",
+        RemoteError::SystemStopped => "SystemStopped",
+        // The enum is non-exhaustive: a newer library may add variants.
+        _ => "RemoteError",
+    }
+}
