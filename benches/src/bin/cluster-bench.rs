@@ -1,0 +1,235 @@
+//! `cluster-bench [--quick]`: runs the baselines and the cluster scenarios and prints one JSON
+//! object on stdout. Progress goes to stderr, so `cluster-bench > result.json` stays parseable.
+//! See `docs/benchmarks.md` for what each figure means.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use actix_cluster_benches::BenchResult;
+use actix_cluster_benches::baseline::{self, RawRtt};
+use actix_cluster_benches::latency::{Percentiles, Recorder};
+use actix_cluster_benches::scenario::{Pair, Security, TellRun};
+use serde_json::{Value, json};
+
+/// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
+const LATENCY_ROUNDS: u64 = 10;
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    quick: bool,
+    /// One-way messages per throughput run (baselines included).
+    messages: u64,
+    /// Unrecorded one-way messages before each throughput run.
+    tell_warmup: u64,
+    /// Recorded requests per latency run (a multiple of `2 * LATENCY_ROUNDS`).
+    requests: u64,
+    /// Unrecorded requests before each latency run.
+    ask_warmup: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                messages: 100_000,
+                tell_warmup: 10_000,
+                requests: 20_000,
+                ask_warmup: 2_000,
+            }
+        } else {
+            Self {
+                quick,
+                messages: 1_000_000,
+                tell_warmup: 50_000,
+                requests: 100_000,
+                ask_warmup: 5_000,
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut quick = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                eprintln!(
+                    "usage: cluster-bench [--quick]\n\nPrints one JSON object with the baselines \
+                     and the cluster scenarios; see docs/benchmarks.md."
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("cluster-bench: unknown argument {other:?} (try --help)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(Plan::new(quick)) {
+        Ok(report) => {
+            println!("{report:#}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cluster-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(plan: Plan) -> BenchResult<Value> {
+    let started = Instant::now();
+    let n = plan.messages;
+    progress(&format!(
+        "{} run: {n} messages per throughput run, {} requests per latency run",
+        if plan.quick { "quick" } else { "full" },
+        plan.requests
+    ));
+
+    let local = baseline::local_do_send(n)?;
+    progress(&format!("baseline local do_send: {local:.0} msg/s"));
+    let raw_stream = baseline::raw_tcp_stream(n)?;
+    progress(&format!("baseline raw TCP stream: {raw_stream:.0} msg/s"));
+
+    let plain = Pair::start(Security::Plain)?;
+    let tls = Pair::start(Security::Tls)?;
+    let tell_plain = plain.tell_8b(plan.tell_warmup, n)?;
+    report_tell("tell_plain", &tell_plain);
+    let tell_1k = plain.tell_1k(plan.tell_warmup, n)?;
+    report_tell("tell_1k_plain", &tell_1k);
+    let tell_tls = tls.tell_8b(plan.tell_warmup, n)?;
+    report_tell("tell_tls", &tell_tls);
+
+    // Latency rounds are interleaved so the raw baseline and both ask scenarios see the same
+    // machine state: on a small VM the cost of waking an idle vCPU changes by 10x over seconds,
+    // and a baseline measured before a scenario would compare two different machines.
+    let raw = RawRtt::start()?;
+    raw.warm_up(plan.ask_warmup)?;
+    let relay = RawRtt::start_relay()?;
+    relay.warm_up(plan.ask_warmup)?;
+    let mut ask_plain = plain.ask(Recorder::new()?, plan.ask_warmup, 0)?;
+    let mut ask_tls = tls.ask(Recorder::new()?, plan.ask_warmup, 0)?;
+    let per_round = plan.requests / LATENCY_ROUNDS;
+    let (half, rest) = (per_round / 2, per_round - per_round / 2);
+    for _ in 0..LATENCY_ROUNDS {
+        raw.round(half)?;
+        relay.round(half)?;
+        ask_plain = plain.ask(ask_plain, 0, per_round)?;
+        raw.round(rest)?;
+        relay.round(rest)?;
+        ask_tls = tls.ask(ask_tls, 0, per_round)?;
+    }
+    let raw_rtt = raw.finish()?;
+    let relay_rtt = relay.finish()?;
+    progress(&format!(
+        "baseline raw TCP RTT: p50 {:.1} µs, p99 {:.1} µs; relayed through 4 threads: p50 {:.1} \
+         µs, p99 {:.1} µs",
+        raw_rtt.p50_us, raw_rtt.p99_us, relay_rtt.p50_us, relay_rtt.p99_us
+    ));
+    let (ask_plain, ask_tls) = (ask_plain.percentiles(), ask_tls.percentiles());
+    report_ask("ask_plain", &ask_plain);
+    report_ask("ask_tls", &ask_tls);
+    plain.stop();
+    tls.stop();
+
+    let tell = |run: &TellRun| {
+        json!({
+            "msgs_per_s": run.msgs_per_s.round(),
+            "ratio_to_local_do_send": round(run.msgs_per_s / local, 3),
+        })
+    };
+    let ask = |p: &Percentiles| {
+        json!({
+            "p50_us": round(p.p50_us, 1),
+            "p99_us": round(p.p99_us, 1),
+            "p999_us": round(p.p999_us, 1),
+            "ratio_p50_to_raw_tcp": round(p.p50_us / raw_rtt.p50_us, 3),
+            "ratio_p50_to_relay": round(p.p50_us / relay_rtt.p50_us, 3),
+        })
+    };
+    let wire_bytes = tell_plain.bytes_written as f64 / tell_plain.sent as f64;
+    progress(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(json!({
+        "baselines": {
+            "local_do_send_msgs_per_s": local.round(),
+            "raw_tcp_msgs_per_s": raw_stream.round(),
+            "raw_tcp_rtt_p50_us": round(raw_rtt.p50_us, 1),
+            "raw_tcp_relay_rtt_p50_us": round(relay_rtt.p50_us, 1),
+        },
+        "scenarios": {
+            "tell_plain": tell(&tell_plain),
+            "tell_tls": tell(&tell_tls),
+            "tell_1k_plain": tell(&tell_1k),
+            "ask_plain": ask(&ask_plain),
+            "ask_tls": ask(&ask_tls),
+            "wire_bytes_per_8b_tell": round(wire_bytes, 2),
+        },
+        "machine": machine(),
+        "config": {
+            "messages": n,
+            "requests": plan.requests,
+            "quick": plan.quick,
+            "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
+        },
+    }))
+}
+
+fn report_tell(name: &str, run: &TellRun) {
+    progress(&format!(
+        "{name}: {:.0} msg/s ({} of {} processed in {:.2} s, {:.1} bytes written per message)",
+        run.msgs_per_s,
+        run.processed,
+        run.sent,
+        run.elapsed.as_secs_f64(),
+        run.bytes_written as f64 / run.sent as f64
+    ));
+    if run.processed != run.sent {
+        progress(&format!(
+            "{name}: WARNING {} messages were not processed",
+            run.sent.saturating_sub(run.processed)
+        ));
+    }
+}
+
+fn report_ask(name: &str, p: &Percentiles) {
+    progress(&format!(
+        "{name}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs over {} requests",
+        p.p50_us, p.p99_us, p.p999_us, p.samples
+    ));
+}
+
+fn progress(line: &str) {
+    eprintln!("[cluster-bench] {line}");
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+/// What the figures were measured on; the ratios only make sense next to the core count.
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_owned());
+    json!({
+        "cores": cores,
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "kernel": kernel,
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
