@@ -103,11 +103,17 @@ impl Endpoint {
         let core = self.core()?;
         let peer = self.peer(core)?;
         let limits = &core.config.limits;
-        with_payload(format, msg, limits, peer.max_frame(), |payload, compressed| {
-            peer.try_push(wire::tell_frame_len(payload.len()), |b| {
-                wire::put_tell(b, self.actor, message, format, compressed, payload)
-            })
-        })?
+        with_payload(
+            format,
+            msg,
+            limits,
+            peer.max_frame(),
+            |payload, compressed| {
+                peer.try_push(wire::tell_frame_len(payload.len()), |b| {
+                    wire::put_tell(b, self.actor, message, format, compressed, payload)
+                })
+            },
+        )?
         .map_err(|e| match e {
             PushError::Full => None,
             other => Some(other.into_remote(peer)),
@@ -127,7 +133,8 @@ impl Endpoint {
         }
         let core = self.core()?;
         let peer = self.peer(core)?;
-        let (payload, compressed) = encode_owned(format, &msg, &core.config.limits, peer.max_frame())?;
+        let (payload, compressed) =
+            encode_owned(format, &msg, &core.config.limits, peer.max_frame())?;
         drop(msg);
         peer.push(wire::tell_frame_len(payload.len()), |b| {
             wire::put_tell(b, self.actor, message, format, compressed, &payload)

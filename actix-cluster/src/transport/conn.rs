@@ -379,9 +379,15 @@ pub(crate) async fn run_reader(
     mut rd: ReadHalf<Stream>,
     mut buf: BytesMut,
     retire: Arc<Signal>,
+    predecessor: Option<Arc<Signal>>,
 ) -> Result<(), ConnError> {
     let decoder = FrameDecoder::new(transport.config.limits.max_frame_size);
     let idle = transport.config.timeouts.idle_timeout;
+    if let Some(previous) = predecessor {
+        // Bounded: the retired connection ends within an idle timeout even if the peer never
+        // closes it, so waiting longer would only stall this one.
+        let _ = tokio::time::timeout(idle, previous.wait()).await;
+    }
     let mut dispatch = Arc::clone(&transport.inbound).connection();
     let mut goaway = false;
     loop {

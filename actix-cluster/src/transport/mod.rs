@@ -348,14 +348,20 @@ impl Transport {
         peer.set_peer_max_frame(h.peer_max_frame);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let retire = Arc::new(Signal::default());
+        let done = Arc::new(Signal::default());
         let attached = Attached {
             conn,
             dialer,
             retire: Arc::clone(&retire),
+            done: Arc::clone(&done),
         };
         let (rd, wr) = tokio::io::split(h.stream);
         self.open.fetch_add(1, Ordering::AcqRel);
-        let lost = peer.attach(attached).is_some_and(|l| l.conn == conn);
+        let loser = peer.attach(attached);
+        let lost = loser.as_ref().is_some_and(|l| l.conn == conn);
+        // When this connection replaces a live one, frames the peer sent on the old one must
+        // be dispatched first, or a message could overtake an earlier one from the same sender.
+        let predecessor = loser.filter(|l| l.conn != conn).map(|l| l.done);
         if lost {
             retire.set();
         } else {
@@ -394,8 +400,10 @@ impl Transport {
                 rd,
                 h.leftover,
                 Arc::clone(&retire),
+                predecessor,
             )
             .await;
+            done.set();
             match &result {
                 Ok(()) => tracing::debug!(node = %peer.id, conn, "connection closed"),
                 Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
@@ -431,7 +439,9 @@ impl Transport {
     pub(crate) fn known_nodes(&self) -> Vec<NodeInfo> {
         lock(&self.peers)
             .values()
-            .filter(|p| p.state() != PeerState::Gone && p.info().role != crate::node::NodeRole::Client)
+            .filter(|p| {
+                p.state() != PeerState::Gone && p.info().role != crate::node::NodeRole::Client
+            })
             .map(|p| p.info())
             .collect()
     }

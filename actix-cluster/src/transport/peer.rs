@@ -92,6 +92,8 @@ pub(crate) struct Attached {
     /// Node that dialled this connection; used to pick one of two simultaneous connections.
     pub(crate) dialer: NodeId,
     pub(crate) retire: Arc<Signal>,
+    /// Set once this connection's reader has dispatched its last frame.
+    pub(crate) done: Arc<Signal>,
 }
 
 /// A one-shot, level-triggered signal that any number of tasks can wait for.
@@ -181,7 +183,9 @@ impl Peer {
 
     /// The largest frame that may be sent to this peer: the smaller of its limit and ours.
     pub(crate) fn max_frame(&self) -> u32 {
-        self.max_frame.load(Ordering::Relaxed).min(self.limits.max_frame_size)
+        self.max_frame
+            .load(Ordering::Relaxed)
+            .min(self.limits.max_frame_size)
     }
 
     pub(crate) fn set_peer_max_frame(&self, limit: u32) {
@@ -499,6 +503,7 @@ mod tests {
             conn,
             dialer: NodeId::new(dialer, 1),
             retire: Arc::new(Signal::default()),
+            done: Arc::new(Signal::default()),
         }
     }
 

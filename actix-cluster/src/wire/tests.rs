@@ -35,8 +35,13 @@ fn payload() -> impl Strategy<Value = Payload> {
 
 fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        ("[a-z-]{0,30}", any::<bool>(), node_info(), MIN_MAX_FRAME_SIZE..).prop_map(
-            |(cluster, tls, node, max_frame_size)| {
+        (
+            "[a-z-]{0,30}",
+            any::<bool>(),
+            node_info(),
+            MIN_MAX_FRAME_SIZE..
+        )
+            .prop_map(|(cluster, tls, node, max_frame_size)| {
                 Frame::Hello(Hello {
                     version: PROTOCOL_VERSION,
                     cluster,
@@ -44,8 +49,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     node,
                     max_frame_size,
                 })
-            }
-        ),
+            }),
         (any::<u64>(), any::<u32>(), payload()).prop_map(|(actor, message, payload)| Frame::Tell {
             actor,
             message,
