@@ -4,7 +4,6 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_cluster::prelude::*;
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{Recorder, Seen, Seq};
 
