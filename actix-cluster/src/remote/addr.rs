@@ -583,8 +583,27 @@ enum Target<M: RemoteMessage> {
 
 /// A request in preparation; `.await` it to send and get the reply.
 ///
-/// ```ignore
+/// ```no_run
+/// # use actix::prelude::*;
+/// # use actix_cluster::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # use std::time::Duration;
+/// # #[derive(Serialize, Deserialize)] struct Counter { n: u64 }
+/// # impl Actor for Counter { type Context = Context<Self>; }
+/// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "u64")] struct Add(u64);
+/// # impl Handler<Add> for Counter {
+/// #     type Result = u64;
+/// #     fn handle(&mut self, m: Add, _: &mut Context<Self>) -> u64 { self.n += m.0; self.n }
+/// # }
+/// # impl DistributedActor for Counter {
+/// #     const NAME: &'static str = "doc.counter";
+/// #     fn messages(m: &mut Messages<Self>) { m.handle::<Add>("add"); }
+/// # }
+/// # async fn demo(counter: RemoteAddr<Counter>) -> Result<(), RemoteError> {
+/// // The configured request timeout, or an explicit one for this call:
+/// let total = counter.send(Add(5)).await?;
 /// let total = counter.send(Add(5)).timeout(Duration::from_millis(200)).await?;
+/// # let _ = total; Ok(()) }
 /// ```
 #[must_use = "a request is only sent when awaited"]
 pub struct SendRequest<M: RemoteMessage> {
