@@ -355,6 +355,10 @@ async fn write_loop(
                     .stats
                     .messages_sent
                     .fetch_add(messages as u64, Ordering::Relaxed);
+                // Per batch, not per message: with a recorder installed each call is a lookup.
+                metrics::counter!("actix_cluster_bytes_written_total")
+                    .increment(bytes.len() as u64);
+                metrics::counter!("actix_cluster_messages_sent_total").increment(messages as u64);
                 continue;
             }
             TakeBatch::Empty => {}
@@ -456,6 +460,7 @@ pub(crate) async fn run_reader(
                     .stats
                     .bytes_read
                     .fetch_add(n as u64, Ordering::Relaxed);
+                metrics::counter!("actix_cluster_bytes_read_total").increment(n as u64);
             }
         }
     }

@@ -198,7 +198,7 @@ impl Transport {
                 }
             };
             let Some(_slot) = IpSlot::take(&self, from.ip()) else {
-                self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                self.handshake_failed();
                 tracing::warn!(%from, "too many handshakes in progress from this address; closing");
                 continue;
             };
@@ -214,8 +214,7 @@ impl Transport {
                         this.establish(h, dialer);
                     }
                     Err(e) => {
-                        this.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("actix_cluster_handshakes_failed_total").increment(1);
+                        this.handshake_failed();
                         tracing::warn!(%from, error = %e, "inbound handshake refused");
                     }
                 }
@@ -246,7 +245,7 @@ impl Transport {
                 }
                 Err(HandshakeError::SelfConnection) => return,
                 Err(e) => {
-                    self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    self.handshake_failed();
                     tracing::debug!(%seed, error = %e, "seed not reachable yet");
                 }
             }
@@ -356,7 +355,8 @@ impl Transport {
             done: Arc::clone(&done),
         };
         let (rd, wr) = tokio::io::split(h.stream);
-        self.open.fetch_add(1, Ordering::AcqRel);
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("actix_cluster_connections_open").set(open as f64);
         let loser = peer.attach(attached);
         let lost = loser.as_ref().is_some_and(|l| l.conn == conn);
         // When this connection replaces a live one, frames the peer sent on the old one must
@@ -414,7 +414,8 @@ impl Transport {
                 // Nobody redials a client; if it comes back it is attached to a fresh peer.
                 peer.mark_gone();
             }
-            this.open.fetch_sub(1, Ordering::AcqRel);
+            let open = this.open.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics::gauge!("actix_cluster_connections_open").set(open as f64);
             this.changed.notify_waiters();
         });
     }
@@ -477,6 +478,11 @@ impl Transport {
     /// All peers, for the member table.
     pub(crate) fn peers(&self) -> Vec<Arc<Peer>> {
         lock(&self.peers).values().cloned().collect()
+    }
+
+    fn handshake_failed(&self) {
+        self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("actix_cluster_handshakes_failed_total").increment(1);
     }
 
     /// Connections whose reader is still running.
