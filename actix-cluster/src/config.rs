@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::SerializationFormat;
+use crate::membership::FailureDetectorConfig;
 use crate::node::{NodeRole, validate_node_name};
 use crate::tls::TlsConfig;
 
@@ -187,6 +188,9 @@ pub enum ConfigError {
     /// Timeouts contradict each other or are zero.
     #[error("invalid timeouts: {0}")]
     InvalidTimeouts(&'static str),
+    /// The failure detector settings are unusable.
+    #[error("invalid failure detector settings: {0}")]
+    InvalidFailureDetector(&'static str),
     /// A label key or value is too long or there are too many labels.
     #[error("invalid label: {0}")]
     InvalidLabel(String),
@@ -212,6 +216,7 @@ pub struct ClusterConfig {
     pub(crate) serialization: SerializationFormat,
     pub(crate) limits: Limits,
     pub(crate) timeouts: Timeouts,
+    pub(crate) failure_detector: FailureDetectorConfig,
 }
 
 impl ClusterConfig {
@@ -223,12 +228,15 @@ impl ClusterConfig {
 
     /// Preset for loopback and LAN clusters: failures surface within seconds.
     pub fn lan() -> ClusterConfigBuilder {
-        ClusterConfigBuilder::with_timeouts(Timeouts::lan())
+        ClusterConfigBuilder::with_timeouts(Timeouts::lan(), FailureDetectorConfig::lan())
     }
 
     /// Preset for slow or lossy links: long timeouts, patient reconnects.
     pub fn conservative() -> ClusterConfigBuilder {
-        ClusterConfigBuilder::with_timeouts(Timeouts::conservative())
+        ClusterConfigBuilder::with_timeouts(
+            Timeouts::conservative(),
+            FailureDetectorConfig::conservative(),
+        )
     }
 
     /// This node's name.
@@ -259,6 +267,11 @@ impl ClusterConfig {
     /// Master nodes of a centralized cluster.
     pub fn master_nodes(&self) -> &[SocketAddr] {
         &self.master_nodes
+    }
+
+    /// Failure detector tuning.
+    pub fn failure_detector(&self) -> &FailureDetectorConfig {
+        &self.failure_detector
     }
 
     /// Size limits.
@@ -300,10 +313,11 @@ pub struct ClusterConfigBuilder {
     serialization: SerializationFormat,
     limits: Limits,
     timeouts: Timeouts,
+    failure_detector: FailureDetectorConfig,
 }
 
 impl ClusterConfigBuilder {
-    fn with_timeouts(timeouts: Timeouts) -> Self {
+    fn with_timeouts(timeouts: Timeouts, failure_detector: FailureDetectorConfig) -> Self {
         Self {
             architecture: Architecture::default(),
             node_name: None,
@@ -318,6 +332,7 @@ impl ClusterConfigBuilder {
             serialization: SerializationFormat::default(),
             limits: Limits::default(),
             timeouts,
+            failure_detector,
         }
     }
 
@@ -445,6 +460,13 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// Replaces the failure detector tuning. Heartbeats are sent every
+    /// `Timeouts::ping_interval`.
+    pub fn failure_detector(mut self, config: FailureDetectorConfig) -> Self {
+        self.failure_detector = config;
+        self
+    }
+
     /// Checks everything and returns the configuration, or the first problem found.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
         let node_name = self.node_name.ok_or(ConfigError::MissingNodeName)?;
@@ -471,6 +493,7 @@ impl ClusterConfigBuilder {
         validate_labels(&self.labels)?;
         validate_limits(&self.limits)?;
         validate_timeouts(&self.timeouts)?;
+        validate_failure_detector(&self.failure_detector)?;
         Ok(ClusterConfig {
             architecture: self.architecture,
             node_name,
@@ -485,8 +508,28 @@ impl ClusterConfigBuilder {
             serialization: self.serialization,
             limits: self.limits,
             timeouts: self.timeouts,
+            failure_detector: self.failure_detector,
         })
     }
+}
+
+fn validate_failure_detector(fd: &FailureDetectorConfig) -> Result<(), ConfigError> {
+    if !(fd.threshold.is_finite() && fd.threshold > 0.0) {
+        return Err(ConfigError::InvalidFailureDetector(
+            "threshold must be a positive number",
+        ));
+    }
+    if fd.window < 2 {
+        return Err(ConfigError::InvalidFailureDetector(
+            "window must hold at least 2 intervals",
+        ));
+    }
+    if fd.min_std_deviation.is_zero() || fd.first_heartbeat_estimate.is_zero() {
+        return Err(ConfigError::InvalidFailureDetector(
+            "min_std_deviation and first_heartbeat_estimate must be above zero",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_addr(field: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -693,6 +736,26 @@ mod tests {
         assert!(matches!(
             base().discovery(DiscoveryMethod::Gossip).build(),
             Err(ConfigError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn unusable_failure_detector_is_refused() {
+        let fd = FailureDetectorConfig {
+            threshold: f64::NAN,
+            ..FailureDetectorConfig::lan()
+        };
+        assert!(matches!(
+            base().failure_detector(fd).build(),
+            Err(ConfigError::InvalidFailureDetector(_))
+        ));
+        let fd = FailureDetectorConfig {
+            window: 1,
+            ..FailureDetectorConfig::lan()
+        };
+        assert!(matches!(
+            base().failure_detector(fd).build(),
+            Err(ConfigError::InvalidFailureDetector(_))
         ));
     }
 

@@ -74,6 +74,7 @@
 mod codec;
 mod config;
 mod error;
+mod membership;
 mod node;
 mod remote;
 mod system;
@@ -87,6 +88,7 @@ pub use config::{
     Security, Timeouts,
 };
 pub use error::{RemoteError, StartError, TrySendError};
+pub use membership::FailureDetectorConfig;
 pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,

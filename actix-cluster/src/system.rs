@@ -141,7 +141,7 @@ pub enum MemberStatus {
 }
 
 /// One row of [`ClusterSystem::members`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct MemberInfo {
     /// Name and incarnation.
@@ -156,6 +156,11 @@ pub struct MemberInfo {
     pub status: MemberStatus,
     /// Messages waiting in this node's send queue to that member.
     pub queued: usize,
+    /// Phi-accrual suspicion level from that member's heartbeats (0 for this node, and for a
+    /// member not heard from yet). Compare with [`FailureDetectorConfig::threshold`].
+    ///
+    /// [`FailureDetectorConfig::threshold`]: crate::FailureDetectorConfig::threshold
+    pub phi: f64,
 }
 
 /// Counters of this node's network side, since start.
@@ -329,7 +334,9 @@ impl ClusterSystem {
             labels: me.labels.clone(),
             status: MemberStatus::Up,
             queued: 0,
+            phi: 0.0,
         }];
+        let now = Instant::now();
         for p in self.core.transport.peers() {
             let status = match p.state() {
                 PeerState::Connected => MemberStatus::Up,
@@ -345,6 +352,7 @@ impl ClusterSystem {
                 labels: info.labels,
                 status,
                 queued: p.queued(),
+                phi: p.phi(now),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -335,8 +335,18 @@ async fn write_loop(
     retire: &Signal,
     ping_interval: Duration,
 ) -> io::Result<()> {
+    // Pings are heartbeats for the peer's failure detector, so they go out at a steady
+    // interval whether or not data flows; a busy writer checks the deadline between batches.
     let mut ping_nonce = 0u64;
+    let mut next_ping = tokio::time::Instant::now() + ping_interval;
     loop {
+        let now = tokio::time::Instant::now();
+        if now >= next_ping {
+            ping_nonce += 1;
+            let nonce = ping_nonce;
+            peer.push_control(|b| wire::put_ping(b, nonce));
+            next_ping = now + ping_interval;
+        }
         match peer.take_batch(conn) {
             TakeBatch::Retired => return Ok(()),
             TakeBatch::Batch(bytes, messages) => {
@@ -366,11 +376,7 @@ async fn write_loop(
         tokio::select! {
             () = peer.data_ready.notified() => {}
             () = retire.wait() => return Ok(()),
-            () = tokio::time::sleep(ping_interval) => {
-                ping_nonce += 1;
-                let nonce = ping_nonce;
-                peer.push_control(|b| wire::put_ping(b, nonce));
-            }
+            () = tokio::time::sleep_until(next_ping) => {}
         }
     }
 }
@@ -422,7 +428,10 @@ pub(crate) async fn run_reader(
                         Err(crate::remote::error_from_wire(&peer.id, code, detail)),
                     );
                 }
-                Frame::Ping { nonce } => peer.push_control(|b| wire::put_pong(b, nonce)),
+                Frame::Ping { nonce } => {
+                    peer.heartbeat(std::time::Instant::now());
+                    peer.push_control(|b| wire::put_pong(b, nonce));
+                }
                 Frame::Pong { .. } => {}
                 Frame::Nodes(nodes) => transport.learn_nodes(nodes),
                 Frame::GoAway { code, reason } => {

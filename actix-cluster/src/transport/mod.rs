@@ -300,7 +300,8 @@ impl Transport {
             tokio::select! {
                 () = tokio::time::sleep(jitter(backoff)) => {}
                 () = self.shutdown.wait() => return,
-                // An inbound connection may attach while we wait.
+                // Retired (gone) meanwhile: stop at once instead of after the backoff. An
+                // inbound connection that attached meanwhile is noticed at the top of the loop.
                 () = peer.disconnected.notified() => {}
             }
             backoff = (backoff * 2).min(t.reconnect_max);
@@ -326,7 +327,11 @@ impl Transport {
             }
             existing.mark_gone();
         }
-        let peer = Arc::new(Peer::new(info.clone(), self.config.limits));
+        let peer = Arc::new(Peer::new(
+            info.clone(),
+            self.config.limits,
+            self.config.failure_detector,
+        ));
         peers.insert(Arc::clone(info.id.name_arc()), Arc::clone(&peer));
         drop(peers);
         let (this, p) = (Arc::clone(self), Arc::clone(&peer));

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::config::Limits;
 use crate::error::RemoteError;
+use crate::membership::{FailureDetectorConfig, PhiAccrual};
 use crate::node::{NodeId, NodeInfo};
 use crate::wire::Payload;
 
@@ -148,6 +149,8 @@ pub(crate) struct Peer {
     pub(crate) dropped: AtomicU64,
     /// Largest frame this peer accepts (from its hello); until then, our own limit.
     max_frame: AtomicU32,
+    /// Heartbeat (ping) arrival history.
+    detector: Mutex<PhiAccrual>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,7 +160,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peer {
-    pub(crate) fn new(info: NodeInfo, limits: Limits) -> Self {
+    pub(crate) fn new(info: NodeInfo, limits: Limits, detector: FailureDetectorConfig) -> Self {
         Self {
             id: info.id.clone(),
             info: Mutex::new(info),
@@ -178,7 +181,18 @@ impl Peer {
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
             max_frame: AtomicU32::new(limits.max_frame_size),
+            detector: Mutex::new(PhiAccrual::new(detector)),
         }
+    }
+
+    /// A heartbeat from this peer arrived.
+    pub(crate) fn heartbeat(&self, now: Instant) {
+        lock(&self.detector).heartbeat(now);
+    }
+
+    /// Suspicion level of this peer at `now` (phi-accrual).
+    pub(crate) fn phi(&self, now: Instant) -> f64 {
+        lock(&self.detector).phi(now)
     }
 
     /// The largest frame that may be sent to this peer: the smaller of its limit and ours.
@@ -372,6 +386,7 @@ impl Peer {
         *slot = Some(new);
         drop(slot);
         *lock(&self.down_since) = None;
+        lock(&self.detector).restart(Instant::now());
         if self.state() != PeerState::Gone {
             self.state
                 .store(PeerState::Connected as u8, Ordering::Release);
@@ -495,6 +510,7 @@ mod tests {
                 labels: BTreeMap::new(),
             },
             limits,
+            FailureDetectorConfig::lan(),
         )
     }
 
