@@ -382,7 +382,8 @@ async fn write_loop(
 }
 
 /// Reads frames until the connection fails, closes, or stays silent past the idle timeout.
-/// Returns `Ok` for an orderly close (EOF after a `GoAway`, or a retirement).
+/// Returns `Ok` for an orderly close (EOF after a `GoAway`, or a retirement), with the code of
+/// the peer's `GoAway` if it sent one.
 pub(crate) async fn run_reader(
     transport: Arc<Transport>,
     peer: Arc<Peer>,
@@ -390,7 +391,7 @@ pub(crate) async fn run_reader(
     mut buf: BytesMut,
     retire: Arc<Signal>,
     predecessor: Option<Arc<Signal>>,
-) -> Result<(), ConnError> {
+) -> Result<Option<u16>, ConnError> {
     let decoder = FrameDecoder::new(transport.config.limits.max_frame_size);
     let idle = transport.config.timeouts.idle_timeout;
     if let Some(previous) = predecessor {
@@ -400,6 +401,7 @@ pub(crate) async fn run_reader(
     }
     let mut dispatch = Arc::clone(&transport.inbound).connection();
     let mut goaway = false;
+    let mut peer_goaway = None;
     loop {
         while let Some(frame) = decoder.decode(&mut buf).map_err(ConnError::Wire)? {
             transport
@@ -437,6 +439,7 @@ pub(crate) async fn run_reader(
                 Frame::GoAway { code, reason } => {
                     tracing::debug!(node = %peer.id, code, %reason, "peer closes connection");
                     goaway = true;
+                    peer_goaway = Some(code);
                     if code == goaway::SHUTDOWN {
                         // This incarnation left for good (a restart is a new incarnation):
                         // fail its requests now and stop redialling it.
@@ -462,7 +465,7 @@ pub(crate) async fn run_reader(
         match read {
             Err(_) => return Err(ConnError::Idle(idle)),
             Ok(Err(e)) => return Err(ConnError::Io(e)),
-            Ok(Ok(0)) if goaway => return Ok(()),
+            Ok(Ok(0)) if goaway => return Ok(peer_goaway),
             Ok(Ok(0)) => return Err(ConnError::Closed),
             Ok(Ok(n)) => {
                 transport

@@ -410,11 +410,16 @@ impl Transport {
             .await;
             done.set();
             match &result {
-                Ok(()) => tracing::debug!(node = %peer.id, conn, "connection closed"),
+                Ok(_) => tracing::debug!(node = %peer.id, conn, "connection closed"),
                 Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
             }
             retire.set();
-            peer.detach(conn);
+            // A peer that retires a connection as a duplicate has already switched to another
+            // one, which may simply not have finished its handshake here yet: replies to the
+            // requests in flight will arrive on it. Failing them now would report a healthy
+            // node as gone; they stay bounded by their own deadline and by `give_up_after`.
+            let replaced = matches!(result, Ok(Some(conn::goaway::DUPLICATE)));
+            peer.detach(conn, !replaced);
             if peer.info().role == crate::node::NodeRole::Client && !peer.is_attached() {
                 // Nobody redials a client; if it comes back it is attached to a fresh peer.
                 peer.mark_gone();

@@ -399,9 +399,10 @@ impl Peer {
         loser
     }
 
-    /// A connection ended. If it was the attached one, the peer is now disconnected: requests
-    /// in flight fail and the driver starts reconnecting.
-    pub(crate) fn detach(&self, conn: u64) {
+    /// A connection ended. If it was the attached one, the peer is now disconnected and the
+    /// driver starts reconnecting; requests in flight fail unless `fail_pending` is false
+    /// (the peer announced a replacement connection).
+    pub(crate) fn detach(&self, conn: u64, fail_pending: bool) {
         let mut slot = lock(&self.attached);
         if slot.as_ref().is_none_or(|a| a.conn != conn) {
             return;
@@ -416,7 +417,9 @@ impl Peer {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.fail_pending(|| self.gone());
+        if fail_pending {
+            self.fail_pending(|| self.gone());
+        }
         self.disconnected.notify_one();
     }
 
@@ -592,9 +595,31 @@ mod tests {
         let p = peer(10);
         p.attach(attached(1, "a"));
         let (_, rx) = p.register_request();
-        p.detach(1);
+        p.detach(1, true);
         assert!(matches!(rx.await, Ok(Err(RemoteError::NodeGone { .. }))));
         assert_eq!(p.state(), PeerState::Connecting);
+    }
+
+    #[tokio::test]
+    async fn requests_survive_a_retirement_the_peer_announced() {
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        let (correlation, rx) = p.register_request();
+        // The peer retired connection 1 as a duplicate before its replacement arrived here.
+        p.detach(1, false);
+        p.attach(attached(2, "a"));
+        p.complete_request(
+            correlation,
+            Ok(Payload {
+                format: crate::codec::SerializationFormat::Bincode,
+                compressed: false,
+                bytes: bytes::Bytes::from_static(b"ok"),
+            }),
+        );
+        assert!(
+            matches!(rx.await, Ok(Ok(_))),
+            "the reply on the new connection completes it"
+        );
     }
 
     #[test]
