@@ -267,7 +267,7 @@ impl Transport {
                 return;
             }
             // Clients dial in when they need to; nobody dials them.
-            if peer.is_attached() || peer.info().role == crate::node::NodeRole::Client {
+            if peer.is_attached() || peer.dials_in_only() {
                 backoff = t.reconnect_min;
                 tokio::select! {
                     () = peer.disconnected.notified() => {}
@@ -380,11 +380,12 @@ impl Transport {
             // Two nodes that join through us at the same moment may each get a list that
             // lacks the other; passing every new connection on to the connected peers closes
             // that gap.
-            let joined = [peer.info()];
-            let advertised = joined[0].role != crate::node::NodeRole::Client;
-            for other in self.peers().into_iter().filter(|_| advertised) {
-                if !Arc::ptr_eq(&other, &peer) && other.state() == PeerState::Connected {
-                    other.push_control(|b| wire::put_nodes(b, joined.iter()));
+            if !peer.dials_in_only() {
+                let joined = [peer.info()];
+                for other in self.peers() {
+                    if !Arc::ptr_eq(&other, &peer) && other.state() == PeerState::Connected {
+                        other.push_control(|b| wire::put_nodes(b, joined.iter()));
+                    }
                 }
             }
             self.changed.notify_waiters();
@@ -420,7 +421,7 @@ impl Transport {
             // node as gone; they stay bounded by their own deadline and by `give_up_after`.
             let replaced = matches!(result, Ok(Some(conn::goaway::DUPLICATE)));
             peer.detach(conn, !replaced);
-            if peer.info().role == crate::node::NodeRole::Client && !peer.is_attached() {
+            if peer.dials_in_only() && !peer.is_attached() {
                 // Nobody redials a client; if it comes back it is attached to a fresh peer.
                 peer.mark_gone();
             }
@@ -450,9 +451,7 @@ impl Transport {
     pub(crate) fn known_nodes(&self) -> Vec<NodeInfo> {
         lock(&self.peers)
             .values()
-            .filter(|p| {
-                p.state() != PeerState::Gone && p.info().role != crate::node::NodeRole::Client
-            })
+            .filter(|p| p.state() != PeerState::Gone && !p.dials_in_only())
             .map(|p| p.info())
             .collect()
     }

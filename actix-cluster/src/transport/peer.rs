@@ -19,7 +19,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::config::Limits;
 use crate::error::RemoteError;
 use crate::membership::{FailureDetectorConfig, PhiAccrual};
-use crate::node::{NodeId, NodeInfo};
+use crate::node::{NodeId, NodeInfo, NodeRole};
 use crate::wire::Payload;
 
 /// What a request's caller gets back from the transport.
@@ -130,6 +130,8 @@ impl Signal {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub(crate) id: NodeId,
+    /// Fixed for an incarnation, so it is kept outside the lock that guards `info`.
+    role: NodeRole,
     info: Mutex<NodeInfo>,
     limits: Limits,
     queue: Mutex<Queue>,
@@ -163,6 +165,7 @@ impl Peer {
     pub(crate) fn new(info: NodeInfo, limits: Limits, detector: FailureDetectorConfig) -> Self {
         Self {
             id: info.id.clone(),
+            role: info.role,
             info: Mutex::new(info),
             limits,
             queue: Mutex::new(Queue {
@@ -208,6 +211,12 @@ impl Peer {
 
     pub(crate) fn info(&self) -> NodeInfo {
         lock(&self.info).clone()
+    }
+
+    /// Whether this peer only dials in (a client): nobody dials it, nobody is told about it,
+    /// and once its connection ends it is retired rather than waited for.
+    pub(crate) fn dials_in_only(&self) -> bool {
+        self.role == NodeRole::Client
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -509,7 +518,7 @@ mod tests {
             NodeInfo {
                 id: NodeId::new("p", 1),
                 addr: "127.0.0.1:1".parse().expect("addr"),
-                role: crate::node::NodeRole::Worker,
+                role: NodeRole::Worker,
                 labels: BTreeMap::new(),
             },
             limits,
