@@ -522,7 +522,12 @@ impl ClusterSystemBuilder {
             labels: config.labels.clone(),
         };
         let net = Arbiter::new();
-        let actors = Arc::new(LocalActors::new(home, config.limits, spawners));
+        let actors = Arc::new(LocalActors::new(
+            config.node_name.clone(),
+            home,
+            config.limits,
+            spawners,
+        ));
         let transport = Arc::new(Transport::new(
             self.cluster,
             local.clone(),

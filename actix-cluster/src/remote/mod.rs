@@ -297,11 +297,14 @@ struct LocalEntry<A: DistributedActor> {
 }
 
 impl<A: DistributedActor> LocalEntry<A> {
-    fn unknown(&self, message: u32) -> RemoteError {
-        RemoteError::UnknownMessageType {
-            actor_type: A::NAME.to_owned(),
-            message: format!("#{message:08x}"),
-        }
+    /// The table entry for wire message `message`, or the error the sender should get.
+    fn entry(&self, message: u32) -> Result<&MessageEntry<A>, RemoteError> {
+        self.ty
+            .entry(message)
+            .ok_or_else(|| RemoteError::UnknownMessageType {
+                actor_type: A::NAME.to_owned(),
+                message: format!("#{message:08x}"),
+            })
     }
 }
 
@@ -320,11 +323,7 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
         bytes: &[u8],
         format: SerializationFormat,
     ) -> Result<Delivery, RemoteError> {
-        let entry = self
-            .ty
-            .entry(message)
-            .ok_or_else(|| self.unknown(message))?;
-        (entry.tell)(&self.addr, bytes, format)
+        (self.entry(message)?.tell)(&self.addr, bytes, format)
     }
 
     fn request(
@@ -333,15 +332,11 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
         bytes: &[u8],
         format: SerializationFormat,
     ) -> Result<ReplyFuture, RemoteError> {
-        let entry = self
-            .ty
-            .entry(message)
-            .ok_or_else(|| self.unknown(message))?;
-        (entry.request)(&self.addr, bytes, format)
+        (self.entry(message)?.request)(&self.addr, bytes, format)
     }
 
     fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>> {
-        self.ty.entry(message).map(|e| (e.recipient)(&self.addr))
+        self.entry(message).ok().map(|e| (e.recipient)(&self.addr))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -474,6 +469,8 @@ const MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 
 /// The actors of this node that the network can reach.
 pub(crate) struct LocalActors {
+    /// This node's name, for the errors it reports about its own actors.
+    node: String,
     actors: RwLock<HashMap<u64, Arc<dyn LocalActor>>>,
     names: RwLock<HashMap<String, u64>>,
     spawners: HashMap<&'static str, SpawnerFn>,
@@ -501,11 +498,13 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl LocalActors {
     pub(crate) fn new(
+        node: String,
         home: ArbiterHandle,
         limits: Limits,
         spawners: HashMap<&'static str, SpawnerFn>,
     ) -> Self {
         Self {
+            node,
             actors: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             spawners,
@@ -642,7 +641,6 @@ impl LocalActors {
     /// Handles a request to the node itself (spawn, resolve).
     fn system_request(
         self: &Arc<Self>,
-        local: &str,
         message: u32,
         payload: &Payload,
     ) -> Result<ReplyFuture, RemoteError> {
@@ -653,7 +651,7 @@ impl LocalActors {
                     .map_err(|e| RemoteError::from_codec(e, true))?;
                 let spawn = self.spawners.get(req.actor_type.as_str()).ok_or_else(|| {
                     RemoteError::ActorTypeNotRegistered {
-                        node: local.to_owned(),
+                        node: self.node.clone(),
                         actor_type: req.actor_type.clone(),
                     }
                 })?;
@@ -668,7 +666,7 @@ impl LocalActors {
             SYS_RESOLVE => {
                 let req: ResolveRequest = codec::decode(SerializationFormat::Bincode, &bytes)
                     .map_err(|e| RemoteError::from_codec(e, true))?;
-                let id = self.resolve(local, &req.name, &req.actor_type)?;
+                let id = self.resolve(&self.node, &req.name, &req.actor_type)?;
                 let out = codec::encode(SerializationFormat::Bincode, &id)
                     .map_err(|e| RemoteError::from_codec(e, false))?;
                 Ok(Box::pin(async move { Ok(out) }))
@@ -747,8 +745,7 @@ impl Dispatch {
         payload: Payload,
     ) -> Option<LocalBoxFuture<'static, ()>> {
         let started = if actor == SYSTEM_ACTOR {
-            // The reply names this node; the peer knows who it asked.
-            self.actors.system_request("this node", message, &payload)
+            self.actors.system_request(message, &payload)
         } else {
             self.target(peer.id.name(), actor).and_then(|t| {
                 let bytes = self.actors.plain(&payload)?;
