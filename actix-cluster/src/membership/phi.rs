@@ -136,12 +136,6 @@ impl PhiAccrual {
         let elapsed = ms(now.saturating_duration_since(last));
         phi(elapsed, mean + ms(self.config.acceptable_pause), std_dev)
     }
-
-    /// Whether phi at `now` is above the configured threshold.
-    #[cfg_attr(not(test), allow(dead_code))] // member states use it from the membership issue on
-    pub(crate) fn is_suspect(&self, now: Instant) -> bool {
-        self.phi(now) > self.config.threshold
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -207,8 +201,9 @@ mod tests {
     #[test]
     fn lan_preset_suspects_a_silent_peer_within_about_two_seconds() {
         let (d, last) = regular(Duration::from_millis(500), 50);
-        assert!(!d.is_suspect(last + Duration::from_millis(1000)));
-        assert!(d.is_suspect(last + Duration::from_millis(2500)));
+        let threshold = FailureDetectorConfig::lan().threshold;
+        assert!(d.phi(last + Duration::from_millis(1000)) <= threshold);
+        assert!(d.phi(last + Duration::from_millis(2500)) > threshold);
     }
 
     #[test]
