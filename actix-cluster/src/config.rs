@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::SerializationFormat;
-use crate::membership::FailureDetectorConfig;
+use crate::membership::{FailureDetectorConfig, MembershipConfig};
 use crate::node::{NodeRole, validate_node_name};
 use crate::tls::TlsConfig;
 
@@ -30,11 +30,12 @@ use crate::tls::TlsConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Architecture {
-    /// Every node is a peer; membership spreads node to node.
+    /// Every node is a peer; membership spreads node to node (see [`DiscoveryMethod`]).
     #[default]
     Decentralized,
-    /// Master nodes hold the authoritative member list. Arrives with the membership layer;
-    /// `build()` refuses it until then rather than pretending.
+    /// Master nodes (`master_nodes`) hold the authoritative member list: workers register
+    /// with every master and heartbeat them, masters detect failures and push each change to
+    /// every node. With several masters a worker keeps working while any one is reachable.
     Centralized,
 }
 
@@ -42,10 +43,13 @@ pub enum Architecture {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum DiscoveryMethod {
-    /// Dial the seed nodes, exchange the lists of known nodes, connect to every node learnt.
-    #[default]
+    /// Dial the seed nodes, exchange the lists of known nodes, connect to every node learnt;
+    /// each node monitors every other with heartbeats and decides on its own. Nodes that come
+    /// back are Up again.
     Static,
-    /// SWIM gossip. Arrives with the membership layer; `build()` refuses it until then.
+    /// SWIM gossip (probe, indirect probe, suspicion, refutation), carried over the nodes'
+    /// mutually authenticated connections. Scales to large clusters.
+    #[default]
     Gossip,
 }
 
@@ -194,9 +198,12 @@ pub enum ConfigError {
     /// A label key or value is too long or there are too many labels.
     #[error("invalid label: {0}")]
     InvalidLabel(String),
-    /// An option this version does not implement yet.
-    #[error("{0} is not supported by this version")]
-    Unsupported(&'static str),
+    /// The membership timing is unusable.
+    #[error("invalid membership settings: {0}")]
+    InvalidMembership(&'static str),
+    /// `Architecture::Centralized` without any `master_nodes`.
+    #[error("a centralized cluster needs at least one address in master_nodes")]
+    NoMasters,
 }
 
 /// A validated configuration. Create one with [`ClusterConfig::new`] (or a preset) and
@@ -217,6 +224,7 @@ pub struct ClusterConfig {
     pub(crate) limits: Limits,
     pub(crate) timeouts: Timeouts,
     pub(crate) failure_detector: FailureDetectorConfig,
+    pub(crate) membership: MembershipConfig,
 }
 
 impl ClusterConfig {
@@ -228,7 +236,11 @@ impl ClusterConfig {
 
     /// Preset for loopback and LAN clusters: failures surface within seconds.
     pub fn lan() -> ClusterConfigBuilder {
-        ClusterConfigBuilder::with_timeouts(Timeouts::lan(), FailureDetectorConfig::lan())
+        ClusterConfigBuilder::with_timeouts(
+            Timeouts::lan(),
+            FailureDetectorConfig::lan(),
+            MembershipConfig::lan(),
+        )
     }
 
     /// Preset for slow or lossy links: long timeouts, patient reconnects.
@@ -236,6 +248,7 @@ impl ClusterConfig {
         ClusterConfigBuilder::with_timeouts(
             Timeouts::conservative(),
             FailureDetectorConfig::conservative(),
+            MembershipConfig::conservative(),
         )
     }
 
@@ -272,6 +285,16 @@ impl ClusterConfig {
     /// Failure detector tuning.
     pub fn failure_detector(&self) -> &FailureDetectorConfig {
         &self.failure_detector
+    }
+
+    /// Membership protocol timing.
+    pub fn membership(&self) -> &MembershipConfig {
+        &self.membership
+    }
+
+    /// This node's role.
+    pub fn node_role(&self) -> NodeRole {
+        self.role
     }
 
     /// Size limits.
@@ -314,10 +337,15 @@ pub struct ClusterConfigBuilder {
     limits: Limits,
     timeouts: Timeouts,
     failure_detector: FailureDetectorConfig,
+    membership: MembershipConfig,
 }
 
 impl ClusterConfigBuilder {
-    fn with_timeouts(timeouts: Timeouts, failure_detector: FailureDetectorConfig) -> Self {
+    fn with_timeouts(
+        timeouts: Timeouts,
+        failure_detector: FailureDetectorConfig,
+        membership: MembershipConfig,
+    ) -> Self {
         Self {
             architecture: Architecture::default(),
             node_name: None,
@@ -333,6 +361,7 @@ impl ClusterConfigBuilder {
             limits: Limits::default(),
             timeouts,
             failure_detector,
+            membership,
         }
     }
 
@@ -460,10 +489,16 @@ impl ClusterConfigBuilder {
         self
     }
 
-    /// Replaces the failure detector tuning. Heartbeats are sent every
-    /// `Timeouts::ping_interval`.
+    /// Replaces the failure detector tuning (threshold, heartbeat interval, acceptable pause,
+    /// minimum standard deviation).
     pub fn failure_detector(mut self, config: FailureDetectorConfig) -> Self {
         self.failure_detector = config;
+        self
+    }
+
+    /// Replaces the membership protocol timing.
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = config;
         self
     }
 
@@ -484,16 +519,14 @@ impl ClusterConfigBuilder {
         let seed_nodes = parse_addrs("seed", &self.seed_nodes)?;
         let master_nodes = parse_addrs("master", &self.master_nodes)?;
         let security = self.security.ok_or(ConfigError::NoTransportSecurity)?;
-        if self.architecture == Architecture::Centralized {
-            return Err(ConfigError::Unsupported("Architecture::Centralized"));
-        }
-        if self.discovery == DiscoveryMethod::Gossip {
-            return Err(ConfigError::Unsupported("DiscoveryMethod::Gossip"));
+        if self.architecture == Architecture::Centralized && master_nodes.is_empty() {
+            return Err(ConfigError::NoMasters);
         }
         validate_labels(&self.labels)?;
         validate_limits(&self.limits)?;
         validate_timeouts(&self.timeouts)?;
         validate_failure_detector(&self.failure_detector)?;
+        validate_membership(&self.membership)?;
         Ok(ClusterConfig {
             architecture: self.architecture,
             node_name,
@@ -509,6 +542,7 @@ impl ClusterConfigBuilder {
             limits: self.limits,
             timeouts: self.timeouts,
             failure_detector: self.failure_detector,
+            membership: self.membership,
         })
     }
 }
@@ -524,9 +558,34 @@ fn validate_failure_detector(fd: &FailureDetectorConfig) -> Result<(), ConfigErr
             "window must hold at least 2 intervals",
         ));
     }
-    if fd.min_std_deviation.is_zero() || fd.first_heartbeat_estimate.is_zero() {
+    if fd.min_std_deviation.is_zero()
+        || fd.first_heartbeat_estimate.is_zero()
+        || fd.heartbeat_interval.is_zero()
+    {
         return Err(ConfigError::InvalidFailureDetector(
-            "min_std_deviation and first_heartbeat_estimate must be above zero",
+            "min_std_deviation, first_heartbeat_estimate and heartbeat_interval must be above zero",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_membership(m: &MembershipConfig) -> Result<(), ConfigError> {
+    let nonzero = [
+        m.probe_period,
+        m.probe_rtt,
+        m.gossip_interval,
+        m.suspect_to_down,
+        m.reannounce_interval,
+        m.load_interval,
+    ];
+    if nonzero.iter().any(Duration::is_zero) {
+        return Err(ConfigError::InvalidMembership(
+            "every membership interval must be above zero",
+        ));
+    }
+    if m.probe_rtt >= m.probe_period {
+        return Err(ConfigError::InvalidMembership(
+            "probe_rtt must be below probe_period",
         ));
     }
     Ok(())
@@ -728,14 +787,32 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_modes_are_refused_not_ignored() {
+    fn centralized_without_masters_is_refused() {
+        assert_eq!(
+            base().architecture(Architecture::Centralized).build().err(),
+            Some(ConfigError::NoMasters)
+        );
+        let ok = base()
+            .architecture(Architecture::Centralized)
+            .master_nodes(["127.0.0.1:7000"])
+            .discovery(DiscoveryMethod::Static)
+            .build();
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn contradictory_membership_timing_is_refused() {
+        let mut m = MembershipConfig::lan();
+        m.probe_rtt = m.probe_period;
         assert!(matches!(
-            base().architecture(Architecture::Centralized).build(),
-            Err(ConfigError::Unsupported(_))
+            base().membership(m).build(),
+            Err(ConfigError::InvalidMembership(_))
         ));
+        let mut m = MembershipConfig::lan();
+        m.suspect_to_down = Duration::ZERO;
         assert!(matches!(
-            base().discovery(DiscoveryMethod::Gossip).build(),
-            Err(ConfigError::Unsupported(_))
+            base().membership(m).build(),
+            Err(ConfigError::InvalidMembership(_))
         ));
     }
 

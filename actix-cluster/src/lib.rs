@@ -88,24 +88,23 @@ pub use config::{
     Security, Timeouts,
 };
 pub use error::{RemoteError, StartError, TrySendError};
-pub use membership::FailureDetectorConfig;
+pub use membership::{
+    ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,
+};
 pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,
 };
-pub use system::{
-    ClusterSystem, ClusterSystemBuilder, DistributedActorExt, MemberInfo, MemberStatus,
-    NetworkStats,
-};
+pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats};
 pub use tls::{TlsConfig, TlsError};
 pub use wire::WireError;
 
 /// The names most programs need: `use actix_cluster::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Architecture, ClusterConfig, ClusterSystem, DiscoveryMethod, DistributedActor,
-        DistributedActorExt, Messages, NodeId, NodeRole, RemoteAddr, RemoteError, RemoteRecipient,
-        SerializationFormat, TlsConfig, TrySendError,
+        Architecture, ClusterConfig, ClusterEvent, ClusterSystem, DiscoveryMethod,
+        DistributedActor, DistributedActorExt, Member, MemberState, Messages, NodeId, NodeRole,
+        RemoteAddr, RemoteError, RemoteRecipient, SerializationFormat, TlsConfig, TrySendError,
     };
 }
 

@@ -7,7 +7,7 @@
 //! deserialized from messages find it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use crate::codec::{self, SerializationFormat};
 use crate::config::{ClusterConfig, Security};
 use crate::error::{RemoteError, StartError};
-use crate::node::{NodeId, NodeInfo, NodeRole, validate_node_name};
+use crate::membership::{ClusterEvent, Member, MemberState};
+use crate::node::{NodeId, NodeInfo, validate_node_name};
 use crate::remote::{
     self, DistributedActor, LocalActors, RemoteAddr, ResolveRequest, SYS_RESOLVE, SYS_SPAWN,
     SYSTEM_ACTOR, SpawnRequest,
@@ -126,41 +127,6 @@ impl std::fmt::Debug for ClusterSystemBuilder {
             .field("node", &self.config.node_name)
             .finish_non_exhaustive()
     }
-}
-
-/// How this node sees another member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MemberStatus {
-    /// Connected.
-    Up,
-    /// Known, not connected yet or reconnecting.
-    Connecting,
-    /// Reconnecting has failed for longer than `give_up_after`.
-    Unreachable,
-}
-
-/// One row of [`ClusterSystem::members`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct MemberInfo {
-    /// Name and incarnation.
-    pub id: NodeId,
-    /// Address peers dial.
-    pub addr: SocketAddr,
-    /// Role.
-    pub role: NodeRole,
-    /// Operator labels.
-    pub labels: BTreeMap<String, String>,
-    /// Connection state as seen from this node; this node itself is always `Up`.
-    pub status: MemberStatus,
-    /// Messages waiting in this node's send queue to that member.
-    pub queued: usize,
-    /// Phi-accrual suspicion level from that member's heartbeats (0 for this node, and for a
-    /// member not heard from yet). Compare with [`FailureDetectorConfig::threshold`].
-    ///
-    /// [`FailureDetectorConfig::threshold`]: crate::FailureDetectorConfig::threshold
-    pub phi: f64,
 }
 
 /// Counters of this node's network side, since start.
@@ -324,39 +290,58 @@ impl ClusterSystem {
         Ok((peer.id.clone(), peer.addr(), id))
     }
 
-    /// This node and every node it knows, with their connection state.
-    pub fn members(&self) -> Vec<MemberInfo> {
+    /// This node and every member it knows, with their state as this node sees it, sorted
+    /// by node id.
+    pub fn members(&self) -> Vec<Member> {
         let me = &self.core.local;
-        let mut out = vec![MemberInfo {
+        let mut out = vec![Member {
             id: me.id.clone(),
             addr: me.addr,
             role: me.role,
             labels: me.labels.clone(),
-            status: MemberStatus::Up,
-            queued: 0,
+            capabilities: Vec::new(),
+            state: MemberState::Up,
             phi: 0.0,
+            load: None,
+            connected: false,
+            queued: 0,
         }];
         let now = Instant::now();
         for p in self.core.transport.peers() {
-            let status = match p.state() {
-                PeerState::Connected => MemberStatus::Up,
-                PeerState::Connecting => MemberStatus::Connecting,
-                PeerState::Unreachable => MemberStatus::Unreachable,
+            let state = match p.state() {
+                PeerState::Connected => MemberState::Up,
+                PeerState::Connecting => MemberState::Joining,
+                PeerState::Unreachable => MemberState::Suspect,
                 PeerState::Gone => continue,
             };
             let info = p.info();
-            out.push(MemberInfo {
+            out.push(Member {
                 id: info.id,
                 addr: info.addr,
                 role: info.role,
                 labels: info.labels,
-                status,
-                queued: p.queued(),
+                capabilities: Vec::new(),
+                state,
                 phi: p.phi(now),
+                load: None,
+                connected: p.state() == PeerState::Connected,
+                queued: p.queued(),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Subscribes `subscriber` to membership changes. It first receives a
+    /// [`ClusterEvent::Snapshot`] of the member table, then every change in order.
+    pub fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
+        subscriber.do_send(ClusterEvent::Snapshot(self.members()));
+    }
+
+    /// Leaves the cluster gracefully: other nodes see this one `Leaving`, then `Left` (not
+    /// `Down` after a timeout), then the node shuts down. Local actors keep running.
+    pub async fn leave(&self) {
+        self.shutdown().await;
     }
 
     /// Waits until this node is connected to at least `peers` other nodes; `false` if the

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterConfigBuilder, MemberStatus, TlsError};
+use actix_cluster::{ClusterConfigBuilder, MemberState, TlsError};
 use serde::{Deserialize, Serialize};
 
 pub use node::{NODE_USAGE, NodeOptions, node_main, run_node};
@@ -139,7 +139,7 @@ pub async fn wait_for_node(system: &ClusterSystem, node: &str, timeout: Duration
         let up = system
             .members()
             .iter()
-            .any(|m| m.id.name() == node && m.status == MemberStatus::Up);
+            .any(|m| m.id.name() == node && m.state == MemberState::Up);
         if up {
             return true;
         }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use actix_cluster::MemberStatus;
+use actix_cluster::MemberState;
 use actix_cluster::prelude::*;
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{
@@ -64,7 +64,7 @@ fn members_lists_all_three_nodes_up_on_every_node() {
         let names: Vec<&str> = members.iter().map(|m| m.id.name()).collect();
         assert_eq!(names, NAMES, "members of {}", node.system().node_id());
         for m in &members {
-            assert_eq!(m.status, MemberStatus::Up, "{m:?}");
+            assert_eq!(m.state, MemberState::Up, "{m:?}");
         }
         // Every node reports the others under the identity they announced themselves.
         for other in &nodes {

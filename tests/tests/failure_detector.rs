@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use actix_cluster::{FailureDetectorConfig, MemberInfo};
+use actix_cluster::{FailureDetectorConfig, Member};
 use actix_cluster_testkit::{TestNode, plaintext};
 use actix_cluster_tests::wait_until;
 
-fn member<'a>(members: &'a [MemberInfo], name: &str) -> Option<&'a MemberInfo> {
+fn member<'a>(members: &'a [Member], name: &str) -> Option<&'a Member> {
     members.iter().find(|m| m.id.name() == name)
 }
 

@@ -62,7 +62,7 @@ fn simultaneous_dials_keep_send_order() {
                 .system()
                 .members()
                 .iter()
-                .filter(|m| m.status == actix_cluster::MemberStatus::Up)
+                .filter(|m| m.state == actix_cluster::MemberState::Up)
                 .count();
             assert_eq!(up, 2, "round {round}: both nodes see each other up");
         }

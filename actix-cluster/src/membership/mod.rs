@@ -1,9 +1,13 @@
-//! Membership: who is in the cluster and how healthy each member looks.
+//! Membership: who is in the cluster, in which state, and how loaded.
 //!
-//! This version has the failure detector; gossip (SWIM), member states and events arrive with
-//! the membership issue. Everything here is sans-IO: time is passed in, nothing sleeps.
+//! The protocol logic is sans-IO ([`core::Membership`]): fed with messages, timer events and
+//! `now`, it returns what to send, when to wake up and which member events happened. The
+//! driver in `driver.rs` connects it to the transport (membership frames ride the nodes'
+//! mutually authenticated connections) and to subscribers.
 
 mod phi;
+mod types;
 
 pub use phi::FailureDetectorConfig;
 pub(crate) use phi::PhiAccrual;
+pub use types::{ClusterEvent, LoadReport, Member, MemberState, MembershipConfig};

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix_rt::ArbiterHandle;
 use futures::future::LocalBoxFuture;
-use rand::Rng;
+use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 

@@ -142,7 +142,7 @@ async fn call(system: &ClusterSystem, o: &Options) -> Result<(), Box<dyn Error>>
         let known: Vec<String> = system
             .members()
             .iter()
-            .map(|m| format!("{} {:?}", m.id.name(), m.status))
+            .map(|m| format!("{} {:?}", m.id.name(), m.state))
             .collect();
         return Err(format!(
             "no connection to node {:?} within {:?} (members seen: {})",

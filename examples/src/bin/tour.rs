@@ -195,7 +195,7 @@ async fn steps(system: &ClusterSystem, nodes: &mut [NodeProcess]) -> Result<(), 
             m.id.name(),
             m.addr,
             m.role,
-            m.status
+            m.state
         );
     }
 
@@ -282,7 +282,7 @@ async fn steps(system: &ClusterSystem, nodes: &mut [NodeProcess]) -> Result<(), 
         return Err("lost node-2".into());
     }
     for m in system.members() {
-        println!("        - {:<12} {:?}", m.id.name(), m.status);
+        println!("        - {:<12} {:?}", m.id.name(), m.state);
     }
     Ok(())
 }
