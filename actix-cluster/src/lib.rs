@@ -95,6 +95,9 @@ pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,
 };
+pub use remote::{
+    MAX_WATCHES_PER_NODE, Terminated, TerminatedReason, WatchError, WatchId, WatchedActor,
+};
 pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats};
 pub use tls::{TlsConfig, TlsError};
 pub use wire::WireError;

@@ -22,11 +22,13 @@ use tokio::sync::oneshot;
 use crate::codec::{self, SerializationFormat};
 use crate::config::{ClusterConfig, Security};
 use crate::error::{RemoteError, StartError};
+use crate::membership::core::{Membership, Mode, Settings};
+use crate::membership::driver::Driver;
 use crate::membership::{ClusterEvent, Member, MemberState};
 use crate::node::{NodeId, NodeInfo, validate_node_name};
 use crate::remote::{
     self, DistributedActor, LocalActors, RemoteAddr, ResolveRequest, SYS_RESOLVE, SYS_SPAWN,
-    SYSTEM_ACTOR, SpawnRequest,
+    SYSTEM_ACTOR, SpawnRequest, Terminated, WatchError, WatchId,
 };
 use crate::transport::{PeerState, Transport};
 
@@ -40,6 +42,8 @@ pub(crate) struct NodeCore {
     pub(crate) config: ClusterConfig,
     pub(crate) transport: Arc<Transport>,
     pub(crate) actors: Arc<LocalActors>,
+    /// `None` on client nodes, which use the cluster without being members.
+    pub(crate) membership: Option<Arc<Driver>>,
     net: Arbiter,
     stopped: AtomicBool,
     dropped_full: AtomicU64,
@@ -266,6 +270,45 @@ impl ClusterSystem {
         Ok(RemoteAddr::remote(&self.core, peer_id, peer_addr, id))
     }
 
+    /// Watches the actor at `target`, on this node or any other: `recipient` gets exactly one
+    /// [`Terminated`] when that actor stops
+    /// ([`ActorStopped`](crate::TerminatedReason::ActorStopped)) or its node incarnation goes
+    /// down or leaves ([`NodeDown`](crate::TerminatedReason::NodeDown),
+    /// [`NodeLeft`](crate::TerminatedReason::NodeLeft)), unless [`unwatch`](Self::unwatch) comes first.
+    ///
+    /// An actor that is already stopped, or whose node incarnation is already known to be
+    /// gone, is reported at once. A stop is noticed within about 100 ms (the target node polls
+    /// its watched actors); a node failure as soon as this node declares it down.
+    ///
+    /// # Errors
+    /// - [`WatchError::TooManyWatches`]: this node already holds
+    ///   [`MAX_WATCHES_PER_NODE`](crate::MAX_WATCHES_PER_NODE) watches on that node's actors
+    ///   (or that node holds as many from this one);
+    /// - [`WatchError::Request`]: the target node did not answer (timeout, connection lost,
+    ///   unreachable, older version), or this node has stopped.
+    ///
+    /// After an error no watch is active and no notification will arrive.
+    pub async fn watch<A: DistributedActor>(
+        &self,
+        target: &RemoteAddr<A>,
+        recipient: Recipient<Terminated>,
+    ) -> Result<WatchId, WatchError> {
+        remote::watch::watch(
+            &self.core,
+            target.node().clone(),
+            target.node_addr(),
+            target.actor_id(),
+            recipient,
+        )
+        .await
+    }
+
+    /// Withdraws a watch: its [`Terminated`] will not arrive. `false` if it had already fired
+    /// or been withdrawn.
+    pub fn unwatch(&self, watch: WatchId) -> bool {
+        remote::watch::unwatch(&self.core, watch)
+    }
+
     async fn system_request<T: Serialize>(
         &self,
         node: &str,
@@ -293,6 +336,10 @@ impl ClusterSystem {
     /// This node and every member it knows, with their state as this node sees it, sorted
     /// by node id.
     pub fn members(&self) -> Vec<Member> {
+        if let Some(m) = &self.core.membership {
+            return m.members();
+        }
+        // A client is no member: it lists itself and the nodes it is connected to.
         let me = &self.core.local;
         let mut out = vec![Member {
             id: me.id.clone(),
@@ -306,7 +353,6 @@ impl ClusterSystem {
             connected: false,
             queued: 0,
         }];
-        let now = Instant::now();
         for p in self.core.transport.peers() {
             let state = match p.state() {
                 PeerState::Connected => MemberState::Up,
@@ -322,7 +368,7 @@ impl ClusterSystem {
                 labels: info.labels,
                 capabilities: Vec::new(),
                 state,
-                phi: p.phi(now),
+                phi: 0.0,
                 load: None,
                 connected: p.state() == PeerState::Connected,
                 queued: p.queued(),
@@ -332,15 +378,93 @@ impl ClusterSystem {
         out
     }
 
+    /// The member table as node `node` sees it: its own [`members`](Self::members), computed
+    /// there and sent back (what `ctl status` prints). For this node's own name it is
+    /// `self.members()`, without a round trip.
+    ///
+    /// # Errors
+    /// - [`RemoteError::UnknownNode`]: no node of that name is known here;
+    /// - [`RemoteError::Timeout`]: no answer within the configured request timeout;
+    /// - [`RemoteError::NodeUnreachable`] or [`RemoteError::NodeGone`]: the node failed or
+    ///   restarted before answering;
+    /// - [`RemoteError::UnknownMessageType`]: the node runs a version without this request;
+    /// - [`RemoteError::Decode`]: the answer was malformed.
+    ///
+    /// Nothing changes on either node.
+    pub async fn members_of(&self, node: &str) -> Result<Vec<Member>, RemoteError> {
+        if node == self.node_id().name() {
+            return Ok(self.members());
+        }
+        let peer = self
+            .core
+            .transport
+            .peer_by_name(node)
+            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
+        let ep = remote::Endpoint::new(
+            peer.id.clone(),
+            peer.addr(),
+            SYSTEM_ACTOR,
+            Some(Arc::clone(&self.core)),
+        );
+        let deadline = self.core.request_timeout();
+        let request = ep.request::<(), Vec<remote::MemberRow>>(
+            remote::SYS_MEMBERS,
+            SerializationFormat::Bincode,
+            (),
+        );
+        let rows = tokio::time::timeout(deadline, request)
+            .await
+            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
+        rows.into_iter()
+            .map(remote::MemberRow::into_member)
+            .collect()
+    }
+
+    /// Waits until this node is connected to the node that listens at `addr` (as that node
+    /// advertises itself) and returns its identity; `None` if `timeout` passes first. For a
+    /// client that only knows a seed's address, such as `ctl status --seed ADDR`.
+    pub async fn wait_for_addr(&self, addr: SocketAddr, timeout: Duration) -> Option<NodeId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .members()
+                .into_iter()
+                .find(|m| m.addr == addr && m.connected && m.id != *self.node_id());
+            if let Some(m) = found {
+                return Some(m.id);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            // The member table has no change notification that covers every source (the
+            // transport and the membership core both feed it); a short poll bounded by the
+            // deadline costs nothing next to a handshake.
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(20))).await;
+        }
+    }
+
     /// Subscribes `subscriber` to membership changes. It first receives a
     /// [`ClusterEvent::Snapshot`] of the member table, then every change in order.
+    ///
+    /// A client node (role [`NodeRole::Client`](crate::NodeRole::Client)) is no member and
+    /// only gets the snapshot.
     pub fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
-        subscriber.do_send(ClusterEvent::Snapshot(self.members()));
+        match &self.core.membership {
+            Some(m) => m.subscribe(subscriber),
+            None => subscriber.do_send(ClusterEvent::Snapshot(self.members())),
+        }
     }
 
     /// Leaves the cluster gracefully: other nodes see this one `Leaving`, then `Left` (not
     /// `Down` after a timeout), then the node shuts down. Local actors keep running.
     pub async fn leave(&self) {
+        if self.core.is_stopped() {
+            return;
+        }
+        if let Some(m) = &self.core.membership {
+            m.leave(LEAVE_TIMEOUT).await;
+        }
         self.shutdown().await;
     }
 
@@ -406,6 +530,8 @@ impl ClusterSystem {
     #[doc(hidden)]
     pub fn kill_for_tests(&self) {
         self.core.stopped.store(true, Ordering::Release);
+        // A crashed node sends nothing more, watch notifications included.
+        self.core.actors.watches.close();
         self.core.net.stop();
     }
 
@@ -415,6 +541,9 @@ impl ClusterSystem {
         if self.core.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Before the transport marks every peer gone, which watches must not take for
+        // those nodes going down.
+        self.core.actors.watches.close();
         let transport = &self.core.transport;
         transport.shutdown();
         // Give writers a moment to put GoAway on the wire; bounded, since a dead peer may
@@ -453,6 +582,7 @@ impl ClusterSystemBuilder {
         let config = self.config;
 
         let mut spawners = HashMap::new();
+        let mut capabilities: Vec<String> = Vec::new();
         for (name, spawn, conflicts) in self.spawners {
             if !conflicts.is_empty() {
                 return Err(StartError::Registry(conflicts.join("; ")));
@@ -462,6 +592,7 @@ impl ClusterSystemBuilder {
                     "actor type name {name:?} registered twice"
                 )));
             }
+            capabilities.push(name.to_owned());
         }
 
         let tls = match &config.security {
@@ -513,6 +644,7 @@ impl ClusterSystemBuilder {
             config.limits,
             spawners,
         ));
+        actors.watches.set_network(net.handle());
         let transport = Arc::new(Transport::new(
             self.cluster,
             local.clone(),
@@ -521,11 +653,36 @@ impl ClusterSystemBuilder {
             Arc::clone(&actors) as Arc<dyn crate::transport::Inbound>,
             net.handle(),
         ));
+        let membership = (config.role != crate::node::NodeRole::Client).then(|| {
+            let settings = Settings {
+                mode: match (config.architecture, config.discovery) {
+                    (crate::config::Architecture::Centralized, _) => Mode::Centralized,
+                    (_, crate::config::DiscoveryMethod::Static) => Mode::Static,
+                    _ => Mode::Gossip,
+                },
+                seeds: config.seed_nodes.clone(),
+                masters: config.master_nodes.clone(),
+                detector: config.failure_detector,
+                timing: config.membership,
+                capabilities: capabilities.clone(),
+            };
+            let seed = local.id.incarnation() ^ rand::random::<u64>();
+            let core = Membership::new(local.clone(), settings, seed, Instant::now());
+            let driver = Driver::new(
+                core,
+                &transport,
+                net.handle(),
+                crate::membership::load_source(Arc::downgrade(&actors)),
+            );
+            transport.set_membership(Arc::new(Arc::clone(&driver)));
+            driver
+        });
         let core = Arc::new(NodeCore {
             local,
             config,
             transport: Arc::clone(&transport),
             actors,
+            membership,
             net,
             stopped: AtomicBool::new(false),
             dropped_full: AtomicU64::new(0),
@@ -538,6 +695,9 @@ impl ClusterSystemBuilder {
             NodeCore::set_current(Some(Arc::clone(&for_net)));
             let result =
                 tokio::net::TcpListener::from_std(listener).map(|l| for_net.transport.start(l));
+            if let Some(m) = &for_net.membership {
+                m.start();
+            }
             let _ = tx.send(result);
         });
         if !spawned {
@@ -562,6 +722,9 @@ impl ClusterSystemBuilder {
 /// Millisecond start time in the high bits, random low bits: a restart gets a larger
 /// incarnation than the process it replaces (clocks permitting), and two processes started in
 /// the same millisecond still differ.
+/// Bound on the whole of [`ClusterSystem::leave`]'s announcements.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn new_incarnation() -> u64 {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

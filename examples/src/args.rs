@@ -137,6 +137,30 @@ impl Args {
             .transpose()
     }
 
+    /// The value of `flag` as one of `choices` (`(word, value)` pairs), or `default` when the
+    /// flag is absent. Any other word is an error that lists the accepted ones.
+    pub fn choice<T: Copy>(
+        &self,
+        flag: &str,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> Result<T, UsageError> {
+        let Some(given) = self.value(flag) else {
+            return Ok(default);
+        };
+        choices
+            .iter()
+            .find(|(word, _)| *word == given)
+            .map(|&(_, value)| value)
+            .ok_or_else(|| {
+                let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+                UsageError::invalid(format!(
+                    "{flag} {given:?}: expected one of {}",
+                    words.join(", ")
+                ))
+            })
+    }
+
     /// A comma-separated list (`a,b,c`); empty items are dropped, absent means empty.
     pub fn list(&self, flag: &str) -> Vec<String> {
         self.value(flag)
@@ -208,6 +232,23 @@ mod tests {
             );
         }
         assert_eq!(parse(&["x", "--help"]).err(), Some(UsageError::Help));
+    }
+
+    #[test]
+    fn choices_default_when_absent_and_list_the_accepted_words() {
+        let choices = [("a", 1), ("b", 2)];
+        assert_eq!(
+            parse(&[]).and_then(|a| a.choice("--name", &choices, 0)),
+            Ok(0)
+        );
+        assert_eq!(
+            parse(&["--name", "b"]).and_then(|a| a.choice("--name", &choices, 0)),
+            Ok(2)
+        );
+        assert_eq!(
+            parse(&["--name", "c"]).and_then(|a| a.choice("--name", &choices, 0)),
+            Err(UsageError::invalid("--name \"c\": expected one of a, b"))
+        );
     }
 
     #[test]

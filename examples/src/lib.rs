@@ -7,6 +7,8 @@
 //! - `node` is one long-running cluster node hosting a [`Counter`] under the local name
 //!   `counter`;
 //! - `call` joins a cluster as a client and calls a node's `counter`;
+//! - `ctl` joins a cluster as a client for operator commands (`ctl status`: one node's member
+//!   table);
 //! - `gen-certs` writes a throwaway CA and node certificates for `--tls-dir`.
 //!
 //! The library part holds what several programs (and the multi-process tests) need: the
@@ -24,7 +26,7 @@ use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, MemberState, TlsError};
 use serde::{Deserialize, Serialize};
 
-pub use node::{NODE_USAGE, NodeOptions, node_main, run_node};
+pub use node::{NODE_USAGE, NodeOptions, Preset, node_main, run_node};
 
 /// The local name under which every `node` registers its [`Counter`].
 pub const COUNTER_NAME: &str = "counter";
@@ -109,6 +111,25 @@ impl Security {
             Security::Plaintext => builder.insecure_plaintext(),
         })
     }
+}
+
+/// The node name of a client program (`call`, `ctl`): `explicit` if given; with TLS, the name
+/// in the certificate, since peers check that the certificate names the node; otherwise
+/// `<prefix>-<pid>`, unique on the host.
+pub fn client_node_name(
+    explicit: Option<&str>,
+    security: &Security,
+    prefix: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(match (explicit, security) {
+        (Some(name), _) => name.to_owned(),
+        (None, Security::TlsDir(dir)) => TlsConfig::from_dir(dir)?
+            .certificate_names()?
+            .into_iter()
+            .next()
+            .ok_or("the certificate names no node")?,
+        (None, Security::Plaintext) => format!("{prefix}-{}", std::process::id()),
+    })
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`), so that stdout stays free for

@@ -2,7 +2,8 @@
 //! library so that `tour` can run it as its own child processes.
 
 use std::error::Error;
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use actix_cluster::prelude::*;
@@ -14,6 +15,8 @@ use crate::{COUNTER_NAME, Counter, Security};
 pub const NODE_USAGE: &str = "\
 usage: node --name NAME --listen IP:PORT (--tls-dir DIR | --insecure-plaintext)
             [--seeds IP:PORT,IP:PORT] [--cluster NAME] [--exit-on-stdin-close]
+            [--architecture decentralized|centralized] [--masters IP:PORT,...]
+            [--role worker|master] [--discovery gossip|static] [--preset lan|conservative]
 
 Runs one cluster node until SIGTERM or ctrl-c. It hosts a Counter (Add(u64) -> u64,
 Get -> u64) under the local name `counter`, lets other nodes spawn Counters here, and
@@ -25,8 +28,29 @@ prints `READY <name> <addr>` on stdout once it accepts connections.
   --cluster NAME          cluster name, checked in the handshake (default: demo)
   --tls-dir DIR           mutual TLS with DIR/ca.pem, DIR/node.pem, DIR/node.key
   --insecure-plaintext    no TLS at all: for a trusted host only
-  --exit-on-stdin-close   also shut down gracefully when stdin reaches end of file, so a
-                          supervising process that dies takes its nodes with it";
+  --architecture A        decentralized (default): peers share membership among
+                          themselves; centralized: masters keep the member list
+  --masters LIST          comma-separated addresses of the masters (centralized only,
+                          required there; a master lists its own address too)
+  --role ROLE             worker (default) or master (centralized only)
+  --discovery D           gossip (default): SWIM gossip; static: every node dials every
+                          node it learns and watches it with heartbeats
+  --preset P              timing: lan (default, a crash is seen in about 2 s) or
+                          conservative (slow or shared links, fewer false alarms)
+  --exit-on-stdin-close   watch stdin: end of file shuts the node down, so a supervising
+                          process that dies takes its nodes with it, and a line `leave`
+                          makes it leave the cluster gracefully (others see it Left) and
+                          exit 0";
+
+/// Timing preset of a node, as `--preset` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preset {
+    /// [`ClusterConfig::lan`]: crashes are detected in about 2 s.
+    #[default]
+    Lan,
+    /// [`ClusterConfig::conservative`]: slow or shared links.
+    Conservative,
+}
 
 /// Everything the `node` program is told on its command line.
 #[derive(Debug, Clone)]
@@ -41,8 +65,19 @@ pub struct NodeOptions {
     pub cluster: String,
     /// TLS or plaintext.
     pub security: Security,
-    /// Whether end of file on stdin means "shut down".
+    /// Whether stdin is watched: end of file means "shut down", a line `leave` means "leave
+    /// the cluster gracefully".
     pub exit_on_stdin_close: bool,
+    /// Decentralized or centralized.
+    pub architecture: Architecture,
+    /// Masters of a centralized cluster.
+    pub masters: Vec<SocketAddr>,
+    /// Worker or master.
+    pub role: NodeRole,
+    /// Gossip or static discovery.
+    pub discovery: DiscoveryMethod,
+    /// Timing preset.
+    pub preset: Preset,
 }
 
 impl NodeOptions {
@@ -54,13 +89,76 @@ impl NodeOptions {
     {
         let args = Args::parse(
             argv,
-            &["--name", "--listen", "--seeds", "--cluster", "--tls-dir"],
+            &[
+                "--name",
+                "--listen",
+                "--seeds",
+                "--cluster",
+                "--tls-dir",
+                "--architecture",
+                "--masters",
+                "--role",
+                "--discovery",
+                "--preset",
+            ],
             &["--insecure-plaintext", "--exit-on-stdin-close"],
         )?;
         if let Some(extra) = args.positionals().first() {
             return Err(UsageError::invalid(format!(
                 "unexpected argument {extra:?}"
             )));
+        }
+        let architecture = args.choice(
+            "--architecture",
+            &[
+                ("decentralized", Architecture::Decentralized),
+                ("centralized", Architecture::Centralized),
+            ],
+            Architecture::Decentralized,
+        )?;
+        let discovery = args.choice(
+            "--discovery",
+            &[
+                ("gossip", DiscoveryMethod::Gossip),
+                ("static", DiscoveryMethod::Static),
+            ],
+            DiscoveryMethod::Gossip,
+        )?;
+        let preset = args.choice(
+            "--preset",
+            &[("lan", Preset::Lan), ("conservative", Preset::Conservative)],
+            Preset::Lan,
+        )?;
+        let role = args.choice(
+            "--role",
+            &[("worker", NodeRole::Worker), ("master", NodeRole::Master)],
+            NodeRole::Worker,
+        )?;
+        let masters = args
+            .list("--masters")
+            .iter()
+            .map(|m| {
+                m.parse::<SocketAddr>()
+                    .map_err(|_| UsageError::invalid(format!("--masters: {m:?} is not IP:PORT")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Centralized-only settings are refused elsewhere rather than ignored: a node started
+        // with them by mistake would silently run another kind of cluster.
+        let centralized = architecture == Architecture::Centralized;
+        if centralized && masters.is_empty() {
+            return Err(UsageError::invalid(
+                "--architecture centralized needs --masters IP:PORT,...",
+            ));
+        }
+        if !centralized && !masters.is_empty() {
+            return Err(UsageError::invalid(
+                "--masters only applies to --architecture centralized",
+            ));
+        }
+        if !centralized && role == NodeRole::Master {
+            return Err(UsageError::invalid(
+                "--role master only applies to --architecture centralized",
+            ));
         }
         Ok(NodeOptions {
             name: args.required("--name")?.to_owned(),
@@ -69,6 +167,11 @@ impl NodeOptions {
             cluster: args.value("--cluster").unwrap_or("demo").to_owned(),
             security: Security::from_args(&args)?,
             exit_on_stdin_close: args.switch("--exit-on-stdin-close"),
+            architecture,
+            masters,
+            role,
+            discovery,
+            preset,
         })
     }
 }
@@ -97,10 +200,20 @@ where
 /// Starts the node, prints `READY <name> <addr>`, and runs until told to stop; then leaves the
 /// cluster gracefully. Must run inside an actix `System`.
 pub async fn run_node(options: NodeOptions) -> Result<(), Box<dyn Error>> {
-    let builder = ClusterConfig::new()
+    let preset = match options.preset {
+        Preset::Lan => ClusterConfig::lan(),
+        Preset::Conservative => ClusterConfig::conservative(),
+    };
+    let mut builder = preset
         .node_name(&options.name)
         .listen(&options.listen)
-        .seed_nodes(options.seeds.iter().cloned());
+        .seed_nodes(options.seeds.iter().cloned())
+        .architecture(options.architecture)
+        .discovery(options.discovery)
+        .node_role(options.role);
+    if !options.masters.is_empty() {
+        builder = builder.master_nodes(options.masters.iter().map(ToString::to_string));
+    }
     let config = options.security.apply(builder)?.build()?;
     // Signal handlers go in before READY, so that a supervisor which signals right after
     // READY never hits the default action (immediate death without leaving the cluster).
@@ -120,15 +233,38 @@ pub async fn run_node(options: NodeOptions) -> Result<(), Box<dyn Error>> {
     drop(stdout);
 
     let reason = stop.await;
-    tracing::info!(node = %options.name, reason, "leaving the cluster");
-    system.shutdown().await;
+    tracing::info!(node = %options.name, reason = reason.as_str(), "leaving the cluster");
+    match reason {
+        Stop::LeaveCommand => system.leave().await,
+        Stop::Interrupted | Stop::Terminated | Stop::StdinClosed => system.shutdown().await,
+    }
     Ok(())
 }
 
-/// Resolves with the reason once SIGINT, SIGTERM or (if asked) end of stdin arrives.
-fn stop_requested(
-    watch_stdin: bool,
-) -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+/// Why the node stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupted,
+    Terminated,
+    StdinClosed,
+    /// A line `leave` on stdin.
+    LeaveCommand,
+}
+
+impl Stop {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stop::Interrupted => "interrupted",
+            Stop::Terminated => "terminated",
+            Stop::StdinClosed => "stdin closed",
+            Stop::LeaveCommand => "leave requested on stdin",
+        }
+    }
+}
+
+/// Resolves with the reason once SIGINT, SIGTERM or (if asked) end of stdin or a `leave` line
+/// arrives.
+fn stop_requested(watch_stdin: bool) -> std::io::Result<impl std::future::Future<Output = Stop>> {
     #[cfg(unix)]
     let (mut sigint, mut sigterm) = {
         use actix_rt::signal::unix::{SignalKind, signal};
@@ -137,16 +273,15 @@ fn stop_requested(
             signal(SignalKind::terminate())?,
         )
     };
-    let stdin_closed = if watch_stdin {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // Stdin is only read when asked: a node started in the background of an interactive
+    // shell that read its terminal would be stopped by SIGTTIN.
+    let stdin_stop = if watch_stdin {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
         // A blocking read needs its own thread; it ends with the process.
         std::thread::Builder::new()
             .name("stdin-watch".into())
             .spawn(move || {
-                let mut buf = [0u8; 256];
-                let mut stdin = std::io::stdin().lock();
-                while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-                let _ = tx.send(());
+                let _ = tx.send(read_stdin_commands(std::io::stdin().lock()));
             })?;
         Some(rx)
     } else {
@@ -161,17 +296,112 @@ fn stop_requested(
             std::future::pending::<Option<()>>(),
         );
         let stdin = async {
-            match stdin_closed {
-                Some(rx) => {
-                    let _ = rx.await;
-                }
+            match stdin_stop {
+                // A watcher thread that died without a word counts as stdin closing.
+                Some(rx) => rx.await.unwrap_or(Stop::StdinClosed),
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = int => "interrupted",
-            _ = term => "terminated",
-            () = stdin => "stdin closed",
+            _ = int => Stop::Interrupted,
+            _ = term => Stop::Terminated,
+            stop = stdin => stop,
         }
     })
+}
+
+/// Reads stdin line by line until a `leave` line ([`Stop::LeaveCommand`]) or end of file or a
+/// read error ([`Stop::StdinClosed`]). Other lines are reported on stderr and ignored.
+fn read_stdin_commands(input: impl BufRead) -> Stop {
+    for line in input.lines() {
+        let Ok(line) = line else {
+            break;
+        };
+        match line.trim() {
+            "leave" => return Stop::LeaveCommand,
+            "" => {}
+            other => eprintln!("node: ignoring unknown stdin command {other:?} (known: leave)"),
+        }
+    }
+    Stop::StdinClosed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<NodeOptions, UsageError> {
+        let base = [
+            "--name",
+            "n1",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-plaintext",
+        ];
+        NodeOptions::parse(base.iter().chain(extra).copied())
+    }
+
+    #[test]
+    fn defaults_are_decentralized_gossip_lan_worker() {
+        let o = parse(&[]).expect("parses");
+        assert_eq!(o.architecture, Architecture::Decentralized);
+        assert_eq!(o.discovery, DiscoveryMethod::Gossip);
+        assert_eq!(o.preset, Preset::Lan);
+        assert_eq!(o.role, NodeRole::Worker);
+        assert!(o.masters.is_empty());
+    }
+
+    #[test]
+    fn centralized_flags_are_read() {
+        let o = parse(&[
+            "--architecture",
+            "centralized",
+            "--masters",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--role",
+            "master",
+            "--discovery",
+            "static",
+            "--preset",
+            "conservative",
+        ])
+        .expect("parses");
+        assert_eq!(o.architecture, Architecture::Centralized);
+        assert_eq!(o.masters.len(), 2);
+        assert_eq!(o.role, NodeRole::Master);
+        assert_eq!(o.discovery, DiscoveryMethod::Static);
+        assert_eq!(o.preset, Preset::Conservative);
+    }
+
+    #[test]
+    fn bad_membership_flags_are_usage_errors() {
+        for (extra, why) in [
+            (&["--architecture", "mesh"][..], "--architecture \"mesh\""),
+            (&["--discovery", "dns"][..], "--discovery \"dns\""),
+            (&["--preset", "wan"][..], "--preset \"wan\""),
+            (&["--role", "client"][..], "--role \"client\""),
+            (&["--architecture", "centralized"][..], "needs --masters"),
+            (&["--masters", "127.0.0.1:1"][..], "only applies"),
+            (&["--role", "master"][..], "only applies"),
+            (
+                &["--architecture", "centralized", "--masters", "nowhere"][..],
+                "not IP:PORT",
+            ),
+        ] {
+            match parse(extra) {
+                Err(UsageError::Invalid(msg)) => assert!(msg.contains(why), "{extra:?}: {msg}"),
+                other => panic!("{extra:?}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn stdin_leave_line_is_a_graceful_leave_and_eof_a_shutdown() {
+        assert_eq!(
+            read_stdin_commands(&b"hello\n\n  leave \nmore\n"[..]),
+            Stop::LeaveCommand
+        );
+        assert_eq!(read_stdin_commands(&b"hello\n"[..]), Stop::StdinClosed);
+        assert_eq!(read_stdin_commands(&b""[..]), Stop::StdinClosed);
+    }
 }

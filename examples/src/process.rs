@@ -1,13 +1,19 @@
 //! A node running as a child process, as `tour` and the multi-process tests use it.
 //!
 //! The child must be the `node` program (or `tour --child`), started with
-//! `--exit-on-stdin-close`: [`NodeProcess::spawn`] reads its `READY <name> <addr>` line, and
-//! [`NodeProcess::stop`] closes its stdin to make it leave the cluster gracefully. Dropping a
-//! `NodeProcess` kills the child, so an early return or a panic never leaves nodes behind.
+//! `--exit-on-stdin-close`: [`NodeProcess::spawn`] reads its `READY <name> <addr>` line,
+//! [`NodeProcess::stop`] closes its stdin to make it shut down, and [`NodeProcess::leave`]
+//! writes `leave` to it to make it leave the cluster gracefully. Dropping a `NodeProcess`
+//! kills the child, so an early return or a panic never leaves nodes behind.
+//!
+//! [`example_binaries`] builds the example programs with cargo and says where they are, for
+//! tests that run them.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,6 +40,8 @@ pub enum ProcessError {
     },
     /// The first line on stdout was not `READY <name> <addr>`.
     BadReadyLine(String),
+    /// Building the example programs failed; cargo's messages are on stderr.
+    Build(String),
 }
 
 impl fmt::Display for ProcessError {
@@ -50,6 +58,7 @@ impl fmt::Display for ProcessError {
             ProcessError::BadReadyLine(line) => {
                 write!(f, "expected `READY <name> <addr>`, got {line:?}")
             }
+            ProcessError::Build(msg) => f.write_str(msg),
         }
     }
 }
@@ -177,6 +186,24 @@ impl NodeProcess {
         Ok(status)
     }
 
+    /// Asks the node to leave the cluster gracefully with a `leave` line on its stdin (others
+    /// see it Leaving, then Left) and waits up to `timeout` for it to exit; kills it if it
+    /// does not.
+    ///
+    /// Returns the exit status, or `None` if it had to be killed.
+    pub fn leave(&mut self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(std::io::Error::other("stdin already closed"));
+        };
+        stdin.write_all(b"leave\n")?;
+        stdin.flush()?;
+        let status = self.wait_until(Instant::now() + timeout)?;
+        if status.is_none() {
+            self.kill()?;
+        }
+        Ok(status)
+    }
+
     /// The exit status once the child has exited, or `None` at the deadline.
     fn wait_until(&mut self, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
         loop {
@@ -195,6 +222,74 @@ impl NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.kill();
+    }
+}
+
+/// Builds the example programs `bins` (such as `node`, `ctl`) with cargo, in the profile this
+/// code was built in, and returns each one's path as cargo reports it (so `CARGO_TARGET_DIR`,
+/// `build.target-dir` and the like are all respected). Cargo's own messages go to stderr.
+pub fn example_binaries(bins: &[&str]) -> Result<HashMap<String, PathBuf>, ProcessError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "-p", "actix-cluster-examples"])
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    // Cargo describes the crate being tested to it through the environment; passed on, those
+    // variables look like a change to build scripts that watch them (ring watches
+    // CARGO_MANIFEST_DIR) and would rebuild half the tree on every run.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_crate = [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ];
+        if per_crate.contains(&&*key) || key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_BIN_")
+        {
+            cmd.env_remove(&*key);
+        }
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(ProcessError::Build(format!(
+            "cargo build of {bins:?} failed ({})",
+            out.status
+        )));
+    }
+    let mut found = HashMap::new();
+    for msg in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact")
+    {
+        if let (Some(name), Some(exe)) = (
+            msg["target"]["name"].as_str(),
+            msg["executable"].as_str(),
+        ) {
+            if bins.contains(&name) {
+                found.insert(name.to_owned(), PathBuf::from(exe));
+            }
+        }
+    }
+    match bins.iter().find(|b| !found.contains_key(**b)) {
+        Some(missing) => Err(ProcessError::Build(format!(
+            "cargo reported no `{missing}` executable"
+        ))),
+        None => Ok(found),
     }
 }
 

@@ -306,3 +306,40 @@ impl Handler<WaitForGate> for Counter {
         });
     }
 }
+
+/// An actor that stops itself on [`Halt`]: the target of the watch tests.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Mortal;
+
+impl Actor for Mortal {
+    type Context = Context<Self>;
+}
+
+/// Makes a [`Mortal`] stop itself after answering.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+/// Answers while the [`Mortal`] runs; fails once it stopped.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+impl Handler<Halt> for Mortal {
+    type Result = ();
+    fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Ping> for Mortal {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+impl DistributedActor for Mortal {
+    const NAME: &'static str = "tests.mortal";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Halt>("halt").handle::<Ping>("ping");
+    }
+}

@@ -7,7 +7,7 @@ use actix_cluster::MemberState;
 use actix_cluster::prelude::*;
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{
-    Add, Counter, Get, Recorder, Relay, RelayAdd, Relayed, Seen, Seq, up_peers,
+    Add, Counter, Get, Recorder, Relay, RelayAdd, Relayed, Seen, Seq, up_peers, wait_until,
 };
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -60,6 +60,12 @@ fn node_that_only_knows_the_seed_connects_to_every_member() {
 fn members_lists_all_three_nodes_up_on_every_node() {
     let nodes = three_nodes("members");
     for node in &nodes {
+        // Connected is not yet Up: membership confirms each node first.
+        let all_up = wait_until(TEST_DEADLINE, || {
+            let m = node.system().members();
+            m.len() == 3 && m.iter().all(|m| m.state == MemberState::Up)
+        });
+        assert!(all_up, "{:?}", node.system().members());
         let members = node.system().members();
         let names: Vec<&str> = members.iter().map(|m| m.id.name()).collect();
         assert_eq!(names, NAMES, "members of {}", node.system().node_id());

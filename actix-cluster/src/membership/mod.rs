@@ -5,9 +5,13 @@
 //! driver in `driver.rs` connects it to the transport (membership frames ride the nodes'
 //! mutually authenticated connections) and to subscribers.
 
+pub(crate) mod core;
+pub(crate) mod driver;
+mod load;
+pub(crate) mod msg;
 mod phi;
 mod types;
 
+pub(crate) use load::load_source;
 pub use phi::FailureDetectorConfig;
-pub(crate) use phi::PhiAccrual;
 pub use types::{ClusterEvent, LoadReport, Member, MemberState, MembershipConfig};

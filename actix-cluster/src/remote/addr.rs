@@ -364,6 +364,11 @@ impl<A: DistributedActor> RemoteAddr<A> {
         self.inner.ep.actor
     }
 
+    /// The address the hosting node was reached at when this address was made.
+    pub(crate) fn node_addr(&self) -> SocketAddr {
+        self.inner.ep.node_addr
+    }
+
     /// The actix address, when the actor runs on the node using this address.
     pub fn local_addr(&self) -> Option<Addr<A>> {
         let ep = &self.inner.ep;

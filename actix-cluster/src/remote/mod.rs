@@ -7,6 +7,7 @@
 //! registered.
 
 mod addr;
+pub(crate) mod watch;
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
@@ -25,6 +26,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub(crate) use addr::Endpoint;
 pub use addr::{RemoteAddr, RemoteRecipient, SendRequest};
+pub use watch::{
+    MAX_WATCHES_PER_NODE, Terminated, TerminatedReason, WatchError, WatchId, WatchedActor,
+};
 
 use crate::codec::{self, SerializationFormat};
 use crate::config::Limits;
@@ -449,6 +453,14 @@ pub(crate) fn error_from_wire(node: &NodeId, code: u16, detail: String) -> Remot
 pub(crate) const SYSTEM_ACTOR: u64 = 0;
 pub(crate) const SYS_SPAWN: u32 = 1;
 pub(crate) const SYS_RESOLVE: u32 = 2;
+/// Asks for the answering node's member table ([`MemberRow`]s); the request body is `()`.
+pub(crate) const SYS_MEMBERS: u32 = 3;
+/// Watches a local actor of the answering node (request; see [`watch`]).
+pub(crate) const SYS_WATCH: u32 = 4;
+/// Withdraws a watch (tell).
+pub(crate) const SYS_UNWATCH: u32 = 5;
+/// A watched actor stopped (tell, from the node hosting it to the watching node).
+pub(crate) const SYS_TERMINATED: u32 = 6;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SpawnRequest {
@@ -461,6 +473,69 @@ pub(crate) struct SpawnRequest {
 pub(crate) struct ResolveRequest {
     pub(crate) name: String,
     pub(crate) actor_type: String,
+}
+
+/// One row of a member table sent in reply to [`SYS_MEMBERS`]. Enums travel as their wire
+/// numbers, not as serde enums, so that a variant added later is a typed decode error on an
+/// older node rather than a silently wrong row.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MemberRow {
+    pub(crate) name: String,
+    pub(crate) incarnation: u64,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) role: u8,
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) state: u8,
+    pub(crate) phi: f64,
+    pub(crate) load: Option<crate::membership::LoadReport>,
+    pub(crate) connected: bool,
+    pub(crate) queued: u64,
+}
+
+impl MemberRow {
+    pub(crate) fn from_member(m: &crate::membership::Member) -> Self {
+        Self {
+            name: m.id.name().to_owned(),
+            incarnation: m.id.incarnation(),
+            addr: m.addr,
+            role: m.role.to_wire(),
+            labels: m.labels.clone(),
+            capabilities: m.capabilities.clone(),
+            state: m.state.to_u8(),
+            phi: m.phi,
+            load: m.load,
+            connected: m.connected,
+            queued: m.queued as u64,
+        }
+    }
+
+    /// Checks the row a peer sent and turns it back into a [`Member`](crate::membership::Member).
+    pub(crate) fn into_member(self) -> Result<crate::membership::Member, RemoteError> {
+        let role = crate::node::NodeRole::from_wire(self.role).ok_or_else(|| {
+            RemoteError::Decode(format!("member {}: unknown role {}", self.name, self.role))
+        })?;
+        let state = crate::membership::MemberState::from_u8(self.state).ok_or_else(|| {
+            RemoteError::Decode(format!(
+                "member {}: unknown state {}",
+                self.name, self.state
+            ))
+        })?;
+        crate::node::validate_node_name(&self.name)
+            .map_err(|e| RemoteError::Decode(format!("member name: {e}")))?;
+        Ok(crate::membership::Member {
+            id: NodeId::new(self.name, self.incarnation),
+            addr: self.addr,
+            role,
+            labels: self.labels,
+            capabilities: self.capabilities,
+            state,
+            phi: self.phi,
+            load: self.load,
+            connected: self.connected,
+            queued: usize::try_from(self.queued).unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// Requests one connection may have in flight in local actors; more stall its reader.
@@ -480,6 +555,10 @@ pub(crate) struct LocalActors {
     pub(crate) limits: Limits,
     /// Tells that arrived for actors that do not exist or could not be decoded.
     pub(crate) undeliverable: AtomicU64,
+    /// Requests from other nodes taken by local actors and not answered yet.
+    requests_in_flight: AtomicU64,
+    /// Watches this node holds and watches on its actors.
+    pub(crate) watches: watch::Watches,
 }
 
 impl std::fmt::Debug for LocalActors {
@@ -513,6 +592,8 @@ impl LocalActors {
             home,
             limits,
             undeliverable: AtomicU64::new(0),
+            requests_in_flight: AtomicU64::new(0),
+            watches: watch::Watches::new(),
         }
     }
 
@@ -587,6 +668,11 @@ impl LocalActors {
     }
 
     /// Number of live actors reachable from the network.
+    /// Requests from other nodes that local actors have not answered yet.
+    pub(crate) fn requests_in_flight(&self) -> u64 {
+        self.requests_in_flight.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn len(&self) -> usize {
         read(&self.actors).len()
     }
@@ -671,6 +757,20 @@ impl LocalActors {
                     .map_err(|e| RemoteError::from_codec(e, false))?;
                 Ok(Box::pin(async move { Ok(out) }))
             }
+            SYS_MEMBERS => {
+                // Requests are dispatched on the node's network thread, which knows its node;
+                // the table is the very one `ClusterSystem::members` returns there.
+                let system =
+                    crate::system::ClusterSystem::current().ok_or(RemoteError::SystemStopped)?;
+                let rows: Vec<MemberRow> = system
+                    .members()
+                    .iter()
+                    .map(MemberRow::from_member)
+                    .collect();
+                let out = codec::encode(SerializationFormat::Bincode, &rows)
+                    .map_err(|e| RemoteError::from_codec(e, false))?;
+                Ok(Box::pin(async move { Ok(out) }))
+            }
             other => Err(RemoteError::UnknownMessageType {
                 actor_type: "node".into(),
                 message: format!("#{other:08x}"),
@@ -731,6 +831,12 @@ impl Dispatch {
         message: u32,
         payload: &Payload,
     ) -> Result<Delivery, RemoteError> {
+        if actor == SYSTEM_ACTOR {
+            return self
+                .actors
+                .system_tell(peer, message, payload)
+                .map(|()| Delivery::Done);
+        }
         let target = self.target(peer.id.name(), actor)?;
         let bytes = self.actors.plain(payload)?;
         target.tell(message, &bytes, payload.format)
@@ -744,7 +850,10 @@ impl Dispatch {
         correlation: u64,
         payload: Payload,
     ) -> Option<LocalBoxFuture<'static, ()>> {
-        let started = if actor == SYSTEM_ACTOR {
+        let started = if actor == SYSTEM_ACTOR && message == SYS_WATCH {
+            // The only system request that needs to know who asks.
+            self.actors.watch_request(peer, &payload)
+        } else if actor == SYSTEM_ACTOR {
             self.actors.system_request(message, &payload)
         } else {
             self.target(peer.id.name(), actor).and_then(|t| {
@@ -766,7 +875,9 @@ impl Dispatch {
         };
         let peer = Arc::clone(peer);
         let limits = self.actors.limits;
+        let busy = InFlight::enter(&self.actors);
         let respond = async move {
+            let _busy = busy;
             match reply.await {
                 Ok(bytes) => send_response(&peer, correlation, format, &bytes, &limits).await,
                 Err(e) => send_error(&peer, correlation, &e),
@@ -869,6 +980,22 @@ impl ConnectionDispatch for Dispatch {
     }
 }
 
+/// Counts one request in [`LocalActors::requests_in_flight`] until dropped.
+struct InFlight(Arc<LocalActors>);
+
+impl InFlight {
+    fn enter(actors: &Arc<LocalActors>) -> Self {
+        actors.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(actors))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -879,6 +1006,38 @@ mod tests {
         assert_eq!(message_id(""), 0x811c_9dc5);
         assert_eq!(message_id("a"), 0xe40c_292c);
         assert_eq!(message_id("foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn member_rows_round_trip_and_refuse_unknown_states() {
+        let member = crate::membership::Member {
+            id: NodeId::new("node-1", 42),
+            addr: ([127, 0, 0, 1], 7001).into(),
+            role: crate::node::NodeRole::Master,
+            labels: [("zone".to_owned(), "a".to_owned())].into(),
+            capabilities: vec!["examples.counter".into()],
+            state: crate::membership::MemberState::Suspect,
+            phi: 2.5,
+            load: Some(crate::membership::LoadReport::new(3, 1, Some(0.5))),
+            connected: true,
+            queued: 7,
+        };
+        let bytes = codec::encode(
+            SerializationFormat::Bincode,
+            &vec![MemberRow::from_member(&member)],
+        )
+        .expect("encode");
+        let rows: Vec<MemberRow> =
+            codec::decode(SerializationFormat::Bincode, &bytes).expect("decode");
+        let back: Result<Vec<_>, _> = rows.into_iter().map(MemberRow::into_member).collect();
+        assert_eq!(back, Ok(vec![member.clone()]));
+
+        let mut bad = MemberRow::from_member(&member);
+        bad.state = 200;
+        assert!(matches!(bad.into_member(), Err(RemoteError::Decode(_))));
+        let mut bad = MemberRow::from_member(&member);
+        bad.name = "Not A Name".into();
+        assert!(matches!(bad.into_member(), Err(RemoteError::Decode(_))));
     }
 
     #[test]

@@ -431,9 +431,9 @@ pub(crate) async fn run_reader(
                     );
                 }
                 Frame::Ping { nonce } => {
-                    peer.heartbeat(std::time::Instant::now());
                     peer.push_control(|b| wire::put_pong(b, nonce));
                 }
+                Frame::Membership(body) => transport.membership_message(&peer, body),
                 Frame::Pong { .. } => {}
                 Frame::Nodes(nodes) => transport.learn_nodes(nodes),
                 Frame::GoAway { code, reason } => {
@@ -444,6 +444,7 @@ pub(crate) async fn run_reader(
                         // This incarnation left for good (a restart is a new incarnation):
                         // fail its requests now and stop redialling it.
                         peer.mark_gone();
+                        transport.membership_goodbye(&peer);
                         transport.changed.notify_waiters();
                     }
                 }

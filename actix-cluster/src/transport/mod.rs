@@ -52,6 +52,19 @@ pub(crate) trait ConnectionDispatch {
     fn dispatch(&mut self, peer: &Arc<Peer>, frame: Frame) -> Option<LocalBoxFuture<'static, ()>>;
 }
 
+/// Tells the membership layer about connections and hands it membership frames. Called on
+/// the network thread.
+pub(crate) trait MembershipHooks: Send + Sync + 'static {
+    /// A connection to `peer` is up.
+    fn connected(&self, peer: &Arc<Peer>);
+    /// The last connection to `peer` ended.
+    fn disconnected(&self, peer: &Arc<Peer>);
+    /// `peer` sent a membership frame.
+    fn message(&self, peer: &Arc<Peer>, body: bytes::Bytes);
+    /// `peer` announced a clean shutdown.
+    fn goodbye(&self, peer: &Arc<Peer>);
+}
+
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
@@ -116,6 +129,7 @@ pub(crate) struct Transport {
     handshakes: Semaphore,
     handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
+    membership: std::sync::OnceLock<Arc<dyn MembershipHooks>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -154,6 +168,7 @@ impl Transport {
             handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
             handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
+            membership: std::sync::OnceLock::new(),
         }
     }
 
@@ -327,11 +342,7 @@ impl Transport {
             }
             existing.mark_gone();
         }
-        let peer = Arc::new(Peer::new(
-            info.clone(),
-            self.config.limits,
-            self.config.failure_detector,
-        ));
+        let peer = Arc::new(Peer::new(info.clone(), self.config.limits));
         peers.insert(Arc::clone(info.id.name_arc()), Arc::clone(&peer));
         drop(peers);
         let (this, p) = (Arc::clone(self), Arc::clone(&peer));
@@ -389,6 +400,9 @@ impl Transport {
                 }
             }
             self.changed.notify_waiters();
+            if let Some(m) = self.membership.get() {
+                m.connected(&peer);
+            }
         }
         // A losing connection still runs both halves: its writer sends GoAway at once, and its
         // reader drains whatever the peer sent before it saw the same decision.
@@ -425,10 +439,84 @@ impl Transport {
                 // Nobody redials a client; if it comes back it is attached to a fresh peer.
                 peer.mark_gone();
             }
+            if !peer.is_attached()
+                && let Some(m) = this.membership.get()
+            {
+                m.disconnected(&peer);
+            }
             let open = this.open.fetch_sub(1, Ordering::AcqRel) - 1;
             metrics::gauge!("actix_cluster_connections_open").set(open as f64);
             this.changed.notify_waiters();
         });
+    }
+
+    /// Connects the membership layer. Set once, before `start`.
+    pub(crate) fn set_membership(&self, hooks: Arc<dyn MembershipHooks>) {
+        let _ = self.membership.set(hooks);
+    }
+
+    pub(crate) fn membership_message(&self, peer: &Arc<Peer>, body: bytes::Bytes) {
+        if let Some(m) = self.membership.get() {
+            m.message(peer, body);
+        }
+    }
+
+    pub(crate) fn membership_goodbye(&self, peer: &Arc<Peer>) {
+        if let Some(m) = self.membership.get() {
+            m.goodbye(peer);
+        }
+    }
+
+    /// Dials `addr` once in the background unless a live peer is already there; used to
+    /// re-announce to seeds and masters.
+    pub(crate) fn dial_once(self: &Arc<Self>, addr: SocketAddr) {
+        if addr == self.local.addr || self.shutdown.is_set() {
+            return;
+        }
+        let live = lock(&self.peers)
+            .values()
+            .any(|p| p.addr() == addr && p.is_attached());
+        if live {
+            return;
+        }
+        let this = Arc::clone(self);
+        self.spawn(move || async move {
+            match conn::dial(&this, addr, None).await {
+                Ok(h) => {
+                    let dialer = this.local.id.clone();
+                    this.establish(h, dialer);
+                }
+                Err(e) => {
+                    this.handshake_failed();
+                    tracing::debug!(%addr, error = %e, "re-announce dial failed");
+                }
+            }
+        });
+    }
+
+    /// The peer for a node named by the membership layer: known, or learnt (and dialled) now.
+    pub(crate) fn peer_for_member(
+        self: &Arc<Self>,
+        id: &NodeId,
+        addr: SocketAddr,
+        role: crate::node::NodeRole,
+    ) -> Option<Arc<Peer>> {
+        if let Some(p) = self.peer_by_name(id.name())
+            && p.id == *id
+            && p.state() != PeerState::Gone
+        {
+            return Some(p);
+        }
+        if self.shutdown.is_set() {
+            return None;
+        }
+        let info = NodeInfo {
+            id: id.clone(),
+            addr,
+            role,
+            labels: Default::default(),
+        };
+        self.peer_for(&info)
     }
 
     /// Learns nodes from a peer's list; unknown ones get a driver that dials them.

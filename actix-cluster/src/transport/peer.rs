@@ -18,7 +18,6 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::config::Limits;
 use crate::error::RemoteError;
-use crate::membership::{FailureDetectorConfig, PhiAccrual};
 use crate::node::{NodeId, NodeInfo, NodeRole};
 use crate::wire::Payload;
 
@@ -151,8 +150,6 @@ pub(crate) struct Peer {
     pub(crate) dropped: AtomicU64,
     /// Largest frame this peer accepts (from its hello); until then, our own limit.
     max_frame: AtomicU32,
-    /// Heartbeat (ping) arrival history.
-    detector: Mutex<PhiAccrual>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -162,7 +159,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peer {
-    pub(crate) fn new(info: NodeInfo, limits: Limits, detector: FailureDetectorConfig) -> Self {
+    pub(crate) fn new(info: NodeInfo, limits: Limits) -> Self {
         Self {
             id: info.id.clone(),
             role: info.role,
@@ -184,18 +181,7 @@ impl Peer {
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
             max_frame: AtomicU32::new(limits.max_frame_size),
-            detector: Mutex::new(PhiAccrual::new(detector)),
         }
-    }
-
-    /// A heartbeat from this peer arrived.
-    pub(crate) fn heartbeat(&self, now: Instant) {
-        lock(&self.detector).heartbeat(now);
-    }
-
-    /// Suspicion level of this peer at `now` (phi-accrual).
-    pub(crate) fn phi(&self, now: Instant) -> f64 {
-        lock(&self.detector).phi(now)
     }
 
     /// The largest frame that may be sent to this peer: the smaller of its limit and ours.
@@ -308,6 +294,28 @@ impl Peer {
         }
     }
 
+    /// Queues a membership message unless the peer is down or gone, or its queue is over the
+    /// byte bound (membership traffic is datagram-like: a lost message is a missed probe).
+    /// `connected_only` drops it unless a connection is attached right now.
+    pub(crate) fn push_membership(&self, body: &[u8], connected_only: bool) -> bool {
+        match self.state() {
+            PeerState::Connected => {}
+            PeerState::Connecting if !connected_only => {}
+            _ => return false,
+        }
+        let mut q = lock(&self.queue);
+        if q.buf.len() + body.len() > self.limits.send_queue_bytes {
+            return false;
+        }
+        let was_empty = q.buf.is_empty();
+        crate::wire::put_membership(&mut q.buf, body);
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        true
+    }
+
     /// Takes everything queued, if `conn` is the attached writer and no other writer still
     /// holds a batch. Returns the bytes and how many counted frames they hold.
     pub(crate) fn take_batch(&self, conn: u64) -> TakeBatch {
@@ -395,7 +403,6 @@ impl Peer {
         *slot = Some(new);
         drop(slot);
         *lock(&self.down_since) = None;
-        lock(&self.detector).restart(Instant::now());
         if self.state() != PeerState::Gone {
             self.state
                 .store(PeerState::Connected as u8, Ordering::Release);
@@ -464,6 +471,33 @@ impl Peer {
         }
     }
 
+    /// Membership declared this incarnation down: requests in flight fail with `NodeGone`
+    /// now, queued messages are dropped (and counted) and sends fail fast. The driver keeps
+    /// redialling, so a node that was only cut off is reachable again once it answers.
+    pub(crate) fn mark_down(&self) {
+        if self.state() == PeerState::Gone {
+            return;
+        }
+        self.state
+            .store(PeerState::Unreachable as u8, Ordering::Release);
+        self.drop_queue();
+        self.fail_pending(|| self.gone());
+        self.space.notify_waiters();
+    }
+
+    /// Membership sees this incarnation alive again (static discovery): sends flow again on
+    /// the attached connection.
+    pub(crate) fn revive(&self) {
+        if self.is_attached() {
+            let _ = self.state.compare_exchange(
+                PeerState::Unreachable as u8,
+                PeerState::Connected as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
     /// This incarnation is over (it restarted, or this node is shutting down).
     pub(crate) fn mark_gone(&self) {
         self.state.store(PeerState::Gone as u8, Ordering::Release);
@@ -492,6 +526,11 @@ impl Peer {
     /// Counted frames waiting to be written.
     pub(crate) fn queued(&self) -> usize {
         lock(&self.queue).messages
+    }
+
+    /// Bytes waiting in the send queue, control frames included.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        lock(&self.queue).buf.len()
     }
 }
 

@@ -44,6 +44,7 @@ pub(crate) enum FrameKind {
     Pong = 0x07,
     Nodes = 0x08,
     GoAway = 0x09,
+    Membership = 0x10,
 }
 
 impl FrameKind {
@@ -58,6 +59,7 @@ impl FrameKind {
             0x07 => FrameKind::Pong,
             0x08 => FrameKind::Nodes,
             0x09 => FrameKind::GoAway,
+            0x10 => FrameKind::Membership,
             _ => return None,
         })
     }
@@ -158,6 +160,8 @@ pub(crate) enum Frame {
         code: u16,
         reason: String,
     },
+    /// A membership message; its body is parsed by the membership layer.
+    Membership(Bytes),
     /// A kind this version does not know; its bytes were skipped.
     Unknown {
         kind: u8,
@@ -268,6 +272,7 @@ fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
             code: r.u16()?,
             reason: r.rest_utf8()?,
         },
+        FrameKind::Membership => Frame::Membership(r.buf),
     };
     Ok(frame)
 }
@@ -333,6 +338,7 @@ fn kind_name(kind: FrameKind) -> &'static str {
         FrameKind::Pong => "pong",
         FrameKind::Nodes => "nodes",
         FrameKind::GoAway => "goaway",
+        FrameKind::Membership => "membership",
     }
 }
 
@@ -547,6 +553,14 @@ pub(crate) fn put_hello(buf: &mut BytesMut, hello: &Hello) {
     put_node_info(buf, &hello.node);
     buf.put_u32_le(hello.max_frame_size);
     patch_len(buf, start);
+}
+
+/// Appends a `Membership` frame carrying `body`.
+pub(crate) fn put_membership(buf: &mut BytesMut, body: &[u8]) {
+    buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
+    buf.put_u8(FrameKind::Membership as u8);
+    buf.put_u8(0);
+    buf.put_slice(body);
 }
 
 /// Appends a `Nodes` frame listing at most `u16::MAX` nodes.

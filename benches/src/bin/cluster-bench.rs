@@ -3,11 +3,12 @@
 //! See `docs/benchmarks.md` for what each figure means.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_cluster_benches::BenchResult;
 use actix_cluster_benches::baseline::{self, RawRtt};
 use actix_cluster_benches::latency::{Percentiles, Recorder};
+use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::scenario::{Pair, Security, TellRun};
 use serde_json::{Value, json};
 
@@ -26,6 +27,18 @@ struct Plan {
     requests: u64,
     /// Unrecorded requests before each latency run.
     ask_warmup: u64,
+    /// Cluster sizes of the `formation` scenario.
+    formation_sizes: &'static [usize],
+    /// Nodes of each `detection` cluster.
+    detection_nodes: usize,
+    /// Crashes measured, each in a fresh cluster; the median is reported.
+    detection_runs: usize,
+    /// How long a formed cluster runs before the crash, so the detectors are in steady state.
+    detection_settle: Duration,
+    /// Nodes of the idle (false suspicion) cluster.
+    idle_nodes: usize,
+    /// Length of the idle window.
+    idle: Duration,
 }
 
 impl Plan {
@@ -37,6 +50,12 @@ impl Plan {
                 tell_warmup: 10_000,
                 requests: 20_000,
                 ask_warmup: 2_000,
+                formation_sizes: &[10],
+                detection_nodes: 4,
+                detection_runs: 1,
+                detection_settle: Duration::from_secs(1),
+                idle_nodes: 10,
+                idle: Duration::from_secs(5),
             }
         } else {
             Self {
@@ -45,6 +64,12 @@ impl Plan {
                 tell_warmup: 50_000,
                 requests: 100_000,
                 ask_warmup: 5_000,
+                formation_sizes: &[10, 20, 50],
+                detection_nodes: 6,
+                detection_runs: 3,
+                detection_settle: Duration::from_secs(1),
+                idle_nodes: 10,
+                idle: Duration::from_secs(60),
             }
         }
     }
@@ -135,6 +160,9 @@ fn run(plan: Plan) -> BenchResult<Value> {
     plain.stop();
     tls.stop();
 
+    let formation = formation(&plan)?;
+    let detection = detection(&plan)?;
+
     let tell = |run: &TellRun| {
         json!({
             "msgs_per_s": run.msgs_per_s.round(),
@@ -166,6 +194,8 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "ask_plain": ask(&ask_plain),
             "ask_tls": ask(&ask_tls),
             "wire_bytes_per_8b_tell": round(wire_bytes, 2),
+            "formation": formation,
+            "detection": detection,
         },
         "machine": machine(),
         "config": {
@@ -175,6 +205,142 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
         },
     }))
+}
+
+/// The `formation` scenario at every planned size. A size that fails is reported as `null`
+/// figures with an `error` string, and the other sizes still run.
+fn formation(plan: &Plan) -> BenchResult<Value> {
+    let config = membership::lan_node("n0").build()?;
+    let period = config.membership().probe_period;
+    let mut out = serde_json::Map::new();
+    out.insert("probe_period_ms".into(), json!(ms(period)));
+    for &nodes in plan.formation_sizes {
+        let result = match membership::formation(&format!("formation-{nodes}"), nodes) {
+            Ok(f) => {
+                progress(&format!(
+                    "formation of {nodes}: all Up everywhere after {:.0} ms ({:.1} probe \
+                     periods; starting the nodes took {:.0} ms)",
+                    ms(f.all_up),
+                    f.all_up.as_secs_f64() / period.as_secs_f64(),
+                    ms(f.start)
+                ));
+                json!({
+                    "ms": round(ms(f.all_up), 1),
+                    "start_ms": round(ms(f.start), 1),
+                    "protocol_periods": round(f.all_up.as_secs_f64() / period.as_secs_f64(), 2),
+                    "error": null,
+                })
+            }
+            Err(e) => {
+                progress(&format!("formation of {nodes}: FAILED: {e}"));
+                json!({ "ms": null, "start_ms": null, "protocol_periods": null,
+                        "error": e.to_string() })
+            }
+        };
+        out.insert(format!("nodes_{nodes}"), result);
+    }
+    Ok(Value::Object(out))
+}
+
+/// The `detection` scenario: crash detection, repeated, and false suspicions while idle.
+/// Failures become `null` figures with an error string, as in [`formation`].
+fn detection(plan: &Plan) -> BenchResult<Value> {
+    let config = membership::lan_node("n0").build()?;
+    let bound = membership::detection_bound(config.failure_detector(), config.membership());
+    let mut runs: Vec<Detection> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for run in 0..plan.detection_runs {
+        match membership::detection(
+            &format!("detection-{run}"),
+            plan.detection_nodes,
+            plan.detection_settle,
+            bound,
+        ) {
+            Ok(d) => {
+                progress(&format!(
+                    "detection run {}: every survivor saw the crash Down after {:.0} ms (first \
+                     after {:.0} ms; first Suspect after {}); bound {:.0} ms",
+                    run + 1,
+                    ms(d.max()),
+                    ms(d.min()),
+                    d.first_suspect
+                        .map_or_else(|| "never".to_owned(), |s| format!("{:.0} ms", ms(s))),
+                    ms(bound)
+                ));
+                runs.push(d);
+            }
+            Err(e) => {
+                progress(&format!("detection run {}: FAILED: {e}", run + 1));
+                errors.push(format!("run {}: {e}", run + 1));
+                // Without a single success the next run would most likely fail the same way
+                // after the same deadline; stop rather than spend it again.
+                if runs.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    let median_ms = median(runs.iter().map(|d| ms(d.max())).collect());
+    let runs_json: Vec<Value> = runs
+        .iter()
+        .map(|d| {
+            json!({
+                "min_ms": round(ms(d.min()), 1),
+                "max_ms": round(ms(d.max()), 1),
+                "first_suspect_ms": d.first_suspect.map(|s| round(ms(s), 1)),
+            })
+        })
+        .collect();
+
+    let (false_suspicions, idle_seconds, idle_error) =
+        match membership::idle("idle", plan.idle_nodes, plan.idle) {
+            Ok(r) => {
+                progress(&format!(
+                    "idle {} nodes for {:.1} s: {} Suspect and {} Down events",
+                    plan.idle_nodes,
+                    r.idle.as_secs_f64(),
+                    r.suspicions.suspect,
+                    r.suspicions.down
+                ));
+                (
+                    Some(r.suspicions.total()),
+                    r.idle.as_secs_f64(),
+                    None::<String>,
+                )
+            }
+            Err(e) => {
+                progress(&format!("idle run: FAILED: {e}"));
+                (None, plan.idle.as_secs_f64(), Some(e.to_string()))
+            }
+        };
+
+    Ok(json!({
+        "nodes": plan.detection_nodes,
+        "ms": median_ms.map(|m| round(m, 1)),
+        "expected_ms": round(ms(bound), 1),
+        "ratio_to_expected": median_ms.map(|m| round(m / ms(bound), 3)),
+        "runs": runs_json,
+        "error": if errors.is_empty() { None } else { Some(errors.join("; ")) },
+        "false_suspicions": false_suspicions,
+        "idle_nodes": plan.idle_nodes,
+        "idle_seconds": round(idle_seconds, 1),
+        "idle_error": idle_error,
+    }))
+}
+
+/// The median, averaging the two middle values of an even count; `None` when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn report_tell(name: &str, run: &TellRun) {

@@ -1,0 +1,333 @@
+//! Connects the sans-IO [`Membership`] core to the transport, to timers and to subscribers.
+//!
+//! Every input takes the core's lock, feeds the core, and drains its outputs; events are
+//! delivered while the lock is held, so that a subscriber added under the same lock sees its
+//! snapshot followed by exactly the events after it. Sends, timers and dials are carried out
+//! after the lock is released. Everything runs on the node's network thread except
+//! `members()`/`subscribe()`/`leave()`, which only take the lock.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use actix_rt::ArbiterHandle;
+use bytes::Bytes;
+
+use super::core::{Membership, Output, Target};
+use super::types::{ClusterEvent, LoadReport, Member, MemberState};
+use crate::node::{NodeId, NodeRole};
+use crate::transport::{MembershipHooks, Peer, PeerState, Transport};
+
+/// Measures this node's load when the core asks for it.
+pub(crate) type LoadSource = Box<dyn Fn() -> LoadReport + Send + Sync>;
+/// Told when a member incarnation is down (`false`) or has left (`true`).
+pub(crate) type DownHook = Box<dyn Fn(&NodeId, bool) + Send + Sync>;
+
+struct Inner {
+    core: Membership,
+    subscribers: Vec<Recipient<ClusterEvent>>,
+}
+
+/// The membership side of one node.
+pub(crate) struct Driver {
+    inner: Mutex<Inner>,
+    transport: Weak<Transport>,
+    net: ArbiterHandle,
+    load: LoadSource,
+    down_hooks: Mutex<Vec<DownHook>>,
+    /// Notified on every membership event (for waiters such as `leave`).
+    pub(crate) changed: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Driver {
+    pub(crate) fn new(
+        core: Membership,
+        transport: &Arc<Transport>,
+        net: ArbiterHandle,
+        load: LoadSource,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                core,
+                subscribers: Vec::new(),
+            }),
+            transport: Arc::downgrade(transport),
+            net,
+            load,
+            down_hooks: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Runs `f` when a member goes Down or Left.
+    pub(crate) fn on_down(&self, hook: DownHook) {
+        lock(&self.down_hooks).push(hook);
+    }
+
+    /// Carries out the core's first outputs (its first tick). Call on the network thread.
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.input(|_, _| {});
+    }
+
+    /// Feeds the core, then carries out everything it asked for.
+    fn input(self: &Arc<Self>, f: impl FnOnce(&mut Membership, Instant)) {
+        let mut actions = Vec::new();
+        let mut events = 0usize;
+        {
+            let mut inner = lock(&self.inner);
+            let now = Instant::now();
+            f(&mut inner.core, now);
+            while let Some(out) = inner.core.poll_output() {
+                match out {
+                    Output::Event(ev) => {
+                        events += 1;
+                        let ev = self.fill(ev);
+                        self.side_effects(&ev);
+                        inner.subscribers.retain(|s| s.connected());
+                        for s in &inner.subscribers {
+                            s.do_send(ev.clone());
+                        }
+                    }
+                    Output::LoadDue => {
+                        let load = (self.load)();
+                        inner.core.set_local_load(load, now);
+                    }
+                    other => actions.push(other),
+                }
+            }
+        }
+        if events > 0 {
+            self.changed.notify_waiters();
+        }
+        for a in actions {
+            self.act(a);
+        }
+    }
+
+    /// Adds what only the transport knows (queue length, connection) to an event's member.
+    fn fill(&self, mut ev: ClusterEvent) -> ClusterEvent {
+        let Some(t) = self.transport.upgrade() else {
+            return ev;
+        };
+        let m = match &mut ev {
+            ClusterEvent::Snapshot(_) => return ev,
+            ClusterEvent::MemberJoining(m)
+            | ClusterEvent::MemberUp(m)
+            | ClusterEvent::MemberSuspect(m)
+            | ClusterEvent::MemberDown(m)
+            | ClusterEvent::MemberLeaving(m)
+            | ClusterEvent::MemberLeft(m)
+            | ClusterEvent::LoadChanged(m) => m,
+        };
+        fill_member(&t, m);
+        ev
+    }
+
+    /// What a state change means for the transport and for watchers.
+    fn side_effects(&self, ev: &ClusterEvent) {
+        let Some(t) = self.transport.upgrade() else {
+            return;
+        };
+        match ev {
+            ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => {
+                let left = matches!(ev, ClusterEvent::MemberLeft(_));
+                if let Some(p) = t.peer_by_name(m.id.name())
+                    && p.id == m.id
+                {
+                    if left {
+                        p.mark_gone();
+                    } else {
+                        // Requests in flight fail with NodeGone now, not at their deadline.
+                        p.mark_down();
+                    }
+                    t.changed.notify_waiters();
+                }
+                for hook in lock(&self.down_hooks).iter() {
+                    hook(&m.id, left);
+                }
+            }
+            ClusterEvent::MemberUp(m) | ClusterEvent::MemberJoining(m) => {
+                // Members learnt from gossip or masters get a connection (remote actors on
+                // them are addressed by name); one seen alive again takes sends again.
+                if let Some(p) = t.peer_for_member(&m.id, m.addr, m.role)
+                    && matches!(ev, ClusterEvent::MemberUp(_))
+                {
+                    p.revive();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn act(self: &Arc<Self>, action: Output) {
+        let Some(t) = self.transport.upgrade() else {
+            return;
+        };
+        match action {
+            Output::Send {
+                to,
+                body,
+                best_effort,
+            } => send(&t, &to, &body, best_effort),
+            Output::Timer { after, timer } => {
+                let this = Arc::downgrade(self);
+                let _ = self.net.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    if let Some(this) = this.upgrade()
+                        && this
+                            .transport
+                            .upgrade()
+                            .is_some_and(|t| !t.shutdown.is_set())
+                    {
+                        this.input(|c, now| c.handle_timer(timer, now));
+                    }
+                });
+            }
+            Output::Dial(addr) => t.dial_once(addr),
+            Output::Event(_) | Output::LoadDue => {}
+        }
+    }
+
+    /// This node and every member it knows.
+    pub(crate) fn members(&self) -> Vec<Member> {
+        let mut members = lock(&self.inner).core.members(Instant::now());
+        if let Some(t) = self.transport.upgrade() {
+            for m in members.iter_mut() {
+                if m.id != t.local.id {
+                    fill_member(&t, m);
+                }
+            }
+        }
+        members
+    }
+
+    /// Current state of the incarnation `id`, if the table has it.
+    pub(crate) fn state_of(&self, id: &NodeId) -> Option<MemberState> {
+        lock(&self.inner)
+            .core
+            .state_of(id.name())
+            .filter(|(known, _)| known == id)
+            .map(|(_, s)| s)
+    }
+
+    /// Adds a subscriber: it gets the snapshot now and every event after it, in order.
+    pub(crate) fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
+        let mut inner = lock(&self.inner);
+        let mut snapshot = inner.core.members(Instant::now());
+        if let Some(t) = self.transport.upgrade() {
+            for m in snapshot.iter_mut() {
+                if m.id != t.local.id {
+                    fill_member(&t, m);
+                }
+            }
+        }
+        subscriber.do_send(ClusterEvent::Snapshot(snapshot));
+        inner.subscribers.push(subscriber);
+    }
+
+    /// Graceful leave: `Leaving` to everyone, a short wait for it to be written, then `Left`.
+    /// Runs the core steps on the network thread; returns once `Left` is queued and flushed
+    /// (bounded by `timeout`).
+    pub(crate) async fn leave(self: &Arc<Self>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let this = Arc::clone(self);
+        let _ = self
+            .net
+            .spawn(async move { this.input(|c, now| c.leave(now)) });
+        self.flush(deadline).await;
+        let this = Arc::clone(self);
+        let _ = self
+            .net
+            .spawn(async move { this.input(|c, now| c.finish_leave(now)) });
+        self.flush(deadline).await;
+    }
+
+    /// Waits until every connected peer's queue is empty, or `deadline`.
+    async fn flush(&self, deadline: Instant) {
+        // Let the network thread run the step queued just before.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        while Instant::now() < deadline {
+            let Some(t) = self.transport.upgrade() else {
+                return;
+            };
+            let pending = t
+                .peers()
+                .iter()
+                .any(|p| p.state() == PeerState::Connected && p.queued_bytes() > 0);
+            if !pending {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn fill_member(t: &Transport, m: &mut Member) {
+    if let Some(p) = t.peer_by_name(m.id.name())
+        && p.id == m.id
+    {
+        m.connected = p.state() == PeerState::Connected;
+        m.queued = p.queued();
+    } else {
+        m.connected = false;
+        m.queued = 0;
+    }
+}
+
+fn send(t: &Arc<Transport>, to: &Target, body: &Bytes, best_effort: bool) {
+    let peer = if best_effort {
+        // Heartbeats never create connections.
+        t.peer_by_name(to.id.name()).filter(|p| p.id == to.id)
+    } else {
+        t.peer_for_member(&to.id, to.addr, to.role)
+    };
+    if let Some(p) = peer
+        && !p.push_membership(body, best_effort)
+    {
+        metrics::counter!("actix_cluster_membership_dropped_total").increment(1);
+    }
+}
+
+impl MembershipHooks for Arc<Driver> {
+    fn connected(&self, peer: &Arc<Peer>) {
+        if peer.info().role == NodeRole::Client {
+            return;
+        }
+        let info = peer.info();
+        self.input(|c, now| c.handle_connected(&info, now));
+    }
+
+    fn disconnected(&self, peer: &Arc<Peer>) {
+        if peer.info().role == NodeRole::Client {
+            return;
+        }
+        let id = peer.id.clone();
+        self.input(|c, now| c.handle_disconnected(&id, now));
+    }
+
+    fn message(&self, peer: &Arc<Peer>, body: Bytes) {
+        if peer.info().role == NodeRole::Client {
+            return;
+        }
+        let info = peer.info();
+        self.input(|c, now| c.handle_message(&info, body, now));
+    }
+
+    fn goodbye(&self, peer: &Arc<Peer>) {
+        if peer.info().role == NodeRole::Client {
+            return;
+        }
+        let id = peer.id.clone();
+        self.input(|c, now| c.handle_goodbye(&id, now));
+    }
+}
