@@ -507,7 +507,7 @@ mod tests {
 
     fn record(name: &str, state: MemberState) -> Record {
         Record {
-            id: NodeId::new(name.into(), 7),
+            id: NodeId::new(name, 7),
             generation: 2,
             addr: "10.0.0.1:7000".parse().expect("addr"),
             role: NodeRole::Worker,

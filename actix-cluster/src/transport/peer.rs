@@ -561,7 +561,6 @@ mod tests {
                 labels: BTreeMap::new(),
             },
             limits,
-            FailureDetectorConfig::lan(),
         )
     }
 

@@ -78,12 +78,15 @@ fn frame() -> impl Strategy<Value = Frame> {
         any::<u64>().prop_map(|nonce| Frame::Pong { nonce }),
         proptest::collection::vec(node_info(), 0..5).prop_map(Frame::Nodes),
         (any::<u16>(), ".{0,40}").prop_map(|(code, reason)| Frame::GoAway { code, reason }),
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| Frame::Membership(Bytes::from(b))),
     ]
 }
 
 fn encode(frame: &Frame, buf: &mut BytesMut) {
     match frame {
         Frame::Hello(h) => put_hello(buf, h),
+        Frame::Membership(body) => put_membership(buf, body),
         Frame::Tell {
             actor,
             message,
