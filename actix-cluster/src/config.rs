@@ -201,7 +201,7 @@ pub enum ConfigError {
     /// The membership timing is unusable.
     #[error("invalid membership settings: {0}")]
     InvalidMembership(&'static str),
-    /// `Architecture::Centralized` without any `master_nodes`.
+    /// `Architecture::Centralized` without any `master_nodes`, on a node that is no master.
     #[error("a centralized cluster needs at least one address in master_nodes")]
     NoMasters,
 }
@@ -519,7 +519,11 @@ impl ClusterConfigBuilder {
         let seed_nodes = parse_addrs("seed", &self.seed_nodes)?;
         let master_nodes = parse_addrs("master", &self.master_nodes)?;
         let security = self.security.ok_or(ConfigError::NoTransportSecurity)?;
-        if self.architecture == Architecture::Centralized && master_nodes.is_empty() {
+        // A master may start before it knows its own port; every other node needs addresses.
+        if self.architecture == Architecture::Centralized
+            && master_nodes.is_empty()
+            && self.role != NodeRole::Master
+        {
             return Err(ConfigError::NoMasters);
         }
         validate_labels(&self.labels)?;
