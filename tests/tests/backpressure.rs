@@ -10,25 +10,38 @@ use std::thread;
 use std::time::Duration;
 
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterSystem, NetworkStats};
+use actix_cluster::{
+    ClusterConfigBuilder, ClusterSystem, FailureDetectorConfig, MembershipConfig, NetworkStats,
+};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{Add, Blob, Counter, Get, WaitForGate, open_gate};
 
 const QUEUE_MESSAGES: usize = 1024;
 const CLUSTER: &str = "backpressure";
 
+/// Membership tuned for overload: these tests saturate one node's actors for seconds on
+/// purpose, and membership frames from the sender wait behind the backlog at the receiver.
+/// With the LAN preset a debug build on two busy cores may then suspect the receiver.
+fn patient(b: ClusterConfigBuilder) -> ClusterConfigBuilder {
+    b.failure_detector(FailureDetectorConfig::conservative())
+        .membership(MembershipConfig::conservative())
+}
+
 /// Sender `a`, with a 1,024-message queue to each node, and `b`, whose actors have a
 /// 16-message mailbox so that they fall behind at once. Returns a counter on b.
 fn setup() -> (TestNode, TestNode, RemoteAddr<Counter>) {
     let b = TestNode::start(
         CLUSTER,
-        plaintext("b").mailbox_capacity(16).build().unwrap(),
+        patient(plaintext("b"))
+            .mailbox_capacity(16)
+            .build()
+            .unwrap(),
         |b| b.register::<Counter>(),
     )
     .unwrap();
     let a = TestNode::start(
         CLUSTER,
-        plaintext("a")
+        patient(plaintext("a"))
             .seed_nodes([b.system().local_addr().to_string()])
             .max_frame_size(64 * 1024)
             .send_queue(QUEUE_MESSAGES, 1 << 20)

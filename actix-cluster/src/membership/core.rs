@@ -541,14 +541,46 @@ impl Membership {
         }
         m.acked = seq;
         m.detector.heartbeat(now);
-        let phi = m.detector.phi(now);
+        self.heard_from(&name, now);
+    }
+
+    /// Bytes arrived from `id` at `at` (the driver reads this from the transport before each
+    /// tick). Between heartbeats this is evidence of life: a heartbeat answer stuck behind a
+    /// backlog of user messages on a busy link must not make the sender look dead. Counted at
+    /// most once per heartbeat interval, so the detector's interval statistics stay those of
+    /// the heartbeats.
+    pub(crate) fn handle_alive(&mut self, id: &NodeId, at: Instant) {
+        let interval = self.settings.detector.heartbeat_interval;
+        let Some(e) = self.members.get_mut(id.name()) else {
+            return;
+        };
+        if e.info.id != *id {
+            return;
+        }
+        let Some(m) = e.monitor.as_mut() else {
+            return;
+        };
+        if m.detector
+            .last()
+            .is_some_and(|last| at.saturating_duration_since(last) < interval * 9 / 10)
+        {
+            return;
+        }
+        m.detector.heartbeat(at);
+        let name = Arc::clone(id.name_arc());
+        self.heard_from(&name, at);
+    }
+
+    fn heard_from(&mut self, name: &Arc<str>, now: Instant) {
+        let Some(e) = self.members.get(name) else {
+            return;
+        };
+        let phi = e.phi(now);
         let state = e.state;
         // Nodes that decide on their own take a member back as soon as it answers again.
         let decides = match self.settings.mode {
             Mode::Static => true,
-            Mode::Centralized => {
-                self.i_am_master() || self.is_master_info(&self.members[&name].info)
-            }
+            Mode::Centralized => self.i_am_master() || self.is_master_info(&e.info),
             Mode::Gossip => false,
         };
         if decides && phi < self.settings.detector.threshold {
@@ -559,8 +591,8 @@ impl Membership {
                 _ => false,
             };
             if back {
-                self.set_state(&name, MemberState::Up, now);
-                self.master_announce(&name);
+                self.set_state(name, MemberState::Up, now);
+                self.master_announce(name);
             }
         }
     }

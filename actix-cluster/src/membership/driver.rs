@@ -13,7 +13,7 @@ use actix::Recipient;
 use actix_rt::ArbiterHandle;
 use bytes::Bytes;
 
-use super::core::{Membership, Output, Target};
+use super::core::{Membership, Output, Target, Timer};
 use super::types::{ClusterEvent, LoadReport, Member, MemberState};
 use crate::node::{NodeId, NodeRole};
 use crate::transport::{MembershipHooks, Peer, PeerState, Transport};
@@ -183,14 +183,27 @@ impl Driver {
                 let this = Arc::downgrade(self);
                 let _ = self.net.spawn(async move {
                     tokio::time::sleep(after).await;
-                    if let Some(this) = this.upgrade()
-                        && this
-                            .transport
-                            .upgrade()
-                            .is_some_and(|t| !t.shutdown.is_set())
-                    {
-                        this.input(|c, now| c.handle_timer(timer, now));
-                    }
+                    let Some(this) = this.upgrade() else {
+                        return;
+                    };
+                    let Some(t) = this.transport.upgrade().filter(|t| !t.shutdown.is_set()) else {
+                        return;
+                    };
+                    // Before failure detection runs, tell it which peers sent bytes lately.
+                    let heard: Vec<(NodeId, Instant)> = if timer == Timer::Tick {
+                        t.peers()
+                            .iter()
+                            .filter_map(|p| p.last_progress().map(|at| (p.id.clone(), at)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    this.input(|c, now| {
+                        for (id, at) in &heard {
+                            c.handle_alive(id, *at);
+                        }
+                        c.handle_timer(timer, now);
+                    });
                 });
             }
             Output::Dial(addr) => t.dial_once(addr),

@@ -105,6 +105,11 @@ impl PhiAccrual {
         self.last = Some(now);
     }
 
+    /// When the last heartbeat (or restart) was recorded.
+    pub(crate) fn last(&self) -> Option<Instant> {
+        self.last
+    }
+
     /// A new connection proves the peer alive at `now`; the gap before it is downtime, not a
     /// heartbeat interval, so it is not recorded.
     pub(crate) fn restart(&mut self, now: Instant) {

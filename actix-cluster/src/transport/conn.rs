@@ -469,6 +469,7 @@ pub(crate) async fn run_reader(
             Ok(Ok(0)) if goaway => return Ok(peer_goaway),
             Ok(Ok(0)) => return Err(ConnError::Closed),
             Ok(Ok(n)) => {
+                peer.note_progress();
                 transport
                     .stats
                     .bytes_read

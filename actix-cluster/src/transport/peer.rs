@@ -21,6 +21,10 @@ use crate::error::RemoteError;
 use crate::node::{NodeId, NodeInfo, NodeRole};
 use crate::wire::Payload;
 
+/// Bound on membership frames waiting for one peer (they are small and few; more means the
+/// peer is not reading, and the failure detector will say so).
+const MAX_URGENT_BYTES: usize = 1 << 20;
+
 /// What a request's caller gets back from the transport.
 pub(crate) type Reply = Result<Payload, RemoteError>;
 
@@ -76,6 +80,9 @@ impl PushError {
 #[derive(Debug)]
 struct Queue {
     buf: BytesMut,
+    /// Membership frames, written ahead of `buf` in the next batch so that heartbeats and
+    /// probes do not wait behind a backlog of user messages.
+    urgent: BytesMut,
     /// Counted (user) frames in `buf`; control frames are not counted.
     messages: usize,
     /// The connection whose writer may drain the queue; 0 = none.
@@ -148,6 +155,9 @@ pub(crate) struct Peer {
     down_since: Mutex<Option<Instant>>,
     /// Counted frames dropped here because the peer became unreachable or gone.
     pub(crate) dropped: AtomicU64,
+    created: Instant,
+    /// Nanoseconds after `created` when bytes last arrived; 0 = never.
+    progress: AtomicU64,
     /// Largest frame this peer accepts (from its hello); until then, our own limit.
     max_frame: AtomicU32,
 }
@@ -167,6 +177,7 @@ impl Peer {
             limits,
             queue: Mutex::new(Queue {
                 buf: BytesMut::new(),
+                urgent: BytesMut::new(),
                 messages: 0,
                 writer: 0,
                 writing: false,
@@ -180,6 +191,8 @@ impl Peer {
             next_correlation: AtomicU64::new(1),
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
+            created: Instant::now(),
+            progress: AtomicU64::new(0),
             max_frame: AtomicU32::new(limits.max_frame_size),
         }
     }
@@ -304,11 +317,11 @@ impl Peer {
             _ => return false,
         }
         let mut q = lock(&self.queue);
-        if q.buf.len() + body.len() > self.limits.send_queue_bytes {
+        if q.urgent.len() + body.len() > MAX_URGENT_BYTES {
             return false;
         }
-        let was_empty = q.buf.is_empty();
-        crate::wire::put_membership(&mut q.buf, body);
+        let was_empty = q.buf.is_empty() && q.urgent.is_empty();
+        crate::wire::put_membership(&mut q.urgent, body);
         drop(q);
         if was_empty {
             self.data_ready.notify_one();
@@ -323,12 +336,20 @@ impl Peer {
         if q.writer != conn {
             return TakeBatch::Retired;
         }
-        if q.writing || q.buf.is_empty() {
+        if q.writing || (q.buf.is_empty() && q.urgent.is_empty()) {
             return TakeBatch::Empty;
         }
         q.writing = true;
         let messages = std::mem::take(&mut q.messages);
-        let bytes = q.buf.split();
+        let bytes = if q.urgent.is_empty() {
+            q.buf.split()
+        } else {
+            // Rare (a few membership frames a second): one copy of the data behind them.
+            let mut out = q.urgent.split();
+            out.extend_from_slice(&q.buf);
+            q.buf.clear();
+            out
+        };
         drop(q);
         self.space.notify_waiters();
         TakeBatch::Batch(bytes, messages)
@@ -514,6 +535,7 @@ impl Peer {
         let mut q = lock(&self.queue);
         let n = std::mem::take(&mut q.messages);
         q.buf.clear();
+        q.urgent.clear();
         drop(q);
         if n > 0 {
             self.dropped.fetch_add(n as u64, Ordering::Relaxed);
@@ -530,7 +552,23 @@ impl Peer {
 
     /// Bytes waiting in the send queue, control frames included.
     pub(crate) fn queued_bytes(&self) -> usize {
-        lock(&self.queue).buf.len()
+        let q = lock(&self.queue);
+        q.buf.len() + q.urgent.len()
+    }
+
+    /// Records that bytes arrived from this peer: its process is writing, so it is alive.
+    /// (Completed writes prove nothing: the kernel buffers them for a hung process too.)
+    pub(crate) fn note_progress(&self) {
+        let nanos = self.created.elapsed().as_nanos() as u64;
+        self.progress.store(nanos.max(1), Ordering::Relaxed);
+    }
+
+    /// When bytes last arrived from this peer.
+    pub(crate) fn last_progress(&self) -> Option<Instant> {
+        match self.progress.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.created + std::time::Duration::from_nanos(n)),
+        }
     }
 }
 
