@@ -675,6 +675,14 @@ impl ClusterSystemBuilder {
                 crate::membership::load_source(Arc::downgrade(&actors)),
             );
             transport.set_membership(Arc::new(Arc::clone(&driver)));
+            // Watches on a member's actors fire when it goes Down or Left. Weak: the driver
+            // must not keep the actor table alive.
+            let watched = Arc::downgrade(&actors);
+            driver.on_down(Box::new(move |id, left| {
+                if let Some(actors) = watched.upgrade() {
+                    actors.watches.node_down(id, left);
+                }
+            }));
             driver
         });
         let core = Arc::new(NodeCore {

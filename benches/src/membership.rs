@@ -13,6 +13,7 @@
 //! interval is still seen, and the times are those of the events themselves.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -97,13 +98,10 @@ struct View {
     all_up_since: Option<Instant>,
     /// When this node first saw each member in each state (snapshot or event).
     first_seen: HashMap<(NodeId, MemberState), Instant>,
-    /// Events after the snapshot (load reports excluded); tells "nothing delivered" apart
-    /// from "slow".
-    events: u64,
-    /// `MemberSuspect` events.
-    suspects: u64,
-    /// `MemberDown` events.
-    downs: u64,
+    /// Every event after the snapshot (load reports excluded), in arrival order: counts
+    /// suspicions in a window, tells "nothing delivered" apart from "slow", and explains a
+    /// false suspicion.
+    log: Vec<(Instant, NodeId, MemberState)>,
 }
 
 impl View {
@@ -160,12 +158,7 @@ impl Board {
         };
         for (id, state) in changes {
             if is_event {
-                view.events += 1;
-                match state {
-                    MemberState::Suspect => view.suspects += 1,
-                    MemberState::Down => view.downs += 1,
-                    _ => {}
-                }
+                view.log.push((at, id.clone(), state));
             }
             view.first_seen.entry((id.clone(), state)).or_insert(at);
             view.states.insert(id, state);
@@ -198,16 +191,38 @@ impl Board {
         }
     }
 
-    /// Suspect and Down events counted on the given nodes so far.
-    fn suspicions(&self, nodes: &[usize]) -> Suspicions {
+    /// Every Suspect and Down event the given nodes received in `window`, with how each
+    /// suspicion ended, in node order.
+    fn suspicions(&self, nodes: &[usize], window: &Range<Instant>) -> Suspicions {
         let views = self.lock();
-        nodes
-            .iter()
-            .filter_map(|&i| views.get(i))
-            .fold(Suspicions::default(), |acc, v| Suspicions {
-                suspect: acc.suspect + v.suspects,
-                down: acc.down + v.downs,
-            })
+        let mut out = Suspicions::default();
+        for &i in nodes {
+            let Some(view) = views.get(i) else {
+                continue;
+            };
+            for (k, (at, id, state)) in view.log.iter().enumerate() {
+                if !window.contains(at) {
+                    continue;
+                }
+                match state {
+                    MemberState::Suspect => {
+                        out.suspect += 1;
+                        let end = view.log[k + 1..]
+                            .iter()
+                            .find(|(_, other, s)| other == id && *s != MemberState::Suspect);
+                        out.episodes.push(SuspectEpisode {
+                            observer: i,
+                            subject: id.name().to_owned(),
+                            at: at.saturating_duration_since(window.start),
+                            ended: end.map(|(t, _, s)| (*s, t.saturating_duration_since(*at))),
+                        });
+                    }
+                    MemberState::Down => out.down += 1,
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 }
 
@@ -233,12 +248,28 @@ impl Handler<ClusterEvent> for Watcher {
 }
 
 /// Suspicion events counted across nodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Suspicions {
     /// `MemberSuspect` events.
     pub suspect: u64,
     /// `MemberDown` events.
     pub down: u64,
+    /// One entry per `MemberSuspect` event, to tell a slow heartbeat from a lost one.
+    pub episodes: Vec<SuspectEpisode>,
+}
+
+/// One `MemberSuspect` event and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspectEpisode {
+    /// Index of the node that suspected (node `n{observer}`).
+    pub observer: usize,
+    /// Name of the suspected member.
+    pub subject: String,
+    /// From the start of the window to the event.
+    pub at: Duration,
+    /// The next state the observer saw the subject in, and how long after the suspicion;
+    /// `None` if it was still Suspect when counted.
+    pub ended: Option<(MemberState, Duration)>,
 }
 
 impl Suspicions {
@@ -364,8 +395,7 @@ impl Cluster {
             let views = self.board.lock();
             let ready = views.iter().filter(|v| v.all_up_since.is_some()).count();
             let fewest = views.iter().map(View::up_count).min().unwrap_or(0);
-            let events: u64 = views.iter().map(|v| v.events).sum();
-            let hint = if events == 0 {
+            let hint = if views.iter().all(|v| v.log.is_empty()) {
                 " (no member event arrived after the snapshots: are membership events delivered?)"
             } else {
                 ""
@@ -481,9 +511,9 @@ impl Cluster {
         }
     }
 
-    /// Suspect and Down events the live nodes have received so far.
-    pub fn suspicions(&self) -> Suspicions {
-        self.board.suspicions(&self.alive())
+    /// Suspect and Down events the live nodes received in `window`.
+    pub fn suspicions(&self, window: &Range<Instant>) -> Suspicions {
+        self.board.suspicions(&self.alive(), window)
     }
 
     /// Stops every live node gracefully, all at once: each waits for its goodbyes to be
@@ -543,7 +573,7 @@ pub fn detection(
 }
 
 /// The outcome of an idle run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdleRun {
     /// Suspect and Down events across all nodes during the idle window.
     pub suspicions: Suspicions,
@@ -557,17 +587,13 @@ pub struct IdleRun {
 pub fn idle(cluster: &str, nodes: usize, idle: Duration) -> BenchResult<IdleRun> {
     let c = Cluster::start(cluster, nodes)?;
     let result = c.wait_formed(formation_deadline(nodes)).map(|_| {
-        let before = c.suspicions();
         let start = Instant::now();
         // The window itself is the measurement; nothing is awaited.
         std::thread::sleep(idle);
-        let after = c.suspicions();
+        let window = start..Instant::now();
         IdleRun {
-            suspicions: Suspicions {
-                suspect: after.suspect - before.suspect,
-                down: after.down - before.down,
-            },
-            idle: start.elapsed(),
+            suspicions: c.suspicions(&window),
+            idle: window.end - window.start,
         }
     });
     c.stop();

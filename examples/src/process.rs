@@ -258,7 +258,9 @@ pub fn example_binaries(bins: &[&str]) -> Result<HashMap<String, PathBuf>, Proce
             "CARGO_RUSTC_CURRENT_DIR",
             "OUT_DIR",
         ];
-        if per_crate.contains(&&*key) || key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_BIN_")
+        if per_crate.contains(&&*key)
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
         {
             cmd.env_remove(&*key);
         }
@@ -276,13 +278,11 @@ pub fn example_binaries(bins: &[&str]) -> Result<HashMap<String, PathBuf>, Proce
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
     {
-        if let (Some(name), Some(exe)) = (
-            msg["target"]["name"].as_str(),
-            msg["executable"].as_str(),
-        ) {
-            if bins.contains(&name) {
-                found.insert(name.to_owned(), PathBuf::from(exe));
-            }
+        if let (Some(name), Some(exe)) =
+            (msg["target"]["name"].as_str(), msg["executable"].as_str())
+            && bins.contains(&name)
+        {
+            found.insert(name.to_owned(), PathBuf::from(exe));
         }
     }
     match bins.iter().find(|b| !found.contains_key(**b)) {

@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_cluster::MemberState;
 use actix_cluster::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +30,7 @@ pub fn up_peers(system: &ClusterSystem) -> Vec<String> {
     let mut names = system
         .members()
         .into_iter()
-        .filter(|m| m.state == MemberState::Up && m.id.name() != me)
+        .filter(|m| m.connected && m.id.name() != me)
         .map(|m| m.id.name().to_owned())
         .collect::<Vec<_>>();
     names.sort();

@@ -22,6 +22,11 @@ pub const PING: u8 = 0x06;
 pub const NODES: u8 = 0x08;
 /// Frame kind of a connection close notice.
 pub const GOAWAY: u8 = 0x09;
+/// Frame kind of a membership message (SWIM, heartbeats, load reports).
+pub const MEMBERSHIP: u8 = 0x10;
+
+/// Frames a node sends on its own, unprompted, on any connection.
+pub const UNPROMPTED: [u8; 4] = [PING, NODES, GOAWAY, MEMBERSHIP];
 
 /// Payload flag: bincode.
 pub const FORMAT_BINCODE: u8 = 1;
@@ -136,7 +141,7 @@ pub fn read_until(r: &mut impl Read, kind: u8) -> io::Result<RawFrame> {
         if f.kind == kind {
             return Ok(f);
         }
-        if f.kind != PING && f.kind != NODES {
+        if !UNPROMPTED.contains(&f.kind) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("expected frame kind {kind:#04x}, got {f:?}"),

@@ -1,6 +1,7 @@
-//! Cross-node watch: a watcher gets exactly one `Terminated` when the watched actor stops or
-//! its node goes down, none after `unwatch`, and one at once for an actor already stopped;
-//! targets on the watcher's own node behave the same; the number of watches is bounded.
+//! Cross-node watch: a watcher gets exactly one `Terminated` when the watched actor stops
+//! (`ActorStopped`), its node crashes (`NodeDown`, from membership, or from the transport on a
+//! client) or leaves (`NodeLeft`); none after `unwatch`; one at once for an actor already
+//! stopped. Targets on the watcher's own node behave the same; the number of watches is bounded.
 
 #![allow(clippy::unwrap_used)]
 
@@ -85,11 +86,13 @@ impl Inbox {
     }
 }
 
-/// A watcher `a` and a target `b`, connected. `a` gives up on a silent `b` after a second,
-/// so that a killed `b` is declared down quickly whichever layer declares it.
+/// A watcher `a` and a target `b`, connected.
 fn two_nodes(cluster: &str) -> (TestNode, TestNode) {
-    let mut timeouts = Timeouts::lan();
-    timeouts.give_up_after = Duration::from_secs(1);
+    two_nodes_with(cluster, Timeouts::lan())
+}
+
+/// Like [`two_nodes`], with the watcher's transport timeouts.
+fn two_nodes_with(cluster: &str, timeouts: Timeouts) -> (TestNode, TestNode) {
     let a = TestNode::start(
         cluster,
         plaintext("a").timeouts(timeouts).build().unwrap(),
@@ -245,11 +248,13 @@ fn actors_on_the_watchers_own_node_are_watched_too() {
     inbox.assert_drained();
 }
 
-/// Relies on `a` declaring `b` down: today the transport's give-up (1 s here) does; with the
-/// membership layer, its `Down` does too, through `Watches::node_down`. Either fires once.
+/// The watcher's transport would only give up on the silent node after two minutes, past the
+/// test's deadline: the report comes from the membership layer declaring the node Down.
 #[test]
 fn killing_the_target_node_reports_node_down() {
-    let (a, b) = two_nodes("watch-kill");
+    let mut patient = Timeouts::lan();
+    patient.give_up_after = Duration::from_secs(120);
+    let (a, b) = two_nodes_with("watch-kill", patient);
     let inbox = Inbox::on(&a);
     let [first, second] = [(); 2].map(|()| mortal_on(&a, "b"));
     let first_id = watch(&a, &first, &inbox);
@@ -269,6 +274,52 @@ fn killing_the_target_node_reports_node_down() {
         Err(WatchError::Request(_)) => {}
         Err(e) => panic!("unexpected {e:?}"),
     }
+}
+
+#[test]
+fn a_graceful_leave_reports_node_left() {
+    let (a, b) = two_nodes("watch-leave");
+    let inbox = Inbox::on(&a);
+    let target = mortal_on(&a, "b");
+    let id = watch(&a, &target, &inbox);
+
+    b.run(|s| async move { s.leave().await }).unwrap();
+    assert_fired(&inbox.next(), &target, id, TerminatedReason::NodeLeft);
+    inbox.assert_drained();
+}
+
+/// A client node runs no membership: its transport giving up on the silent node (after a
+/// second here) is what declares it down.
+#[test]
+fn a_client_watcher_learns_of_a_crash_from_its_transport() {
+    let (a, b) = two_nodes("watch-client");
+    let mut timeouts = Timeouts::lan();
+    timeouts.give_up_after = Duration::from_secs(1);
+    let client = TestNode::start(
+        "watch-client",
+        plaintext("client")
+            .node_role(NodeRole::Client)
+            .seed_nodes([b.system().local_addr().to_string()])
+            .timeouts(timeouts)
+            .build()
+            .unwrap(),
+        |b| b,
+    )
+    .unwrap();
+    let inbox = Inbox::on(&client);
+    let target = client
+        .run(|s| async move {
+            assert!(s.wait_for_peers(1, TEST_DEADLINE).await);
+            s.remote_actor::<Mortal>("b", |_| Mortal).await
+        })
+        .unwrap()
+        .unwrap();
+    let id = watch(&client, &target, &inbox);
+
+    b.kill();
+    assert_fired(&inbox.next(), &target, id, TerminatedReason::NodeDown);
+    inbox.assert_drained();
+    drop(a);
 }
 
 #[test]

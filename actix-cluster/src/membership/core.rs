@@ -269,11 +269,6 @@ impl Membership {
         self.malformed
     }
 
-    /// This node's own state (Up, or Leaving/Left once it leaves).
-    pub(crate) fn local_state(&self) -> MemberState {
-        self.state
-    }
-
     /// This node and every member it knows, sorted by node id.
     pub(crate) fn members(&self, now: Instant) -> Vec<Member> {
         let mut out = Vec::with_capacity(self.members.len() + 1);
@@ -292,11 +287,6 @@ impl Membership {
         out.extend(self.members.values().map(|e| e.member(now)));
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
-    }
-
-    /// The current state of the member named `name`.
-    pub(crate) fn state_of(&self, name: &str) -> Option<(NodeId, MemberState)> {
-        self.members.get(name).map(|e| (e.info.id.clone(), e.state))
     }
 
     fn is_master_info(&self, info: &NodeInfo) -> bool {

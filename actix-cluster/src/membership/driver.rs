@@ -14,7 +14,7 @@ use actix_rt::ArbiterHandle;
 use bytes::Bytes;
 
 use super::core::{Membership, Output, Target, Timer};
-use super::types::{ClusterEvent, LoadReport, Member, MemberState};
+use super::types::{ClusterEvent, LoadReport, Member};
 use crate::node::{NodeId, NodeRole};
 use crate::transport::{MembershipHooks, Peer, PeerState, Transport};
 
@@ -224,15 +224,6 @@ impl Driver {
         members
     }
 
-    /// Current state of the incarnation `id`, if the table has it.
-    pub(crate) fn state_of(&self, id: &NodeId) -> Option<MemberState> {
-        lock(&self.inner)
-            .core
-            .state_of(id.name())
-            .filter(|(known, _)| known == id)
-            .map(|(_, s)| s)
-    }
-
     /// Adds a subscriber: it gets the snapshot now and every event after it, in order.
     pub(crate) fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
         let mut inner = lock(&self.inner);
@@ -333,7 +324,13 @@ impl MembershipHooks for Arc<Driver> {
             return;
         }
         let info = peer.info();
-        self.input(|c, now| c.handle_message(&info, body, now));
+        self.input(|c, now| {
+            let before = c.malformed();
+            c.handle_message(&info, body, now);
+            if c.malformed() > before {
+                metrics::counter!("actix_cluster_membership_malformed_total").increment(1);
+            }
+        });
     }
 
     fn goodbye(&self, peer: &Arc<Peer>) {

@@ -444,10 +444,11 @@ impl Watches {
                 });
                 !list.is_empty()
             });
-            // Until the membership driver reports members down through `node_down`, the
-            // transport's own verdict stands in: an incarnation replaced by a restart (`Gone`)
-            // or not reconnected within `give_up_after` (`Unreachable`) is down. Once
-            // membership calls `node_down`, whichever comes first fires, once.
+            // The transport's verdict counts too: an incarnation replaced by a restart
+            // (`Gone`) or not reconnected within `give_up_after` (`Unreachable`) is down. A
+            // client node runs no membership, so this is its only source; elsewhere the
+            // membership driver's `node_down` usually comes first (it runs on this same thread
+            // right after marking the peer), and whichever does fires the watch, once.
             for (&id, w) in &t.watching {
                 if let Some(peer) = &w.peer
                     && matches!(peer.state(), PeerState::Gone | PeerState::Unreachable)
@@ -669,13 +670,17 @@ impl LocalActors {
         peer: &Arc<Peer>,
         payload: &Payload,
     ) -> Result<ReplyFuture, RemoteError> {
+        if self.watches.is_closed() {
+            // This node is stopping: its departure, not a stop, is what the watcher will see.
+            return Err(RemoteError::SystemStopped);
+        }
         let bytes = self.plain(payload)?;
         let req: WatchMsg = codec::decode(SerializationFormat::Bincode, &bytes)
             .map_err(|e| RemoteError::from_codec(e, true))?;
         // Actor ids are never reused, so an unknown id is an actor that stopped (or never
         // existed): either way, nothing to wait for.
         let alive = req.actor != SYSTEM_ACTOR && self.get(req.actor).is_some_and(|a| a.alive());
-        let reply = if !alive || self.watches.is_closed() {
+        let reply = if !alive {
             WatchReply::Stopped
         } else {
             let watcher = Watcher::Remote {
@@ -744,7 +749,7 @@ mod tests {
         Arc::new(Peer::new(
             NodeInfo {
                 id: NodeId::new(name, incarnation),
-                addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
                 role: NodeRole::Worker,
                 labels: Default::default(),
             },
