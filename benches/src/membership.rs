@@ -3,7 +3,7 @@
 //!
 //! Every node is an [`actix_cluster_testkit::TestNode`] (its own thread and actix `System`, plus
 //! its network thread), plaintext, with the LAN preset, gossip discovery and node 0 as the only
-//! seed. Right after a node starts, a [`Watcher`] actor on its arbiter subscribes to its
+//! seed. Right after a node starts, a `Watcher` actor on its arbiter subscribes to its
 //! [`ClusterEvent`]s and writes what it sees, stamped with the instant it handled each event,
 //! on a [`Board`] shared by all nodes. The harness thread waits on that board with a deadline;
 //! timings come from the watchers' stamps, not from when the harness thread woke up, so how
