@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
 const LATENCY_ROUNDS: u64 = 10;
+/// Suspicions of the idle run listed one by one (the count covers all of them).
+const MAX_LISTED_SUSPICIONS: usize = 20;
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy)]
@@ -292,7 +294,7 @@ fn detection(plan: &Plan) -> BenchResult<Value> {
         })
         .collect();
 
-    let (false_suspicions, idle_seconds, idle_error) =
+    let (false_suspicions, idle_seconds, idle_events, idle_error) =
         match membership::idle("idle", plan.idle_nodes, plan.idle) {
             Ok(r) => {
                 progress(&format!(
@@ -302,15 +304,52 @@ fn detection(plan: &Plan) -> BenchResult<Value> {
                     r.suspicions.suspect,
                     r.suspicions.down
                 ));
+                let events: Vec<Value> = r
+                    .suspicions
+                    .episodes
+                    .iter()
+                    .take(MAX_LISTED_SUSPICIONS)
+                    .map(|e| {
+                        let (then, after) = match e.ended {
+                            Some((state, after)) => {
+                                (Some(state.as_str()), Some(round(ms(after), 1)))
+                            }
+                            None => (None, None),
+                        };
+                        progress(&format!(
+                            "  n{} suspected {} at {:.2} s; {}",
+                            e.observer,
+                            e.subject,
+                            e.at.as_secs_f64(),
+                            match (then, after) {
+                                (Some(t), Some(a)) => format!("{t} {a:.0} ms later"),
+                                _ => "still suspect at the end".to_owned(),
+                            }
+                        ));
+                        json!({
+                            "observer": format!("n{}", e.observer),
+                            "subject": e.subject,
+                            "at_s": round(e.at.as_secs_f64(), 3),
+                            "then": then,
+                            "after_ms": after,
+                        })
+                    })
+                    .collect();
                 (
                     Some(r.suspicions.total()),
                     r.idle.as_secs_f64(),
+                    events,
                     None::<String>,
                 )
             }
             Err(e) => {
                 progress(&format!("idle run: FAILED: {e}"));
-                (None, plan.idle.as_secs_f64(), Some(e.to_string()))
+                (
+                    None,
+                    plan.idle.as_secs_f64(),
+                    Vec::new(),
+                    Some(e.to_string()),
+                )
             }
         };
 
@@ -322,6 +361,7 @@ fn detection(plan: &Plan) -> BenchResult<Value> {
         "runs": runs_json,
         "error": if errors.is_empty() { None } else { Some(errors.join("; ")) },
         "false_suspicions": false_suspicions,
+        "false_suspicion_events": idle_events,
         "idle_nodes": plan.idle_nodes,
         "idle_seconds": round(idle_seconds, 1),
         "idle_error": idle_error,
