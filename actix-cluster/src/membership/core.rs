@@ -18,7 +18,7 @@
 //!   monitor masters and take states from them;
 //! - **static**: every node monitors every other and decides alone; Down is not final.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::msg::{FocaCodec, FocaId, Msg, MsgError, Record};
+use super::msg::{FocaCodec, FocaId, Msg, MsgError, Record, swim_sender};
 use super::phi::{FailureDetectorConfig, PhiAccrual};
 use super::types::{ClusterEvent, LoadReport, Member, MemberState, MembershipConfig};
 use crate::node::{NodeId, NodeInfo, NodeRole};
@@ -108,6 +108,8 @@ struct Entry {
     load: Option<LoadReport>,
     connected: bool,
     monitor: Option<Monitor>,
+    /// Gossip: SWIM suspects this member (see [`Suspicion`]).
+    suspicion: Option<Suspicion>,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,47 @@ struct Monitor {
     detector: PhiAccrual,
     sent: u64,
     acked: u64,
+    /// Gossip: this silence was already reported to SWIM. A member that refutes the suspicion
+    /// is not suspected again until it has answered a heartbeat, so a member that others
+    /// reach but this node does not (a one-way partition) does not flap.
+    raised: bool,
+    /// Started when the member's connection broke, not by a heartbeat (see
+    /// [`Membership::handle_disconnected`]); dropped once it is back unless the member is
+    /// one this node sends heartbeats to.
+    passive: bool,
+}
+
+impl Monitor {
+    fn new(detector: FailureDetectorConfig, now: Instant, passive: bool) -> Self {
+        let mut d = PhiAccrual::new(detector);
+        // Silence counts from the moment monitoring starts, so a member that never answers
+        // is suspected too.
+        d.restart(now);
+        Self {
+            detector: d,
+            sent: 0,
+            acked: 0,
+            raised: false,
+            passive,
+        }
+    }
+}
+
+/// Gossip: a SWIM suspicion as this node saw it begin.
+///
+/// foca only times out suspicions raised by its own failed probes; one learnt from gossip (or
+/// raised from phi) stays until a Down arrives by gossip, and updates are gossiped a bounded
+/// number of times, so under load some nodes would miss it and keep a dead member Suspect for
+/// a whole probe round. Like memberlist, every node therefore times suspicions out itself.
+#[derive(Debug, Clone, Copy)]
+struct Suspicion {
+    /// The SWIM incarnation suspected; a refutation raises it.
+    incarnation: u16,
+    since: Instant,
+    /// Raised by this node from phi: it plays the prober and decides after `suspect_to_down`.
+    /// Suspicions learnt from others wait twice as long, leaving the prober's Down time to
+    /// arrive first.
+    mine: bool,
 }
 
 impl Entry {
@@ -128,6 +171,7 @@ impl Entry {
             load: None,
             connected: false,
             monitor: None,
+            suspicion: None,
         }
     }
 
@@ -204,6 +248,12 @@ pub(crate) struct Membership {
     swim: Option<Swim>,
     load: LoadReport,
     last_load_sent: Option<Instant>,
+    /// The last load report sent to every member, and when.
+    load_sent: Option<(LoadReport, Instant)>,
+    /// Gossip: a digest of SWIM's member list at the last sync (see `sync_swim`).
+    swim_digest: u64,
+    /// Centralized: masters whose table has this node Up at its current generation.
+    confirmed_by: HashSet<Arc<str>>,
     last_reannounce: Option<Instant>,
     heartbeat_seq: u64,
     outputs: VecDeque<Output>,
@@ -224,13 +274,13 @@ impl Membership {
     /// A core for node `me`. `seed` drives every random choice (probe order, gossip targets).
     pub(crate) fn new(me: NodeInfo, settings: Settings, seed: u64, _now: Instant) -> Self {
         let swim = (settings.mode == Mode::Gossip).then(|| {
-            let identity = FocaId {
-                name: Arc::clone(me.id.name_arc()),
-                incarnation: me.id.incarnation(),
-                generation: 0,
-                addr: me.addr,
-                role: me.role,
-            };
+            let identity = FocaId::new(
+                Arc::clone(me.id.name_arc()),
+                me.id.incarnation(),
+                0,
+                me.addr,
+                me.role,
+            );
             foca::Foca::new(
                 identity,
                 swim_config(&settings.timing),
@@ -247,6 +297,9 @@ impl Membership {
             swim,
             load: LoadReport::default(),
             last_load_sent: None,
+            load_sent: None,
+            swim_digest: 0,
+            confirmed_by: HashSet::new(),
             last_reannounce: None,
             heartbeat_seq: 0,
             outputs: VecDeque::new(),
@@ -267,6 +320,12 @@ impl Membership {
     /// Membership messages dropped as malformed so far.
     pub(crate) fn malformed(&self) -> u64 {
         self.malformed
+    }
+
+    /// This node's own state (Up, or Leaving/Left once it leaves).
+    #[cfg(test)]
+    pub(crate) fn local_state(&self) -> MemberState {
+        self.state
     }
 
     /// This node and every member it knows, sorted by node id.
@@ -325,14 +384,18 @@ impl Membership {
         if info.id.name() == self.me.id.name() {
             return;
         }
-        let Some(known) = self.admit(info, 0, now) else {
+        if self.admit(info, 0, now).is_none() {
             return;
-        };
+        }
         let name = Arc::clone(info.id.name_arc());
         if let Some(e) = self.members.get_mut(&name) {
             e.connected = true;
             if !info.labels.is_empty() || e.info.labels.is_empty() {
                 e.info.labels = info.labels.clone();
+            }
+            if e.monitor.as_ref().is_some_and(|m| m.passive) {
+                // Reachable again: back to SWIM and the heartbeat ring.
+                e.monitor = None;
             }
             if let Some(m) = e.monitor.as_mut() {
                 m.detector.restart(now);
@@ -349,13 +412,13 @@ impl Membership {
                         .any(|m| m.id().name == name && m.id().incarnation == info.id.incarnation())
                 });
                 if !in_swim {
-                    let dst = FocaId {
-                        name: Arc::clone(&name),
-                        incarnation: info.id.incarnation(),
-                        generation: 0,
-                        addr: info.addr,
-                        role: info.role,
-                    };
+                    let dst = FocaId::new(
+                        Arc::clone(&name),
+                        info.id.incarnation(),
+                        0,
+                        info.addr,
+                        info.role,
+                    );
                     self.with_swim(now, |s, rt| s.announce(dst, rt));
                 }
             }
@@ -375,18 +438,42 @@ impl Membership {
                 }
             }
         }
-        if known {
-            self.send_meta_to(&name);
+        // Each side learns the other's capabilities and current load on every connection.
+        self.send_meta_to(&name);
+    }
+
+    /// The connection to `id` is gone. If this node watches the member, silence counts from
+    /// now: the transport redials at once, so a connection that stays down means this node
+    /// cannot reach the member. A member that was never heard over a connection yet (just
+    /// connected, or in gossip mode outside the heartbeat ring) gets a monitor here, or a
+    /// crash right after connecting would go unnoticed (static, centralized), and after a
+    /// partition SWIM alone, one random probe per period, would take a whole probe round
+    /// per member, tens of seconds. In gossip mode the suspicion this raises is refuted by
+    /// the member if others still reach it.
+    pub(crate) fn handle_disconnected(&mut self, id: &NodeId, now: Instant) {
+        let detector = self.settings.detector;
+        let Some(e) = self.members.get(id.name()) else {
+            return;
+        };
+        if e.info.id != *id {
+            return;
+        }
+        let watch = e.monitor.is_none()
+            && matches!(e.state, MemberState::Up | MemberState::Suspect)
+            && self.watches(e);
+        if let Some(e) = self.members.get_mut(id.name()) {
+            e.connected = false;
+            if watch {
+                e.monitor = Some(Monitor::new(detector, now, true));
+            }
         }
     }
 
-    /// The connection to `id` is gone. Failure detection carries on from heartbeats; this only
-    /// updates the row.
-    pub(crate) fn handle_disconnected(&mut self, id: &NodeId, _now: Instant) {
-        if let Some(e) = self.members.get_mut(id.name())
-            && e.info.id == *id
-        {
-            e.connected = false;
+    /// Whether this node decides on (gossip: raises suspicions about) `e` from its silence.
+    fn watches(&self, e: &Entry) -> bool {
+        match self.settings.mode {
+            Mode::Gossip | Mode::Static => true,
+            Mode::Centralized => self.i_am_master() || self.is_master_info(&e.info),
         }
     }
 
@@ -436,6 +523,23 @@ impl Membership {
         }
         match msg {
             Msg::Foca(data) => {
+                // foca believes the sender named in the datagram; only the node at the other
+                // end of this authenticated connection may be named there.
+                match swim_sender(&data) {
+                    Ok(src)
+                        if *src.name == *from.id.name()
+                            && src.incarnation == from.id.incarnation() => {}
+                    Ok(src) => {
+                        self.malformed += 1;
+                        tracing::debug!(node = %from.id, claimed = %src.node_id(), "dropping swim message sent in another node's name");
+                        return;
+                    }
+                    Err(e) => {
+                        self.malformed += 1;
+                        tracing::debug!(node = %from.id, error = %e, "dropping swim message");
+                        return;
+                    }
+                }
                 let res = self.with_swim(now, |s, rt| s.handle_data(&data, rt));
                 if let Some(Err(e)) = res {
                     self.malformed += 1;
@@ -454,7 +558,7 @@ impl Membership {
             Msg::Updates(records) => {
                 // Only masters speak for the cluster.
                 if self.settings.mode == Mode::Centralized && self.is_master_info(from) {
-                    self.merge_records(records, now);
+                    self.merge_records(from.id.name_arc(), records, now);
                 }
             }
             Msg::Meta { capabilities, load } => {
@@ -476,8 +580,14 @@ impl Membership {
                 if self.i_am_master() && record.id == from.id {
                     self.admit(from, record.generation, now);
                     let name = Arc::clone(from.id.name_arc());
-                    if let Some(e) = self.members.get_mut(&name) {
-                        e.generation = e.generation.max(record.generation);
+                    if let Some(e) = self.members.get_mut(&name)
+                        && record.generation > e.generation
+                    {
+                        // Same process, next generation: it rejoins after a false Down.
+                        e.generation = record.generation;
+                        if e.state == MemberState::Down {
+                            e.state = MemberState::Joining;
+                        }
                     }
                     self.set_state(&name, MemberState::Up, now);
                     if let Some(e) = self.members.get(&name) {
@@ -493,7 +603,7 @@ impl Membership {
                     self.send(to, Msg::Updates(snapshot), false);
                 }
             }
-            Msg::Leave { state, generation } => {
+            Msg::Leave { state, .. } => {
                 let name = Arc::clone(from.id.name_arc());
                 let Some(e) = self.members.get(&name) else {
                     return;
@@ -501,9 +611,9 @@ impl Membership {
                 if e.info.id != from.id || e.state == MemberState::Left {
                     return;
                 }
-                if e.generation < generation {
-                    return;
-                }
+                // The sender speaks for itself over its own connection: the leave holds
+                // whatever generation it names (a newer one only means a rejoin this node has
+                // not seen yet).
                 self.set_state(&name, state, now);
                 if self.i_am_master()
                     && let Some(e) = self.members.get(&name)
@@ -530,6 +640,7 @@ impl Membership {
             return;
         }
         m.acked = seq;
+        m.raised = false;
         m.detector.heartbeat(now);
         self.heard_from(&name, now);
     }
@@ -556,6 +667,7 @@ impl Membership {
         {
             return;
         }
+        m.raised = false;
         m.detector.heartbeat(at);
         let name = Arc::clone(id.name_arc());
         self.heard_from(&name, at);
@@ -598,8 +710,20 @@ impl Membership {
     }
 
     /// This node's load, measured by the driver after [`Output::LoadDue`]; sent to members.
-    pub(crate) fn set_local_load(&mut self, load: LoadReport, _now: Instant) {
+    ///
+    /// An unchanged report is only sent again every ten load intervals: members get the
+    /// current one when they connect, so an idle cluster does not send everyone's load to
+    /// everyone every interval.
+    pub(crate) fn set_local_load(&mut self, load: LoadReport, now: Instant) {
         self.load = load;
+        let refresh = self.settings.timing.load_interval.saturating_mul(10);
+        if self
+            .load_sent
+            .is_some_and(|(l, at)| l == load && now.saturating_duration_since(at) < refresh)
+        {
+            return;
+        }
+        self.load_sent = Some((load, now));
         let names: Vec<Arc<str>> = self
             .members
             .iter()
@@ -779,10 +903,19 @@ impl Membership {
     }
 
     /// Centralized: takes states from a master. Newer versions win; a final state is only
-    /// replaced by a newer version; Left beats Down.
-    fn merge_records(&mut self, records: Vec<Record>, now: Instant) {
+    /// replaced by a newer version; Left beats Down. Every node decides on masters itself
+    /// (from its own heartbeats), so a master's word about another master is ignored; its
+    /// word about itself is proof that it is alive.
+    fn merge_records(&mut self, master: &Arc<str>, records: Vec<Record>, now: Instant) {
+        let mut rejoin = false;
         for r in records {
             if r.id.name() == self.me.id.name() {
+                if r.id == self.me.id
+                    && r.state == MemberState::Up
+                    && r.generation == self.generation
+                {
+                    self.confirmed_by.insert(Arc::clone(master));
+                }
                 if r.id == self.me.id
                     && r.state == MemberState::Down
                     && r.generation >= self.generation
@@ -790,25 +923,22 @@ impl Membership {
                 {
                     // Declared down while alive: rejoin as the next generation.
                     self.generation = r.generation + 1;
-                    let masters: Vec<Target> = self
-                        .members
-                        .values()
-                        .filter(|e| self.is_master_info(&e.info) && !e.state.is_final())
-                        .map(Entry::target)
-                        .collect();
-                    for m in masters {
-                        self.send(m, Msg::Join(self.self_record()), false);
-                    }
+                    self.confirmed_by.clear();
+                    rejoin = true;
                 }
                 continue;
             }
             let name: Arc<str> = Arc::from(r.id.name());
+            let about_sender = name == *master;
             let info = NodeInfo {
                 id: r.id.clone(),
                 addr: r.addr,
                 role: r.role,
                 labels: Default::default(),
             };
+            if !about_sender && self.is_master_info(&info) {
+                continue;
+            }
             let current = self.members.get(&name).map(Entry::version);
             match current {
                 Some(v) if v > r.version() => continue,
@@ -830,10 +960,33 @@ impl Membership {
                         }
                     }
                 }
-                Some(_) => {}
+                Some(_) => {
+                    // A master this node declared Down (it could not reach it) talks again:
+                    // it is alive, and it is this node's to decide on.
+                    if about_sender
+                        && r.state == MemberState::Up
+                        && let Some(e) = self.members.get_mut(&name)
+                        && e.state == MemberState::Down
+                    {
+                        e.state = MemberState::Joining;
+                    }
+                }
             }
             if r.state != MemberState::Joining {
                 self.set_state(&name, r.state, now);
+            }
+        }
+        if rejoin {
+            // After the whole list: the masters' own records in it may have just brought
+            // them back.
+            let masters: Vec<Target> = self
+                .members
+                .values()
+                .filter(|e| self.is_master_info(&e.info) && !e.state.is_final())
+                .map(Entry::target)
+                .collect();
+            for m in masters {
+                self.send(m, Msg::Join(self.self_record()), false);
             }
         }
     }
@@ -846,7 +999,7 @@ impl Membership {
         if self.state.is_final() {
             return;
         }
-        self.sync_swim(now);
+        self.sync_swim(now, false);
         self.detect(now);
         self.send_heartbeats(now);
         let t = self.settings.timing;
@@ -862,7 +1015,7 @@ impl Membership {
             .is_none_or(|at| now.saturating_duration_since(at) >= t.reannounce_interval)
         {
             self.last_reannounce = Some(now);
-            self.reannounce();
+            self.reannounce(now);
         }
         self.members.retain(|_, e| {
             !(e.state.is_final() && now.saturating_duration_since(e.since) >= t.forget_after)
@@ -870,23 +1023,53 @@ impl Membership {
     }
 
     /// Dials seeds (or masters) where no live member is known, so that a lone node rejoins
-    /// and the two sides of a healed partition find each other.
-    fn reannounce(&mut self) {
-        let targets = if self.settings.mode == Mode::Centralized {
-            &self.settings.masters
+    /// and the two sides of a healed partition find each other. Where the connection is up
+    /// but the join did not take (the first SWIM announce, or the Join to a master, was lost),
+    /// joins again over it: nothing else would retry.
+    fn reannounce(&mut self, now: Instant) {
+        let mode = self.settings.mode;
+        let targets = if mode == Mode::Centralized {
+            self.settings.masters.clone()
         } else {
-            &self.settings.seeds
+            self.settings.seeds.clone()
         };
         for addr in targets {
-            if *addr == self.me.addr {
+            if addr == self.me.addr {
                 continue;
             }
             let live = self
                 .members
-                .values()
-                .any(|e| e.info.addr == *addr && e.connected && !e.state.is_final());
-            if !live {
-                self.outputs.push_back(Output::Dial(*addr));
+                .iter()
+                .find(|(_, e)| e.info.addr == addr && e.connected && !e.state.is_final())
+                .map(|(name, e)| {
+                    (
+                        Arc::clone(name),
+                        e.info.id.incarnation(),
+                        e.generation,
+                        e.target(),
+                    )
+                });
+            let Some((name, incarnation, generation, target)) = live else {
+                self.outputs.push_back(Output::Dial(addr));
+                continue;
+            };
+            match mode {
+                Mode::Gossip => {
+                    let joined = self.swim.as_ref().is_some_and(|s| {
+                        s.iter_members()
+                            .any(|m| m.id().name == name && m.id().incarnation == incarnation)
+                    });
+                    if !joined {
+                        let dst = FocaId::new(name, incarnation, generation, addr, target.role);
+                        self.with_swim(now, |s, rt| s.announce(dst, rt));
+                    }
+                }
+                Mode::Centralized => {
+                    if !self.confirmed_by.contains(&name) && !self.state.is_final() {
+                        self.send(target, Msg::Join(self.self_record()), false);
+                    }
+                }
+                Mode::Static => {}
             }
         }
     }
@@ -931,6 +1114,15 @@ impl Membership {
 
     fn send_heartbeats(&mut self, now: Instant) {
         let monitored = self.monitored();
+        let ring: HashSet<&Arc<str>> = monitored.iter().collect();
+        // Members that left the monitored set (gossip's ring moves as members join) get no
+        // more heartbeats: their silence must not count, unless their connection broke.
+        for (name, e) in self.members.iter_mut() {
+            let watching_silence = e.monitor.as_ref().is_some_and(|m| m.passive) && !e.connected;
+            if !watching_silence && !ring.contains(name) {
+                e.monitor = None;
+            }
+        }
         self.heartbeat_seq += 1;
         let seq = self.heartbeat_seq;
         let detector = self.settings.detector;
@@ -938,19 +1130,21 @@ impl Membership {
             let Some(e) = self.members.get_mut(&name) else {
                 continue;
             };
-            let m = e.monitor.get_or_insert_with(|| {
-                let mut d = PhiAccrual::new(detector);
-                // Silence counts from the moment monitoring starts, so a member that never
-                // answers is suspected too.
-                d.restart(now);
-                Monitor {
-                    detector: d,
-                    sent: 0,
-                    acked: 0,
-                }
-            });
-            m.sent = seq;
             let to = e.target();
+            if !e.connected && e.monitor.is_none() {
+                // Never monitored over a connection yet: heartbeats are best-effort and never
+                // open one, so this one does (the transport dials and queues it). Monitoring
+                // starts once connected; counting silence before would suspect members only
+                // because nobody had dialled them yet.
+                self.send(to, Msg::Heartbeat(seq), false);
+                continue;
+            }
+            let m = e
+                .monitor
+                .get_or_insert_with(|| Monitor::new(detector, now, false));
+            m.passive = false;
+            m.sent = seq;
+            // Once monitored, a lost connection is silence: phi grows until it is back.
             self.send(to, Msg::Heartbeat(seq), true);
         }
     }
@@ -970,7 +1164,7 @@ impl Membership {
             let phi = m.detector.phi(now);
             match e.state {
                 MemberState::Up | MemberState::Joining | MemberState::Leaving
-                    if phi > threshold =>
+                    if phi > threshold && !(mode == Mode::Gossip && m.raised) =>
                 {
                     suspects.push((Arc::clone(name), e.info.id.clone(), e.state));
                 }
@@ -994,15 +1188,25 @@ impl Membership {
                         .find(|m| m.id().name == name && m.id().incarnation == id.incarnation())
                         .filter(|m| m.state() == foca::State::Alive)
                         .cloned();
+                    if let Some(e) = self.members.get_mut(&name)
+                        && let Some(m) = e.monitor.as_mut()
+                    {
+                        m.raised = true;
+                    }
                     if let Some(m) = member {
-                        let update = foca::Member::new(
-                            m.id().clone(),
-                            m.incarnation(),
-                            foca::State::Suspect,
-                        );
+                        let incarnation = m.incarnation();
+                        let update =
+                            foca::Member::new(m.id().clone(), incarnation, foca::State::Suspect);
                         let _ = self.with_swim(now, |s, rt| {
                             s.apply_many(std::iter::once(update), true, rt)
                         });
+                        if let Some(e) = self.members.get_mut(&name) {
+                            e.suspicion = Some(Suspicion {
+                                incarnation,
+                                since: now,
+                                mine: true,
+                            });
+                        }
                     }
                 }
                 Mode::Static | Mode::Centralized => {
@@ -1018,6 +1222,9 @@ impl Membership {
                     }
                 }
             }
+        }
+        if mode == Mode::Gossip {
+            self.expire_suspicions(now);
         }
         for name in downs {
             if mode == Mode::Gossip {
@@ -1035,6 +1242,44 @@ impl Membership {
                 if i_am_master {
                     self.master_announce(&name);
                 }
+            }
+        }
+    }
+
+    /// Gossip: declares Down the members whose suspicion was not refuted in time (see
+    /// [`Suspicion`]). The Down spreads through SWIM like one from a probe timeout.
+    fn expire_suspicions(&mut self, now: Instant) {
+        let own = self.settings.timing.suspect_to_down;
+        let learnt = own.saturating_mul(2);
+        let mut expired = Vec::new();
+        for (name, e) in self.members.iter_mut() {
+            let Some(s) = e.suspicion else {
+                continue;
+            };
+            let wait = if s.mine { own } else { learnt };
+            if now.saturating_duration_since(s.since) >= wait {
+                // Cleared either way; the next sync starts a new one if SWIM still suspects.
+                e.suspicion = None;
+                expired.push((Arc::clone(name), e.info.id.incarnation(), s.incarnation));
+            }
+        }
+        for (name, incarnation, suspected) in expired {
+            let Some(swim) = self.swim.as_ref() else {
+                return;
+            };
+            // Only the very suspicion that expired: a refutation raised SWIM's incarnation.
+            let member = swim
+                .iter_members()
+                .find(|m| {
+                    m.id().name == name
+                        && m.id().incarnation == incarnation
+                        && m.state() == foca::State::Suspect
+                        && m.incarnation() == suspected
+                })
+                .map(|m| m.id().clone());
+            if let Some(id) = member {
+                let down = foca::Member::new(id, suspected, foca::State::Down);
+                let _ = self.with_swim(now, |s, rt| s.apply_many(std::iter::once(down), true, rt));
             }
         }
     }
@@ -1070,23 +1315,71 @@ impl Membership {
             self.generation = id.generation;
         }
         if rt.changed {
-            self.sync_swim(now);
+            self.sync_swim(now, true);
         }
         Some(r)
     }
 
-    /// Brings the table in line with SWIM's view.
-    fn sync_swim(&mut self, now: Instant) {
+    /// Brings the table in line with SWIM's view. foca reports joins, downs and renames, but
+    /// not suspicions and refutations, so every tick syncs too; unless `force`, a digest of
+    /// SWIM's list skips the walk through the table when nothing changed since the last sync.
+    fn sync_swim(&mut self, now: Instant, force: bool) {
         let Some(swim) = self.swim.as_ref() else {
             return;
         };
-        let view: Vec<(FocaId, foca::State)> = swim
-            .iter_membership_state()
-            .map(|m| (m.id().clone(), m.state()))
-            .collect();
-        for (id, swim_state) in view {
+        let digest = swim.iter_membership_state().fold(0u64, |acc, m| {
+            let state = match m.state() {
+                foca::State::Alive => 1,
+                foca::State::Suspect => 2,
+                foca::State::Down => 3,
+            };
+            let id = m.id();
+            let mut h = id.key_hash()
+                ^ id.incarnation.rotate_left(17)
+                ^ (u64::from(id.generation) << 40)
+                ^ (u64::from(m.incarnation()) << 8)
+                ^ state;
+            h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            acc.wrapping_add(h ^ (h >> 29))
+        });
+        if !force && digest == self.swim_digest {
+            return;
+        }
+        self.swim_digest = digest;
+        // Runs on every tick: members whose row already matches cost no allocation.
+        let mut changed = Vec::new();
+        for m in swim.iter_membership_state() {
+            let id = m.id();
+            let state = match m.state() {
+                foca::State::Alive => MemberState::Up,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down => MemberState::Down,
+            };
+            let suspected = (m.state() == foca::State::Suspect).then_some(m.incarnation());
+            if let Some(e) = self.members.get_mut(&id.name)
+                && e.version() == id.version()
+            {
+                match (suspected, e.suspicion) {
+                    (Some(inc), Some(s)) if s.incarnation == inc => {}
+                    (Some(inc), _) => {
+                        e.suspicion = Some(Suspicion {
+                            incarnation: inc,
+                            since: now,
+                            mine: false,
+                        });
+                    }
+                    (None, _) => e.suspicion = None,
+                }
+                if e.state == state {
+                    continue;
+                }
+            }
+            changed.push((id.clone(), state, suspected));
+        }
+        for (id, state, suspected) in changed {
             let name = Arc::clone(&id.name);
             let current = self.members.get(&name).map(Entry::version);
+            let down = state == MemberState::Down;
             let info = NodeInfo {
                 id: id.node_id(),
                 addr: id.addr,
@@ -1095,9 +1388,9 @@ impl Membership {
             };
             match current {
                 Some(v) if v > id.version() => continue,
-                None if swim_state == foca::State::Down => continue,
+                None if down => continue,
                 Some(v) if v.0 < id.incarnation => {
-                    if swim_state == foca::State::Down {
+                    if down {
                         continue;
                     }
                     self.admit(&info, id.generation, now);
@@ -1106,7 +1399,7 @@ impl Membership {
                     self.admit(&info, id.generation, now);
                 }
                 Some(v) if v.1 < id.generation => {
-                    if swim_state == foca::State::Down {
+                    if down {
                         continue;
                     }
                     // Same process, next generation: back after a false Down.
@@ -1119,16 +1412,19 @@ impl Membership {
                 }
                 Some(_) => {}
             }
-            let state = match swim_state {
-                foca::State::Alive => MemberState::Up,
-                foca::State::Suspect => MemberState::Suspect,
-                foca::State::Down => MemberState::Down,
-            };
-            if let Some(e) = self.members.get(&name)
-                && e.state == MemberState::Leaving
-                && state != MemberState::Down
-            {
-                continue;
+            if let Some(e) = self.members.get_mut(&name) {
+                e.suspicion = match (suspected, e.suspicion) {
+                    (Some(inc), Some(s)) if s.incarnation == inc => Some(s),
+                    (Some(incarnation), _) => Some(Suspicion {
+                        incarnation,
+                        since: now,
+                        mine: false,
+                    }),
+                    (None, _) => None,
+                };
+                if e.state == MemberState::Leaving && !down {
+                    continue;
+                }
             }
             self.set_state(&name, state, now);
         }
@@ -1136,7 +1432,10 @@ impl Membership {
 }
 
 fn swim_config(t: &MembershipConfig) -> foca::Config {
-    let mut c = foca::Config::new_lan(NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN));
+    // Sized for clusters of up to 1000 nodes: each update is piggybacked 12 times. Fewer
+    // (7, for 64 nodes) left nodes of a partitioned minority without some Down updates for
+    // tens of seconds in the simulation, as most gossip then goes to unreachable members.
+    let mut c = foca::Config::new_lan(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN));
     c.probe_period = t.probe_period;
     c.probe_rtt = t.probe_rtt;
     c.suspect_to_down_after = t.suspect_to_down;

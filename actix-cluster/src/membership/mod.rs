@@ -10,6 +10,8 @@ pub(crate) mod driver;
 mod load;
 pub(crate) mod msg;
 mod phi;
+#[cfg(test)]
+mod sim;
 mod types;
 
 pub(crate) use load::load_source;

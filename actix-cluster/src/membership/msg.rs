@@ -306,11 +306,55 @@ pub(crate) struct FocaId {
     pub(crate) generation: u32,
     pub(crate) addr: SocketAddr,
     pub(crate) role: NodeRole,
+    /// A function of `name`, kept so that foca's lookups cost nothing (see [`NameKey`]).
+    key: NameKey,
+}
+
+/// What foca compares to decide that two identities are one node: a hash of its name.
+///
+/// foca finds a member by comparing the key of each update it applies with every known
+/// member's, so the key is computed once per identity, and copying or comparing it costs
+/// nothing (an `Arc<str>` key cost two atomic operations per member per update). It never
+/// leaves the process. Two names with one hash would be taken for one node: with 64 bits that
+/// does not happen by accident in cluster-sized name sets, and the only peers able to craft
+/// names are authenticated members, which can declare any node down anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct NameKey(u64);
+
+impl NameKey {
+    fn of(name: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        name.hash(&mut h);
+        NameKey(h.finish())
+    }
 }
 
 impl FocaId {
+    pub(crate) fn new(
+        name: Arc<str>,
+        incarnation: u64,
+        generation: u32,
+        addr: SocketAddr,
+        role: NodeRole,
+    ) -> Self {
+        Self {
+            key: NameKey::of(&name),
+            name,
+            incarnation,
+            generation,
+            addr,
+            role,
+        }
+    }
+
     pub(crate) fn version(&self) -> (u64, u32) {
         (self.incarnation, self.generation)
+    }
+
+    /// A hash of the name, for digests of member lists.
+    pub(crate) fn key_hash(&self) -> u64 {
+        self.key.0
     }
 
     pub(crate) fn node_id(&self) -> NodeId {
@@ -319,7 +363,7 @@ impl FocaId {
 }
 
 impl foca::Identity for FocaId {
-    type Addr = Arc<str>;
+    type Addr = NameKey;
 
     /// A node that the cluster declared down while it was alive (a partition, a long pause)
     /// comes back as the next generation, without a restart.
@@ -330,8 +374,8 @@ impl foca::Identity for FocaId {
         })
     }
 
-    fn addr(&self) -> Arc<str> {
-        Arc::clone(&self.name)
+    fn addr(&self) -> NameKey {
+        self.key
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
@@ -355,13 +399,17 @@ impl FocaCodec {
     fn take_id(b: &mut impl Buf) -> Result<FocaId, MsgError> {
         let name = take_str8(b)?;
         crate::node::validate_node_name(&name).map_err(|_| MsgError::Malformed("bad node name"))?;
-        Ok(FocaId {
-            name: name.into(),
-            incarnation: take_u64(b)?,
-            generation: take_u32(b)?,
-            addr: take_addr(b)?,
-            role: NodeRole::from_wire(take_u8(b)?).ok_or(MsgError::Malformed("unknown role"))?,
-        })
+        let incarnation = take_u64(b)?;
+        let generation = take_u32(b)?;
+        let addr = take_addr(b)?;
+        let role = NodeRole::from_wire(take_u8(b)?).ok_or(MsgError::Malformed("unknown role"))?;
+        Ok(FocaId::new(
+            name.into(),
+            incarnation,
+            generation,
+            addr,
+            role,
+        ))
     }
 
     /// Encodes into a scratch buffer first: foca requires that nothing is written when the
@@ -373,6 +421,11 @@ impl FocaCodec {
         buf.put_slice(scratch);
         Ok(())
     }
+}
+
+/// The sender a SWIM datagram claims to come from (the first field of its header).
+pub(crate) fn swim_sender(mut data: &[u8]) -> Result<FocaId, MsgError> {
+    FocaCodec::take_id(&mut data)
 }
 
 impl foca::Codec<FocaId> for FocaCodec {
