@@ -315,6 +315,19 @@ impl ClusterSystem {
         message: u32,
         req: T,
     ) -> Result<(NodeId, SocketAddr, u64), RemoteError> {
+        let (ep, id, addr) = self.system_endpoint(node)?;
+        let deadline = self.core.request_timeout();
+        let actor: u64 = tokio::time::timeout(deadline, ep.system_request(message, req))
+            .await
+            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
+        Ok((id, addr, actor))
+    }
+
+    /// The system actor of the current incarnation of `node`, with that incarnation.
+    fn system_endpoint(
+        &self,
+        node: &str,
+    ) -> Result<(remote::Endpoint, NodeId, SocketAddr), RemoteError> {
         let peer = self
             .core
             .transport
@@ -326,11 +339,7 @@ impl ClusterSystem {
             SYSTEM_ACTOR,
             Some(Arc::clone(&self.core)),
         );
-        let deadline = self.core.request_timeout();
-        let id: u64 = tokio::time::timeout(deadline, ep.system_request(message, req))
-            .await
-            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
-        Ok((peer.id.clone(), peer.addr(), id))
+        Ok((ep, peer.id.clone(), peer.addr()))
     }
 
     /// This node and every member it knows, with their state as this node sees it, sorted
@@ -395,17 +404,7 @@ impl ClusterSystem {
         if node == self.node_id().name() {
             return Ok(self.members());
         }
-        let peer = self
-            .core
-            .transport
-            .peer_by_name(node)
-            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
-        let ep = remote::Endpoint::new(
-            peer.id.clone(),
-            peer.addr(),
-            SYSTEM_ACTOR,
-            Some(Arc::clone(&self.core)),
-        );
+        let (ep, _, _) = self.system_endpoint(node)?;
         let deadline = self.core.request_timeout();
         let request = ep.request::<(), Vec<remote::MemberRow>>(
             remote::SYS_MEMBERS,

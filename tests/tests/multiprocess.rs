@@ -11,58 +11,19 @@ use std::time::Duration;
 
 use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, Timeouts};
-use actix_cluster_examples::process::NodeProcess;
+use actix_cluster_examples::process::{NodeProcess, example_binaries};
 use actix_cluster_examples::{Add, COUNTER_NAME, Counter, Get};
 use actix_cluster_testkit::{TEST_DEADLINE, TestCa, TestNode, plaintext, with_tls};
 
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
 
-/// Builds the `node` binary once per test run, in the profile this test was built in, and
-/// returns its path as cargo reports it (so `CARGO_TARGET_DIR`, `build.target-dir` and the
-/// like are all respected).
+/// Builds the `node` binary once per test run (see `example_binaries`) and returns its path.
 fn node_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&workspace)
-            .args(["build", "-p", "actix-cluster-examples", "--bin", "node"])
-            .arg("--message-format=json-render-diagnostics")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        // Cargo describes this test crate to it through the environment; passed on, those
-        // variables look like a change to build scripts that watch them (ring watches
-        // CARGO_MANIFEST_DIR) and would rebuild half the tree on every run.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let per_crate = [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_MANIFEST_LINKS",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ];
-            if per_crate.contains(&&*key)
-                || key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_BIN_")
-            {
-                cmd.env_remove(&*key);
-            }
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(out.status.success(), "cargo build of `node` failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "node")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        example_binaries(&["node"])
+            .expect("build node")
+            .remove("node")
             .expect("cargo reported no `node` executable")
     })
 }

@@ -116,21 +116,21 @@ impl Driver {
 
     /// Adds what only the transport knows (queue length, connection) to an event's member.
     fn fill(&self, mut ev: ClusterEvent) -> ClusterEvent {
-        let Some(t) = self.transport.upgrade() else {
-            return ev;
-        };
-        let m = match &mut ev {
-            ClusterEvent::Snapshot(_) => return ev,
-            ClusterEvent::MemberJoining(m)
-            | ClusterEvent::MemberUp(m)
-            | ClusterEvent::MemberSuspect(m)
-            | ClusterEvent::MemberDown(m)
-            | ClusterEvent::MemberLeaving(m)
-            | ClusterEvent::MemberLeft(m)
-            | ClusterEvent::LoadChanged(m) => m,
-        };
-        fill_member(&t, m);
+        if let (Some(t), Some(m)) = (self.transport.upgrade(), ev.member_mut()) {
+            fill_member(&t, m);
+        }
         ev
+    }
+
+    /// The core's table completed with what only the transport knows.
+    fn table(&self, core: &Membership) -> Vec<Member> {
+        let mut members = core.members(Instant::now());
+        if let Some(t) = self.transport.upgrade() {
+            for m in members.iter_mut().filter(|m| m.id != t.local.id) {
+                fill_member(&t, m);
+            }
+        }
+        members
     }
 
     /// What a state change means for the transport and for watchers.
@@ -213,28 +213,13 @@ impl Driver {
 
     /// This node and every member it knows.
     pub(crate) fn members(&self) -> Vec<Member> {
-        let mut members = lock(&self.inner).core.members(Instant::now());
-        if let Some(t) = self.transport.upgrade() {
-            for m in members.iter_mut() {
-                if m.id != t.local.id {
-                    fill_member(&t, m);
-                }
-            }
-        }
-        members
+        self.table(&lock(&self.inner).core)
     }
 
     /// Adds a subscriber: it gets the snapshot now and every event after it, in order.
     pub(crate) fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
         let mut inner = lock(&self.inner);
-        let mut snapshot = inner.core.members(Instant::now());
-        if let Some(t) = self.transport.upgrade() {
-            for m in snapshot.iter_mut() {
-                if m.id != t.local.id {
-                    fill_member(&t, m);
-                }
-            }
-        }
+        let snapshot = self.table(&inner.core);
         subscriber.do_send(ClusterEvent::Snapshot(snapshot));
         inner.subscribers.push(subscriber);
     }

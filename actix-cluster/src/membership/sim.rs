@@ -111,29 +111,8 @@ impl SimConfig {
     }
 }
 
-/// Kind of a recorded member event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Joining,
-    Up,
-    Suspect,
-    Down,
-    Leaving,
-    Left,
-}
-
-impl Kind {
-    fn state(self) -> MemberState {
-        match self {
-            Kind::Joining => MemberState::Joining,
-            Kind::Up => MemberState::Up,
-            Kind::Suspect => MemberState::Suspect,
-            Kind::Down => MemberState::Down,
-            Kind::Leaving => MemberState::Leaving,
-            Kind::Left => MemberState::Left,
-        }
-    }
-}
+/// Kind of a recorded member event: the state its event announces.
+pub(super) type Kind = MemberState;
 
 /// One member event as an observer saw it.
 #[derive(Debug, Clone)]
@@ -586,15 +565,10 @@ impl Sim {
             }
             ClusterEvent::Snapshot(_) => return,
         };
-        assert_eq!(
-            m.state,
-            kind.state(),
-            "{kind:?} event carries state {}",
-            m.state
-        );
+        assert_eq!(m.state, kind, "{kind:?} event carries state {}", m.state);
         self.nodes[observer]
             .view
-            .insert(Arc::clone(m.id.name_arc()), (m.id.clone(), kind.state()));
+            .insert(Arc::clone(m.id.name_arc()), (m.id.clone(), kind));
         self.log.push(Logged {
             at: self.elapsed(),
             observer,

@@ -174,6 +174,20 @@ pub enum ClusterEvent {
 }
 
 impl ClusterEvent {
+    /// The member the event is about, mutably (to complete it before delivery).
+    pub(crate) fn member_mut(&mut self) -> Option<&mut Member> {
+        match self {
+            ClusterEvent::Snapshot(_) => None,
+            ClusterEvent::MemberJoining(m)
+            | ClusterEvent::MemberUp(m)
+            | ClusterEvent::MemberSuspect(m)
+            | ClusterEvent::MemberDown(m)
+            | ClusterEvent::MemberLeaving(m)
+            | ClusterEvent::MemberLeft(m)
+            | ClusterEvent::LoadChanged(m) => Some(m),
+        }
+    }
+
     /// The member the event is about (`None` for a snapshot).
     pub fn member(&self) -> Option<&Member> {
         match self {
