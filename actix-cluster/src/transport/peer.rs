@@ -634,6 +634,26 @@ mod tests {
     }
 
     #[test]
+    fn membership_frames_go_out_ahead_of_queued_messages() {
+        let p = peer(10);
+        assert!(p.try_push(1, |b| b.extend_from_slice(b"user")).is_ok());
+        // Dropped rather than queued while no connection is attached, if asked to.
+        assert!(!p.push_membership(b"hb", true));
+        assert!(p.push_membership(b"swim", false));
+        p.attach(attached(7, "a"));
+        let mut expected = BytesMut::new();
+        crate::wire::put_membership(&mut expected, b"swim");
+        expected.extend_from_slice(b"user");
+        match p.take_batch(7) {
+            TakeBatch::Batch(bytes, n) => {
+                assert_eq!(&bytes[..], &expected[..]);
+                assert_eq!(n, 1, "membership frames are not counted as messages");
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn only_the_attached_writer_drains() {
         let p = peer(10);
         p.attach(attached(1, "a"));
