@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::codec::SerializationFormat;
 use crate::membership::{FailureDetectorConfig, MembershipConfig};
 use crate::node::{NodeRole, validate_node_name};
+use crate::registry::RegistryConfig;
 use crate::tls::TlsConfig;
 
 /// How the cluster is organised.
@@ -204,6 +205,9 @@ pub enum ConfigError {
     /// `Architecture::Centralized` without any `master_nodes`, on a node that is no master.
     #[error("a centralized cluster needs at least one address in master_nodes")]
     NoMasters,
+    /// The registry settings are unusable (see [`RegistryConfig::validate`]).
+    #[error("invalid registry settings: {0}")]
+    InvalidRegistry(String),
 }
 
 /// A validated configuration. Create one with [`ClusterConfig::new`] (or a preset) and
@@ -225,6 +229,7 @@ pub struct ClusterConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) failure_detector: FailureDetectorConfig,
     pub(crate) membership: MembershipConfig,
+    pub(crate) registry: RegistryConfig,
 }
 
 impl ClusterConfig {
@@ -287,6 +292,11 @@ impl ClusterConfig {
         &self.failure_detector
     }
 
+    /// Registry settings.
+    pub fn registry(&self) -> &RegistryConfig {
+        &self.registry
+    }
+
     /// Membership protocol timing.
     pub fn membership(&self) -> &MembershipConfig {
         &self.membership
@@ -338,6 +348,7 @@ pub struct ClusterConfigBuilder {
     timeouts: Timeouts,
     failure_detector: FailureDetectorConfig,
     membership: MembershipConfig,
+    registry: RegistryConfig,
 }
 
 impl ClusterConfigBuilder {
@@ -362,6 +373,7 @@ impl ClusterConfigBuilder {
             timeouts,
             failure_detector,
             membership,
+            registry: RegistryConfig::new(),
         }
     }
 
@@ -502,6 +514,12 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// Settings of the cluster-wide name registry (voters, durable or ephemeral storage).
+    pub fn registry(mut self, config: RegistryConfig) -> Self {
+        self.registry = config;
+        self
+    }
+
     /// Checks everything and returns the configuration, or the first problem found.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
         let node_name = self.node_name.ok_or(ConfigError::MissingNodeName)?;
@@ -531,6 +549,9 @@ impl ClusterConfigBuilder {
         validate_timeouts(&self.timeouts)?;
         validate_failure_detector(&self.failure_detector)?;
         validate_membership(&self.membership)?;
+        self.registry
+            .validate()
+            .map_err(ConfigError::InvalidRegistry)?;
         Ok(ClusterConfig {
             architecture: self.architecture,
             node_name,
@@ -547,6 +568,7 @@ impl ClusterConfigBuilder {
             timeouts: self.timeouts,
             failure_detector: self.failure_detector,
             membership: self.membership,
+            registry: self.registry,
         })
     }
 }

@@ -76,6 +76,7 @@ mod config;
 mod error;
 mod membership;
 mod node;
+mod registry;
 mod remote;
 mod system;
 mod tls;
@@ -92,6 +93,10 @@ pub use membership::{
     ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,
 };
 pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
+pub use registry::{
+    MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
+    RegistryStorage, ReleaseReason,
+};
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,
 };
@@ -100,6 +105,8 @@ pub use remote::{
 };
 pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats};
 pub use tls::{TlsConfig, TlsError};
+#[cfg(feature = "fault-injection")]
+pub use transport::faults::Faults;
 pub use wire::WireError;
 
 /// The names most programs need: `use actix_cluster::prelude::*;`.

@@ -44,6 +44,8 @@ pub(crate) struct NodeCore {
     pub(crate) actors: Arc<LocalActors>,
     /// `None` on client nodes, which use the cluster without being members.
     pub(crate) membership: Option<Arc<Driver>>,
+    /// Cluster-wide names; a replica on members, a forwarder on client nodes.
+    pub(crate) registry: Arc<crate::registry::Registry>,
     net: Arbiter,
     stopped: AtomicBool,
     dropped_full: AtomicU64,
@@ -172,6 +174,10 @@ impl ClusterSystem {
         NodeCore::current().map(|core| ClusterSystem { core })
     }
 
+    pub(crate) fn core(&self) -> &Arc<NodeCore> {
+        &self.core
+    }
+
     /// This node's identity.
     pub fn node_id(&self) -> &NodeId {
         &self.core.local.id
@@ -204,7 +210,7 @@ impl ClusterSystem {
         name: impl Into<String>,
         addr: &RemoteAddr<A>,
     ) -> Result<(), RemoteError> {
-        if addr.node() != self.node_id() {
+        if addr.node() != *self.node_id() {
             return Err(RemoteError::UnknownActor {
                 node: self.node_id().name().to_owned(),
                 actor: format!("{} (hosted on {})", addr.actor_id(), addr.node()),
@@ -531,7 +537,15 @@ impl ClusterSystem {
         self.core.stopped.store(true, Ordering::Release);
         // A crashed node sends nothing more, watch notifications included.
         self.core.actors.watches.close();
+        self.core.registry.shutdown();
         self.core.net.stop();
+    }
+
+    /// Cuts and restores this node's connections to chosen nodes, for partition tests. See
+    /// [`Faults`](crate::Faults).
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> crate::Faults {
+        crate::Faults::new(Arc::clone(&self.core.transport))
     }
 
     /// Leaves the cluster: tells every peer (they fail requests in flight to this node at
@@ -543,6 +557,7 @@ impl ClusterSystem {
         // Before the transport marks every peer gone, which watches must not take for
         // those nodes going down.
         self.core.actors.watches.close();
+        self.core.registry.shutdown();
         let transport = &self.core.transport;
         transport.shutdown();
         // Give writers a moment to put GoAway on the wire; bounded, since a dead peer may
@@ -684,12 +699,14 @@ impl ClusterSystemBuilder {
             }));
             driver
         });
+        let registry = crate::registry::Registry::new(config.registry.clone());
         let core = Arc::new(NodeCore {
             local,
             config,
             transport: Arc::clone(&transport),
             actors,
             membership,
+            registry,
             net,
             stopped: AtomicBool::new(false),
             dropped_full: AtomicU64::new(0),
@@ -719,6 +736,20 @@ impl ClusterSystemBuilder {
                 });
             }
             Err(_) => return Err(StartError::NetworkThread),
+        }
+        if core.config.role != crate::node::NodeRole::Client {
+            // Opening storage blocks (files, a thread start): not on the caller's arbiter.
+            let for_registry = Arc::clone(&core);
+            let started = tokio::task::spawn_blocking(move || {
+                for_registry.registry.start_raft(&for_registry)
+            })
+            .await
+            .map_err(|e| StartError::Registry(format!("registry start: {e}")))?;
+            if let Err(e) = started {
+                core.stopped.store(true, Ordering::Release);
+                core.transport.shutdown();
+                return Err(StartError::Registry(format!("registry storage: {e}")));
+            }
         }
         NodeCore::set_current(Some(Arc::clone(&core)));
         tracing::info!(node = %core.local.id, addr = %core.local.addr, tls = core.config.is_tls(), "cluster node started");

@@ -8,7 +8,7 @@
 //!   `counter`;
 //! - `call` joins a cluster as a client and calls a node's `counter`;
 //! - `ctl` joins a cluster as a client for operator commands (`ctl status`: one node's member
-//!   table);
+//!   table; `ctl register`, `ctl names`, `ctl registry`: the cluster-wide name registry);
 //! - `gen-certs` writes a throwaway CA and node certificates for `--tls-dir`.
 //!
 //! The library part holds what several programs (and the multi-process tests) need: the
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterConfigBuilder, MemberState, TlsError};
+use actix_cluster::{ClusterConfigBuilder, MemberState, RegistryError, TlsError};
 use serde::{Deserialize, Serialize};
 
 pub use node::{NODE_USAGE, NodeOptions, Preset, node_main, run_node};
@@ -170,6 +170,24 @@ pub async fn wait_for_node(system: &ClusterSystem, node: &str, timeout: Duration
         // Membership has no per-node change notification; a short poll bounded by the
         // deadline costs nothing next to a connection set-up.
         actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The name of a [`RegistryError`] variant, for output meant to be read next to the docs.
+pub fn registry_error_kind(e: &RegistryError) -> &'static str {
+    match e {
+        RegistryError::NameTaken { .. } => "NameTaken",
+        RegistryError::NotFound(_) => "NotFound",
+        RegistryError::TypeMismatch { .. } => "TypeMismatch",
+        RegistryError::InvalidName { .. } => "InvalidName",
+        RegistryError::NoQuorum => "NoQuorum",
+        RegistryError::Timeout(_) => "Timeout",
+        RegistryError::Unavailable(_) => "Unavailable",
+        RegistryError::Create(_) => "Create",
+        RegistryError::Remote(_) => "Remote",
+        RegistryError::SystemStopped => "SystemStopped",
+        // The enum is non-exhaustive: a newer library may add variants.
+        _ => "RegistryError",
     }
 }
 

@@ -4,8 +4,10 @@
 use std::error::Error;
 use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use actix_cluster::RegistryConfig;
 use actix_cluster::prelude::*;
 
 use crate::args::{Args, UsageError};
@@ -17,6 +19,7 @@ usage: node --name NAME --listen IP:PORT (--tls-dir DIR | --insecure-plaintext)
             [--seeds IP:PORT,IP:PORT] [--cluster NAME] [--exit-on-stdin-close]
             [--architecture decentralized|centralized] [--masters IP:PORT,...]
             [--role worker|master] [--discovery gossip|static] [--preset lan|conservative]
+            [--data-dir DIR] [--registry-voters N]
 
 Runs one cluster node until SIGTERM or ctrl-c. It hosts a Counter (Add(u64) -> u64,
 Get -> u64) under the local name `counter`, lets other nodes spawn Counters here, and
@@ -37,6 +40,13 @@ prints `READY <name> <addr>` on stdout once it accepts connections.
                           node it learns and watches it with heartbeats
   --preset P              timing: lan (default, a crash is seen in about 2 s) or
                           conservative (slow or shared links, fewer false alarms)
+  --data-dir DIR          keep the cluster-wide name registry's Raft log, vote and
+                          snapshots in DIR (created if missing): a restarted node keeps
+                          its Raft identity and catches up from its own log. Without it
+                          the registry replica lives in memory and a restarted node
+                          joins as a new Raft member
+  --registry-voters N     number of registry voters: 1, 3 (default), 5 or 7; fewer while
+                          fewer members are up
   --exit-on-stdin-close   watch stdin: end of file shuts the node down, so a supervising
                           process that dies takes its nodes with it, and a line `leave`
                           makes it leave the cluster gracefully (others see it Left) and
@@ -78,6 +88,10 @@ pub struct NodeOptions {
     pub discovery: DiscoveryMethod,
     /// Timing preset.
     pub preset: Preset,
+    /// Where the registry keeps its Raft state (`--data-dir`); `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Number of registry voters (`--registry-voters`); `None` keeps the library default.
+    pub registry_voters: Option<usize>,
 }
 
 impl NodeOptions {
@@ -100,6 +114,8 @@ impl NodeOptions {
                 "--role",
                 "--discovery",
                 "--preset",
+                "--data-dir",
+                "--registry-voters",
             ],
             &["--insecure-plaintext", "--exit-on-stdin-close"],
         )?;
@@ -160,6 +176,19 @@ impl NodeOptions {
                 "--role master only applies to --architecture centralized",
             ));
         }
+        let data_dir: Option<PathBuf> = args.value("--data-dir").map(PathBuf::from);
+        if data_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(UsageError::invalid("--data-dir needs a directory"));
+        }
+        let registry_voters: Option<usize> = args.parsed("--registry-voters")?;
+        // Checked here with the library's own rule, so that a bad count is a usage error
+        // (exit 2) rather than a node that fails to start (exit 1).
+        if let Some(voters) = registry_voters {
+            RegistryConfig::new()
+                .voters(voters)
+                .validate()
+                .map_err(|e| UsageError::invalid(format!("--registry-voters {voters}: {e}")))?;
+        }
         Ok(NodeOptions {
             name: args.required("--name")?.to_owned(),
             listen: args.required("--listen")?.to_owned(),
@@ -172,7 +201,21 @@ impl NodeOptions {
             role,
             discovery,
             preset,
+            data_dir,
+            registry_voters,
         })
+    }
+
+    /// The registry settings these options ask for.
+    pub fn registry_config(&self) -> RegistryConfig {
+        let mut config = RegistryConfig::new();
+        if let Some(voters) = self.registry_voters {
+            config = config.voters(voters);
+        }
+        match &self.data_dir {
+            Some(dir) => config.durable(dir),
+            None => config.ephemeral(),
+        }
     }
 }
 
@@ -210,7 +253,8 @@ pub async fn run_node(options: NodeOptions) -> Result<(), Box<dyn Error>> {
         .seed_nodes(options.seeds.iter().cloned())
         .architecture(options.architecture)
         .discovery(options.discovery)
-        .node_role(options.role);
+        .node_role(options.role)
+        .registry(options.registry_config());
     if !options.masters.is_empty() {
         builder = builder.master_nodes(options.masters.iter().map(ToString::to_string));
     }
@@ -329,6 +373,7 @@ fn read_stdin_commands(input: impl BufRead) -> Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_cluster::RegistryStorage;
 
     fn parse(extra: &[&str]) -> Result<NodeOptions, UsageError> {
         let base = [
@@ -387,6 +432,38 @@ mod tests {
                 &["--architecture", "centralized", "--masters", "nowhere"][..],
                 "not IP:PORT",
             ),
+        ] {
+            match parse(extra) {
+                Err(UsageError::Invalid(msg)) => assert!(msg.contains(why), "{extra:?}: {msg}"),
+                other => panic!("{extra:?}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn registry_is_ephemeral_by_default_and_durable_with_a_data_dir() {
+        let o = parse(&[]).expect("parses");
+        assert_eq!(o.registry_config().storage, RegistryStorage::Ephemeral);
+        assert_eq!(o.registry_config().voters, RegistryConfig::new().voters);
+
+        let o = parse(&["--data-dir", "/var/lib/n1", "--registry-voters", "5"]).expect("parses");
+        assert_eq!(
+            o.registry_config().storage,
+            RegistryStorage::Durable("/var/lib/n1".into())
+        );
+        assert_eq!(o.registry_config().voters, 5);
+    }
+
+    #[test]
+    fn bad_registry_flags_are_usage_errors() {
+        for (extra, why) in [
+            (&["--registry-voters", "4"][..], "--registry-voters 4"),
+            (&["--registry-voters", "0"][..], "--registry-voters 0"),
+            (
+                &["--registry-voters", "three"][..],
+                "--registry-voters \"three\"",
+            ),
+            (&["--data-dir", ""][..], "--data-dir"),
         ] {
             match parse(extra) {
                 Err(UsageError::Invalid(msg)) => assert!(msg.contains(why), "{extra:?}: {msg}"),

@@ -342,3 +342,24 @@ impl DistributedActor for Mortal {
         m.handle::<Halt>("halt").handle::<Ping>("ping");
     }
 }
+
+/// Partitions `nodes[a]` from `nodes[b]` (indexes into `nodes`): every node of each side
+/// blocks every node of the other, so no connection between the sides survives or forms
+/// until [`heal`]. Connections within each side are untouched.
+pub fn partition(nodes: &[&actix_cluster_testkit::TestNode], a: &[usize], b: &[usize]) {
+    for (from, to) in [(a, b), (b, a)] {
+        for &i in from {
+            let faults = nodes[i].system().faults();
+            for &j in to {
+                faults.block(nodes[j].system().node_id().name());
+            }
+        }
+    }
+}
+
+/// Lifts every block on every node of `nodes`; the nodes reconnect on their own.
+pub fn heal(nodes: &[&actix_cluster_testkit::TestNode]) {
+    for node in nodes {
+        node.system().faults().heal();
+    }
+}

@@ -4,12 +4,19 @@
 //! travel inside messages; on arrival it attaches to the cluster node running on the thread
 //! that uses it. When it points at an actor of the node using it, messages go straight to the
 //! actix mailbox without being encoded.
+//!
+//! An address obtained from a cluster-wide name ([`ClusterSystem::lookup`] and friends) also
+//! remembers the name and the registration version it was resolved at, and follows the name:
+//! see [`RemoteAddr`] for when it re-resolves and what it does while the name is unregistered.
+//!
+//! [`ClusterSystem::lookup`]: crate::ClusterSystem::lookup
 
 use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::dev::ToEnvelope;
@@ -22,6 +29,7 @@ use super::{ActorType, DistributedActor, RemoteMessage, plain_bytes};
 use crate::codec::{self, SerializationFormat};
 use crate::error::{RemoteError, TrySendError};
 use crate::node::NodeId;
+use crate::registry::NameEntry;
 use crate::system::NodeCore;
 use crate::transport::{Peer, PushError};
 use crate::wire;
@@ -281,20 +289,199 @@ struct AddrWire {
     actor: u64,
     // Always present (no `skip_serializing_if`): bincode is not self-describing.
     message: Option<(u32, SerializationFormat)>,
+    /// The registry name (and registration version) an address follows; `None` for plain
+    /// addresses and recipients. Carried so that a member receiving the address follows the
+    /// name too, and never steps back to a registration older than the sender's.
+    name: Option<(String, u64)>,
 }
 
 /// The address of a [`DistributedActor`] on any node of the cluster.
 ///
 /// Cheap to clone, `Send + Sync`, and serializable: it can be sent to other nodes inside
 /// messages. Messages from one sender to one actor arrive in the order they were sent.
+///
+/// # Addresses obtained by name
+///
+/// An address returned by [`ClusterSystem::lookup`] (or `lookup_linearizable`,
+/// `register_name_or_get`) follows its name: before each send (and in [`node`](Self::node),
+/// [`actor_id`](Self::actor_id), [`local_addr`](Self::local_addr), comparisons and
+/// serialization) it checks this node's replica of the registry, and if the name has been
+/// registered again since (a higher registration version), it points at the new actor from
+/// then on. Holders therefore keep working after the actor is re-registered elsewhere, with
+/// no call on their side.
+///
+/// - While the name is **unregistered** (the actor stopped, its node went Down, or someone
+///   called `unregister_name`) the address keeps pointing at the last registered actor, so
+///   sends fail as they would for any stopped actor or gone node
+///   ([`RemoteError::ActorStopped`], [`RemoteError::UnknownActor`],
+///   [`RemoteError::NodeGone`], …) until the name is registered again.
+/// - Only a newer registration moves it: a replica that lags behind the one the address was
+///   resolved from never sends it back to an older actor.
+/// - On **client nodes**, which hold no replica, the address stays where the lookup found it;
+///   look the name up again to follow a move.
+/// - A name registered again to an actor of another type is not followed (the address keeps
+///   its last actor of type `A`).
+/// - Messages already queued for the old actor are not redirected; ordering is per target
+///   actor, so a sender's messages before and after a move may interleave differently at the
+///   two actors.
+/// - [`recipient`](Self::recipient) returns a recipient for the actor the name means *now*;
+///   the recipient itself does not follow later moves.
+///
+/// The address travels to other nodes with its name and version, and a member receiving it
+/// follows the name from its own replica. Addresses not obtained by name never look anything
+/// up: their send path is unchanged.
+///
+/// [`ClusterSystem::lookup`]: crate::ClusterSystem::lookup
 pub struct RemoteAddr<A: DistributedActor> {
     inner: Arc<AddrInner<A>>,
 }
 
 struct AddrInner<A: DistributedActor> {
+    target: Binding<A>,
+    ty: OnceLock<Arc<ActorType<A>>>,
+}
+
+/// What an address points at: one actor for good, or whatever actor a name means.
+enum Binding<A: DistributedActor> {
+    Fixed(Resolved<A>),
+    Named(NameBinding<A>),
+}
+
+/// One concrete target: the endpoint and, once asked, the actix address if the actor runs on
+/// the node using the address.
+struct Resolved<A: DistributedActor> {
     ep: Arc<Endpoint>,
     local: OnceLock<Option<Addr<A>>>,
-    ty: OnceLock<Arc<ActorType<A>>>,
+}
+
+impl<A: DistributedActor> Resolved<A> {
+    fn new(ep: Endpoint) -> Self {
+        Self {
+            ep: Arc::new(ep),
+            local: OnceLock::new(),
+        }
+    }
+
+    fn local_addr(&self) -> Option<Addr<A>> {
+        let core = self.ep.core().ok()?;
+        self.local
+            .get_or_init(|| {
+                if self.ep.is_local(core) {
+                    core.actors.addr_of::<A>(self.ep.actor)
+                } else {
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+/// The target of an address obtained by name, and the registration it was resolved from.
+struct NameBinding<A: DistributedActor> {
+    name: Arc<str>,
+    current: RwLock<Current<A>>,
+}
+
+struct Current<A: DistributedActor> {
+    /// Registration version (registry log index) `resolved` came from.
+    version: u64,
+    resolved: Arc<Resolved<A>>,
+}
+
+impl<A: DistributedActor> NameBinding<A> {
+    fn new(name: Arc<str>, version: u64, resolved: Resolved<A>) -> Self {
+        Self {
+            name,
+            current: RwLock::new(Current {
+                version,
+                resolved: Arc::new(resolved),
+            }),
+        }
+    }
+
+    /// The target as last resolved, and its version, without consulting the registry.
+    fn held(&self) -> (u64, Arc<Resolved<A>>) {
+        let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (c.version, Arc::clone(&c.resolved))
+    }
+
+    /// The target the name means now according to this node's replica, and its version.
+    fn resolve(&self) -> (u64, Arc<Resolved<A>>) {
+        let held = self.held();
+        // No node on this thread (an address deserialized off-node): nothing to ask.
+        let Ok(core) = held.1.ep.core() else {
+            return held;
+        };
+        // `None` both when the name is unregistered and on client nodes (no replica): either
+        // way the last target stays, as documented on `RemoteAddr`.
+        let Some(entry) = core.registry.local_entry(&self.name) else {
+            return held;
+        };
+        if entry.version <= held.0 {
+            return held;
+        }
+        let core = Arc::clone(core);
+        self.follow(&entry, Some(core))
+    }
+
+    /// Moves to `entry` if it is a newer registration of an actor of type `A`; returns the
+    /// target in effect afterwards and its version. `core` is the node the new endpoint is
+    /// used from.
+    fn follow(&self, entry: &NameEntry, core: Option<Arc<NodeCore>>) -> (u64, Arc<Resolved<A>>) {
+        if entry.actor_type != A::NAME {
+            tracing::debug!(
+                name = %self.name,
+                version = entry.version,
+                found = %entry.actor_type,
+                expected = A::NAME,
+                "named address not following a registration of another actor type"
+            );
+            return self.held();
+        }
+        let mut c = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Checked again under the write lock: another sender may have moved it meanwhile, to
+        // this registration or to a later one, and versions only ever go up.
+        if entry.version > c.version {
+            let ep = &c.resolved.ep;
+            let moved = ep.node != entry.node || ep.actor != entry.actor_id;
+            if moved {
+                tracing::debug!(
+                    name = %self.name,
+                    version = entry.version,
+                    from = ?ep,
+                    to = %format_args!("{}/{}", entry.node, entry.actor_id),
+                    "named address follows its name"
+                );
+                c.resolved = Arc::new(Resolved::new(Endpoint::new(
+                    entry.node.clone(),
+                    entry.node_addr,
+                    entry.actor_id,
+                    core,
+                )));
+            }
+            // Same actor registered again (after a release): keep the cached peer and mailbox.
+            c.version = entry.version;
+        }
+        (c.version, Arc::clone(&c.resolved))
+    }
+}
+
+/// The target of one operation: borrowed for fixed addresses (no lock, no reference count),
+/// shared for named ones (the binding may move while the operation runs).
+enum Resolution<'a, A: DistributedActor> {
+    Fixed(&'a Resolved<A>),
+    Named(Arc<Resolved<A>>),
+}
+
+impl<A: DistributedActor> Deref for Resolution<'_, A> {
+    type Target = Resolved<A>;
+
+    fn deref(&self) -> &Resolved<A> {
+        match self {
+            Resolution::Fixed(r) => r,
+            Resolution::Named(r) => r,
+        }
+    }
 }
 
 impl<A: DistributedActor> Clone for RemoteAddr<A> {
@@ -306,14 +493,30 @@ impl<A: DistributedActor> Clone for RemoteAddr<A> {
 }
 
 impl<A: DistributedActor> fmt::Debug for RemoteAddr<A> {
+    // Shows the target as last resolved: formatting does not consult the registry.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RemoteAddr<{}>({:?})", A::NAME, self.inner.ep)
+        match &self.inner.target {
+            Binding::Fixed(r) => write!(f, "RemoteAddr<{}>({:?})", A::NAME, r.ep),
+            Binding::Named(b) => {
+                let (version, r) = b.held();
+                write!(
+                    f,
+                    "RemoteAddr<{}>({:?} -> {:?} @v{version})",
+                    A::NAME,
+                    b.name,
+                    r.ep
+                )
+            }
+        }
     }
 }
 
 impl<A: DistributedActor> PartialEq for RemoteAddr<A> {
+    /// Two addresses are equal when they point at the same actor now; a named address
+    /// compares by the actor its name currently means.
     fn eq(&self, other: &Self) -> bool {
-        self.inner.ep.node == other.inner.ep.node && self.inner.ep.actor == other.inner.ep.actor
+        let (a, b) = (self.resolve(), other.resolve());
+        a.ep.node == b.ep.node && a.ep.actor == b.ep.actor
     }
 }
 
@@ -329,7 +532,10 @@ impl<A: DistributedActor> RemoteAddr<A> {
         );
         let local = OnceLock::new();
         let _ = local.set(Some(addr));
-        Self::from_parts(ep, local)
+        Self::fixed(Resolved {
+            ep: Arc::new(ep),
+            local,
+        })
     }
 
     pub(crate) fn remote(
@@ -338,70 +544,101 @@ impl<A: DistributedActor> RemoteAddr<A> {
         node_addr: SocketAddr,
         actor: u64,
     ) -> Self {
-        Self::from_parts(
-            Endpoint::new(node, node_addr, actor, Some(Arc::clone(core))),
-            OnceLock::new(),
-        )
+        Self::fixed(Resolved::new(Endpoint::new(
+            node,
+            node_addr,
+            actor,
+            Some(Arc::clone(core)),
+        )))
     }
 
-    fn from_parts(ep: Endpoint, local: OnceLock<Option<Addr<A>>>) -> Self {
+    /// An address that follows the registry name of `entry` (see the type's docs). The caller
+    /// has checked that `entry` registers an actor of type `A`.
+    pub(crate) fn by_name(core: &Arc<NodeCore>, entry: &NameEntry) -> Self {
+        let ep = Endpoint::new(
+            entry.node.clone(),
+            entry.node_addr,
+            entry.actor_id,
+            Some(Arc::clone(core)),
+        );
+        Self::named(entry.name.as_str().into(), entry.version, Resolved::new(ep))
+    }
+
+    fn fixed(resolved: Resolved<A>) -> Self {
+        Self::with(Binding::Fixed(resolved))
+    }
+
+    fn named(name: Arc<str>, version: u64, resolved: Resolved<A>) -> Self {
+        Self::with(Binding::Named(NameBinding::new(name, version, resolved)))
+    }
+
+    fn with(target: Binding<A>) -> Self {
         Self {
             inner: Arc::new(AddrInner {
-                ep: Arc::new(ep),
-                local,
+                target,
                 ty: OnceLock::new(),
             }),
         }
     }
 
-    /// The node hosting the actor.
-    pub fn node(&self) -> &NodeId {
-        &self.inner.ep.node
+    /// The current target. Every operation resolves once and uses that one target
+    /// throughout, so it never mixes two registrations (say, one node's id with another's
+    /// actor id).
+    fn resolve(&self) -> Resolution<'_, A> {
+        match &self.inner.target {
+            Binding::Fixed(r) => Resolution::Fixed(r),
+            Binding::Named(b) => Resolution::Named(b.resolve().1),
+        }
+    }
+
+    /// The node hosting the actor (for an address obtained by name: the actor the name
+    /// means now, see the type's docs).
+    pub fn node(&self) -> NodeId {
+        self.resolve().ep.node.clone()
     }
 
     /// The actor's id on its node.
     pub fn actor_id(&self) -> u64 {
-        self.inner.ep.actor
+        self.resolve().ep.actor
+    }
+
+    /// The cluster-wide name this address follows, if it was obtained by name.
+    pub fn registered_name(&self) -> Option<&str> {
+        match &self.inner.target {
+            Binding::Fixed(_) => None,
+            Binding::Named(b) => Some(&b.name),
+        }
     }
 
     /// The address the hosting node was reached at when this address was made.
     pub(crate) fn node_addr(&self) -> SocketAddr {
-        self.inner.ep.node_addr
+        self.resolve().ep.node_addr
+    }
+
+    /// The current target's endpoint: node, node address and actor id from one registration,
+    /// for callers that need them together.
+    pub(crate) fn endpoint(&self) -> Arc<Endpoint> {
+        Arc::clone(&self.resolve().ep)
     }
 
     /// The actix address, when the actor runs on the node using this address.
     pub fn local_addr(&self) -> Option<Addr<A>> {
-        let ep = &self.inner.ep;
-        let core = ep.core().ok()?;
-        self.inner
-            .local
-            .get_or_init(|| {
-                if ep.is_local(core) {
-                    core.actors.addr_of::<A>(ep.actor)
-                } else {
-                    None
-                }
-            })
-            .clone()
+        self.resolve().local_addr()
     }
 
-    fn actor_type(&self) -> Result<&Arc<ActorType<A>>, RemoteError> {
-        if let Some(t) = self.inner.ty.get() {
-            return Ok(t);
-        }
-        let core = self.inner.ep.core()?;
-        Ok(self.inner.ty.get_or_init(|| core.actors.actor_type::<A>()))
+    fn actor_type(&self, core: &Arc<NodeCore>) -> &Arc<ActorType<A>> {
+        self.inner.ty.get_or_init(|| core.actors.actor_type::<A>())
     }
 
     /// Wire id and format for `M`, or the error that `A` does not accept `M` remotely.
-    fn route<M: 'static>(&self) -> Result<(u32, SerializationFormat), RemoteError> {
-        let id = self.actor_type()?.message_id_of::<M>().ok_or_else(|| {
+    fn route<M: 'static>(&self, ep: &Endpoint) -> Result<(u32, SerializationFormat), RemoteError> {
+        let core = ep.core()?;
+        let id = self.actor_type(core).message_id_of::<M>().ok_or_else(|| {
             RemoteError::UnknownMessageType {
                 actor_type: A::NAME.to_owned(),
                 message: std::any::type_name::<M>().to_owned(),
             }
         })?;
-        let core = self.inner.ep.core()?;
         Ok((
             id,
             A::serialization_format().unwrap_or(core.config.serialization),
@@ -421,24 +658,26 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage,
         A::Context: ToEnvelope<A, M>,
     {
-        if let Some(addr) = self.local_addr() {
+        let target = self.resolve();
+        if let Some(addr) = target.local_addr() {
             addr.do_send(msg);
             return;
         }
+        let ep = &target.ep;
         let result = self
-            .route::<M>()
+            .route::<M>(ep)
             .map_err(Some)
-            .and_then(|(id, format)| self.inner.ep.try_tell(id, format, &msg));
+            .and_then(|(id, format)| ep.try_tell(id, format, &msg));
         if let Err(e) = result {
             let reason = if e.is_none() {
                 "queue_full"
             } else {
                 "send_failed"
             };
-            if let Ok(core) = self.inner.ep.core() {
+            if let Ok(core) = ep.core() {
                 core.count_dropped(reason);
             }
-            tracing::debug!(to = ?self.inner.ep, reason, error = ?e, "do_send dropped a message");
+            tracing::debug!(to = ?ep, reason, error = ?e, "do_send dropped a message");
         }
     }
 
@@ -449,17 +688,18 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage,
         A::Context: ToEnvelope<A, M>,
     {
-        if let Some(addr) = self.local_addr() {
+        let target = self.resolve();
+        if let Some(addr) = target.local_addr() {
             return addr.try_send(msg).map_err(|e| match e {
                 SendError::Full(m) => TrySendError::Full(m),
                 SendError::Closed(m) => TrySendError::Failed(m, RemoteError::ActorStopped),
             });
         }
-        let (id, format) = match self.route::<M>() {
+        let (id, format) = match self.route::<M>(&target.ep) {
             Ok(r) => r,
             Err(e) => return Err(TrySendError::Failed(msg, e)),
         };
-        match self.inner.ep.try_tell(id, format, &msg) {
+        match target.ep.try_tell(id, format, &msg) {
             Ok(()) => Ok(()),
             Err(None) => Err(TrySendError::Full(msg)),
             Err(Some(e)) => Err(TrySendError::Failed(msg, e)),
@@ -474,9 +714,10 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage,
         A::Context: ToEnvelope<A, M>,
     {
-        let local = self.local_addr();
-        let route = self.route::<M>();
-        let ep = Arc::clone(&self.inner.ep);
+        let target = self.resolve();
+        let local = target.local_addr();
+        let route = self.route::<M>(&target.ep);
+        let ep = Arc::clone(&target.ep);
         async move {
             if let Some(addr) = local {
                 return match addr.try_send(msg) {
@@ -503,26 +744,22 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage,
         A::Context: ToEnvelope<A, M>,
     {
-        let target = if let Some(addr) = self.local_addr() {
-            match self.route::<M>() {
-                Ok(_) => Target::Local(addr.recipient()),
-                Err(e) => Target::Failed(e),
-            }
-        } else {
-            match self.route::<M>() {
-                Ok((message, format)) => Target::Remote {
-                    ep: Arc::clone(&self.inner.ep),
-                    message,
-                    format,
-                },
-                Err(e) => Target::Failed(e),
-            }
+        let resolved = self.resolve();
+        let ep = &resolved.ep;
+        let target = match (self.route::<M>(ep), resolved.local_addr()) {
+            (Err(e), _) => Target::Failed(e),
+            (Ok(_), Some(addr)) => Target::Local(addr.recipient()),
+            (Ok((message, format)), None) => Target::Remote {
+                ep: Arc::clone(ep),
+                message,
+                format,
+            },
         };
         SendRequest {
             target,
             msg,
             timeout: None,
-            default_timeout: self.inner.ep.core().map(|c| c.config.timeouts.request).ok(),
+            default_timeout: ep.core().map(|c| c.config.timeouts.request).ok(),
         }
     }
 
@@ -533,13 +770,14 @@ impl<A: DistributedActor> RemoteAddr<A> {
         M: RemoteMessage,
         A::Context: ToEnvelope<A, M>,
     {
-        let (message, format) = self.route::<M>()?;
+        let target = self.resolve();
+        let (message, format) = self.route::<M>(&target.ep)?;
         let local = OnceLock::new();
-        if let Some(addr) = self.local_addr() {
+        if let Some(addr) = target.local_addr() {
             let _ = local.set(Some(addr.recipient()));
         }
         Ok(RemoteRecipient {
-            ep: Arc::clone(&self.inner.ep),
+            ep: Arc::clone(&target.ep),
             message,
             format,
             local,
@@ -549,13 +787,23 @@ impl<A: DistributedActor> RemoteAddr<A> {
 
 impl<A: DistributedActor> Serialize for RemoteAddr<A> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ep = &self.inner.ep;
+        let (target, name) = match &self.inner.target {
+            Binding::Fixed(r) => (Resolution::Fixed(r), None),
+            Binding::Named(b) => {
+                // The version sent is the one of the endpoint sent, so the receiver never
+                // takes an older registration for a newer one.
+                let (version, r) = b.resolve();
+                (Resolution::Named(r), Some((b.name.to_string(), version)))
+            }
+        };
+        let ep = &target.ep;
         AddrWire {
             node: ep.node.name().to_owned(),
             incarnation: ep.node.incarnation(),
             addr: ep.node_addr,
             actor: ep.actor,
             message: None,
+            name,
         }
         .serialize(s)
     }
@@ -564,15 +812,16 @@ impl<A: DistributedActor> Serialize for RemoteAddr<A> {
 impl<'de, A: DistributedActor> Deserialize<'de> for RemoteAddr<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = AddrWire::deserialize(d)?;
-        Ok(Self::from_parts(
-            Endpoint::new(
-                NodeId::new(w.node, w.incarnation),
-                w.addr,
-                w.actor,
-                NodeCore::current(),
-            ),
-            OnceLock::new(),
-        ))
+        let resolved = Resolved::new(Endpoint::new(
+            NodeId::new(w.node, w.incarnation),
+            w.addr,
+            w.actor,
+            NodeCore::current(),
+        ));
+        Ok(match w.name {
+            None => Self::fixed(resolved),
+            Some((name, version)) => Self::named(name.into(), version, resolved),
+        })
     }
 }
 
@@ -771,6 +1020,7 @@ impl<M: RemoteMessage> Serialize for RemoteRecipient<M> {
             addr: self.ep.node_addr,
             actor: self.ep.actor,
             message: Some((self.message, self.format)),
+            name: None,
         }
         .serialize(s)
     }
@@ -793,5 +1043,162 @@ impl<'de, M: RemoteMessage> Deserialize<'de> for RemoteRecipient<M> {
             format,
             local: OnceLock::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::remote::Messages;
+
+    #[derive(Serialize, Deserialize)]
+    struct Probe;
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl DistributedActor for Probe {
+        const NAME: &'static str = "addr-tests.probe";
+        fn messages(_: &mut Messages<Self>) {}
+    }
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name, 1)
+    }
+
+    fn endpoint(node_name: &str, actor: u64) -> Endpoint {
+        Endpoint::new(node(node_name), ([127, 0, 0, 1], 7000).into(), actor, None)
+    }
+
+    fn entry(node_name: &str, actor: u64, version: u64) -> NameEntry {
+        NameEntry {
+            name: "svc/probe".into(),
+            node: node(node_name),
+            node_addr: ([127, 0, 0, 1], 7001).into(),
+            actor_type: Probe::NAME.into(),
+            actor_id: actor,
+            version,
+        }
+    }
+
+    fn named(node_name: &str, actor: u64, version: u64) -> RemoteAddr<Probe> {
+        RemoteAddr::named(
+            "svc/probe".into(),
+            version,
+            Resolved::new(endpoint(node_name, actor)),
+        )
+    }
+
+    fn binding(addr: &RemoteAddr<Probe>) -> &NameBinding<Probe> {
+        match &addr.inner.target {
+            Binding::Named(b) => b,
+            Binding::Fixed(_) => panic!("not a named address"),
+        }
+    }
+
+    fn target(binding: &NameBinding<Probe>) -> (u64, String, u64) {
+        let (version, r) = binding.held();
+        (version, r.ep.node.name().to_owned(), r.ep.actor)
+    }
+
+    #[test]
+    fn addresses_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<RemoteAddr<Probe>>();
+    }
+
+    #[test]
+    fn named_address_follows_a_newer_registration_of_its_name() {
+        let addr = named("a", 7, 5);
+        let b = binding(&addr);
+        let (version, now) = b.follow(&entry("b", 3, 9), None);
+        assert_eq!(version, 9);
+        assert_eq!((now.ep.node.name(), now.ep.actor), ("b", 3));
+        assert_eq!(target(b), (9, "b".to_owned(), 3));
+        // The public accessors see the new target too (no node here, so no replica to ask).
+        assert_eq!(addr.node(), node("b"));
+        assert_eq!(addr.actor_id(), 3);
+        assert_eq!(addr.node_addr(), ([127, 0, 0, 1], 7001).into());
+    }
+
+    #[test]
+    fn named_address_never_steps_back_to_an_older_registration() {
+        let addr = named("a", 7, 5);
+        let b = binding(&addr);
+        b.follow(&entry("b", 3, 4), None);
+        assert_eq!(target(b), (5, "a".to_owned(), 7));
+        b.follow(&entry("b", 3, 5), None);
+        assert_eq!(target(b), (5, "a".to_owned(), 7));
+    }
+
+    #[test]
+    fn named_address_ignores_the_name_registered_to_another_actor_type() {
+        let addr = named("a", 7, 5);
+        let b = binding(&addr);
+        let mut other = entry("b", 3, 9);
+        other.actor_type = "addr-tests.other".into();
+        b.follow(&other, None);
+        assert_eq!(target(b), (5, "a".to_owned(), 7));
+    }
+
+    #[test]
+    fn same_actor_registered_again_keeps_the_cached_target() {
+        let addr = named("a", 7, 5);
+        let b = binding(&addr);
+        let before = b.held().1;
+        let mut again = entry("a", 7, 12);
+        again.node_addr = before.ep.node_addr;
+        let (version, after) = b.follow(&again, None);
+        assert_eq!(version, 12);
+        assert!(Arc::ptr_eq(&before, &after), "peer and mailbox caches kept");
+    }
+
+    #[test]
+    fn named_address_travels_with_its_name_and_version() {
+        let addr = named("a", 7, 5);
+        binding(&addr).follow(&entry("b", 3, 9), None);
+        let bytes = codec::encode(SerializationFormat::Bincode, &addr).unwrap();
+        let back: RemoteAddr<Probe> = codec::decode(SerializationFormat::Bincode, &bytes).unwrap();
+        assert_eq!(back.registered_name(), Some("svc/probe"));
+        assert_eq!(target(binding(&back)), (9, "b".to_owned(), 3));
+        assert!(back == addr);
+    }
+
+    #[test]
+    fn plain_address_travels_without_a_name() {
+        let addr = RemoteAddr::<Probe>::fixed(Resolved::new(endpoint("a", 7)));
+        let bytes = codec::encode(SerializationFormat::Bincode, &addr).unwrap();
+        let back: RemoteAddr<Probe> = codec::decode(SerializationFormat::Bincode, &bytes).unwrap();
+        assert_eq!(back.registered_name(), None);
+        assert_eq!((back.node(), back.actor_id()), (node("a"), 7));
+    }
+
+    #[test]
+    fn truncated_named_address_is_refused_without_panicking() {
+        let bytes = codec::encode(SerializationFormat::Bincode, &named("a", 7, 5)).unwrap();
+        for len in 0..bytes.len() {
+            let r: Result<RemoteAddr<Probe>, _> =
+                codec::decode(SerializationFormat::Bincode, &bytes[..len]);
+            assert!(r.is_err(), "{len} bytes decoded");
+        }
+    }
+
+    #[test]
+    fn named_address_equals_a_plain_one_to_the_actor_its_name_means() {
+        let plain = RemoteAddr::<Probe>::fixed(Resolved::new(endpoint("b", 3)));
+        let addr = named("a", 7, 5);
+        assert!(addr != plain);
+        binding(&addr).follow(&entry("b", 3, 9), None);
+        assert!(addr == plain);
+    }
+
+    #[test]
+    fn debug_of_a_named_address_shows_the_name() {
+        let shown = format!("{:?}", named("a", 7, 5));
+        assert!(shown.contains("\"svc/probe\""), "{shown}");
+        assert!(shown.contains("@v5"), "{shown}");
     }
 }

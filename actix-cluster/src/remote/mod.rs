@@ -461,6 +461,9 @@ pub(crate) const SYS_WATCH: u32 = 4;
 pub(crate) const SYS_UNWATCH: u32 = 5;
 /// A watched actor stopped (tell, from the node hosting it to the watching node).
 pub(crate) const SYS_TERMINATED: u32 = 6;
+/// A registry request (see `registry::RegistryRequest`): writes forwarded to the leader,
+/// reads for client nodes, Raft ids for the leader.
+pub(crate) const SYS_REGISTRY: u32 = 7;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SpawnRequest {
@@ -770,6 +773,19 @@ impl LocalActors {
                 let out = codec::encode(SerializationFormat::Bincode, &rows)
                     .map_err(|e| RemoteError::from_codec(e, false))?;
                 Ok(Box::pin(async move { Ok(out) }))
+            }
+            SYS_REGISTRY => {
+                let req: crate::registry::RegistryRequest =
+                    codec::decode(SerializationFormat::Bincode, &bytes)
+                        .map_err(|e| RemoteError::from_codec(e, true))?;
+                let system =
+                    crate::system::ClusterSystem::current().ok_or(RemoteError::SystemStopped)?;
+                Ok(Box::pin(async move {
+                    let core = system.core();
+                    let reply = core.registry.serve(core, req).await;
+                    codec::encode(SerializationFormat::Bincode, &reply)
+                        .map_err(|e| RemoteError::from_codec(e, false))
+                }))
             }
             other => Err(RemoteError::UnknownMessageType {
                 actor_type: "node".into(),

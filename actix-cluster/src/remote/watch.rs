@@ -80,7 +80,9 @@ pub struct WatchedActor {
 impl WatchedActor {
     /// Whether `addr` points at this actor.
     pub fn is<A: DistributedActor>(&self, addr: &RemoteAddr<A>) -> bool {
-        self.node == *addr.node() && self.actor == addr.actor_id()
+        // One snapshot, so a named address is never judged by two different registrations.
+        let ep = addr.endpoint();
+        self.node == ep.node && self.actor == ep.actor
     }
 }
 

@@ -85,6 +85,16 @@ impl AsyncWrite for Stream {
 }
 
 impl Stream {
+    /// The TCP socket under any TLS layer.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Client(s) => s.get_ref().0,
+            Stream::Server(s) => s.get_ref().0,
+        }
+    }
+
     fn peer_certificate_names(&self) -> Result<Option<Vec<String>>, HandshakeError> {
         let certs = match self {
             Stream::Plain(_) => return Ok(None),
@@ -114,6 +124,12 @@ pub(crate) async fn dial(
     addr: std::net::SocketAddr,
     expected: Option<&str>,
 ) -> Result<Handshaken, HandshakeError> {
+    #[cfg(feature = "fault-injection")]
+    if transport.faults.refuses_dial(transport, addr, expected) {
+        return Err(HandshakeError::Blocked(
+            expected.map_or_else(|| addr.to_string(), str::to_owned),
+        ));
+    }
     let timeouts = transport.config.timeouts;
     let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
         .await
@@ -281,6 +297,11 @@ fn check_hello(
             certified: names,
         });
     }
+    // After the certificate check, so that a block applies to the authenticated name.
+    #[cfg(feature = "fault-injection")]
+    if transport.faults.is_blocked(name) {
+        return Err(HandshakeError::Blocked(name.to_owned()));
+    }
     if let Some(expected) = expected
         && expected != name
     {
@@ -434,6 +455,7 @@ pub(crate) async fn run_reader(
                     peer.push_control(|b| wire::put_pong(b, nonce));
                 }
                 Frame::Membership(body) => transport.membership_message(&peer, body),
+                Frame::Raft(body) => transport.raft_message(&peer, body),
                 Frame::Pong { .. } => {}
                 Frame::Nodes(nodes) => transport.learn_nodes(nodes),
                 Frame::GoAway { code, reason } => {

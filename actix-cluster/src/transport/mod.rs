@@ -7,6 +7,8 @@
 //! go to the [`Inbound`] the remote layer provides.
 
 mod conn;
+#[cfg(feature = "fault-injection")]
+pub(crate) mod faults;
 pub(crate) mod peer;
 
 use std::collections::HashMap;
@@ -65,6 +67,12 @@ pub(crate) trait MembershipHooks: Send + Sync + 'static {
     fn goodbye(&self, peer: &Arc<Peer>);
 }
 
+/// Hands registry (Raft) frames to the registry layer. Called on the network thread.
+pub(crate) trait RaftHooks: Send + Sync + 'static {
+    /// `peer` sent a Raft frame.
+    fn message(&self, peer: &Arc<Peer>, body: bytes::Bytes);
+}
+
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
@@ -99,6 +107,9 @@ pub(crate) enum HandshakeError {
     Closed,
     #[error("protocol error during handshake: {0}")]
     Protocol(String),
+    #[cfg(feature = "fault-injection")]
+    #[error("fault injection blocks connections with {0}")]
+    Blocked(String),
 }
 
 /// Counters of the network side, readable through `ClusterSystem::stats`.
@@ -130,6 +141,10 @@ pub(crate) struct Transport {
     handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
     membership: std::sync::OnceLock<Arc<dyn MembershipHooks>>,
+    raft: std::sync::OnceLock<Arc<dyn RaftHooks>>,
+    /// Node names this node refuses to talk to, set by tests through `ClusterSystem::faults`.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) faults: faults::FaultState,
 }
 
 impl std::fmt::Debug for Transport {
@@ -169,6 +184,9 @@ impl Transport {
             handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
             membership: std::sync::OnceLock::new(),
+            raft: std::sync::OnceLock::new(),
+            #[cfg(feature = "fault-injection")]
+            faults: faults::FaultState::default(),
         }
     }
 
@@ -364,6 +382,16 @@ impl Transport {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let retire = Arc::new(Signal::default());
         let done = Arc::new(Signal::default());
+        // Checked again after the handshake (and registered for cutting under the same lock):
+        // a block may have been set while this connection was handshaking.
+        #[cfg(feature = "fault-injection")]
+        if !self
+            .faults
+            .admit(conn, h.peer.id.name(), &h.stream, &retire)
+        {
+            tracing::info!(node = %h.peer.id, conn, "fault injection: dropping a connection to a blocked node");
+            return;
+        }
         let attached = Attached {
             conn,
             dialer,
@@ -424,6 +452,8 @@ impl Transport {
             )
             .await;
             done.set();
+            #[cfg(feature = "fault-injection")]
+            this.faults.release(conn);
             match &result {
                 Ok(_) => tracing::debug!(node = %peer.id, conn, "connection closed"),
                 Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
@@ -453,6 +483,17 @@ impl Transport {
     /// Connects the membership layer. Set once, before `start`.
     pub(crate) fn set_membership(&self, hooks: Arc<dyn MembershipHooks>) {
         let _ = self.membership.set(hooks);
+    }
+
+    /// Connects the registry layer. Set once, before `start`.
+    pub(crate) fn set_raft(&self, hooks: Arc<dyn RaftHooks>) {
+        let _ = self.raft.set(hooks);
+    }
+
+    pub(crate) fn raft_message(&self, peer: &Arc<Peer>, body: bytes::Bytes) {
+        if let Some(r) = self.raft.get() {
+            r.message(peer, body);
+        }
     }
 
     pub(crate) fn membership_message(&self, peer: &Arc<Peer>, body: bytes::Bytes) {

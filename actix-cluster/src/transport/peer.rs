@@ -24,6 +24,8 @@ use crate::wire::Payload;
 /// Bound on membership frames waiting for one peer (they are small and few; more means the
 /// peer is not reading, and the failure detector will say so).
 const MAX_URGENT_BYTES: usize = 1 << 20;
+/// Raft frames up to this size go in the urgent lane.
+const MAX_URGENT_RAFT_FRAME: usize = 64 << 10;
 
 /// What a request's caller gets back from the transport.
 pub(crate) type Reply = Result<Payload, RemoteError>;
@@ -322,6 +324,34 @@ impl Peer {
         }
         let was_empty = q.buf.is_empty() && q.urgent.is_empty();
         crate::wire::put_membership(&mut q.urgent, body);
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        true
+    }
+
+    /// Queues a registry (Raft) frame unless the peer is down or gone. Small frames (votes,
+    /// heartbeats, replies) take the urgent lane so that a backlog of user messages cannot
+    /// delay them into an election; large ones (log batches, snapshots) queue behind user
+    /// messages within the byte bound. `false` means dropped: Raft retries on its own.
+    pub(crate) fn push_raft(&self, body: &[u8]) -> bool {
+        if !matches!(self.state(), PeerState::Connected | PeerState::Connecting) {
+            return false;
+        }
+        let mut q = lock(&self.queue);
+        let was_empty = q.buf.is_empty() && q.urgent.is_empty();
+        if body.len() <= MAX_URGENT_RAFT_FRAME {
+            if q.urgent.len() + body.len() > MAX_URGENT_BYTES {
+                return false;
+            }
+            crate::wire::put_raft(&mut q.urgent, body);
+        } else {
+            if q.buf.len() + body.len() > self.limits.send_queue_bytes {
+                return false;
+            }
+            crate::wire::put_raft(&mut q.buf, body);
+        }
         drop(q);
         if was_empty {
             self.data_ready.notify_one();

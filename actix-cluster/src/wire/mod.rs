@@ -45,6 +45,8 @@ pub(crate) enum FrameKind {
     Nodes = 0x08,
     GoAway = 0x09,
     Membership = 0x10,
+    /// A registry consensus (Raft) message; the body is parsed by the registry layer.
+    Raft = 0x20,
 }
 
 impl FrameKind {
@@ -60,6 +62,7 @@ impl FrameKind {
             0x08 => FrameKind::Nodes,
             0x09 => FrameKind::GoAway,
             0x10 => FrameKind::Membership,
+            0x20 => FrameKind::Raft,
             _ => return None,
         })
     }
@@ -162,6 +165,8 @@ pub(crate) enum Frame {
     },
     /// A membership message; its body is parsed by the membership layer.
     Membership(Bytes),
+    /// A registry Raft message; its body is parsed by the registry layer.
+    Raft(Bytes),
     /// A kind this version does not know; its bytes were skipped.
     Unknown {
         kind: u8,
@@ -273,6 +278,7 @@ fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
             reason: r.rest_utf8()?,
         },
         FrameKind::Membership => Frame::Membership(r.buf),
+        FrameKind::Raft => Frame::Raft(r.buf),
     };
     Ok(frame)
 }
@@ -339,6 +345,7 @@ fn kind_name(kind: FrameKind) -> &'static str {
         FrameKind::Nodes => "nodes",
         FrameKind::GoAway => "goaway",
         FrameKind::Membership => "membership",
+        FrameKind::Raft => "raft",
     }
 }
 
@@ -559,6 +566,14 @@ pub(crate) fn put_hello(buf: &mut BytesMut, hello: &Hello) {
 pub(crate) fn put_membership(buf: &mut BytesMut, body: &[u8]) {
     buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
     buf.put_u8(FrameKind::Membership as u8);
+    buf.put_u8(0);
+    buf.put_slice(body);
+}
+
+/// Appends a `Raft` frame carrying `body`.
+pub(crate) fn put_raft(buf: &mut BytesMut, body: &[u8]) {
+    buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
+    buf.put_u8(FrameKind::Raft as u8);
     buf.put_u8(0);
     buf.put_slice(body);
 }

@@ -80,6 +80,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         (any::<u16>(), ".{0,40}").prop_map(|(code, reason)| Frame::GoAway { code, reason }),
         proptest::collection::vec(any::<u8>(), 0..64)
             .prop_map(|b| Frame::Membership(Bytes::from(b))),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Frame::Raft(Bytes::from(b))),
     ]
 }
 
@@ -87,6 +88,7 @@ fn encode(frame: &Frame, buf: &mut BytesMut) {
     match frame {
         Frame::Hello(h) => put_hello(buf, h),
         Frame::Membership(body) => put_membership(buf, body),
+        Frame::Raft(body) => put_raft(buf, body),
         Frame::Tell {
             actor,
             message,

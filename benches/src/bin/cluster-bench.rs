@@ -9,6 +9,7 @@ use actix_cluster_benches::BenchResult;
 use actix_cluster_benches::baseline::{self, RawRtt};
 use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
+use actix_cluster_benches::registry;
 use actix_cluster_benches::scenario::{Pair, Security, TellRun};
 use serde_json::{Value, json};
 
@@ -41,6 +42,8 @@ struct Plan {
     idle_nodes: usize,
     /// Length of the idle window.
     idle: Duration,
+    /// Sizes of the registry scenarios.
+    registry: registry::Plan,
 }
 
 impl Plan {
@@ -58,6 +61,7 @@ impl Plan {
                 detection_settle: Duration::from_secs(1),
                 idle_nodes: 10,
                 idle: Duration::from_secs(5),
+                registry: registry::Plan::quick(),
             }
         } else {
             Self {
@@ -72,6 +76,7 @@ impl Plan {
                 detection_settle: Duration::from_secs(1),
                 idle_nodes: 10,
                 idle: Duration::from_secs(60),
+                registry: registry::Plan::full(),
             }
         }
     }
@@ -164,6 +169,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
 
     let formation = formation(&plan)?;
     let detection = detection(&plan)?;
+    let registry = registry::scenarios(&plan.registry, &progress);
 
     let tell = |run: &TellRun| {
         json!({
@@ -198,6 +204,9 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "wire_bytes_per_8b_tell": round(wire_bytes, 2),
             "formation": formation,
             "detection": detection,
+            "registry_write": registry.write,
+            "registry_lookup": registry.lookup,
+            "registry_failover": registry.failover,
         },
         "machine": machine(),
         "config": {

@@ -2,17 +2,24 @@
 //!
 //! ```text
 //! ctl status --seed 127.0.0.1:7001 --insecure-plaintext [--json]
+//! ctl register svc/main --node node-2 --seed 127.0.0.1:7001 --insecure-plaintext
+//! ctl names --seed 127.0.0.1:7001 --insecure-plaintext [--json] [--prefix svc/]
+//! ctl registry --seed 127.0.0.1:7001 --insecure-plaintext [--json]
 //! ```
 
 use std::error::Error;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_cluster::LoadReport;
 use actix_cluster::prelude::*;
+use actix_cluster::{LoadReport, NameEntry, RegistryError, RegistryStatus};
 use actix_cluster_examples::args::{Args, UsageError};
-use actix_cluster_examples::{Security, client_node_name, error_kind, init_tracing};
+use actix_cluster_examples::{
+    COUNTER_NAME, Counter, Security, client_node_name, error_kind, init_tracing,
+    registry_error_kind, wait_for_node,
+};
 use serde::Serialize;
 
 const USAGE: &str = "\
@@ -23,6 +30,9 @@ node through one node's address, asks that node, prints the answer and leaves.
 
 commands:
   status    the member table as one node sees it
+  register  register a node's `counter` actor under a cluster-wide name
+  names     the cluster-wide names, with their node and version
+  registry  the registry's leader, voters, learners and applied index
 
 Run `ctl COMMAND --help` for the flags of a command.";
 
@@ -49,12 +59,90 @@ row left out): name, incarnation, address, role, state, phi and load of every me
 Exit codes: 0 on success, 2 for a bad command line, 1 when the node cannot be reached or
 does not answer.";
 
+/// The flags every command shares, for the usage texts below.
+macro_rules! connect_flags {
+    () => {
+        "  --seed IP:PORT          address of a node to join the cluster through
+  --cluster NAME          cluster name (default: demo)
+  --tls-dir DIR           mutual TLS; DIR must hold a certificate for ctl's node name
+                          (`gen-certs DIR --nodes ...,ctl` makes one)
+  --insecure-plaintext    no TLS (the nodes must run without TLS too)
+  --name NAME             ctl's node name (default: the name in the TLS certificate, or
+                          ctl-<pid> without TLS)
+  --wait SECS             how long to wait for a connection to --seed, and for a registry
+                          that is still forming (default: 10)"
+    };
+}
+
+const REGISTER_USAGE: &str = concat!(
+    "\
+usage: ctl register NAME --node NODE --seed IP:PORT (--tls-dir DIR | --insecure-plaintext)
+                    [--cluster NAME] [--name NAME] [--wait SECS]
+
+Registers the actor that node NODE hosts under its local name `counter` (every `node`
+program has one) under the cluster-wide name NAME, and prints
+`registered NAME -> NODE/<actor id> version V` once a majority of the registry's voters has
+committed it. Registering the same actor under the same name again succeeds with the
+existing registration. The name is released when the actor stops or NODE goes down.
+
+  NAME                    the cluster-wide name (1 to 512 bytes, no control characters)
+  --node NODE             the node whose `counter` to register
+",
+    connect_flags!(),
+    "
+
+Exit codes: 0 on success, 2 for a bad command line, 1 when the registration fails: the name
+is taken by another actor (NameTaken), the cluster has no quorum (NoQuorum), no answer in
+time (Timeout: the registration may still commit), NODE or --seed cannot be reached."
+);
+
+const NAMES_USAGE: &str = concat!(
+    "\
+usage: ctl names --seed IP:PORT (--tls-dir DIR | --insecure-plaintext)
+                 [--json] [--prefix P] [--cluster NAME] [--name NAME] [--wait SECS]
+
+Prints every cluster-wide name (in name order) with the node hosting its actor and the
+version of its registration, from a registry replica (ctl holds none: a member answers).
+
+  --prefix P              only names starting with P
+  --json                  print {\"names\": [{\"name\", \"node\", \"incarnation\",
+                          \"actor_type\", \"actor_id\", \"version\"}]}
+",
+    connect_flags!(),
+    "
+
+Exit codes: 0 on success (also when no name is registered), 2 for a bad command line, 1
+when the cluster cannot be reached or the registry does not answer."
+);
+
+const REGISTRY_USAGE: &str = concat!(
+    "\
+usage: ctl registry --seed IP:PORT (--tls-dir DIR | --insecure-plaintext)
+                    [--json] [--cluster NAME] [--name NAME] [--wait SECS]
+
+Prints the state of the cluster-wide name registry as a member sees it: the current
+leader (if known), the voters, the learners (replicas without a vote), the last log index
+applied to that member's replica, and how many names it holds.
+
+  --json                  print {\"leader\", \"voters\", \"learners\", \"applied\",
+                          \"names\"}, leader a node name or null
+",
+    connect_flags!(),
+    "
+
+Exit codes: 0 on success, 2 for a bad command line, 1 when the cluster cannot be reached or
+the registry does not answer."
+);
+
 fn main() -> ExitCode {
     init_tracing();
     let mut argv = std::env::args().skip(1);
     // Each command parses its own flags, so that later commands can take others.
     match argv.next().as_deref() {
         Some("status") => status_main(argv),
+        Some("register") => register_main(argv),
+        Some("names") => names_main(argv),
+        Some("registry") => registry_main(argv),
         Some("-h" | "--help") => UsageError::Help.report(USAGE),
         Some(other) => UsageError::invalid(format!("unknown command {other:?}")).report(USAGE),
         None => UsageError::invalid("a command is required").report(USAGE),
@@ -73,6 +161,22 @@ struct Connect {
 
 /// The flags every command takes, for [`Args::parse`].
 const CONNECT_VALUES: [&str; 5] = ["--seed", "--cluster", "--tls-dir", "--name", "--wait"];
+
+/// [`CONNECT_VALUES`] followed by a command's own value flags.
+fn value_flags(extra: &[&'static str]) -> Vec<&'static str> {
+    CONNECT_VALUES.iter().chain(extra).copied().collect()
+}
+
+/// Runs a command's future on an actix system; its error goes to stderr with exit code 1.
+fn run(command: impl Future<Output = Result<(), Box<dyn Error>>>) -> ExitCode {
+    match actix_rt::System::new().block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 impl Connect {
     fn from_args(args: &Args) -> Result<Self, UsageError> {
@@ -130,13 +234,7 @@ fn status_main(argv: impl Iterator<Item = String>) -> ExitCode {
         Ok(p) => p,
         Err(e) => return e.report(STATUS_USAGE),
     };
-    match actix_rt::System::new().block_on(status(connect, json)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run(status(connect, json))
 }
 
 async fn status(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
@@ -210,7 +308,7 @@ impl From<&LoadReport> for LoadJson {
     }
 }
 
-/// The human table: one row per member, columns padded to the widest cell.
+/// The human table: one row per member.
 fn table(members: &[Member]) -> String {
     let header = [
         "NAME",
@@ -220,12 +318,11 @@ fn table(members: &[Member]) -> String {
         "STATE",
         "PHI",
         "LOAD",
-    ]
-    .map(String::from);
-    let rows: Vec<[String; 7]> = members
+    ];
+    let rows: Vec<Vec<String>> = members
         .iter()
         .map(|m| {
-            [
+            vec![
                 m.id.name().to_owned(),
                 // Hex, as node ids appear in logs (`node-1#0001...`).
                 format!("{:016x}", m.id.incarnation()),
@@ -237,18 +334,24 @@ fn table(members: &[Member]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    render_table(&header, &rows)
+}
+
+/// Lays out a header and rows, every column padded to its widest cell.
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell:<w$}"))
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
@@ -262,4 +365,252 @@ fn load_cell(l: &LoadReport) -> String {
         "actors={} backlog={} cpu={cpu}",
         l.actors, l.mailbox_backlog
     )
+}
+
+/// How often a call is tried again while the registry is still forming: a fresh cluster
+/// bootstraps it within about a second, and each try costs one request.
+const FORMING_POLL: Duration = Duration::from_millis(200);
+
+/// Runs a registry call, and again while it fails with [`RegistryError::Unavailable`] (the
+/// registry has not formed yet, or no member could be asked), until `wait` has passed. Other
+/// errors are final: retrying a write after `NoQuorum` or `Timeout` is the operator's call.
+async fn while_forming<T, F, Fut>(wait: Duration, mut call: F) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    let deadline = Instant::now() + wait;
+    loop {
+        match call().await {
+            Err(RegistryError::Unavailable(why)) if Instant::now() + FORMING_POLL < deadline => {
+                tracing::debug!(%why, "registry not available yet; trying again");
+                actix_rt::time::sleep(FORMING_POLL).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A failed registry call as ctl reports it: what it was doing, the error's variant (to look
+/// up in the docs of `RegistryError`) and its message.
+fn registry_failure(doing: &str, e: &RegistryError) -> Box<dyn Error> {
+    format!("{doing}: {}: {e}", registry_error_kind(e)).into()
+}
+
+fn register_main(argv: impl Iterator<Item = String>) -> ExitCode {
+    let parsed =
+        Args::parse(argv, &value_flags(&["--node"]), &["--insecure-plaintext"]).and_then(|args| {
+            let name = match args.positionals() {
+                [name] => name.clone(),
+                [] => return Err(UsageError::invalid("the NAME to register is required")),
+                [_, extra, ..] => {
+                    return Err(UsageError::invalid(format!(
+                        "unexpected argument {extra:?}"
+                    )));
+                }
+            };
+            let node = args.required("--node")?.to_owned();
+            Ok((Connect::from_args(&args)?, name, node))
+        });
+    let (connect, name, node) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.report(REGISTER_USAGE),
+    };
+    run(register(connect, name, node))
+}
+
+async fn register(connect: Connect, name: String, node: String) -> Result<(), Box<dyn Error>> {
+    let (system, _) = connect.join().await?;
+    let outcome = register_counter(&system, &connect, &name, &node).await;
+    system.shutdown().await;
+    let entry = outcome?;
+    println!(
+        "registered {} -> {}/{} version {}",
+        entry.name,
+        entry.node.name(),
+        entry.actor_id,
+        entry.version
+    );
+    Ok(())
+}
+
+/// Resolves `counter` on `node` and registers it as `name`.
+async fn register_counter(
+    system: &ClusterSystem,
+    connect: &Connect,
+    name: &str,
+    node: &str,
+) -> Result<NameEntry, Box<dyn Error>> {
+    // ctl knows the seed; the target is learned from it, which takes a gossip round or two.
+    if !wait_for_node(system, node, connect.wait).await {
+        return Err(format!(
+            "no connection to node {node:?} within {:?}: is it an up member of cluster {:?}? \
+             (`ctl status` lists the members)",
+            connect.wait, connect.cluster
+        )
+        .into());
+    }
+    let counter = system
+        .actor_on::<Counter>(node, COUNTER_NAME)
+        .await
+        .map_err(|e| {
+            format!(
+                "resolving {COUNTER_NAME:?} on {node}: {}: {e}",
+                error_kind(&e)
+            )
+        })?;
+    while_forming(connect.wait, || system.register_name(name, &counter))
+        .await
+        .map_err(|e| registry_failure(&format!("registering {name:?}"), &e))
+}
+
+fn names_main(argv: impl Iterator<Item = String>) -> ExitCode {
+    let parsed = Args::parse(
+        argv,
+        &value_flags(&["--prefix"]),
+        &["--insecure-plaintext", "--json"],
+    )
+    .and_then(|args| {
+        if let Some(extra) = args.positionals().first() {
+            return Err(UsageError::invalid(format!(
+                "unexpected argument {extra:?}"
+            )));
+        }
+        let prefix = args.value("--prefix").unwrap_or_default().to_owned();
+        Ok((Connect::from_args(&args)?, prefix, args.switch("--json")))
+    });
+    let (connect, prefix, json) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.report(NAMES_USAGE),
+    };
+    run(names(connect, prefix, json))
+}
+
+async fn names(connect: Connect, prefix: String, json: bool) -> Result<(), Box<dyn Error>> {
+    let (system, _) = connect.join().await?;
+    let answer = while_forming(connect.wait, || system.list_names(&prefix)).await;
+    system.shutdown().await;
+    let names = answer.map_err(|e| registry_failure("listing names", &e))?;
+    if json {
+        let out = NamesJson {
+            names: names.iter().map(NameJson::from).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if names.is_empty() && prefix.is_empty() {
+        println!("no names registered");
+    } else if names.is_empty() {
+        println!("no names registered under {prefix:?}");
+    } else {
+        print!("{}", names_table(&names));
+    }
+    Ok(())
+}
+
+/// `ctl names --json`: exactly these fields, in this order.
+#[derive(Serialize)]
+struct NamesJson {
+    names: Vec<NameJson>,
+}
+
+#[derive(Serialize)]
+struct NameJson {
+    name: String,
+    /// Node name; with `incarnation`, the node's identity.
+    node: String,
+    incarnation: u64,
+    actor_type: String,
+    actor_id: u64,
+    version: u64,
+}
+
+impl From<&NameEntry> for NameJson {
+    fn from(e: &NameEntry) -> Self {
+        NameJson {
+            name: e.name.clone(),
+            node: e.node.name().to_owned(),
+            incarnation: e.node.incarnation(),
+            actor_type: e.actor_type.clone(),
+            actor_id: e.actor_id,
+            version: e.version,
+        }
+    }
+}
+
+fn names_table(names: &[NameEntry]) -> String {
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.node.name().to_owned(),
+                e.version.to_string(),
+            ]
+        })
+        .collect();
+    render_table(&["NAME", "NODE", "VERSION"], &rows)
+}
+
+fn registry_main(argv: impl Iterator<Item = String>) -> ExitCode {
+    let parsed =
+        Args::parse(argv, &CONNECT_VALUES, &["--insecure-plaintext", "--json"]).and_then(|args| {
+            if let Some(extra) = args.positionals().first() {
+                return Err(UsageError::invalid(format!(
+                    "unexpected argument {extra:?}"
+                )));
+            }
+            Ok((Connect::from_args(&args)?, args.switch("--json")))
+        });
+    let (connect, json) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.report(REGISTRY_USAGE),
+    };
+    run(registry(connect, json))
+}
+
+async fn registry(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
+    let (system, _) = connect.join().await?;
+    let answer = while_forming(connect.wait, || system.registry_status()).await;
+    system.shutdown().await;
+    let status = answer.map_err(|e| registry_failure("asking for the registry status", &e))?;
+    let out = RegistryJson::from(&status);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let list = |nodes: &[String]| {
+            if nodes.is_empty() {
+                "-".to_owned()
+            } else {
+                nodes.join(", ")
+            }
+        };
+        println!("leader    {}", out.leader.as_deref().unwrap_or("-"));
+        println!("voters    {}", list(&out.voters));
+        println!("learners  {}", list(&out.learners));
+        println!("applied   {}", out.applied);
+        println!("names     {}", out.names);
+    }
+    Ok(())
+}
+
+/// `ctl registry --json`: exactly these fields, in this order (independent of how the
+/// library's [`RegistryStatus`] grows).
+#[derive(Serialize)]
+struct RegistryJson {
+    leader: Option<String>,
+    voters: Vec<String>,
+    learners: Vec<String>,
+    applied: u64,
+    names: usize,
+}
+
+impl From<&RegistryStatus> for RegistryJson {
+    fn from(s: &RegistryStatus) -> Self {
+        RegistryJson {
+            leader: s.leader.clone(),
+            voters: s.voters.clone(),
+            learners: s.learners.clone(),
+            applied: s.applied,
+            names: s.names,
+        }
+    }
 }

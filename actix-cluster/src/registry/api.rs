@@ -1,0 +1,269 @@
+//! The registry's public calls on [`ClusterSystem`].
+
+use std::future::Future;
+
+use actix::Recipient;
+use rand::RngExt;
+
+use super::state::{Command, Location, Outcome};
+use super::{NameEntry, NameEvent, RegistryError, RegistryStatus, ReleaseReason, validate_name};
+use crate::error::RemoteError;
+use crate::remote::{DistributedActor, RemoteAddr};
+use crate::system::ClusterSystem;
+
+impl ClusterSystem {
+    /// Registers `addr` under `name`, cluster-wide.
+    ///
+    /// Returns the registration (with its version) once a majority of the registry's voters
+    /// has committed it; from then on every node's [`lookup`](Self::lookup) finds it.
+    /// Registering the same actor under the same name again succeeds with the existing entry.
+    /// The name is released automatically when the actor stops or its node goes Down.
+    ///
+    /// # Errors
+    /// - [`RegistryError::NameTaken`]: another actor holds the name (nothing changed);
+    /// - [`RegistryError::InvalidName`];
+    /// - [`RegistryError::NoQuorum`]: this node cannot reach a majority (nothing changed);
+    /// - [`RegistryError::Timeout`]: no answer in time; the registration may still commit;
+    /// - [`RegistryError::Unavailable`]: the registry has not formed yet.
+    pub async fn register_name<A: DistributedActor>(
+        &self,
+        name: &str,
+        addr: &RemoteAddr<A>,
+    ) -> Result<NameEntry, RegistryError> {
+        validate_name(name)?;
+        self.check_host(addr)?;
+        let cmd = Command::Register {
+            name: name.to_owned(),
+            location: location_of(addr),
+            claim: None,
+        };
+        let registry = self.registry()?;
+        match registry.write(self.core(), cmd).await? {
+            Outcome::Bound(entry) => Ok(entry),
+            Outcome::Taken { node, .. } => Err(RegistryError::NameTaken {
+                name: name.to_owned(),
+                node,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The actor registered as `name`, creating it with `make` if there is none.
+    ///
+    /// Among any number of concurrent callers on any nodes, exactly one runs `make`; the
+    /// others wait for its actor and get its address. The winner first *claims* the name
+    /// through the registry (a claim held by a node that goes Down is released), then runs
+    /// `make`, then binds the name to the new actor. If `make` fails, the claim is released
+    /// and the error returned as [`RegistryError::Create`].
+    ///
+    /// ```no_run
+    /// # use actix_cluster::prelude::*;
+    /// # use actix::prelude::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Counter;
+    /// # impl Actor for Counter { type Context = Context<Self>; }
+    /// # impl DistributedActor for Counter { const NAME: &'static str = "c"; fn messages(_: &mut Messages<Self>) {} }
+    /// # async fn f(system: ClusterSystem) -> Result<(), Box<dyn std::error::Error>> {
+    /// let counter: RemoteAddr<Counter> = system
+    ///     .register_name_or_get("counter/main", || {
+    ///         let system = system.clone();
+    ///         async move { Ok(system.start_actor(Counter)) }
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_name_or_get<A, F, Fut>(
+        &self,
+        name: &str,
+        make: F,
+    ) -> Result<RemoteAddr<A>, RegistryError>
+    where
+        A: DistributedActor,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<RemoteAddr<A>, RemoteError>>,
+    {
+        validate_name(name)?;
+        let registry = self.registry()?;
+        let core = self.core();
+        let deadline = tokio::time::Instant::now() + registry.config.request_timeout;
+        let token = loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::Timeout(registry.config.request_timeout));
+            }
+            // Already there: no write at all.
+            if let Some(entry) = registry.local_entry(name) {
+                return self.addr_for::<A>(&entry);
+            }
+            let token = rand::rng().random::<u64>() | 1;
+            let claim = Command::Claim {
+                name: name.to_owned(),
+                node: self.node_id().clone(),
+                token,
+            };
+            match registry.write(core, claim).await? {
+                Outcome::Claimed { .. } => break token,
+                Outcome::Taken {
+                    entry: Some(entry), ..
+                } => return self.addr_for::<A>(&entry),
+                Outcome::Taken { entry: None, .. } => {
+                    // Another caller is creating it: wait for the binding. If its claim is
+                    // released instead (its node died, its `make` failed), claim again.
+                    match registry.wait_for_binding(core, name, deadline).await {
+                        Ok(entry) => return self.addr_for::<A>(&entry),
+                        Err(RegistryError::NotFound(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        };
+        let addr = match make().await {
+            Ok(addr) => addr,
+            Err(e) => {
+                let release = Command::Unregister {
+                    name: name.to_owned(),
+                    version: Some(token),
+                    reason: ReleaseReason::Unregistered,
+                };
+                let _ = registry.write(core, release).await;
+                return Err(RegistryError::Create(e));
+            }
+        };
+        self.check_host(&addr)?;
+        let bind = Command::Register {
+            name: name.to_owned(),
+            location: location_of(&addr),
+            claim: Some(token),
+        };
+        match registry.write(core, bind).await? {
+            Outcome::Bound(_) => Ok(addr),
+            Outcome::Taken { node, .. } => Err(RegistryError::NameTaken {
+                name: name.to_owned(),
+                node,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Releases `name`, whoever holds it. Returns the registration that ended, or `None` if
+    /// the name was not registered.
+    pub async fn unregister_name(&self, name: &str) -> Result<Option<NameEntry>, RegistryError> {
+        validate_name(name)?;
+        let cmd = Command::Unregister {
+            name: name.to_owned(),
+            version: None,
+            reason: ReleaseReason::Unregistered,
+        };
+        match self.registry()?.write(self.core(), cmd).await? {
+            Outcome::Released(entry) => Ok(entry),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The actor registered as `name`, from this node's replica (no network on members).
+    ///
+    /// The replica may lag the leader by the replication delay; a name registered by a call
+    /// that has returned anywhere is found here within that delay. Use
+    /// [`lookup_linearizable`](Self::lookup_linearizable) to see every registration that
+    /// completed before the call. The returned address follows the name: if the name is
+    /// released and registered to another actor, messages go to the new actor.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::TypeMismatch`]; on client nodes (which
+    /// ask a member) also the errors of a remote call.
+    pub async fn lookup<A: DistributedActor>(
+        &self,
+        name: &str,
+    ) -> Result<RemoteAddr<A>, RegistryError> {
+        let entry = self.lookup_entry(name).await?;
+        self.addr_for::<A>(&entry)
+    }
+
+    /// Like [`lookup`](Self::lookup), but first confirms with the registry leader (and a
+    /// majority of voters) that this node's replica holds every registration committed before
+    /// the call. Fails with [`RegistryError::NoQuorum`] on a minority side.
+    pub async fn lookup_linearizable<A: DistributedActor>(
+        &self,
+        name: &str,
+    ) -> Result<RemoteAddr<A>, RegistryError> {
+        validate_name(name)?;
+        let entry = self.registry()?.linearizable_get(self.core(), name).await?;
+        self.addr_for::<A>(&entry)
+    }
+
+    /// The registration of `name` in this node's replica, with its version.
+    pub async fn lookup_entry(&self, name: &str) -> Result<NameEntry, RegistryError> {
+        validate_name(name)?;
+        self.registry()?.get(self.core(), name).await
+    }
+
+    /// Every registered name starting with `prefix` (`""` for all), in name order, from this
+    /// node's replica.
+    pub async fn list_names(&self, prefix: &str) -> Result<Vec<NameEntry>, RegistryError> {
+        self.registry()?.list(self.core(), prefix).await
+    }
+
+    /// Sends `recipient` a [`NameEvent::Snapshot`] of the names under `prefix`, then every
+    /// registration and release under it as this node's replica applies them, until the
+    /// recipient stops. Not available on client nodes, which hold no replica.
+    pub fn watch_names(
+        &self,
+        prefix: &str,
+        recipient: Recipient<NameEvent>,
+    ) -> Result<(), RegistryError> {
+        let registry = self.registry()?;
+        if !registry.is_member() {
+            return Err(RegistryError::Unavailable(
+                "client nodes hold no replica to watch".into(),
+            ));
+        }
+        registry.replica.watch(prefix.to_owned(), recipient);
+        Ok(())
+    }
+
+    /// The registry as this node sees it (on client nodes: as the member it asks sees it).
+    pub async fn registry_status(&self) -> Result<RegistryStatus, RegistryError> {
+        self.registry()?.status(self.core()).await
+    }
+
+    fn registry(&self) -> Result<&std::sync::Arc<super::Registry>, RegistryError> {
+        if self.core().is_stopped() {
+            return Err(RegistryError::SystemStopped);
+        }
+        Ok(&self.core().registry)
+    }
+
+    /// Client nodes are not members: nothing would release a name held by their actors.
+    fn check_host<A: DistributedActor>(&self, addr: &RemoteAddr<A>) -> Result<(), RegistryError> {
+        if addr.node() == *self.node_id()
+            && self.core().config.role == crate::node::NodeRole::Client {
+            return Err(RegistryError::Unavailable(
+                "actors on client nodes cannot hold cluster-wide names".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn addr_for<A: DistributedActor>(&self, entry: &NameEntry) -> Result<RemoteAddr<A>, RegistryError> {
+        if entry.actor_type != A::NAME {
+            return Err(RegistryError::TypeMismatch {
+                name: entry.name.clone(),
+                expected: A::NAME.to_owned(),
+                found: entry.actor_type.clone(),
+            });
+        }
+        Ok(RemoteAddr::by_name(self.core(), entry))
+    }
+}
+
+fn location_of<A: DistributedActor>(addr: &RemoteAddr<A>) -> Location {
+    Location {
+        node: addr.node().clone(),
+        node_addr: addr.node_addr(),
+        actor_type: A::NAME.to_owned(),
+        actor_id: addr.actor_id(),
+    }
+}
+
+fn unexpected(outcome: Outcome) -> RegistryError {
+    RegistryError::Unavailable(format!("unexpected registry outcome {outcome:?}"))
+}

@@ -1,0 +1,22 @@
+//! Cluster-wide names: which actor a name means, agreed by consensus.
+//!
+//! Every member keeps a replica of the name table ([`replica`]); writes go through Raft
+//! ([`raft`]), so a name means one actor everywhere, a minority side of a partition cannot
+//! register anything, and the table survives the loss of any minority of voters. Lookups read
+//! the local replica (no network, no actor hop); `lookup_linearizable` first confirms with the
+//! leader that the replica has everything committed before the call.
+
+mod api;
+pub(crate) mod raft;
+pub(crate) mod replica;
+mod service;
+pub(crate) mod state;
+mod types;
+
+pub(crate) use service::{Registry, RegistryRequest};
+
+pub use types::{
+    MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
+    RegistryStorage, ReleaseReason,
+};
+pub(crate) use types::validate_name;

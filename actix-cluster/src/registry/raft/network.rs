@@ -1,0 +1,369 @@
+//! Raft RPCs over the cluster transport, as `Raft` frames (kind `0x20`) on the existing mTLS
+//! connections: no second port, no second handshake, and the same peer authentication.
+//!
+//! Frame body: `tag u8` (1 request, 2 response) · `correlation u64 LE` · `rpc u8` · bincode of
+//! the openraft message (a response carries `Result<Response, String>`). A malformed body is
+//! counted and dropped; the caller's RPC then times out and openraft retries.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use super::store::StateMachine;
+use super::{RaftNode, TypeConfig};
+use crate::codec::{self, SerializationFormat};
+use crate::transport::{Peer, RaftHooks, Transport};
+
+pub(super) type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+const TAG_REQUEST: u8 = 1;
+const TAG_RESPONSE: u8 = 2;
+const RPC_APPEND: u8 = 1;
+const RPC_VOTE: u8 = 2;
+const RPC_PRE_VOTE: u8 = 3;
+const RPC_SNAPSHOT: u8 = 4;
+/// Bytes before the bincode body.
+const HEADER: usize = 1 + 8 + 1;
+
+type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
+
+/// Both ends of the Raft RPCs of one node: the client side's pending calls and the server
+/// side's handle on the local `Raft`.
+pub(crate) struct RaftWire {
+    transport: Weak<Transport>,
+    raft: OnceLock<Raft>,
+    runtime: tokio::runtime::Handle,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
+    next: AtomicU64,
+    /// Ends the runtime thread when taken.
+    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// Malformed or unexpected frames dropped.
+    pub(crate) dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for RaftWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftWire").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn encode<T: Serialize>(tag: u8, correlation: u64, rpc: u8, value: &T) -> Option<Bytes> {
+    let mut body = Vec::with_capacity(64);
+    codec::encode_into(SerializationFormat::Bincode, value, &mut body).ok()?;
+    let mut b = BytesMut::with_capacity(HEADER + body.len());
+    b.put_u8(tag);
+    b.put_u64_le(correlation);
+    b.put_u8(rpc);
+    b.put_slice(&body);
+    Some(b.freeze())
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    codec::decode(SerializationFormat::Bincode, bytes).map_err(|e| e.to_string())
+}
+
+impl RaftWire {
+    pub(crate) fn new(
+        transport: &Arc<Transport>,
+        runtime: tokio::runtime::Handle,
+        stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            transport: Arc::downgrade(transport),
+            raft: OnceLock::new(),
+            runtime,
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            stop,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Connects the server side once the local `Raft` exists; requests before that are
+    /// dropped (the caller retries).
+    pub(super) fn set_raft(&self, raft: Raft) {
+        let _ = self.raft.set(raft);
+    }
+
+    /// Lets the runtime thread end (after Raft shut down).
+    pub(super) fn stop_runtime(&self) {
+        if let Some(tx) = lock(&self.stop).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn drop_frame(&self, why: &str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("actix_cluster_registry_frames_dropped_total").increment(1);
+        tracing::debug!("raft frame dropped: {why}");
+    }
+
+    /// Sends one request to `node` and waits for its reply within `ttl`.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: &RaftNode,
+        rpc: u8,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, CallError> {
+        let transport = self
+            .transport
+            .upgrade()
+            .ok_or_else(|| CallError::Unreachable("node stopped".into()))?;
+        let peer = match transport.peer_by_name(&node.name) {
+            Some(p) => p,
+            None => {
+                // A member we have never connected to: dial its advertised address so that
+                // the retry finds it.
+                if let Ok(addr) = node.addr.parse() {
+                    transport.dial_once(addr);
+                }
+                return Err(CallError::Unreachable(format!("{} not connected", node.name)));
+            }
+        };
+        let correlation = self.next.fetch_add(1, Ordering::Relaxed);
+        let body = encode(TAG_REQUEST, correlation, rpc, req)
+            .ok_or_else(|| CallError::Network("request did not encode".into()))?;
+        // A frame over the peer's limit would cost the whole connection.
+        if body.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
+            return Err(CallError::Network(format!(
+                "raft message of {} bytes exceeds the frame limit",
+                body.len()
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(correlation, tx);
+        let _forget = Forget {
+            wire: self,
+            correlation,
+        };
+        if !peer.push_raft(&body) {
+            return Err(CallError::Unreachable(format!(
+                "{} is down or its queue is full",
+                node.name
+            )));
+        }
+        let reply = tokio::time::timeout(ttl, rx)
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Unreachable("node stopped".into()))?;
+        let result: Result<Resp, String> = decode(&reply).map_err(CallError::Network)?;
+        result.map_err(CallError::Remote)
+    }
+
+    fn serve(self: &Arc<Self>, peer: &Arc<Peer>, correlation: u64, rpc: u8, body: Bytes) {
+        let Some(raft) = self.raft.get().cloned() else {
+            self.drop_frame("raft not started");
+            return;
+        };
+        let peer = Arc::clone(peer);
+        let this = Arc::clone(self);
+        // Raft's API is only driven from its own runtime; replies go straight to the peer's
+        // queue, which is thread-safe.
+        self.runtime.spawn(async move {
+            let reply: Option<Bytes> = match rpc {
+                RPC_APPEND => respond(&body, move |r: AppendEntriesRequest<TypeConfig>| async move {
+                    raft.append_entries(r).await.map_err(|e| e.to_string())
+                })
+                .await
+                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
+                RPC_VOTE => respond(&body, move |r: VoteRequest<TypeConfig>| async move {
+                    raft.vote(r).await.map_err(|e| e.to_string())
+                })
+                .await
+                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
+                RPC_PRE_VOTE => respond(&body, move |r: VoteRequest<TypeConfig>| async move {
+                    raft.pre_vote(r).await.map_err(|e| e.to_string())
+                })
+                .await
+                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
+                RPC_SNAPSHOT => respond(&body, move |(vote, meta, data): SnapshotRequest| async move {
+                    let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+                        meta,
+                        snapshot: data,
+                    };
+                    raft.install_full_snapshot(vote, snapshot)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
+                _ => None,
+            };
+            match reply {
+                Some(bytes) => {
+                    if !peer.push_raft(&bytes) {
+                        this.drop_frame("reply: peer down or queue full");
+                    }
+                }
+                None => this.drop_frame("undecodable request or unknown rpc"),
+            }
+        });
+    }
+}
+
+/// Decodes a request and runs `f`; `None` if the request does not decode.
+async fn respond<Req, Resp, F, Fut>(body: &[u8], f: F) -> Option<Result<Resp, String>>
+where
+    Req: DeserializeOwned,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp, String>>,
+{
+    let req: Req = decode(body).ok()?;
+    Some(f(req).await)
+}
+
+impl RaftHooks for Arc<RaftWire> {
+    fn message(&self, peer: &Arc<Peer>, mut body: Bytes) {
+        if body.len() < HEADER {
+            self.drop_frame("short frame");
+            return;
+        }
+        let tag = body.get_u8();
+        let correlation = body.get_u64_le();
+        let rpc = body.get_u8();
+        match tag {
+            TAG_REQUEST => self.serve(peer, correlation, rpc, body),
+            TAG_RESPONSE => match lock(&self.pending).remove(&correlation) {
+                Some(tx) => {
+                    let _ = tx.send(body);
+                }
+                None => self.drop_frame("late or unknown response"),
+            },
+            _ => self.drop_frame("unknown tag"),
+        }
+    }
+}
+
+struct Forget<'a> {
+    wire: &'a RaftWire,
+    correlation: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(&self.wire.pending).remove(&self.correlation);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("network: {0}")]
+    Network(String),
+    #[error("remote raft error: {0}")]
+    Remote(String),
+}
+
+impl CallError {
+    fn into_rpc(self) -> RPCError<TypeConfig> {
+        match self {
+            CallError::Unreachable(s) => RPCError::Unreachable(Unreachable::from_string(s)),
+            other => RPCError::Network(NetworkError::from_string(other)),
+        }
+    }
+
+    fn into_streaming(self) -> StreamingError<TypeConfig> {
+        match self {
+            CallError::Unreachable(s) => StreamingError::Unreachable(Unreachable::from_string(s)),
+            other => StreamingError::Network(NetworkError::from_string(other)),
+        }
+    }
+}
+
+/// Makes one [`Client`] per target for openraft.
+#[derive(Debug, Clone)]
+pub(crate) struct Factory {
+    pub(crate) wire: Arc<RaftWire>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Factory {
+    type Network = Client;
+
+    async fn new_client(&mut self, _target: u64, node: &RaftNode) -> Client {
+        Client {
+            wire: Arc::clone(&self.wire),
+            node: node.clone(),
+        }
+    }
+}
+
+/// openraft's connection to one member.
+#[derive(Debug)]
+pub(crate) struct Client {
+    wire: Arc<RaftWire>,
+    node: RaftNode,
+}
+
+impl RaftNetworkV2<TypeConfig> for Client {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.wire
+            .call(&self.node, RPC_APPEND, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.wire
+            .call(&self.node, RPC_VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.wire
+            .call(&self.node, RPC_PRE_VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req: SnapshotRequest = (vote, snapshot.meta, snapshot.snapshot);
+        // A snapshot is one frame: bounded by the frame size limit (16 MiB by default).
+        let ttl = option.hard_ttl().max(Duration::from_secs(10));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = self.wire.call(&self.node, RPC_SNAPSHOT, &req, ttl) => r.map_err(CallError::into_streaming),
+        }
+    }
+}

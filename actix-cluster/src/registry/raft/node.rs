@@ -1,0 +1,576 @@
+//! One node's Raft member: its runtime thread, writes, linearizable reads, bootstrap, and the
+//! leader's reconciliation of Raft membership with cluster membership.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+
+use super::network::{Factory, Raft, RaftWire};
+use super::RaftNode;
+use crate::config::Architecture;
+use crate::membership::{Member, MemberState};
+use crate::node::{NodeId, NodeRole};
+use crate::registry::replica::Replica;
+use crate::registry::state::{Command, Outcome};
+use crate::registry::{RegistryConfig, RegistryStatus};
+use crate::system::NodeCore;
+use crate::transport::Transport;
+
+/// What a local write or read attempt ended with.
+#[derive(Debug)]
+pub(crate) enum LocalError {
+    /// Another member leads (named if known); forward there.
+    NotLeader(Option<String>),
+    /// The Raft core failed or is shutting down.
+    Failed(String),
+}
+
+/// The handle the registry service uses; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct RaftHandle {
+    pub(crate) raft: Raft,
+    pub(crate) id: u64,
+    pub(crate) wire: Arc<RaftWire>,
+    runtime: tokio::runtime::Handle,
+    /// Raft ids other nodes reported, by node incarnation.
+    known_ids: Arc<Mutex<HashMap<NodeId, u64>>>,
+}
+
+impl std::fmt::Debug for RaftHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens storage and starts Raft on a thread of its own. Blocking: called once at node start.
+pub(crate) fn start(
+    config: &RegistryConfig,
+    node_name: &str,
+    transport: &Arc<Transport>,
+    replica: Arc<Replica>,
+) -> std::io::Result<(RaftHandle, bool)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("registry-{node_name}"))
+        .spawn(move || {
+            // The runtime lives as long as the node: Raft's tasks run here until shutdown.
+            runtime.block_on(async move {
+                let _ = stop_rx.await;
+            });
+        })?;
+    // The runtime thread owns the stop sender's peer; keep the sender alive with the wire.
+    let stop = Arc::new(Mutex::new(Some(stop_tx)));
+    let wire = RaftWire::new(transport, handle.clone(), stop);
+    let raft_config = Config {
+        cluster_name: "actix-cluster-registry".into(),
+        heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: config.election_timeout.0.as_millis() as u64,
+        election_timeout_max: config.election_timeout.1.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: 1000,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| std::io::Error::other(format!("raft config: {e}")))?;
+    let storage_kind = config.storage.clone();
+    let snapshot_every = config.snapshot_every;
+    let factory = Factory {
+        wire: Arc::clone(&wire),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let for_wire = Arc::clone(&wire);
+    handle.spawn(async move {
+        let result = async {
+            let storage = super::store::open(&storage_kind, replica, snapshot_every)?;
+            let raft = Raft::new(
+                storage.raft_id,
+                Arc::new(raft_config),
+                factory,
+                storage.log,
+                storage.sm,
+            )
+            .await
+            .map_err(|e| std::io::Error::other(format!("raft start: {e}")))?;
+            for_wire.set_raft(raft.clone());
+            Ok::<_, std::io::Error>((raft, storage.raft_id, storage.fresh))
+        }
+        .await;
+        let _ = tx.send(result);
+    });
+    let (raft, id, fresh) = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("registry runtime stopped during start"))??;
+    Ok((
+        RaftHandle {
+            raft,
+            id,
+            wire,
+            runtime: handle,
+            known_ids: Arc::new(Mutex::new(HashMap::new())),
+        },
+        fresh,
+    ))
+}
+
+impl RaftHandle {
+    /// Proposes `cmd` if this node leads.
+    pub(crate) async fn write_local(&self, cmd: Command) -> Result<Outcome, LocalError> {
+        let raft = self.raft.clone();
+        let job = self.runtime.spawn(async move { raft.client_write(cmd).await });
+        match job.await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(match e.forward_to_leader() {
+                Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
+                None => LocalError::Failed(e.to_string()),
+            }),
+            Err(e) => Err(LocalError::Failed(e.to_string())),
+        }
+    }
+
+    /// Confirms leadership with a quorum and returns the log index a linearizable read must
+    /// see applied.
+    pub(crate) async fn read_index_local(&self) -> Result<u64, LocalError> {
+        let raft = self.raft.clone();
+        let job = self.runtime.spawn(async move {
+            raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+                .await
+        });
+        match job.await {
+            Ok(Ok(read)) => Ok(read.index()),
+            Ok(Err(e)) => Err(match e.forward_to_leader() {
+                Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
+                None => LocalError::Failed(e.to_string()),
+            }),
+            Err(e) => Err(LocalError::Failed(e.to_string())),
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// Whether this node has ever been part of a Raft membership.
+    pub(crate) fn is_initialized(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config.membership().nodes().next().is_some()
+    }
+
+    /// Names of the voters, and whether a majority of them is alive in `members` (Up,
+    /// Joining or Suspect; this node counts as alive). `None` before the registry formed.
+    pub(crate) fn quorum_visible(&self, members: &[Member], me: &str) -> Option<bool> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<String> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| n.name.clone()))
+            .collect();
+        if voters.is_empty() {
+            return None;
+        }
+        let alive = voters
+            .iter()
+            .filter(|v| {
+                v.as_str() == me
+                    || members.iter().any(|x| {
+                        x.id.name() == v.as_str()
+                            && matches!(
+                                x.state,
+                                MemberState::Up | MemberState::Joining | MemberState::Suspect
+                            )
+                    })
+            })
+            .count();
+        Some(alive * 2 > voters.len())
+    }
+
+    pub(crate) fn status(&self, replica: &Replica) -> RegistryStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let name = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
+        let mut voters: Vec<String> = membership.voter_ids().filter_map(name).collect();
+        let mut learners: Vec<String> = membership.learner_ids().filter_map(name).collect();
+        voters.sort();
+        learners.sort();
+        RegistryStatus {
+            leader: m.current_leader.and_then(name),
+            voters,
+            learners,
+            applied: replica.applied(),
+            names: replica.read(|n| n.len()),
+        }
+    }
+
+    pub(crate) fn remember_id(&self, node: NodeId, id: u64) {
+        lock(&self.known_ids).insert(node, id);
+    }
+
+    fn known_id(&self, node: &NodeId) -> Option<u64> {
+        lock(&self.known_ids).get(node).copied()
+    }
+
+    /// Runs `fut` on the registry runtime.
+    pub(crate) fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(fut);
+    }
+
+    /// Stops Raft (best effort; the runtime thread ends with the wire).
+    pub(crate) fn shutdown(&self) {
+        let raft = self.raft.clone();
+        let wire = Arc::clone(&self.wire);
+        self.runtime.spawn(async move {
+            let _ = raft.shutdown().await;
+            wire.stop_runtime();
+        });
+    }
+}
+
+/// Who may vote: every non-client member in a decentralized cluster, masters only in a
+/// centralized one.
+fn may_vote(architecture: Architecture, role: NodeRole) -> bool {
+    match architecture {
+        Architecture::Decentralized => role != NodeRole::Client,
+        Architecture::Centralized => role == NodeRole::Master,
+    }
+}
+
+fn alive(state: MemberState) -> bool {
+    matches!(state, MemberState::Up | MemberState::Suspect)
+}
+
+/// What the periodic tick decided; the async part (asking other nodes for their raft ids,
+/// proposing changes) is done by the caller.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Members whose Raft id is unknown: ask them.
+    pub(crate) ask: Vec<NodeId>,
+    /// One membership change to propose (openraft runs one at a time).
+    pub(crate) change: Option<Change>,
+    /// Node incarnations whose names to release.
+    pub(crate) release: Vec<NodeId>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    AddLearner(u64, RaftNode),
+    RemoveNodes(BTreeSet<u64>),
+    Voters(BTreeSet<u64>),
+}
+
+/// Pure decision of the leader's reconciliation (sans-IO; unit-tested below).
+///
+/// - every alive non-client member with a known Raft id joins as a learner;
+/// - Raft members whose node incarnation is Down, Left or replaced are removed (voters by a
+///   joint-consensus voter change, learners directly);
+/// - voters: the alive current voters, topped up from alive eligible learners in name order
+///   to `target`; a change is proposed only when the result is odd or reaches `target`, so
+///   that formation goes 1 → 3 → 5 without an even-sized step;
+/// - names held by Down, Left or replaced incarnations are released.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan(
+    me: (u64, &str),
+    architecture: Architecture,
+    target: usize,
+    members: &[Member],
+    raft_nodes: &BTreeMap<u64, RaftNode>,
+    voters: &BTreeSet<u64>,
+    known: &dyn Fn(&NodeId) -> Option<u64>,
+    owners: &BTreeSet<NodeId>,
+) -> Plan {
+    let mut out = Plan::default();
+    // The live incarnation of each node name, and its raft id if known.
+    let current: HashMap<&str, &Member> = members
+        .iter()
+        .filter(|m| m.role != NodeRole::Client && alive(m.state))
+        .map(|m| (m.id.name(), m))
+        .collect();
+    let id_of = |m: &Member| {
+        if m.id.name() == me.1 {
+            Some(me.0)
+        } else {
+            known(&m.id)
+        }
+    };
+    let live_id = |id: u64, node: &RaftNode| -> bool {
+        current
+            .get(node.name.as_str())
+            .is_some_and(|m| id_of(m) == Some(id))
+    };
+    // Releases: owners that are Down/Left, or replaced by a newer incarnation.
+    for owner in owners {
+        let gone = members.iter().any(|m| {
+            m.id.name() == owner.name()
+                && ((m.id == *owner && matches!(m.state, MemberState::Down | MemberState::Left))
+                    || (m.id.incarnation() > owner.incarnation() && alive(m.state)))
+        });
+        if gone {
+            out.release.push(owner.clone());
+        }
+    }
+    // Ask members whose id we do not know.
+    for m in current.values() {
+        if m.id.name() != me.1 && known(&m.id).is_none() {
+            out.ask.push(m.id.clone());
+        }
+    }
+    out.ask.sort();
+    // Voter set first: it is what keeps the registry writable.
+    let alive_voters: BTreeSet<u64> = voters
+        .iter()
+        .copied()
+        .filter(|id| raft_nodes.get(id).is_some_and(|n| live_id(*id, n)))
+        .collect();
+    let mut candidates: Vec<(&str, u64)> = raft_nodes
+        .iter()
+        .filter(|(id, n)| !voters.contains(id) && live_id(**id, n))
+        .filter(|(_, n)| {
+            current.get(n.name.as_str()).is_some_and(|m| {
+                m.state == MemberState::Up && may_vote(architecture, m.role)
+            })
+        })
+        .map(|(id, n)| (n.name.as_str(), *id))
+        .collect();
+    candidates.sort();
+    let mut desired = alive_voters.clone();
+    for (_, id) in candidates {
+        if desired.len() >= target {
+            break;
+        }
+        desired.insert(id);
+    }
+    if &desired != voters && !desired.is_empty() && (desired.len() % 2 == 1 || desired.len() >= target)
+    {
+        out.change = Some(Change::Voters(desired));
+        return out;
+    }
+    // Dead learners leave.
+    let dead: BTreeSet<u64> = raft_nodes
+        .iter()
+        .filter(|(id, n)| !voters.contains(id) && !live_id(**id, n))
+        .map(|(id, _)| *id)
+        .collect();
+    if !dead.is_empty() {
+        out.change = Some(Change::RemoveNodes(dead));
+        return out;
+    }
+    // New members join as learners, one per round, in name order.
+    let mut joining: Vec<(&str, u64, &Member)> = current
+        .values()
+        .filter_map(|m| id_of(m).map(|id| (m.id.name(), id, *m)))
+        .filter(|(_, id, _)| !raft_nodes.contains_key(id))
+        .collect();
+    joining.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some((name, id, m)) = joining.first() {
+        out.change = Some(Change::AddLearner(
+            *id,
+            RaftNode {
+                name: (*name).to_owned(),
+                addr: m.addr.to_string(),
+            },
+        ));
+    }
+    out
+}
+
+impl RaftHandle {
+    /// Proposes one membership change (leader only; errors are retried next round).
+    pub(crate) async fn apply_change(&self, change: Change) -> Result<(), String> {
+        let raft = self.raft.clone();
+        let job = self.runtime.spawn(async move {
+            let r = match change {
+                Change::AddLearner(id, node) => raft.add_learner(id, node, false).await,
+                Change::RemoveNodes(ids) => {
+                    raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
+                        .await
+                }
+                Change::Voters(ids) => {
+                    raft.change_membership(ChangeMembers::ReplaceAllVoters(ids), false)
+                        .await
+                }
+            };
+            r.map(|_| ()).map_err(|e| e.to_string())
+        });
+        job.await.map_err(|e| e.to_string())?
+    }
+
+    /// Bootstraps a one-voter registry with this node. Only ever called once per process
+    /// lifetime, on a node whose storage has never held Raft state.
+    pub(crate) async fn initialize(&self, name: &str, addr: String) -> Result<(), String> {
+        let raft = self.raft.clone();
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            self.id,
+            RaftNode {
+                name: name.to_owned(),
+                addr,
+            },
+        );
+        let job = self
+            .runtime
+            .spawn(async move { raft.initialize(nodes).await.map_err(|e| e.to_string()) });
+        job.await.map_err(|e| e.to_string())?
+    }
+
+    /// The leader's view needed by [`plan`].
+    pub(crate) fn raft_view(&self) -> (BTreeMap<u64, RaftNode>, BTreeSet<u64>) {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters = membership.voter_ids().collect();
+        (nodes, voters)
+    }
+
+    /// [`plan`] with this node's state.
+    pub(crate) fn plan(
+        &self,
+        core: &NodeCore,
+        members: &[Member],
+        replica: &Replica,
+        target: usize,
+    ) -> Plan {
+        let (nodes, voters) = self.raft_view();
+        let owners = replica.read(|n| n.owners());
+        plan(
+            (self.id, core.local.id.name()),
+            core.config.architecture,
+            target,
+            members,
+            &nodes,
+            &voters,
+            &|id| self.known_id(id),
+            &owners,
+        )
+    }
+}
+
+/// Time a node waits with a member table that has not changed before it may bootstrap.
+pub(crate) fn settled(last_change: Instant, delay: Duration) -> bool {
+    last_change.elapsed() >= delay
+}
+
+/// Whether this node is the one that bootstraps: the lowest-named Up member that may vote.
+pub(crate) fn is_bootstrapper(me: &str, architecture: Architecture, members: &[Member]) -> bool {
+    members
+        .iter()
+        .filter(|m| m.state == MemberState::Up && may_vote(architecture, m.role))
+        .map(|m| m.id.name())
+        .min()
+        == Some(me)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn member(name: &str, inc: u64, state: MemberState) -> Member {
+        Member {
+            id: NodeId::new(name, inc),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role: NodeRole::Worker,
+            labels: Default::default(),
+            capabilities: Vec::new(),
+            state,
+            phi: 0.0,
+            load: None,
+            connected: true,
+            queued: 0,
+        }
+    }
+
+    fn rn(name: &str) -> RaftNode {
+        RaftNode {
+            name: name.into(),
+            addr: "127.0.0.1:1".into(),
+        }
+    }
+
+    fn ids(names: &[(&str, u64)]) -> impl Fn(&NodeId) -> Option<u64> + '_ {
+        move |id: &NodeId| names.iter().find(|(n, _)| *n == id.name()).map(|(_, i)| *i)
+    }
+
+    #[test]
+    fn formation_adds_learners_then_grows_voters_one_to_three() {
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Up),
+            member("c", 1, MemberState::Up),
+        ];
+        let known = ids(&[("b", 2), ("c", 3)]);
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
+        let voters: BTreeSet<u64> = [1].into();
+        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        assert_eq!(p.change, Some(Change::AddLearner(2, rn("b"))));
+        // b joined: 2 voters would be even and below target, so c joins first.
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b"))].into();
+        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        assert_eq!(p.change, Some(Change::AddLearner(3, rn("c"))));
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        assert_eq!(p.change, Some(Change::Voters([1, 2, 3].into())));
+    }
+
+    #[test]
+    fn a_down_voter_is_replaced_by_the_first_spare_in_name_order() {
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Down),
+            member("c", 1, MemberState::Up),
+            member("d", 1, MemberState::Up),
+            member("e", 1, MemberState::Up),
+        ];
+        let known = ids(&[("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
+        let nodes: BTreeMap<u64, RaftNode> =
+            [(1, rn("a")), (2, rn("b")), (3, rn("c")), (4, rn("d")), (5, rn("e"))].into();
+        let voters: BTreeSet<u64> = [1, 2, 3].into();
+        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        assert_eq!(p.change, Some(Change::Voters([1, 3, 4].into())));
+    }
+
+    #[test]
+    fn names_of_down_and_replaced_incarnations_are_released() {
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Down),
+            member("c", 2, MemberState::Up),
+        ];
+        let owners: BTreeSet<NodeId> =
+            [NodeId::new("a", 1), NodeId::new("b", 1), NodeId::new("c", 1)].into();
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
+        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &[1].into(), &|_| None, &owners);
+        assert_eq!(p.release, vec![NodeId::new("b", 1), NodeId::new("c", 1)]);
+    }
+
+    #[test]
+    fn centralized_voters_are_masters_only() {
+        let mut m = member("m", 1, MemberState::Up);
+        m.role = NodeRole::Master;
+        let members = vec![m, member("w1", 1, MemberState::Up), member("w2", 1, MemberState::Up)];
+        let known = ids(&[("w1", 2), ("w2", 3)]);
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("m")), (2, rn("w1")), (3, rn("w2"))].into();
+        let p = plan((1, "m"), Architecture::Centralized, 3, &members, &nodes, &[1].into(), &known, &BTreeSet::new());
+        assert_eq!(p.change, None);
+    }
+
+    #[test]
+    fn the_lowest_named_up_member_bootstraps() {
+        let members = vec![
+            member("b", 1, MemberState::Up),
+            member("a", 1, MemberState::Joining),
+            member("c", 1, MemberState::Up),
+        ];
+        assert!(is_bootstrapper("b", Architecture::Decentralized, &members));
+        assert!(!is_bootstrapper("c", Architecture::Decentralized, &members));
+    }
+}

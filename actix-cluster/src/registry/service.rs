@@ -1,0 +1,673 @@
+//! The registry of one node: routes writes to the Raft leader (directly, or through a member
+//! for client nodes), serves other nodes' registry requests, and runs the background round
+//! (bootstrap, leader reconciliation, release of names whose actor stopped).
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant as TokioInstant;
+
+use super::raft::node::{self as raft_node, LocalError};
+use super::raft::RaftHandle;
+use super::replica::Replica;
+use super::state::{Command, Outcome};
+use super::{NameEntry, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason};
+use crate::codec::SerializationFormat;
+use crate::error::RemoteError;
+use crate::membership::Member;
+use crate::node::{NodeId, NodeRole};
+use crate::remote::{self, SYSTEM_ACTOR};
+use crate::system::NodeCore;
+
+/// Pause between retries while a leader is elected or a forward target is found.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// A registry request from another node ([`remote::SYS_REGISTRY`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RegistryRequest {
+    /// Propose `cmd`. `forward`: the receiver may forward to the leader (requests from client
+    /// nodes); members send `false` and forward themselves, so a write takes at most one hop.
+    Write { cmd: Command, forward: bool },
+    /// The leader confirms leadership and answers the index a linearizable read must see.
+    ReadIndex,
+    /// One name from the receiver's replica, optionally linearizable.
+    Get { name: String, linearizable: bool },
+    /// Names under a prefix from the receiver's replica.
+    List { prefix: String },
+    /// The receiver's Raft id and view of the registry.
+    Status,
+}
+
+/// Answer to a [`RegistryRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RegistryReply {
+    Outcome(Outcome),
+    Index(u64),
+    Entry(Option<NameEntry>),
+    Entries(Vec<NameEntry>),
+    Status {
+        raft_id: Option<u64>,
+        initialized: bool,
+        status: RegistryStatus,
+    },
+    Failed(Failure),
+}
+
+/// Why a remote registry request failed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    NotLeader(Option<String>),
+    NoQuorum,
+    Timeout,
+    Unavailable(String),
+}
+
+impl Failure {
+    fn into_error(self, timeout: Duration) -> RegistryError {
+        match self {
+            Failure::NotLeader(_) => RegistryError::Unavailable("no registry leader".into()),
+            Failure::NoQuorum => RegistryError::NoQuorum,
+            Failure::Timeout => RegistryError::Timeout(timeout),
+            Failure::Unavailable(s) => RegistryError::Unavailable(s),
+        }
+    }
+
+    fn from_error(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NoQuorum => Failure::NoQuorum,
+            RegistryError::Timeout(_) => Failure::Timeout,
+            other => Failure::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The registry of one node.
+pub(crate) struct Registry {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) config: RegistryConfig,
+    raft: OnceLock<RaftHandle>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("raft", &self.raft.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn members_of(core: &NodeCore) -> Vec<Member> {
+    core.membership.as_ref().map(|m| m.members()).unwrap_or_default()
+}
+
+impl Registry {
+    pub(crate) fn new(config: RegistryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            replica: Replica::new(),
+            config,
+            raft: OnceLock::new(),
+        })
+    }
+
+    /// Starts this member's Raft node. Blocking (opens storage): run off actor threads.
+    pub(crate) fn start_raft(
+        self: &Arc<Self>,
+        core: &Arc<NodeCore>,
+    ) -> std::io::Result<()> {
+        let (handle, fresh) = raft_node::start(
+            &self.config,
+            core.local.id.name(),
+            &core.transport,
+            Arc::clone(&self.replica),
+        )?;
+        core.transport
+            .set_raft(Arc::new(Arc::clone(&handle.wire)) as Arc<dyn crate::transport::RaftHooks>);
+        handle.spawn(background(Arc::downgrade(self), Arc::downgrade(core), fresh));
+        let _ = self.raft.set(handle);
+        Ok(())
+    }
+
+    /// Whether this node holds a replica (every member does; client nodes do not).
+    pub(crate) fn is_member(&self) -> bool {
+        self.raft.get().is_some()
+    }
+
+    /// The local registration of `name`; `None` on client nodes.
+    pub(crate) fn local_entry(&self, name: &str) -> Option<Arc<NameEntry>> {
+        self.raft.get()?;
+        self.replica.get(name)
+    }
+
+    pub(crate) fn shutdown(&self) {
+        if let Some(r) = self.raft.get() {
+            r.shutdown();
+        }
+    }
+
+    fn deadline(&self) -> TokioInstant {
+        TokioInstant::now() + self.config.request_timeout
+    }
+
+    /// Applies `cmd` through the Raft leader, wherever it is.
+    pub(crate) async fn write(
+        &self,
+        core: &Arc<NodeCore>,
+        cmd: Command,
+    ) -> Result<Outcome, RegistryError> {
+        let deadline = self.deadline();
+        let me = core.local.id.name();
+        let mut last: Option<RegistryError> = None;
+        loop {
+            match self.raft.get() {
+                Some(raft) => {
+                    // On the minority side the proposal is refused before it reaches the
+                    // log: nothing can have changed.
+                    if raft.quorum_visible(&members_of(core), me) == Some(false) {
+                        return Err(RegistryError::NoQuorum);
+                    }
+                    let attempt = tokio::time::timeout_at(deadline, raft.write_local(cmd.clone()));
+                    match attempt.await {
+                        Ok(Ok(outcome)) => return Ok(outcome),
+                        Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
+                            let req = RegistryRequest::Write {
+                                cmd: cmd.clone(),
+                                forward: false,
+                            };
+                            match self.ask(core, &leader, req, deadline).await {
+                                Ok(RegistryReply::Outcome(o)) => return Ok(o),
+                                Ok(RegistryReply::Failed(f)) => {
+                                    last = Some(f.into_error(self.config.request_timeout))
+                                }
+                                Ok(_) => last = Some(protocol_error()),
+                                Err(e) => last = Some(e),
+                            }
+                        }
+                        Ok(Err(LocalError::NotLeader(_))) => {}
+                        Ok(Err(LocalError::Failed(e))) => {
+                            last = Some(RegistryError::Unavailable(e))
+                        }
+                        Err(_) => break,
+                    }
+                }
+                None => {
+                    let req = RegistryRequest::Write {
+                        cmd: cmd.clone(),
+                        forward: true,
+                    };
+                    match self.ask_any_member(core, req, deadline).await {
+                        Ok(RegistryReply::Outcome(o)) => return Ok(o),
+                        Ok(RegistryReply::Failed(Failure::NoQuorum)) => {
+                            return Err(RegistryError::NoQuorum);
+                        }
+                        Ok(RegistryReply::Failed(f)) => {
+                            last = Some(f.into_error(self.config.request_timeout))
+                        }
+                        Ok(_) => last = Some(protocol_error()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+            }
+            if TokioInstant::now() + RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+        Err(self.give_up(core, last))
+    }
+
+    /// The error for a call that ran out of time.
+    fn give_up(&self, core: &NodeCore, last: Option<RegistryError>) -> RegistryError {
+        match self.raft.get() {
+            Some(raft) if !raft.is_initialized() => {
+                RegistryError::Unavailable("the registry has not formed yet".into())
+            }
+            Some(raft) => match raft.quorum_visible(&members_of(core), core.local.id.name()) {
+                Some(false) => RegistryError::NoQuorum,
+                _ => RegistryError::Timeout(self.config.request_timeout),
+            },
+            None => last.unwrap_or(RegistryError::Timeout(self.config.request_timeout)),
+        }
+    }
+
+    /// The log index a linearizable read must see, from the leader.
+    async fn read_index(&self, core: &Arc<NodeCore>, raft: &RaftHandle) -> Result<u64, RegistryError> {
+        let deadline = self.deadline();
+        let me = core.local.id.name();
+        let mut last = None;
+        loop {
+            if raft.quorum_visible(&members_of(core), me) == Some(false) {
+                return Err(RegistryError::NoQuorum);
+            }
+            match tokio::time::timeout_at(deadline, raft.read_index_local()).await {
+                Ok(Ok(index)) => return Ok(index),
+                Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
+                    match self.ask(core, &leader, RegistryRequest::ReadIndex, deadline).await {
+                        Ok(RegistryReply::Index(i)) => return Ok(i),
+                        Ok(RegistryReply::Failed(f)) => {
+                            last = Some(f.into_error(self.config.request_timeout))
+                        }
+                        Ok(_) => last = Some(protocol_error()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Ok(Err(LocalError::NotLeader(_))) => {}
+                Ok(Err(LocalError::Failed(e))) => last = Some(RegistryError::Unavailable(e)),
+                Err(_) => break,
+            }
+            if TokioInstant::now() + RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+        let _ = last;
+        Err(self.give_up(core, None))
+    }
+
+    /// `name` after confirming with the leader that the local replica is current.
+    pub(crate) async fn linearizable_get(
+        &self,
+        core: &Arc<NodeCore>,
+        name: &str,
+    ) -> Result<NameEntry, RegistryError> {
+        let Some(raft) = self.raft.get() else {
+            let req = RegistryRequest::Get {
+                name: name.to_owned(),
+                linearizable: true,
+            };
+            return self.remote_entry(core, name, req).await;
+        };
+        let index = self.read_index(core, raft).await?;
+        let mut applied = self.replica.applied_watch();
+        let wait = applied.wait_for(|a| *a >= index);
+        tokio::time::timeout(self.config.request_timeout, wait)
+            .await
+            .map_err(|_| RegistryError::Timeout(self.config.request_timeout))?
+            .map_err(|_| RegistryError::SystemStopped)?;
+        self.replica
+            .get(name)
+            .map(|e| NameEntry::clone(&e))
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))
+    }
+
+    /// `name` from the local replica (members) or a member's (clients).
+    pub(crate) async fn get(
+        &self,
+        core: &Arc<NodeCore>,
+        name: &str,
+    ) -> Result<NameEntry, RegistryError> {
+        if self.raft.get().is_some() {
+            return self
+                .replica
+                .get(name)
+                .map(|e| NameEntry::clone(&e))
+                .ok_or_else(|| RegistryError::NotFound(name.to_owned()));
+        }
+        let req = RegistryRequest::Get {
+            name: name.to_owned(),
+            linearizable: false,
+        };
+        self.remote_entry(core, name, req).await
+    }
+
+    async fn remote_entry(
+        &self,
+        core: &Arc<NodeCore>,
+        name: &str,
+        req: RegistryRequest,
+    ) -> Result<NameEntry, RegistryError> {
+        match self.ask_any_member(core, req, self.deadline()).await? {
+            RegistryReply::Entry(Some(e)) => Ok(e),
+            RegistryReply::Entry(None) => Err(RegistryError::NotFound(name.to_owned())),
+            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
+            _ => Err(protocol_error()),
+        }
+    }
+
+    pub(crate) async fn list(
+        &self,
+        core: &Arc<NodeCore>,
+        prefix: &str,
+    ) -> Result<Vec<NameEntry>, RegistryError> {
+        if self.raft.get().is_some() {
+            return Ok(self
+                .replica
+                .read(|n| n.list(prefix).map(|e| NameEntry::clone(e)).collect()));
+        }
+        let req = RegistryRequest::List {
+            prefix: prefix.to_owned(),
+        };
+        match self.ask_any_member(core, req, self.deadline()).await? {
+            RegistryReply::Entries(e) => Ok(e),
+            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
+            _ => Err(protocol_error()),
+        }
+    }
+
+    pub(crate) async fn status(&self, core: &Arc<NodeCore>) -> Result<RegistryStatus, RegistryError> {
+        if let Some(raft) = self.raft.get() {
+            return Ok(raft.status(&self.replica));
+        }
+        match self
+            .ask_any_member(core, RegistryRequest::Status, self.deadline())
+            .await?
+        {
+            RegistryReply::Status { status, .. } => Ok(status),
+            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
+            _ => Err(protocol_error()),
+        }
+    }
+
+    /// Waits until `name` is bound (another caller is creating its actor). `NotFound` when
+    /// the claim is gone without a binding (released, or never reached this replica within
+    /// a short wait): the caller claims again.
+    pub(crate) async fn wait_for_binding(
+        &self,
+        core: &Arc<NodeCore>,
+        name: &str,
+        deadline: TokioInstant,
+    ) -> Result<NameEntry, RegistryError> {
+        if self.raft.get().is_none() {
+            loop {
+                match self.get(core, name).await {
+                    Ok(e) => return Ok(e),
+                    Err(RegistryError::NotFound(_)) if TokioInstant::now() < deadline => {
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    Err(RegistryError::NotFound(_)) => {
+                        return Err(RegistryError::Timeout(self.config.request_timeout));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut seen_claim = false;
+        let mut applied = self.replica.applied_watch();
+        loop {
+            let (entry, claimed) = self
+                .replica
+                .read(|n| (n.get(name).cloned(), n.claim_of(name).is_some()));
+            if let Some(e) = entry {
+                return Ok(NameEntry::clone(&e));
+            }
+            seen_claim |= claimed;
+            if !claimed && seen_claim {
+                return Err(RegistryError::NotFound(name.to_owned()));
+            }
+            // The claim may not have reached this replica yet: wait for it, briefly if it
+            // has never been seen here.
+            let wait_until = if seen_claim {
+                deadline
+            } else {
+                deadline.min(TokioInstant::now() + RETRY * 4)
+            };
+            match tokio::time::timeout_at(wait_until, applied.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(RegistryError::SystemStopped),
+                Err(_) if !seen_claim && TokioInstant::now() < deadline => {
+                    return Err(RegistryError::NotFound(name.to_owned()));
+                }
+                Err(_) => return Err(RegistryError::Timeout(self.config.request_timeout)),
+            }
+        }
+    }
+
+    /// Sends `req` to node `name` and waits for the answer until `deadline`.
+    async fn ask(
+        &self,
+        core: &Arc<NodeCore>,
+        name: &str,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
+        let peer = core
+            .transport
+            .peer_by_name(name)
+            .ok_or_else(|| RegistryError::Remote(RemoteError::UnknownNode(name.to_owned())))?;
+        ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
+    }
+
+    /// Sends `req` to a connected member, the last known leader first.
+    async fn ask_any_member(
+        &self,
+        core: &Arc<NodeCore>,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
+        let peers: Vec<_> = core
+            .transport
+            .peers()
+            .into_iter()
+            .filter(|p| {
+                !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected
+            })
+            .collect();
+        let peer = peers.first().ok_or_else(|| {
+            RegistryError::Unavailable("not connected to any cluster member".into())
+        })?;
+        ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
+    }
+
+    /// Answers another node's registry request.
+    pub(crate) async fn serve(&self, core: &Arc<NodeCore>, req: RegistryRequest) -> RegistryReply {
+        let Some(raft) = self.raft.get() else {
+            return RegistryReply::Failed(Failure::Unavailable(
+                "this node holds no registry replica".into(),
+            ));
+        };
+        match req {
+            RegistryRequest::Write { cmd, forward: true } => match self.write(core, cmd).await {
+                Ok(o) => RegistryReply::Outcome(o),
+                Err(e) => RegistryReply::Failed(Failure::from_error(e)),
+            },
+            RegistryRequest::Write { cmd, forward: false } => {
+                match tokio::time::timeout(self.config.request_timeout, raft.write_local(cmd)).await
+                {
+                    Ok(Ok(o)) => RegistryReply::Outcome(o),
+                    Ok(Err(LocalError::NotLeader(l))) => RegistryReply::Failed(Failure::NotLeader(l)),
+                    Ok(Err(LocalError::Failed(e))) => {
+                        RegistryReply::Failed(Failure::Unavailable(e))
+                    }
+                    Err(_) => RegistryReply::Failed(Failure::Timeout),
+                }
+            }
+            RegistryRequest::ReadIndex => {
+                match tokio::time::timeout(self.config.request_timeout, raft.read_index_local())
+                    .await
+                {
+                    Ok(Ok(i)) => RegistryReply::Index(i),
+                    Ok(Err(LocalError::NotLeader(l))) => RegistryReply::Failed(Failure::NotLeader(l)),
+                    Ok(Err(LocalError::Failed(e))) => {
+                        RegistryReply::Failed(Failure::Unavailable(e))
+                    }
+                    Err(_) => RegistryReply::Failed(Failure::Timeout),
+                }
+            }
+            RegistryRequest::Get { name, linearizable } => {
+                let got = if linearizable {
+                    self.linearizable_get(core, &name).await
+                } else {
+                    self.get(core, &name).await
+                };
+                match got {
+                    Ok(e) => RegistryReply::Entry(Some(e)),
+                    Err(RegistryError::NotFound(_)) => RegistryReply::Entry(None),
+                    Err(e) => RegistryReply::Failed(Failure::from_error(e)),
+                }
+            }
+            RegistryRequest::List { prefix } => match self.list(core, &prefix).await {
+                Ok(e) => RegistryReply::Entries(e),
+                Err(e) => RegistryReply::Failed(Failure::from_error(e)),
+            },
+            RegistryRequest::Status => RegistryReply::Status {
+                raft_id: Some(raft.id),
+                initialized: raft.is_initialized(),
+                status: raft.status(&self.replica),
+            },
+        }
+    }
+}
+
+fn protocol_error() -> RegistryError {
+    RegistryError::Remote(RemoteError::Decode("unexpected registry reply".into()))
+}
+
+async fn ask_peer(
+    core: &Arc<NodeCore>,
+    id: NodeId,
+    addr: std::net::SocketAddr,
+    req: RegistryRequest,
+    deadline: TokioInstant,
+) -> Result<RegistryReply, RegistryError> {
+    let ep = remote::Endpoint::new(id, addr, SYSTEM_ACTOR, Some(Arc::clone(core)));
+    let call = ep.request::<RegistryRequest, RegistryReply>(
+        remote::SYS_REGISTRY,
+        SerializationFormat::Bincode,
+        req,
+    );
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(r) => r.map_err(RegistryError::Remote),
+        Err(_) => Err(RegistryError::Timeout(
+            deadline.saturating_duration_since(TokioInstant::now()),
+        )),
+    }
+}
+
+/// The background round of a member, on the registry runtime.
+async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool) {
+    let mut bootstrapped = !fresh;
+    let mut last_view: Vec<(NodeId, u8)> = Vec::new();
+    let mut last_change = Instant::now();
+    loop {
+        let (Some(registry), Some(core)) = (registry.upgrade(), core.upgrade()) else {
+            return;
+        };
+        if core.is_stopped() {
+            return;
+        }
+        let interval = registry.config.reconcile_interval;
+        if let Some(raft) = registry.raft.get() {
+            let members = members_of(&core);
+            let view: Vec<(NodeId, u8)> = members
+                .iter()
+                .map(|m| (m.id.clone(), m.state.to_u8()))
+                .collect();
+            if view != last_view {
+                last_view = view;
+                last_change = Instant::now();
+            }
+            if !bootstrapped && raft.is_initialized() {
+                bootstrapped = true;
+            }
+            if !bootstrapped
+                && raft_node::settled(last_change, registry.config.bootstrap_delay)
+                && raft_node::is_bootstrapper(
+                    core.local.id.name(),
+                    core.config.architecture,
+                    &members,
+                )
+            {
+                bootstrapped = registry.maybe_bootstrap(&core, raft, &members).await;
+            }
+            if raft.is_leader() {
+                registry.reconcile(&core, raft, &members).await;
+            }
+            registry.release_stopped(&core).await;
+        }
+        drop((registry, core));
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl Registry {
+    /// Bootstraps unless another member already belongs to a registry. Returns whether this
+    /// node may stop considering it (it bootstrapped, or found an existing registry).
+    async fn maybe_bootstrap(&self, core: &Arc<NodeCore>, raft: &RaftHandle, members: &[Member]) -> bool {
+        let deadline = TokioInstant::now() + self.config.request_timeout;
+        for m in members {
+            if m.id == core.local.id || m.role == NodeRole::Client {
+                continue;
+            }
+            match ask_peer(core, m.id.clone(), m.addr, RegistryRequest::Status, deadline).await {
+                Ok(RegistryReply::Status { initialized, .. }) => {
+                    if initialized {
+                        return true;
+                    }
+                }
+                // A member that cannot answer might hold a registry: wait for it.
+                _ => return false,
+            }
+        }
+        match raft
+            .initialize(core.local.id.name(), core.local.addr.to_string())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(node = %core.local.id, "registry bootstrapped");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(node = %core.local.id, "registry bootstrap failed: {e}");
+                raft.is_initialized()
+            }
+        }
+    }
+
+    /// Leader only: keeps Raft membership in line with cluster membership and releases names
+    /// of nodes that went down.
+    async fn reconcile(&self, core: &Arc<NodeCore>, raft: &RaftHandle, members: &[Member]) {
+        let mut plan = raft.plan(core, members, &self.replica, self.config.voters);
+        if !plan.ask.is_empty() {
+            let deadline = TokioInstant::now() + self.config.reconcile_interval * 4;
+            for id in &plan.ask {
+                let Some(m) = members.iter().find(|m| &m.id == id) else {
+                    continue;
+                };
+                if let Ok(RegistryReply::Status {
+                    raft_id: Some(rid), ..
+                }) = ask_peer(core, id.clone(), m.addr, RegistryRequest::Status, deadline).await
+                {
+                    raft.remember_id(id.clone(), rid);
+                }
+            }
+            plan = raft.plan(core, members, &self.replica, self.config.voters);
+        }
+        if !plan.release.is_empty() {
+            let cmd = Command::ReleaseNodes {
+                nodes: plan.release,
+            };
+            if let Err(e) = raft.write_local(cmd).await {
+                tracing::debug!("releasing names of down nodes: {e:?}");
+            }
+        }
+        if let Some(change) = plan.change {
+            tracing::info!(node = %core.local.id, ?change, "registry membership change");
+            if let Err(e) = raft.apply_change(change).await {
+                tracing::debug!("registry membership change: {e}");
+            }
+        }
+    }
+
+    /// Releases names bound to actors of this node that have stopped.
+    async fn release_stopped(&self, core: &Arc<NodeCore>) {
+        let me = &core.local.id;
+        let stopped: Vec<(String, u64)> = self.replica.read(|n| {
+            n.list("")
+                .filter(|e| &e.node == me)
+                .filter(|e| core.actors.get(e.actor_id).is_none_or(|a| !a.alive()))
+                .map(|e| (e.name.clone(), e.version))
+                .collect()
+        });
+        for (name, version) in stopped {
+            let cmd = Command::Unregister {
+                name,
+                version: Some(version),
+                reason: ReleaseReason::ActorStopped,
+            };
+            if let Err(e) = self.write(core, cmd).await {
+                tracing::debug!("releasing a stopped actor's name: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Public types of the registry: configuration, entries, events and errors.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RemoteError;
+use crate::node::NodeId;
+
+/// Longest name the registry accepts, in bytes.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// Where a node keeps its replica of the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RegistryStorage {
+    /// In memory. A restarted process has lost its Raft state and joins as a new Raft member;
+    /// the names survive on the other members. Nothing touches the disk.
+    #[default]
+    Ephemeral,
+    /// Raft log, vote and snapshots in a `redb` database in this directory (created if
+    /// missing). A restarted process keeps its Raft identity and catches up from its own log.
+    Durable(PathBuf),
+}
+
+/// Configuration of the cluster-wide name registry.
+///
+/// The same Raft code serves both architectures: in a decentralized cluster the voters are
+/// chosen from every member (workers and masters); in a centralized one only masters vote and
+/// workers keep a read-only replica (Raft learners). Client nodes hold no replica and forward
+/// every call to a member.
+///
+/// ```
+/// use actix_cluster::RegistryConfig;
+/// let config = RegistryConfig::new().voters(5).durable("/var/lib/my-node/registry");
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// Number of Raft voters (odd: 1, 3, 5 or 7). Fewer when fewer eligible members are Up.
+    pub voters: usize,
+    /// Ephemeral (default) or durable storage.
+    pub storage: RegistryStorage,
+    /// Interval of the leader's heartbeats to its followers.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears no heartbeat for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// How long a registry call waits for the cluster before failing with
+    /// [`RegistryError::Timeout`].
+    pub request_timeout: Duration,
+    /// How often the leader checks voters against membership (replacing Down voters, adding
+    /// new members as learners) and releases names of Down nodes; also on every member event.
+    pub reconcile_interval: Duration,
+    /// How long a node waits, with a settled member table, before bootstrapping a registry
+    /// nobody else has: only the lowest-named eligible member does it, and only once.
+    pub bootstrap_delay: Duration,
+    /// Applied entries between two snapshots (log compaction).
+    pub snapshot_every: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegistryConfig {
+    /// LAN defaults: 3 voters, ephemeral storage, 100 ms heartbeats, 600–900 ms elections.
+    pub fn new() -> Self {
+        Self {
+            voters: 3,
+            storage: RegistryStorage::Ephemeral,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(600), Duration::from_millis(900)),
+            request_timeout: Duration::from_secs(5),
+            reconcile_interval: Duration::from_millis(250),
+            bootstrap_delay: Duration::from_millis(500),
+            snapshot_every: 20_000,
+        }
+    }
+
+    /// Sets the number of voters.
+    pub fn voters(mut self, voters: usize) -> Self {
+        self.voters = voters;
+        self
+    }
+
+    /// Keeps the Raft state in `dir` (see [`RegistryStorage::Durable`]).
+    pub fn durable(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.storage = RegistryStorage::Durable(dir.into());
+        self
+    }
+
+    /// Keeps the Raft state in memory (the default).
+    pub fn ephemeral(mut self) -> Self {
+        self.storage = RegistryStorage::Ephemeral;
+        self
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.voters, 1 | 3 | 5 | 7) {
+            return Err(format!("voters must be 1, 3, 5 or 7, not {}", self.voters));
+        }
+        let (lo, hi) = self.election_timeout;
+        if lo.is_zero() || hi <= lo {
+            return Err("election timeout range must be non-empty and above zero".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 3 > lo {
+            return Err(format!(
+                "heartbeat interval {:?} must be above zero and at most a third of the election timeout {lo:?}",
+                self.heartbeat_interval
+            ));
+        }
+        if self.request_timeout < hi {
+            return Err("request timeout must exceed the election timeout".into());
+        }
+        if self.reconcile_interval.is_zero() || self.snapshot_every == 0 {
+            return Err("reconcile interval and snapshot_every must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// One registered name: where the actor lives and the version of the registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NameEntry {
+    /// The cluster-wide name.
+    pub name: String,
+    /// The node (and incarnation) hosting the actor.
+    pub node: NodeId,
+    /// Where that node listens.
+    pub node_addr: SocketAddr,
+    /// Stable type name of the actor ([`DistributedActor::NAME`](crate::DistributedActor::NAME)).
+    pub actor_type: String,
+    /// The actor's id on its node.
+    pub actor_id: u64,
+    /// Registry log index of this registration: strictly larger for every later registration
+    /// of any name, so a holder can tell a moved name from the one it knows.
+    pub version: u64,
+}
+
+/// Why a name was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ReleaseReason {
+    /// [`ClusterSystem::unregister_name`](crate::ClusterSystem::unregister_name) was called.
+    Unregistered,
+    /// The actor stopped.
+    ActorStopped,
+    /// Its node went Down, left, or restarted as a new incarnation.
+    NodeDown,
+}
+
+/// A change of the names under a watched prefix. See
+/// [`ClusterSystem::watch_names`](crate::ClusterSystem::watch_names).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum NameEvent {
+    /// Every name under the prefix when the watch started; always the first event.
+    Snapshot(Vec<NameEntry>),
+    /// A name was registered.
+    Registered(NameEntry),
+    /// A name was released.
+    Released {
+        /// The registration that ended.
+        entry: NameEntry,
+        /// Why.
+        reason: ReleaseReason,
+    },
+}
+
+/// The registry as one node sees it, for operators (`ctl names`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RegistryStatus {
+    /// Node currently leading the registry, if known.
+    pub leader: Option<String>,
+    /// Nodes that vote.
+    pub voters: Vec<String>,
+    /// Nodes that keep a replica without voting.
+    pub learners: Vec<String>,
+    /// Last log index applied to this node's replica.
+    pub applied: u64,
+    /// Registered names in this node's replica.
+    pub names: usize,
+}
+
+/// Why a registry call failed. Unless a variant says otherwise, the registry did not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name belongs to another actor (or another caller is creating one for it).
+    #[error("name {name:?} is taken by an actor on {node}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The node owning it.
+        node: NodeId,
+    },
+    /// No actor is registered under the name.
+    #[error("no actor is registered as {0:?}")]
+    NotFound(String),
+    /// The name is registered to an actor of another type.
+    #[error("{name:?} is a {found}, not a {expected}")]
+    TypeMismatch {
+        /// The name.
+        name: String,
+        /// The type asked for.
+        expected: String,
+        /// The registered actor's type.
+        found: String,
+    },
+    /// The name is empty, too long, or contains a control character.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// This node is on the minority side of a partition (or too many voters are down): no
+    /// quorum could confirm the call. A write was not applied.
+    #[error("no quorum: the registry cannot reach a majority of its voters")]
+    NoQuorum,
+    /// The cluster did not answer in time. A write may still be applied later.
+    #[error("the registry did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The registry has not formed yet (no node has bootstrapped it) or this node has not
+    /// joined it yet.
+    #[error("the registry is not available yet: {0}")]
+    Unavailable(String),
+    /// Creating the actor for [`register_name_or_get`](crate::ClusterSystem::register_name_or_get)
+    /// failed; the name was released again.
+    #[error("creating the actor failed: {0}")]
+    Create(RemoteError),
+    /// Talking to another node failed.
+    #[error(transparent)]
+    Remote(RemoteError),
+    /// The node was shut down.
+    #[error("the cluster node is shut down")]
+    SystemStopped,
+}
+
+/// Checks a name before it is proposed.
+pub(crate) fn validate_name(name: &str) -> Result<(), RegistryError> {
+    let invalid = |reason| RegistryError::InvalidName {
+        name: name.chars().take(64).collect(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid("longer than 512 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("contains a control character"));
+    }
+    Ok(())
+}

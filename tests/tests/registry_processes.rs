@@ -1,0 +1,586 @@
+//! Real processes, cluster-wide registry: three `node` programs form a Raft registry by
+//! themselves; names registered with `ctl register` are listed by `ctl names --json` on every
+//! node, a taken name is refused and an identical registration is idempotent. After the
+//! registry leader's process is SIGKILLed, every name hosted on a survivor stays resolvable
+//! with its version, the dead node's name is released, a new leader is elected among the
+//! survivors and new registrations succeed. In durable mode (`--data-dir`), a SIGKILLed
+//! follower restarted on its data directory catches up with the names registered while it
+//! was down. Everything is observed through the `ctl` program, as an operator would.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use actix_cluster_examples::process::{NodeProcess, example_binaries};
+use actix_cluster_testkit::TEST_DEADLINE;
+
+const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
+/// Registry formation, failover, release and catch-up: generous, only reached when
+/// something is broken; the time each one took is printed.
+const CONVERGE: Duration = Duration::from_secs(30);
+/// Between two polls of `ctl`; each run is itself a client join of a few tens of ms.
+const POLL: Duration = Duration::from_millis(100);
+/// `Counter::NAME` of the examples, what every registered `counter` is.
+const COUNTER_TYPE: &str = "examples.counter";
+
+fn binaries() -> &'static HashMap<String, PathBuf> {
+    static BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BINARIES.get_or_init(|| example_binaries(&["node", "ctl"]).expect("build node and ctl"))
+}
+
+fn binary(name: &str) -> &'static PathBuf {
+    &binaries()[name]
+}
+
+/// A three-node cluster of `node` processes, one cluster name per test.
+struct Cluster {
+    name: &'static str,
+    /// Declared before `data`: on an early panic the nodes are killed before their data
+    /// directories are removed.
+    nodes: BTreeMap<&'static str, NodeProcess>,
+    /// Durable mode: each node's `--data-dir` is `<dir>/<node name>`.
+    data: Option<tempfile::TempDir>,
+    seed: Option<SocketAddr>,
+}
+
+impl Cluster {
+    fn new(name: &'static str, durable: bool) -> Self {
+        Cluster {
+            name,
+            nodes: BTreeMap::new(),
+            data: durable.then(|| tempfile::tempdir().expect("temporary data directory")),
+            seed: None,
+        }
+    }
+
+    fn data_dir(&self, node: &str) -> Option<PathBuf> {
+        self.data.as_ref().map(|d| d.path().join(node))
+    }
+
+    /// Starts `node` listening on `listen`; every node but the first joins through the first.
+    fn start(&mut self, node: &'static str, listen: SocketAddr) {
+        let mut cmd = Command::new(binary("node"));
+        cmd.args(["--name", node, "--listen", &listen.to_string()])
+            .args(["--cluster", self.name, "--insecure-plaintext"])
+            .args(["--preset", "lan", "--exit-on-stdin-close"])
+            .args(["--registry-voters", "3"]);
+        if let Some(dir) = self.data_dir(node) {
+            cmd.arg("--data-dir").arg(dir);
+        }
+        if let Some(seed) = self.seed.filter(|s| *s != listen) {
+            cmd.args(["--seeds", &seed.to_string()]);
+        }
+        let process = NodeProcess::spawn(node, cmd, TEST_DEADLINE)
+            .unwrap_or_else(|e| panic!("start {node}: {e}"));
+        self.seed.get_or_insert(process.addr());
+        self.nodes.insert(node, process);
+    }
+
+    fn start_all(&mut self) {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        for node in NODES {
+            self.start(node, any_port);
+        }
+    }
+
+    fn addr(&self, node: &str) -> SocketAddr {
+        self.nodes[node].addr()
+    }
+
+    fn kill(&mut self, node: &str) {
+        self.nodes
+            .get_mut(node)
+            .unwrap_or_else(|| panic!("{node} runs"))
+            .kill()
+            .unwrap_or_else(|e| panic!("SIGKILL {node}: {e}"));
+    }
+
+    /// Stops every running node gracefully and checks that each exits 0.
+    fn stop(mut self) {
+        for (node, process) in &mut self.nodes {
+            let status = process.stop(TEST_DEADLINE).expect("wait for node");
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{node} did not shut down cleanly: {status:?}"
+            );
+        }
+    }
+
+    /// Runs `ctl COMMAND ARGS` against the node at `via`.
+    fn ctl(&self, command: &str, via: SocketAddr, args: &[&str]) -> Output {
+        Command::new(binary("ctl"))
+            .arg(command)
+            .args(args)
+            .args(["--seed", &via.to_string(), "--cluster", self.name])
+            .args(["--insecure-plaintext", "--wait", "10"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ctl")
+    }
+
+    /// `ctl registry --json` through `via`.
+    fn registry(&self, via: SocketAddr) -> Result<RegistryView, String> {
+        let out = self.ctl("registry", via, &["--json"]);
+        let stdout = succeeded(&out)?;
+        Ok(parse_registry(&stdout))
+    }
+
+    /// `ctl names --json` through `via`: name → row.
+    fn names(&self, via: SocketAddr) -> Result<BTreeMap<String, NameRow>, String> {
+        let out = self.ctl("names", via, &["--json"]);
+        let stdout = succeeded(&out)?;
+        Ok(parse_names(&stdout))
+    }
+
+    /// `ctl register NAME --node NODE` through `via`.
+    fn register(&self, via: SocketAddr, name: &str, node: &str) -> Result<Registered, String> {
+        let out = self.ctl("register", via, &[name, "--node", node]);
+        let stdout = succeeded(&out)?;
+        Ok(parse_registered(&stdout, name, node))
+    }
+
+    /// Polls `ctl registry` through `via` until it names a leader among `members` and the
+    /// voters are exactly `members`; returns that view.
+    fn wait_for_leader(&self, via: SocketAddr, members: &[&str], what: &str) -> RegistryView {
+        let mut expected: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+        expected.sort_unstable();
+        poll(what, || {
+            let view = self.registry(via)?;
+            let leader_ok = view.leader.as_deref().is_some_and(|l| members.contains(&l));
+            let mut voters = view.voters.clone();
+            voters.sort_unstable();
+            if leader_ok && voters == expected {
+                Ok(view)
+            } else {
+                Err(format!("registry view {view:?}"))
+            }
+        })
+    }
+}
+
+/// The stdout of a successful `ctl` run, or a description of the failure.
+fn succeeded(out: &Output) -> Result<String, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "ctl failed ({}): {}{stdout}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ))
+    }
+}
+
+/// Calls `attempt` until it returns `Ok`, at most [`CONVERGE`]; panics with `what` and the
+/// last failure after that. Prints how long it took.
+fn poll<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => {
+                println!("{what}: after {:?}", started.elapsed());
+                return value;
+            }
+            Err(last) => {
+                assert!(
+                    started.elapsed() < CONVERGE,
+                    "{what}: not within {CONVERGE:?}; last: {last}"
+                );
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `ctl registry --json`.
+#[derive(Debug, Clone)]
+struct RegistryView {
+    leader: Option<String>,
+    voters: Vec<String>,
+    learners: Vec<String>,
+    applied: u64,
+}
+
+fn parse_registry(stdout: &str) -> RegistryView {
+    let doc: serde_json::Value = serde_json::from_str(stdout).expect("ctl prints JSON");
+    let top = doc.as_object().expect("a JSON object");
+    assert_eq!(
+        top.keys().collect::<Vec<_>>(),
+        ["applied", "leader", "learners", "names", "voters"],
+        "{stdout}"
+    );
+    let nodes = |key: &str| -> Vec<String> {
+        top[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is an array: {stdout}"))
+            .iter()
+            .map(|n| n.as_str().expect("a node name").to_owned())
+            .collect()
+    };
+    assert!(top["names"].is_u64(), "{stdout}");
+    RegistryView {
+        leader: match &top["leader"] {
+            serde_json::Value::Null => None,
+            l => Some(l.as_str().expect("leader is a string or null").to_owned()),
+        },
+        voters: nodes("voters"),
+        learners: nodes("learners"),
+        applied: top["applied"].as_u64().expect("applied is a u64"),
+    }
+}
+
+/// One row of `ctl names --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NameRow {
+    node: String,
+    incarnation: u64,
+    actor_id: u64,
+    version: u64,
+}
+
+fn parse_names(stdout: &str) -> BTreeMap<String, NameRow> {
+    let doc: serde_json::Value = serde_json::from_str(stdout).expect("ctl prints JSON");
+    let top = doc.as_object().expect("a JSON object");
+    assert_eq!(top.keys().collect::<Vec<_>>(), ["names"], "{stdout}");
+    let rows = top["names"].as_array().expect("names is an array");
+    let mut out = BTreeMap::new();
+    let mut previous: Option<String> = None;
+    for row in rows {
+        let row = row.as_object().expect("a name is an object");
+        let mut keys: Vec<&str> = row.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "actor_id",
+                "actor_type",
+                "incarnation",
+                "name",
+                "node",
+                "version"
+            ],
+            "{stdout}"
+        );
+        assert_eq!(row["actor_type"], COUNTER_TYPE, "{stdout}");
+        let name = row["name"].as_str().expect("name is a string").to_owned();
+        // Documented order: by name.
+        assert!(
+            previous.as_ref().is_none_or(|p| *p < name),
+            "names out of order: {stdout}"
+        );
+        previous = Some(name.clone());
+        let u64_field = |key: &str| {
+            row[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{key}: {stdout}"))
+        };
+        out.insert(
+            name,
+            NameRow {
+                node: row["node"].as_str().expect("node is a string").to_owned(),
+                incarnation: u64_field("incarnation"),
+                actor_id: u64_field("actor_id"),
+                version: u64_field("version"),
+            },
+        );
+    }
+    out
+}
+
+/// What `ctl register` printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Registered {
+    actor_id: u64,
+    version: u64,
+}
+
+/// Parses `registered NAME -> NODE/<actor id> version V`.
+fn parse_registered(stdout: &str, name: &str, node: &str) -> Registered {
+    let line = stdout.trim_end();
+    let rest = line
+        .strip_prefix(&format!("registered {name} -> {node}/"))
+        .unwrap_or_else(|| panic!("unexpected ctl register output {line:?}"));
+    let (actor, version) = rest
+        .split_once(" version ")
+        .unwrap_or_else(|| panic!("unexpected ctl register output {line:?}"));
+    Registered {
+        actor_id: actor.parse().expect("actor id"),
+        version: version.parse().expect("version"),
+    }
+}
+
+/// Checks that `view` holds exactly `expected` (name → hosting node and version).
+fn holds_exactly(
+    view: &BTreeMap<String, NameRow>,
+    expected: &BTreeMap<String, (&str, Registered)>,
+) -> Result<(), String> {
+    let actual: BTreeMap<&str, (&str, u64, u64)> = view
+        .iter()
+        .map(|(n, r)| (n.as_str(), (r.node.as_str(), r.actor_id, r.version)))
+        .collect();
+    let wanted: BTreeMap<&str, (&str, u64, u64)> = expected
+        .iter()
+        .map(|(n, (node, r))| (n.as_str(), (*node, r.actor_id, r.version)))
+        .collect();
+    if actual == wanted {
+        Ok(())
+    } else {
+        Err(format!("names {actual:?}, expected {wanted:?}"))
+    }
+}
+
+#[test]
+fn names_survive_a_sigkilled_registry_leader_and_new_registrations_succeed() {
+    let mut cluster = Cluster::new("reg-failover", false);
+    cluster.start_all();
+    let seed = cluster.addr("node-1");
+
+    // 1. The registry forms by itself: three voters, a leader.
+    let formed = cluster.wait_for_leader(seed, &NODES, "registry formed with three voters");
+
+    // 2. One name per node, each bound to that node's `counter`; versions grow.
+    let mut expected: BTreeMap<String, (&str, Registered)> = BTreeMap::new();
+    let mut last_version = formed.applied;
+    for node in NODES {
+        let name = format!("svc/{node}");
+        let reg = cluster
+            .register(seed, &name, node)
+            .unwrap_or_else(|e| panic!("register {name}: {e}"));
+        assert!(
+            reg.version > last_version,
+            "{name}: {reg:?} after {last_version}"
+        );
+        last_version = reg.version;
+        expected.insert(name, (node, reg));
+    }
+
+    // 3. A taken name is refused; the same registration again is idempotent.
+    let out = cluster.ctl("register", seed, &["svc/node-1", "--node", "node-2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("NameTaken"), "{stderr}");
+    let again = cluster
+        .register(seed, "svc/node-1", "node-1")
+        .expect("registering the same actor again");
+    assert_eq!(again, expected["svc/node-1"].1);
+
+    // 4. Every node's view lists all of them with their versions.
+    for node in NODES {
+        poll(&format!("all names listed through {node}"), || {
+            holds_exactly(&cluster.names(cluster.addr(node))?, &expected)
+        });
+    }
+
+    // 5. SIGKILL the leader.
+    let leader = cluster
+        .registry(seed)
+        .expect("registry status")
+        .leader
+        .expect("a leader");
+    let leader: &'static str = NODES
+        .into_iter()
+        .find(|n| *n == leader)
+        .unwrap_or_else(|| panic!("leader {leader:?} is one of the nodes"));
+    let survivors: Vec<&'static str> = NODES.into_iter().filter(|n| *n != leader).collect();
+    let via = cluster.addr(survivors[0]);
+    println!(
+        "SIGKILL registry leader {leader}; asking through {}",
+        survivors[0]
+    );
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+
+    // 6. A new registration succeeds once a survivor leads; what survivors host never
+    //    disappears meanwhile.
+    let survivor_names: BTreeMap<String, (&str, Registered)> = expected
+        .iter()
+        .filter(|(_, (node, _))| *node != leader)
+        .map(|(n, v)| (n.clone(), *v))
+        .collect();
+    let fresh = poll("a registration after the leader kill", || {
+        let view = cluster.names(via)?;
+        for (name, (node, reg)) in &survivor_names {
+            let row = view.get(name);
+            assert!(
+                row.is_some_and(|r| r.node == *node && r.version == reg.version),
+                "{name} on survivor {node} lost or changed after the leader kill: {row:?}"
+            );
+        }
+        cluster.register(via, "svc/after-failover", survivors[1])
+    });
+    println!(
+        "writes resumed {:?} after the leader kill",
+        killed_at.elapsed()
+    );
+    assert!(
+        fresh.version > last_version,
+        "{fresh:?} after {last_version}"
+    );
+
+    // 7. A survivor leads now, and the dead leader's name is released with its node.
+    let new = cluster.wait_for_leader(via, &survivors, "a survivor leads");
+    println!("new registry leader: {:?}", new.leader);
+    let mut after = survivor_names.clone();
+    after.insert("svc/after-failover".to_owned(), (survivors[1], fresh));
+    for node in &survivors {
+        poll(
+            &format!("dead leader's name released, as seen through {node}"),
+            || holds_exactly(&cluster.names(cluster.addr(node))?, &after),
+        );
+    }
+
+    // 8. The released name can be taken by a survivor's actor.
+    let released = format!("svc/{leader}");
+    let moved = cluster
+        .register(via, &released, survivors[0])
+        .unwrap_or_else(|e| panic!("re-register {released}: {e}"));
+    assert!(moved.version > fresh.version, "{moved:?} after {fresh:?}");
+
+    cluster.nodes.remove(leader);
+    cluster.stop();
+}
+
+#[test]
+fn durable_follower_restarted_on_its_data_dir_catches_up() {
+    let mut cluster = Cluster::new("reg-durable", true);
+    cluster.start_all();
+    let seed = cluster.addr("node-1");
+    let formed = cluster.wait_for_leader(seed, &NODES, "durable registry formed");
+    let leader = formed.leader.clone().expect("a leader");
+
+    // The victim is a follower; the others keep the quorum while it is down.
+    let victim: &'static str = NODES
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("a follower");
+    let others: Vec<&'static str> = NODES.into_iter().filter(|n| *n != victim).collect();
+    let via = cluster.addr(others[0]);
+    let victim_addr = cluster.addr(victim);
+
+    // 1. Names hosted by the others, and one by the victim; all applied on the victim.
+    let mut expected: BTreeMap<String, (&str, Registered)> = BTreeMap::new();
+    for node in &others {
+        let name = format!("early/{node}");
+        let reg = cluster
+            .register(via, &name, node)
+            .unwrap_or_else(|e| panic!("register {name}: {e}"));
+        expected.insert(name, (*node, reg));
+    }
+    let victims_name = format!("early/{victim}");
+    let reg = cluster
+        .register(via, &victims_name, victim)
+        .unwrap_or_else(|e| panic!("register {victims_name}: {e}"));
+    let mut before_kill = expected.clone();
+    before_kill.insert(victims_name.clone(), (victim, reg));
+    poll("the victim's view holds every early name", || {
+        holds_exactly(&cluster.names(victim_addr)?, &before_kill)
+    });
+    let data = cluster.data_dir(victim).expect("durable mode");
+    assert!(
+        dir_has_files(&data),
+        "{victim} wrote nothing to {}",
+        data.display()
+    );
+
+    // 2. SIGKILL it; the majority keeps registering, and releases the victim's name with
+    //    its node.
+    println!("SIGKILL follower {victim}");
+    cluster.kill(victim);
+    for node in &others {
+        let name = format!("late/{node}");
+        let reg = poll(&format!("register {name} while {victim} is down"), || {
+            cluster.register(via, &name, node)
+        });
+        expected.insert(name, (*node, reg));
+    }
+    poll(&format!("{victims_name} released with its node"), || {
+        holds_exactly(&cluster.names(via)?, &expected)
+    });
+
+    // 3. Restarted on the same data directory (and address), it catches up: its view holds
+    //    exactly what the majority holds, and it is still a voter.
+    cluster.nodes.remove(victim);
+    cluster.start(victim, victim_addr);
+    poll(&format!("restarted {victim} caught up"), || {
+        holds_exactly(&cluster.names(victim_addr)?, &expected)
+    });
+    let view = cluster.wait_for_leader(victim_addr, &NODES, "three voters after the restart");
+    assert!(view.learners.is_empty(), "{view:?}");
+
+    // 4. It takes registrations again, for its new `counter` too.
+    let back = poll(&format!("register through restarted {victim}"), || {
+        cluster.register(victim_addr, &victims_name, victim)
+    });
+    assert!(
+        back.version > reg.version,
+        "{victims_name}: {back:?} after {reg:?}"
+    );
+
+    cluster.stop();
+}
+
+fn dir_has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+#[test]
+fn ctl_registry_commands_refuse_bad_command_lines_with_code_2() {
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(binary(program))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Nothing listens on port 1: a command line that passed parsing would fail with code 1.
+    let seed = [
+        "--seed",
+        "127.0.0.1:1",
+        "--insecure-plaintext",
+        "--wait",
+        "1",
+    ];
+    for (args, why) in [
+        (vec!["register", "--node", "node-1"], "NAME"),
+        (vec!["register", "a"], "--node"),
+        (
+            vec!["register", "a", "b", "--node", "node-1"],
+            "unexpected argument",
+        ),
+        (vec!["names", "extra"], "unexpected argument"),
+        (vec!["names", "--prefix"], "--prefix needs a value"),
+        (
+            vec!["registry", "--node", "node-1"],
+            "unknown option --node",
+        ),
+    ] {
+        // The connection flags go between the command and its own arguments, so that a
+        // value-less flag at the end is really at the end.
+        let (code, stderr) = run("ctl", &[&args[..1], &seed[..], &args[1..]].concat());
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+    for (args, why) in [
+        (&["--registry-voters", "4"][..], "--registry-voters"),
+        (&["--data-dir", ""][..], "--data-dir"),
+    ] {
+        let base = [
+            "--name",
+            "n1",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-plaintext",
+        ];
+        let (code, stderr) = run("node", &[&base[..], args].concat());
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}
