@@ -50,8 +50,18 @@ fn the_report_has_every_key_and_no_scenario_failed() {
     }
     assert_eq!(field(&report.write, "ephemeral_error"), &Value::Null);
     assert_eq!(field(&report.write, "durable_error"), &Value::Null);
-    assert!(field(&report.write, "ephemeral_per_s").as_f64().expect("number") > 0.0);
-    assert!(field(&report.write, "durable_per_s").as_f64().expect("number") > 0.0);
+    assert!(
+        field(&report.write, "ephemeral_per_s")
+            .as_f64()
+            .expect("number")
+            > 0.0
+    );
+    assert!(
+        field(&report.write, "durable_per_s")
+            .as_f64()
+            .expect("number")
+            > 0.0
+    );
 
     assert_eq!(field(&report.lookup, "error"), &Value::Null);
     for key in [

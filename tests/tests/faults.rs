@@ -43,17 +43,18 @@ fn all_up(nodes: &[&TestNode]) -> bool {
     })
 }
 
-fn member_tables(nodes: &[&TestNode]) -> Vec<(String, Vec<(String, MemberState, bool)>)> {
+/// Every node's member table, one line each, for failure messages.
+fn member_tables(nodes: &[&TestNode]) -> Vec<String> {
     nodes
         .iter()
         .map(|n| {
-            let rows = n
+            let rows: Vec<String> = n
                 .system()
                 .members()
                 .into_iter()
-                .map(|m| (m.id.to_string(), m.state, m.connected))
+                .map(|m| format!("{} {:?} connected={}", m.id, m.state, m.connected))
                 .collect();
-            (name(n), rows)
+            format!("{}: {}", name(n), rows.join(", "))
         })
         .collect()
 }

@@ -59,7 +59,10 @@ fn cluster_with(
     assert!(
         wait_until(TEST_DEADLINE, || nodes.iter().all(|node| {
             status(node).is_some_and(|s| {
-                s.voters.len() == want && s.voters.len() + s.learners.len() == n && s.leader.is_some()
+                s.voters.len() == want
+                    && !s.changing_voters
+                    && s.voters.len() + s.learners.len() == n
+                    && s.leader.is_some()
             })
         })),
         "registry did not form: {:?}",
@@ -330,7 +333,7 @@ fn a_dead_voter_is_replaced_by_a_spare_without_operator_action() {
     nodes.remove(i).kill();
     assert!(
         wait_until(TEST_DEADLINE, || status(&nodes[0]).is_some_and(|s| {
-            s.voters.len() == 3 && !s.voters.contains(&victim)
+            s.voters.len() == 3 && !s.changing_voters && !s.voters.contains(&victim)
         })),
         "voter {victim} was not replaced: {:?}",
         status(&nodes[0])

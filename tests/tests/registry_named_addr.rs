@@ -77,6 +77,23 @@ fn lookup_until_found<A: DistributedActor>(node: &TestNode, name: &str) -> Remot
     found.expect("found")
 }
 
+/// Waits until `node`'s replica has `name` registered to an actor on the node named `owner`.
+fn wait_for_owner(node: &TestNode, name: &str, owner: &str) {
+    let mut last = None;
+    assert!(
+        wait_until(TEST_DEADLINE, || {
+            let name = name.to_owned();
+            last = Some(
+                node.run(move |s| async move { s.lookup_entry(&name).await })
+                    .expect("node answers"),
+            );
+            matches!(&last, Some(Ok(e)) if e.node.name() == owner)
+        }),
+        "{} never saw {name} on {owner}: {last:?}",
+        node.system().node_id()
+    );
+}
+
 fn add(node: &TestNode, addr: &RemoteAddr<Counter>, n: u64) -> Result<u64, RemoteError> {
     let addr = addr.clone();
     node.run(move |_| async move { addr.send(Add(n)).await })
@@ -118,16 +135,10 @@ fn address_looked_up_by_name_reaches_the_actor_registered_after_a_move() {
         .expect("start on b");
     register_until_ok(&b, "svc/counter", &second).expect("register on b");
 
-    // The same address, once c's replica has applied the new registration, reaches b's
-    // counter: its replies count from 100.
-    let mut last = None;
-    assert!(
-        wait_until(TEST_DEADLINE, || {
-            last = Some(add(&c, &held, 1));
-            matches!(last, Some(Ok(n)) if n > 100)
-        }),
-        "held address never reached b's counter: {last:?}"
-    );
+    // Once c's replica has applied the new registration, the very next send through the same
+    // address reaches b's counter (which counts from 100), and a's counter sees nothing more.
+    wait_for_owner(&c, "svc/counter", "b");
+    assert_eq!(add(&c, &held, 1), Ok(101), "reaches b's counter");
     assert_eq!(held.node().name(), "b");
     assert_eq!(held.actor_id(), second.actor_id());
     assert!(held == second);
@@ -172,13 +183,8 @@ fn address_looked_up_by_name_follows_it_after_its_actor_stops() {
     // Retried until the release of the stopped actor's registration has committed.
     register_until_ok(&b, "svc/mortal", &second).expect("register on b");
 
-    assert!(
-        wait_until(TEST_DEADLINE, || {
-            last = Some(ping(&c, &held));
-            matches!(last, Some(Ok(())))
-        }),
-        "held address never reached b's actor: {last:?}"
-    );
+    wait_for_owner(&c, "svc/mortal", "b");
+    assert_eq!(ping(&c, &held), Ok(()), "reaches b's actor");
     assert_eq!(held.node().name(), "b");
     assert!(held == second);
 }

@@ -228,7 +228,7 @@ fn actors_on_the_watchers_own_node_are_watched_too() {
     let (a, _b) = two_nodes("watch-local");
     let inbox = Inbox::on(&a);
     let [target, unwatched] = [(); 2].map(|()| mortal_on(&a, "a"));
-    assert_eq!(target.node(), a.system().node_id());
+    assert_eq!(&target.node(), a.system().node_id());
     let id = watch(&a, &target, &inbox);
     let unwatched_id = watch(&a, &unwatched, &inbox);
     assert!(a.system().unwatch(unwatched_id));

@@ -186,6 +186,9 @@ pub struct RegistryStatus {
     pub voters: Vec<String>,
     /// Nodes that keep a replica without voting.
     pub learners: Vec<String>,
+    /// A voter change is in progress (joint consensus): until it completes, writes need a
+    /// majority of the old voters as well as of the new.
+    pub changing_voters: bool,
     /// Last log index applied to this node's replica.
     pub applied: u64,
     /// Registered names in this node's replica.

@@ -207,6 +207,7 @@ impl RaftHandle {
             leader: m.current_leader.and_then(name),
             voters,
             learners,
+            changing_voters: membership.get_joint_config().len() > 1,
             applied: replica.applied(),
             names: replica.read(|n| n.len()),
         }
@@ -496,7 +497,7 @@ mod tests {
         }
     }
 
-    fn ids(names: &[(&str, u64)]) -> impl Fn(&NodeId) -> Option<u64> + '_ {
+    fn ids<'a>(names: &'a [(&'a str, u64)]) -> impl Fn(&NodeId) -> Option<u64> + 'a {
         move |id: &NodeId| names.iter().find(|(n, _)| *n == id.name()).map(|(_, i)| *i)
     }
 
