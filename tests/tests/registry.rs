@@ -95,7 +95,11 @@ fn start_counter(node: &TestNode) -> RemoteAddr<Counter> {
         .expect("start counter")
 }
 
-fn register(node: &TestNode, name: &str, addr: &RemoteAddr<Counter>) -> Result<NameEntry, RegistryError> {
+fn register(
+    node: &TestNode,
+    name: &str,
+    addr: &RemoteAddr<Counter>,
+) -> Result<NameEntry, RegistryError> {
     let (name, addr) = (name.to_owned(), addr.clone());
     node.run(move |s| async move { s.register_name(&name, &addr).await })
         .expect("node answers")
@@ -217,7 +221,9 @@ fn a_partitioned_minority_never_registers_and_every_name_has_one_owner_after_hea
     let refs: Vec<&TestNode> = nodes.iter().collect();
     let l = leader(&nodes);
     // Put the current leader in the minority, the harder case: the majority must elect.
-    let minority: Vec<usize> = std::iter::once(l).chain((0..5).filter(|&i| i != l).take(1)).collect();
+    let minority: Vec<usize> = std::iter::once(l)
+        .chain((0..5).filter(|&i| i != l).take(1))
+        .collect();
     let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
     partition(&refs, &minority, &majority);
 
@@ -260,7 +266,10 @@ fn a_partitioned_minority_never_registers_and_every_name_has_one_owner_after_hea
             .collect();
         views.windows(2).all(|w| w[0] == w[1]) && !views[0].is_empty()
     };
-    assert!(wait_until(TEST_DEADLINE, agreed), "replicas disagree after healing");
+    assert!(
+        wait_until(TEST_DEADLINE, agreed),
+        "replicas disagree after healing"
+    );
     let owner = lookup_entry(&nodes[m], "split/0").expect("split/0");
     assert_eq!(owner.node, *nodes[majority[1]].system().node_id());
     for i in 1..3 {
@@ -314,7 +323,11 @@ fn five_nodes_racing_register_name_or_get_create_exactly_one_actor_per_name() {
     let results = results.lock().expect("results");
     assert_eq!(results.len(), 100);
     for (name, owners) in results.iter() {
-        assert_eq!(owners.len(), 1, "{name} resolved to several actors: {owners:?}");
+        assert_eq!(
+            owners.len(),
+            1,
+            "{name} resolved to several actors: {owners:?}"
+        );
     }
 }
 
@@ -399,7 +412,10 @@ fn watchers_get_a_snapshot_then_registrations_and_releases_under_their_prefix() 
     let nodes = cluster("reg-watch", 3, 3);
     let a = start_counter(&nodes[0]);
     register(&nodes[0], "w/before", &a).expect("register");
-    assert!(wait_until(TEST_DEADLINE, || lookup_entry(&nodes[2], "w/before").is_ok()));
+    assert!(wait_until(TEST_DEADLINE, || lookup_entry(
+        &nodes[2], "w/before"
+    )
+    .is_ok()));
     let log: Arc<Mutex<Vec<NameEvent>>> = Arc::default();
     let sink = Arc::clone(&log);
     nodes[2]
@@ -442,8 +458,10 @@ fn client_nodes_register_and_look_up_through_a_member() {
         })
         .expect("client answers")
         .expect("register from client");
-    assert!(wait_until(TEST_DEADLINE, || lookup_entry(&nodes[2], "from-client")
-        == Ok(entry.clone())));
+    assert!(wait_until(TEST_DEADLINE, || lookup_entry(
+        &nodes[2],
+        "from-client"
+    ) == Ok(entry.clone())));
     let value = client
         .run(|s| async move {
             let c: RemoteAddr<Counter> = s.lookup_linearizable("from-client").await?;
@@ -459,4 +477,42 @@ fn client_nodes_register_and_look_up_through_a_member() {
         })
         .expect("client answers");
     assert!(matches!(own, Err(RegistryError::Unavailable(_))));
+}
+
+#[test]
+fn in_a_centralized_cluster_the_master_holds_the_registry_and_workers_keep_a_replica() {
+    let master = start(
+        "reg-central",
+        plaintext("master")
+            .architecture(Architecture::Centralized)
+            .node_role(NodeRole::Master),
+    );
+    let addr = master.system().local_addr().to_string();
+    let mut nodes = vec![master];
+    for i in 0..2 {
+        nodes.push(start(
+            "reg-central",
+            plaintext(&format!("w{i}"))
+                .architecture(Architecture::Centralized)
+                .master_nodes([addr.clone()]),
+        ));
+    }
+    // One master: it is the single authority; workers are learners, never voters.
+    assert!(
+        wait_until(TEST_DEADLINE, || nodes.iter().all(|n| status(n)
+            .is_some_and(|s| {
+                s.voters == ["master"]
+                    && s.learners == ["w0", "w1"]
+                    && s.leader.as_deref() == Some("master")
+            }))),
+        "{:?}",
+        nodes.iter().map(status).collect::<Vec<_>>()
+    );
+    let a = start_counter(&nodes[1]);
+    let entry =
+        register(&nodes[2], "central/a", &a).expect("a worker registers through the master");
+    // Every worker's local replica (its cache) gets it without asking anyone.
+    assert!(wait_until(TEST_DEADLINE, || nodes
+        .iter()
+        .all(|n| lookup_entry(n, "central/a").as_ref() == Ok(&entry))));
 }

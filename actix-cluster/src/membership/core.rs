@@ -1040,7 +1040,16 @@ impl Membership {
             let live = self
                 .members
                 .iter()
-                .find(|(_, e)| e.info.addr == addr && e.connected && !e.state.is_final())
+                // In gossip mode a seed this node declared Down but is connected to again (a
+                // healed partition) is announced to over that connection: dialling it is a
+                // no-op while connected, and after both sides rejoined at once neither SWIM
+                // instance has an active member left to talk to on its own.
+                .find(|(_, e)| {
+                    e.info.addr == addr
+                        && e.connected
+                        && (!e.state.is_final()
+                            || (mode == Mode::Gossip && e.state == MemberState::Down))
+                })
                 .map(|(name, e)| {
                     (
                         Arc::clone(name),

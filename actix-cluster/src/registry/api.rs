@@ -235,7 +235,8 @@ impl ClusterSystem {
     /// Client nodes are not members: nothing would release a name held by their actors.
     fn check_host<A: DistributedActor>(&self, addr: &RemoteAddr<A>) -> Result<(), RegistryError> {
         if addr.node() == *self.node_id()
-            && self.core().config.role == crate::node::NodeRole::Client {
+            && self.core().config.role == crate::node::NodeRole::Client
+        {
             return Err(RegistryError::Unavailable(
                 "actors on client nodes cannot hold cluster-wide names".into(),
             ));
@@ -243,7 +244,10 @@ impl ClusterSystem {
         Ok(())
     }
 
-    fn addr_for<A: DistributedActor>(&self, entry: &NameEntry) -> Result<RemoteAddr<A>, RegistryError> {
+    fn addr_for<A: DistributedActor>(
+        &self,
+        entry: &NameEntry,
+    ) -> Result<RemoteAddr<A>, RegistryError> {
         if entry.actor_type != A::NAME {
             return Err(RegistryError::TypeMismatch {
                 name: entry.name.clone(),

@@ -15,8 +15,8 @@ mod types;
 
 pub(crate) use service::{Registry, RegistryRequest};
 
+pub(crate) use types::validate_name;
 pub use types::{
     MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
     RegistryStorage, ReleaseReason,
 };
-pub(crate) use types::validate_name;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant as TokioInstant;
 
-use super::raft::node::{self as raft_node, LocalError};
 use super::raft::RaftHandle;
+use super::raft::node::{self as raft_node, LocalError};
 use super::replica::Replica;
 use super::state::{Command, Outcome};
 use super::{NameEntry, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason};
@@ -98,7 +98,10 @@ impl std::fmt::Debug for Registry {
 }
 
 fn members_of(core: &NodeCore) -> Vec<Member> {
-    core.membership.as_ref().map(|m| m.members()).unwrap_or_default()
+    core.membership
+        .as_ref()
+        .map(|m| m.members())
+        .unwrap_or_default()
 }
 
 impl Registry {
@@ -111,10 +114,7 @@ impl Registry {
     }
 
     /// Starts this member's Raft node. Blocking (opens storage): run off actor threads.
-    pub(crate) fn start_raft(
-        self: &Arc<Self>,
-        core: &Arc<NodeCore>,
-    ) -> std::io::Result<()> {
+    pub(crate) fn start_raft(self: &Arc<Self>, core: &Arc<NodeCore>) -> std::io::Result<()> {
         let (handle, fresh) = raft_node::start(
             &self.config,
             core.local.id.name(),
@@ -123,7 +123,11 @@ impl Registry {
         )?;
         core.transport
             .set_raft(Arc::new(Arc::clone(&handle.wire)) as Arc<dyn crate::transport::RaftHooks>);
-        handle.spawn(background(Arc::downgrade(self), Arc::downgrade(core), fresh));
+        handle.spawn(background(
+            Arc::downgrade(self),
+            Arc::downgrade(core),
+            fresh,
+        ));
         let _ = self.raft.set(handle);
         Ok(())
     }
@@ -231,7 +235,11 @@ impl Registry {
     }
 
     /// The log index a linearizable read must see, from the leader.
-    async fn read_index(&self, core: &Arc<NodeCore>, raft: &RaftHandle) -> Result<u64, RegistryError> {
+    async fn read_index(
+        &self,
+        core: &Arc<NodeCore>,
+        raft: &RaftHandle,
+    ) -> Result<u64, RegistryError> {
         let deadline = self.deadline();
         let me = core.local.id.name();
         let mut last = None;
@@ -242,7 +250,10 @@ impl Registry {
             match tokio::time::timeout_at(deadline, raft.read_index_local()).await {
                 Ok(Ok(index)) => return Ok(index),
                 Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
-                    match self.ask(core, &leader, RegistryRequest::ReadIndex, deadline).await {
+                    match self
+                        .ask(core, &leader, RegistryRequest::ReadIndex, deadline)
+                        .await
+                    {
                         Ok(RegistryReply::Index(i)) => return Ok(i),
                         Ok(RegistryReply::Failed(f)) => {
                             last = Some(f.into_error(self.config.request_timeout))
@@ -344,7 +355,10 @@ impl Registry {
         }
     }
 
-    pub(crate) async fn status(&self, core: &Arc<NodeCore>) -> Result<RegistryStatus, RegistryError> {
+    pub(crate) async fn status(
+        &self,
+        core: &Arc<NodeCore>,
+    ) -> Result<RegistryStatus, RegistryError> {
         if let Some(raft) = self.raft.get() {
             return Ok(raft.status(&self.replica));
         }
@@ -438,9 +452,7 @@ impl Registry {
             .transport
             .peers()
             .into_iter()
-            .filter(|p| {
-                !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected
-            })
+            .filter(|p| !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected)
             .collect();
         let peer = peers.first().ok_or_else(|| {
             RegistryError::Unavailable("not connected to any cluster member".into())
@@ -460,11 +472,16 @@ impl Registry {
                 Ok(o) => RegistryReply::Outcome(o),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
             },
-            RegistryRequest::Write { cmd, forward: false } => {
+            RegistryRequest::Write {
+                cmd,
+                forward: false,
+            } => {
                 match tokio::time::timeout(self.config.request_timeout, raft.write_local(cmd)).await
                 {
                     Ok(Ok(o)) => RegistryReply::Outcome(o),
-                    Ok(Err(LocalError::NotLeader(l))) => RegistryReply::Failed(Failure::NotLeader(l)),
+                    Ok(Err(LocalError::NotLeader(l))) => {
+                        RegistryReply::Failed(Failure::NotLeader(l))
+                    }
                     Ok(Err(LocalError::Failed(e))) => {
                         RegistryReply::Failed(Failure::Unavailable(e))
                     }
@@ -476,7 +493,9 @@ impl Registry {
                     .await
                 {
                     Ok(Ok(i)) => RegistryReply::Index(i),
-                    Ok(Err(LocalError::NotLeader(l))) => RegistryReply::Failed(Failure::NotLeader(l)),
+                    Ok(Err(LocalError::NotLeader(l))) => {
+                        RegistryReply::Failed(Failure::NotLeader(l))
+                    }
                     Ok(Err(LocalError::Failed(e))) => {
                         RegistryReply::Failed(Failure::Unavailable(e))
                     }
@@ -582,13 +601,26 @@ async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool)
 impl Registry {
     /// Bootstraps unless another member already belongs to a registry. Returns whether this
     /// node may stop considering it (it bootstrapped, or found an existing registry).
-    async fn maybe_bootstrap(&self, core: &Arc<NodeCore>, raft: &RaftHandle, members: &[Member]) -> bool {
+    async fn maybe_bootstrap(
+        &self,
+        core: &Arc<NodeCore>,
+        raft: &RaftHandle,
+        members: &[Member],
+    ) -> bool {
         let deadline = TokioInstant::now() + self.config.request_timeout;
         for m in members {
             if m.id == core.local.id || m.role == NodeRole::Client {
                 continue;
             }
-            match ask_peer(core, m.id.clone(), m.addr, RegistryRequest::Status, deadline).await {
+            match ask_peer(
+                core,
+                m.id.clone(),
+                m.addr,
+                RegistryRequest::Status,
+                deadline,
+            )
+            .await
+            {
                 Ok(RegistryReply::Status { initialized, .. }) => {
                     if initialized {
                         return true;

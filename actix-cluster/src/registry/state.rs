@@ -75,7 +75,10 @@ pub(crate) enum Outcome {
     /// The name is bound to this entry (newly, or it already was to the same actor).
     Bound(NameEntry),
     /// The name is held by another actor or claim, of this node.
-    Taken { node: NodeId, entry: Option<NameEntry> },
+    Taken {
+        node: NodeId,
+        entry: Option<NameEntry>,
+    },
     /// The claim was granted (token echoed back).
     Claimed { token: u64 },
     /// The name was released (`None`: it was not registered, or not at that version).
@@ -126,7 +129,10 @@ impl Names {
     /// Bound names starting with `prefix`, in name order.
     pub(crate) fn list(&self, prefix: &str) -> impl Iterator<Item = &Arc<NameEntry>> {
         self.slots
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .filter_map(|(_, s)| match s {
                 Slot::Bound(e) => Some(e),
@@ -145,7 +151,12 @@ impl Names {
     }
 
     /// Applies `cmd`, committed at log `index`, appending what watchers should see to `events`.
-    pub(crate) fn apply(&mut self, index: u64, cmd: &Command, events: &mut Vec<NameEvent>) -> Outcome {
+    pub(crate) fn apply(
+        &mut self,
+        index: u64,
+        cmd: &Command,
+        events: &mut Vec<NameEvent>,
+    ) -> Outcome {
         match cmd {
             Command::Register {
                 name,
@@ -230,7 +241,10 @@ impl Names {
                     .collect();
                 let mut released = 0;
                 for name in doomed {
-                    if self.remove(&name, ReleaseReason::NodeDown, events).is_some() {
+                    if self
+                        .remove(&name, ReleaseReason::NodeDown, events)
+                        .is_some()
+                    {
                         released += 1;
                     }
                 }
@@ -287,9 +301,16 @@ mod tests {
     fn a_bound_name_is_taken_for_other_actors_and_idempotent_for_its_own() {
         let mut n = Names::default();
         let mut ev = Vec::new();
-        assert!(matches!(n.apply(1, &register("a", loc("x", 1, 7)), &mut ev), Outcome::Bound(e) if e.version == 1));
-        assert!(matches!(n.apply(2, &register("a", loc("x", 1, 7)), &mut ev), Outcome::Bound(e) if e.version == 1));
-        assert!(matches!(n.apply(3, &register("a", loc("y", 1, 7)), &mut ev), Outcome::Taken { .. }));
+        assert!(
+            matches!(n.apply(1, &register("a", loc("x", 1, 7)), &mut ev), Outcome::Bound(e) if e.version == 1)
+        );
+        assert!(
+            matches!(n.apply(2, &register("a", loc("x", 1, 7)), &mut ev), Outcome::Bound(e) if e.version == 1)
+        );
+        assert!(matches!(
+            n.apply(3, &register("a", loc("y", 1, 7)), &mut ev),
+            Outcome::Taken { .. }
+        ));
         assert_eq!(ev.len(), 1);
         assert_eq!(n.len(), 1);
     }
@@ -303,10 +324,19 @@ mod tests {
             node: NodeId::new("x", 1),
             token,
         };
-        assert_eq!(n.apply(1, &claim(5), &mut ev), Outcome::Claimed { token: 5 });
-        assert!(matches!(n.apply(2, &claim(6), &mut ev), Outcome::Taken { entry: None, .. }));
+        assert_eq!(
+            n.apply(1, &claim(5), &mut ev),
+            Outcome::Claimed { token: 5 }
+        );
+        assert!(matches!(
+            n.apply(2, &claim(6), &mut ev),
+            Outcome::Taken { entry: None, .. }
+        ));
         assert!(n.get("a").is_none());
-        assert!(matches!(n.apply(3, &register("a", loc("y", 1, 1)), &mut ev), Outcome::Taken { .. }));
+        assert!(matches!(
+            n.apply(3, &register("a", loc("y", 1, 1)), &mut ev),
+            Outcome::Taken { .. }
+        ));
         let complete = Command::Register {
             name: "a".into(),
             location: loc("x", 1, 9),
@@ -361,7 +391,11 @@ mod tests {
         let mut n = Names::default();
         let mut ev = Vec::new();
         for (i, name) in ["a/2", "a/1", "ab", "b/1", "a"].iter().enumerate() {
-            n.apply(i as u64 + 1, &register(name, loc("x", 1, i as u64)), &mut ev);
+            n.apply(
+                i as u64 + 1,
+                &register(name, loc("x", 1, i as u64)),
+                &mut ev,
+            );
         }
         let got: Vec<_> = n.list("a/").map(|e| e.name.clone()).collect();
         assert_eq!(got, ["a/1", "a/2"]);
@@ -370,11 +404,16 @@ mod tests {
 
     fn arb_cmd() -> impl Strategy<Value = Command> {
         let name = prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_owned);
-        let node = (prop::sample::select(vec!["x", "y"]), 1u64..3)
-            .prop_map(|(n, i)| NodeId::new(n, i));
+        let node =
+            (prop::sample::select(vec!["x", "y"]), 1u64..3).prop_map(|(n, i)| NodeId::new(n, i));
         prop_oneof![
-            (name.clone(), node.clone(), 0u64..3, prop::option::of(0u64..3)).prop_map(
-                |(name, node, actor, claim)| Command::Register {
+            (
+                name.clone(),
+                node.clone(),
+                0u64..3,
+                prop::option::of(0u64..3)
+            )
+                .prop_map(|(name, node, actor, claim)| Command::Register {
                     name,
                     location: Location {
                         node,
@@ -383,10 +422,12 @@ mod tests {
                         actor_id: actor,
                     },
                     claim,
-                }
-            ),
-            (name.clone(), node.clone(), 0u64..3)
-                .prop_map(|(name, node, token)| Command::Claim { name, node, token }),
+                }),
+            (name.clone(), node.clone(), 0u64..3).prop_map(|(name, node, token)| Command::Claim {
+                name,
+                node,
+                token
+            }),
             (name, prop::option::of(0u64..8)).prop_map(|(name, version)| Command::Unregister {
                 name,
                 version,

@@ -135,7 +135,10 @@ impl RaftWire {
                 if let Ok(addr) = node.addr.parse() {
                     transport.dial_once(addr);
                 }
-                return Err(CallError::Unreachable(format!("{} not connected", node.name)));
+                return Err(CallError::Unreachable(format!(
+                    "{} not connected",
+                    node.name
+                )));
             }
         };
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
@@ -179,9 +182,12 @@ impl RaftWire {
         // queue, which is thread-safe.
         self.runtime.spawn(async move {
             let reply: Option<Bytes> = match rpc {
-                RPC_APPEND => respond(&body, move |r: AppendEntriesRequest<TypeConfig>| async move {
-                    raft.append_entries(r).await.map_err(|e| e.to_string())
-                })
+                RPC_APPEND => respond(
+                    &body,
+                    move |r: AppendEntriesRequest<TypeConfig>| async move {
+                        raft.append_entries(r).await.map_err(|e| e.to_string())
+                    },
+                )
                 .await
                 .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
                 RPC_VOTE => respond(&body, move |r: VoteRequest<TypeConfig>| async move {
@@ -194,15 +200,18 @@ impl RaftWire {
                 })
                 .await
                 .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
-                RPC_SNAPSHOT => respond(&body, move |(vote, meta, data): SnapshotRequest| async move {
-                    let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
-                        meta,
-                        snapshot: data,
-                    };
-                    raft.install_full_snapshot(vote, snapshot)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
+                RPC_SNAPSHOT => respond(
+                    &body,
+                    move |(vote, meta, data): SnapshotRequest| async move {
+                        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+                            meta,
+                            snapshot: data,
+                        };
+                        raft.install_full_snapshot(vote, snapshot)
+                            .await
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await
                 .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
                 _ => None,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
-use super::network::{Factory, Raft, RaftWire};
 use super::RaftNode;
+use super::network::{Factory, Raft, RaftWire};
 use crate::config::Architecture;
 use crate::membership::{Member, MemberState};
 use crate::node::{NodeId, NodeRole};
@@ -41,7 +41,9 @@ pub(crate) struct RaftHandle {
 
 impl std::fmt::Debug for RaftHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RaftHandle").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("RaftHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +130,9 @@ impl RaftHandle {
     /// Proposes `cmd` if this node leads.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Outcome, LocalError> {
         let raft = self.raft.clone();
-        let job = self.runtime.spawn(async move { raft.client_write(cmd).await });
+        let job = self
+            .runtime
+            .spawn(async move { raft.client_write(cmd).await });
         match job.await {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => Err(match e.forward_to_leader() {
@@ -336,9 +340,9 @@ pub(crate) fn plan(
         .iter()
         .filter(|(id, n)| !voters.contains(id) && live_id(**id, n))
         .filter(|(_, n)| {
-            current.get(n.name.as_str()).is_some_and(|m| {
-                m.state == MemberState::Up && may_vote(architecture, m.role)
-            })
+            current
+                .get(n.name.as_str())
+                .is_some_and(|m| m.state == MemberState::Up && may_vote(architecture, m.role))
         })
         .map(|(id, n)| (n.name.as_str(), *id))
         .collect();
@@ -350,7 +354,9 @@ pub(crate) fn plan(
         }
         desired.insert(id);
     }
-    if &desired != voters && !desired.is_empty() && (desired.len() % 2 == 1 || desired.len() >= target)
+    if &desired != voters
+        && !desired.is_empty()
+        && (desired.len() % 2 == 1 || desired.len() >= target)
     {
         out.change = Some(Change::Voters(desired));
         return out;
@@ -511,14 +517,41 @@ mod tests {
         let known = ids(&[("b", 2), ("c", 3)]);
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
         let voters: BTreeSet<u64> = [1].into();
-        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        let p = plan(
+            (1, "a"),
+            Architecture::Decentralized,
+            3,
+            &members,
+            &nodes,
+            &voters,
+            &known,
+            &BTreeSet::new(),
+        );
         assert_eq!(p.change, Some(Change::AddLearner(2, rn("b"))));
         // b joined: 2 voters would be even and below target, so c joins first.
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b"))].into();
-        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        let p = plan(
+            (1, "a"),
+            Architecture::Decentralized,
+            3,
+            &members,
+            &nodes,
+            &voters,
+            &known,
+            &BTreeSet::new(),
+        );
         assert_eq!(p.change, Some(Change::AddLearner(3, rn("c"))));
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
-        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        let p = plan(
+            (1, "a"),
+            Architecture::Decentralized,
+            3,
+            &members,
+            &nodes,
+            &voters,
+            &known,
+            &BTreeSet::new(),
+        );
         assert_eq!(p.change, Some(Change::Voters([1, 2, 3].into())));
     }
 
@@ -532,10 +565,25 @@ mod tests {
             member("e", 1, MemberState::Up),
         ];
         let known = ids(&[("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
-        let nodes: BTreeMap<u64, RaftNode> =
-            [(1, rn("a")), (2, rn("b")), (3, rn("c")), (4, rn("d")), (5, rn("e"))].into();
+        let nodes: BTreeMap<u64, RaftNode> = [
+            (1, rn("a")),
+            (2, rn("b")),
+            (3, rn("c")),
+            (4, rn("d")),
+            (5, rn("e")),
+        ]
+        .into();
         let voters: BTreeSet<u64> = [1, 2, 3].into();
-        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &voters, &known, &BTreeSet::new());
+        let p = plan(
+            (1, "a"),
+            Architecture::Decentralized,
+            3,
+            &members,
+            &nodes,
+            &voters,
+            &known,
+            &BTreeSet::new(),
+        );
         assert_eq!(p.change, Some(Change::Voters([1, 3, 4].into())));
     }
 
@@ -546,10 +594,23 @@ mod tests {
             member("b", 1, MemberState::Down),
             member("c", 2, MemberState::Up),
         ];
-        let owners: BTreeSet<NodeId> =
-            [NodeId::new("a", 1), NodeId::new("b", 1), NodeId::new("c", 1)].into();
+        let owners: BTreeSet<NodeId> = [
+            NodeId::new("a", 1),
+            NodeId::new("b", 1),
+            NodeId::new("c", 1),
+        ]
+        .into();
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
-        let p = plan((1, "a"), Architecture::Decentralized, 3, &members, &nodes, &[1].into(), &|_| None, &owners);
+        let p = plan(
+            (1, "a"),
+            Architecture::Decentralized,
+            3,
+            &members,
+            &nodes,
+            &[1].into(),
+            &|_| None,
+            &owners,
+        );
         assert_eq!(p.release, vec![NodeId::new("b", 1), NodeId::new("c", 1)]);
     }
 
@@ -557,10 +618,23 @@ mod tests {
     fn centralized_voters_are_masters_only() {
         let mut m = member("m", 1, MemberState::Up);
         m.role = NodeRole::Master;
-        let members = vec![m, member("w1", 1, MemberState::Up), member("w2", 1, MemberState::Up)];
+        let members = vec![
+            m,
+            member("w1", 1, MemberState::Up),
+            member("w2", 1, MemberState::Up),
+        ];
         let known = ids(&[("w1", 2), ("w2", 3)]);
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("m")), (2, rn("w1")), (3, rn("w2"))].into();
-        let p = plan((1, "m"), Architecture::Centralized, 3, &members, &nodes, &[1].into(), &known, &BTreeSet::new());
+        let p = plan(
+            (1, "m"),
+            Architecture::Centralized,
+            3,
+            &members,
+            &nodes,
+            &[1].into(),
+            &known,
+            &BTreeSet::new(),
+        );
         assert_eq!(p.change, None);
     }
 
