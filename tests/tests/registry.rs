@@ -282,11 +282,14 @@ fn a_partitioned_minority_never_registers_and_every_name_has_one_owner_after_hea
 
 static CREATED: AtomicUsize = AtomicUsize::new(0);
 
+/// Per name, every (node, actor id) a caller got back.
+type Owners = HashMap<String, BTreeSet<(String, u64)>>;
+
 #[test]
 fn five_nodes_racing_register_name_or_get_create_exactly_one_actor_per_name() {
     let nodes = cluster("reg-race", 5, 3);
     let names: Vec<String> = (0..100).map(|i| format!("race/{i}")).collect();
-    let results: Arc<Mutex<HashMap<String, BTreeSet<(String, u64)>>>> = Arc::default();
+    let results: Arc<Mutex<Owners>> = Arc::default();
     std::thread::scope(|scope| {
         for node in &nodes {
             let names = names.clone();
