@@ -143,7 +143,11 @@ pub fn init_tracing_or(default_filter: &str) {
     use std::io::IsTerminal as _;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+        // openraft warns on every failed heartbeat to a dead voter (about 10 a second) until
+        // the registry replaces it: errors only, unless RUST_LOG asks for more.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default_filter},openraft=error"))
+        });
     // A second call (tour child mode reuses the node program) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -260,11 +260,13 @@ impl ClusterSystem {
 }
 
 fn location_of<A: DistributedActor>(addr: &RemoteAddr<A>) -> Location {
+    // One registration's node, address and actor id, even if a named address moves meanwhile.
+    let ep = addr.endpoint();
     Location {
-        node: addr.node().clone(),
-        node_addr: addr.node_addr(),
+        node: ep.node.clone(),
+        node_addr: ep.node_addr,
         actor_type: A::NAME.to_owned(),
-        actor_id: addr.actor_id(),
+        actor_id: ep.actor,
     }
 }
 

@@ -441,19 +441,22 @@ impl Registry {
         ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
     }
 
-    /// Sends `req` to a connected member, the last known leader first.
+    /// Sends `req` to a connected member, a configured seed first.
     async fn ask_any_member(
         &self,
         core: &Arc<NodeCore>,
         req: RegistryRequest,
         deadline: TokioInstant,
     ) -> Result<RegistryReply, RegistryError> {
-        let peers: Vec<_> = core
+        let mut peers: Vec<_> = core
             .transport
             .peers()
             .into_iter()
             .filter(|p| !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected)
             .collect();
+        // The configured seeds first: `ctl names --seed X` should show X's replica.
+        let seeds = &core.config.seed_nodes;
+        peers.sort_by_key(|p| (!seeds.contains(&p.addr()), p.id.clone()));
         let peer = peers.first().ok_or_else(|| {
             RegistryError::Unavailable("not connected to any cluster member".into())
         })?;

@@ -87,7 +87,6 @@ pub(crate) fn start(
     .validate()
     .map_err(|e| std::io::Error::other(format!("raft config: {e}")))?;
     let storage_kind = config.storage.clone();
-    let snapshot_every = config.snapshot_every;
     let factory = Factory {
         wire: Arc::clone(&wire),
     };
@@ -95,7 +94,7 @@ pub(crate) fn start(
     let for_wire = Arc::clone(&wire);
     handle.spawn(async move {
         let result = async {
-            let storage = super::store::open(&storage_kind, replica, snapshot_every)?;
+            let storage = super::store::open(&storage_kind, replica)?;
             let raft = Raft::new(
                 storage.raft_id,
                 Arc::new(raft_config),

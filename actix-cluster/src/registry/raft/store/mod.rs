@@ -63,14 +63,9 @@ fn random_raft_id() -> u64 {
 /// the database, and with [`io::ErrorKind::InvalidData`] when the file is corrupt or from an
 /// incompatible version.
 ///
-/// `snapshot_every` is not used here: openraft's snapshot policy, set from the same value,
-/// decides when to build; the store only builds and stores what it is asked for.
-pub(crate) fn open(
-    storage: &RegistryStorage,
-    replica: Arc<Replica>,
-    snapshot_every: u64,
-) -> io::Result<Storage> {
-    let _ = snapshot_every;
+/// When to snapshot is openraft's snapshot policy (`RegistryConfig::snapshot_every`); the store
+/// only builds and stores what it is asked for.
+pub(crate) fn open(storage: &RegistryStorage, replica: Arc<Replica>) -> io::Result<Storage> {
     match storage {
         RegistryStorage::Ephemeral => {
             let raft_id = random_raft_id();
@@ -163,8 +158,7 @@ mod tests {
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for Memory {
         async fn build(&self) -> Result<((), LogStore, StateMachine), StorageError<TypeConfig>> {
-            let s =
-                open(&RegistryStorage::Ephemeral, Replica::new(), 100).map_err(to_storage_error)?;
+            let s = open(&RegistryStorage::Ephemeral, Replica::new()).map_err(to_storage_error)?;
             Ok(((), s.log, s.sm))
         }
     }
@@ -179,7 +173,6 @@ mod tests {
             let s = open(
                 &RegistryStorage::Durable(dir.path().to_path_buf()),
                 Replica::new(),
-                100,
             )
             .map_err(to_storage_error)?;
             Ok((dir, s.log, s.sm))
@@ -187,11 +180,7 @@ mod tests {
     }
 
     fn durable(dir: &Path) -> io::Result<Storage> {
-        open(
-            &RegistryStorage::Durable(dir.to_path_buf()),
-            Replica::new(),
-            100,
-        )
+        open(&RegistryStorage::Durable(dir.to_path_buf()), Replica::new())
     }
 
     fn log_id(term: u64, index: u64) -> LogId {
@@ -249,8 +238,8 @@ mod tests {
 
     #[test]
     fn ephemeral_storage_is_fresh_with_a_new_nonzero_raft_id_each_time() {
-        let a = open(&RegistryStorage::Ephemeral, Replica::new(), 100).unwrap();
-        let b = open(&RegistryStorage::Ephemeral, Replica::new(), 100).unwrap();
+        let a = open(&RegistryStorage::Ephemeral, Replica::new()).unwrap();
+        let b = open(&RegistryStorage::Ephemeral, Replica::new()).unwrap();
         assert!(a.fresh && b.fresh);
         assert_ne!(a.raft_id, 0);
         assert_ne!(a.raft_id, b.raft_id);
@@ -326,7 +315,6 @@ mod tests {
         let second = open(
             &RegistryStorage::Durable(dir.path().to_path_buf()),
             replica.clone(),
-            100,
         )
         .unwrap();
         assert!(
@@ -352,9 +340,9 @@ mod tests {
     #[test]
     fn install_snapshot_replaces_the_replica_and_refuses_bytes_that_disagree_with_meta() {
         let rt = runtime();
-        let leader = open(&RegistryStorage::Ephemeral, Replica::new(), 100).unwrap();
+        let leader = open(&RegistryStorage::Ephemeral, Replica::new()).unwrap();
         let follower_replica = Replica::new();
-        let follower = open(&RegistryStorage::Ephemeral, follower_replica.clone(), 100).unwrap();
+        let follower = open(&RegistryStorage::Ephemeral, follower_replica.clone()).unwrap();
         rt.block_on(async {
             let (mut l, mut f) = (leader.sm, follower.sm);
             apply(&mut l, vec![membership(1, 1), register(1, 2, "x")]).await;
@@ -389,7 +377,7 @@ mod tests {
     fn applying_commands_updates_the_shared_replica() {
         let rt = runtime();
         let replica = Replica::new();
-        let s = open(&RegistryStorage::Ephemeral, replica.clone(), 100).unwrap();
+        let s = open(&RegistryStorage::Ephemeral, replica.clone()).unwrap();
         rt.block_on(async {
             let mut sm = s.sm;
             apply(&mut sm, vec![membership(1, 1), register(1, 2, "a")]).await;
