@@ -84,6 +84,13 @@ impl ClusterSystem {
         validate_name(name)?;
         let registry = self.registry()?;
         let core = self.core();
+        if !registry.is_member() {
+            // A claim is held by the caller's node and released when that node goes Down;
+            // client nodes are not members, so theirs could never be released.
+            return Err(RegistryError::Unavailable(
+                "register_name_or_get needs a member node; client nodes cannot hold claims".into(),
+            ));
+        }
         let deadline = tokio::time::Instant::now() + registry.config.request_timeout;
         let token = loop {
             if tokio::time::Instant::now() >= deadline {
@@ -128,7 +135,6 @@ impl ClusterSystem {
                 return Err(RegistryError::Create(e));
             }
         };
-        self.check_host(&addr)?;
         let bind = Command::Register {
             name: name.to_owned(),
             location: location_of(&addr),

@@ -612,7 +612,14 @@ impl Registry {
     ) -> bool {
         let deadline = TokioInstant::now() + self.config.request_timeout;
         for m in members {
-            if m.id == core.local.id || m.role == NodeRole::Client {
+            // Down and Left members are gone: waiting for them would stall formation.
+            if m.id == core.local.id
+                || m.role == NodeRole::Client
+                || matches!(
+                    m.state,
+                    crate::membership::MemberState::Down | crate::membership::MemberState::Left
+                )
+            {
                 continue;
             }
             match ask_peer(

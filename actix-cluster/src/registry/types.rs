@@ -53,7 +53,7 @@ pub struct RegistryConfig {
     /// [`RegistryError::Timeout`].
     pub request_timeout: Duration,
     /// How often the leader checks voters against membership (replacing Down voters, adding
-    /// new members as learners) and releases names of Down nodes; also on every member event.
+    /// new members as learners) and releases names of Down nodes and stopped actors.
     pub reconcile_interval: Duration,
     /// How long a node waits, with a settled member table, before bootstrapping a registry
     /// nobody else has: only the lowest-named eligible member does it, and only once.
