@@ -147,7 +147,8 @@ pub struct Failover {
     /// The leader the surviving node names after the success, if it names one.
     pub new_leader: Option<String>,
     /// From just before the kill until the survivor's `registry_status()` first named another
-    /// leader (checked every attempt interval): how much of `took` the election was.
+    /// leader (checked every attempt interval, and at the first success, which then bounds
+    /// it): how much of `took` the election was.
     pub elected: Option<Duration>,
 }
 
@@ -786,6 +787,14 @@ async fn attempt_until_success(
                 attempts += 1;
                 match result {
                     Ok(()) => {
+                        // The success can land between two status checks; the leader it
+                        // went through was known by then at the latest.
+                        if elected.is_none()
+                            && let Ok(status) = system.registry_status().await
+                            && status.leader.is_some_and(|l| l != old_leader)
+                        {
+                            elected = Some(finished);
+                        }
                         return Ok(Attempts {
                             succeeded: finished,
                             attempts,
