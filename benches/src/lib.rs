@@ -21,3 +21,25 @@ pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The result type of every measuring function.
 pub type BenchResult<T> = Result<T, BenchError>;
+
+/// The median, averaging the two middle values of an even count; `None` when empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// A duration in (fractional) milliseconds, as the JSON reports them.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `x` rounded to `decimals` places, for the JSON.
+pub fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}

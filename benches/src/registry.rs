@@ -22,11 +22,11 @@ use futures::FutureExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::BenchResult;
 use crate::actors::Sink;
 use crate::baseline::rate;
 use crate::latency::{Percentiles, Recorder};
 use crate::membership::lan_node;
+use crate::{BenchResult, median, ms, round};
 
 /// Voters of every scenario's registry (the 3-voter cluster).
 pub const VOTERS: usize = 3;
@@ -1087,27 +1087,7 @@ fn failover_runs(plan: &Plan, progress: &dyn Fn(&str)) -> Value {
     })
 }
 
-/// The median, averaging the two middle values of an even count; `None` when empty.
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Microseconds (as [`Percentiles`] holds them) to whole nanoseconds.
 fn ns(us: f64) -> f64 {
     (us * 1_000.0).round()
-}
-
-fn round(x: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (x * scale).round() / scale
 }

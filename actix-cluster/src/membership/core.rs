@@ -328,6 +328,14 @@ impl Membership {
         self.state
     }
 
+    /// Each member's identity and state, this node included: what a quorum check needs,
+    /// without building full [`Member`] rows.
+    pub(crate) fn states(&self) -> Vec<(NodeId, MemberState)> {
+        std::iter::once((self.me.id.clone(), self.state))
+            .chain(self.members.values().map(|e| (e.info.id.clone(), e.state)))
+            .collect()
+    }
+
     /// This node and every member it knows, sorted by node id.
     pub(crate) fn members(&self, now: Instant) -> Vec<Member> {
         let mut out = Vec::with_capacity(self.members.len() + 1);

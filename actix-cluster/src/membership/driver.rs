@@ -14,7 +14,7 @@ use actix_rt::ArbiterHandle;
 use bytes::Bytes;
 
 use super::core::{Membership, Output, Target, Timer};
-use super::types::{ClusterEvent, LoadReport, Member};
+use super::types::{ClusterEvent, LoadReport, Member, MemberState};
 use crate::node::{NodeId, NodeRole};
 use crate::transport::{MembershipHooks, Peer, PeerState, Transport};
 
@@ -214,6 +214,11 @@ impl Driver {
     /// This node and every member it knows.
     pub(crate) fn members(&self) -> Vec<Member> {
         self.table(&lock(&self.inner).core)
+    }
+
+    /// Each member's identity and state (see [`Membership::states`]).
+    pub(crate) fn states(&self) -> Vec<(NodeId, MemberState)> {
+        lock(&self.inner).core.states()
     }
 
     /// Adds a subscriber: it gets the snapshot now and every event after it, in order.

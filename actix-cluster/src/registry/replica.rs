@@ -1,7 +1,6 @@
 //! This node's copy of the name table, shared by the Raft state machine (which writes it) and
 //! the lookup path (which reads it without going through Raft or an actor).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::Recipient;
@@ -22,8 +21,6 @@ pub(crate) struct Replica {
     /// until it passes a value.
     applied: watch::Sender<u64>,
     watchers: Mutex<Vec<Watcher>>,
-    /// Commands applied since start, for metrics and benches.
-    pub(crate) applied_commands: AtomicU64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -44,7 +41,6 @@ impl Replica {
             names: RwLock::new(Names::default()),
             applied: watch::Sender::new(0),
             watchers: Mutex::new(Vec::new()),
-            applied_commands: AtomicU64::new(0),
         })
     }
 
@@ -79,7 +75,6 @@ impl Replica {
                 let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
                 let out = names.apply(index, cmd, &mut events);
                 drop(names);
-                self.applied_commands.fetch_add(1, Ordering::Relaxed);
                 out
             }
             None => Outcome::None,

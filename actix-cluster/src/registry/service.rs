@@ -2,6 +2,7 @@
 //! for client nodes), serves other nodes' registry requests, and runs the background round
 //! (bootstrap, leader reconciliation, release of names whose actor stopped).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,13 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+fn states_of(core: &NodeCore) -> Vec<(NodeId, crate::membership::MemberState)> {
+    core.membership
+        .as_ref()
+        .map(|m| m.states())
+        .unwrap_or_default()
+}
+
 fn members_of(core: &NodeCore) -> Vec<Member> {
     core.membership
         .as_ref()
@@ -160,110 +168,63 @@ impl Registry {
         cmd: Command,
     ) -> Result<Outcome, RegistryError> {
         let deadline = self.deadline();
-        let me = core.local.id.name();
-        let mut last: Option<RegistryError> = None;
-        loop {
-            match self.raft.get() {
-                Some(raft) => {
-                    // On the minority side the proposal is refused before it reaches the
-                    // log: nothing can have changed.
-                    if raft.quorum_visible(&members_of(core), me) == Some(false) {
-                        return Err(RegistryError::NoQuorum);
-                    }
-                    let attempt = tokio::time::timeout_at(deadline, raft.write_local(cmd.clone()));
-                    match attempt.await {
-                        Ok(Ok(outcome)) => return Ok(outcome),
-                        Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
-                            let req = RegistryRequest::Write {
-                                cmd: cmd.clone(),
-                                forward: false,
-                            };
-                            match self.ask(core, &leader, req, deadline).await {
-                                Ok(RegistryReply::Outcome(o)) => return Ok(o),
-                                Ok(RegistryReply::Failed(f)) => {
-                                    last = Some(f.into_error(self.config.request_timeout))
-                                }
-                                Ok(_) => last = Some(protocol_error()),
-                                Err(e) => last = Some(e),
-                            }
-                        }
-                        Ok(Err(LocalError::NotLeader(_))) => {}
-                        Ok(Err(LocalError::Failed(e))) => {
-                            last = Some(RegistryError::Unavailable(e))
-                        }
-                        Err(_) => break,
-                    }
-                }
-                None => {
-                    let req = RegistryRequest::Write {
-                        cmd: cmd.clone(),
-                        forward: true,
-                    };
-                    match self.ask_any_member(core, req, deadline).await {
-                        Ok(RegistryReply::Outcome(o)) => return Ok(o),
-                        Ok(RegistryReply::Failed(Failure::NoQuorum)) => {
-                            return Err(RegistryError::NoQuorum);
-                        }
-                        Ok(RegistryReply::Failed(f)) => {
-                            last = Some(f.into_error(self.config.request_timeout))
-                        }
-                        Ok(_) => last = Some(protocol_error()),
-                        Err(e) => last = Some(e),
-                    }
-                }
-            }
-            if TokioInstant::now() + RETRY >= deadline {
-                break;
-            }
-            tokio::time::sleep(RETRY).await;
-        }
-        Err(self.give_up(core, last))
-    }
-
-    /// The error for a call that ran out of time.
-    fn give_up(&self, core: &NodeCore, last: Option<RegistryError>) -> RegistryError {
-        match self.raft.get() {
-            Some(raft) if !raft.is_initialized() => {
-                RegistryError::Unavailable("the registry has not formed yet".into())
-            }
-            Some(raft) => match raft.quorum_visible(&members_of(core), core.local.id.name()) {
-                Some(false) => RegistryError::NoQuorum,
-                _ => RegistryError::Timeout(self.config.request_timeout),
+        let Some(raft) = self.raft.get() else {
+            return self.write_via_member(core, cmd, deadline).await;
+        };
+        self.through_leader(
+            core,
+            raft,
+            deadline,
+            || raft.write_local(cmd.clone()),
+            || RegistryRequest::Write {
+                cmd: cmd.clone(),
+                forward: false,
             },
-            None => last.unwrap_or(RegistryError::Timeout(self.config.request_timeout)),
-        }
+            |reply| match reply {
+                RegistryReply::Outcome(o) => Some(o),
+                _ => None,
+            },
+        )
+        .await
     }
 
-    /// The log index a linearizable read must see, from the leader.
-    async fn read_index(
+    /// Runs `local` on this member's Raft node; when another member leads, sends it
+    /// `forward()` instead and takes its answer through `accept`. Retries until `deadline`
+    /// while there is no leader (an election) or the attempt failed.
+    ///
+    /// On the minority side nothing is attempted: the call fails with `NoQuorum` before a
+    /// proposal reaches the log, so nothing can have changed.
+    async fn through_leader<T, Fut>(
         &self,
         core: &Arc<NodeCore>,
         raft: &RaftHandle,
-    ) -> Result<u64, RegistryError> {
-        let deadline = self.deadline();
+        deadline: TokioInstant,
+        local: impl Fn() -> Fut,
+        forward: impl Fn() -> RegistryRequest,
+        accept: impl Fn(RegistryReply) -> Option<T>,
+    ) -> Result<T, RegistryError>
+    where
+        Fut: Future<Output = Result<T, LocalError>>,
+    {
         let me = core.local.id.name();
-        let mut last = None;
         loop {
-            if raft.quorum_visible(&members_of(core), me) == Some(false) {
+            if raft.quorum_visible(&states_of(core), me) == Some(false) {
                 return Err(RegistryError::NoQuorum);
             }
-            match tokio::time::timeout_at(deadline, raft.read_index_local()).await {
-                Ok(Ok(index)) => return Ok(index),
+            match tokio::time::timeout_at(deadline, local()).await {
+                Ok(Ok(value)) => return Ok(value),
                 Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
-                    match self
-                        .ask(core, &leader, RegistryRequest::ReadIndex, deadline)
+                    if let Some(value) = self
+                        .ask(core, &leader, forward(), deadline)
                         .await
+                        .ok()
+                        .and_then(&accept)
                     {
-                        Ok(RegistryReply::Index(i)) => return Ok(i),
-                        Ok(RegistryReply::Failed(f)) => {
-                            last = Some(f.into_error(self.config.request_timeout))
-                        }
-                        Ok(_) => last = Some(protocol_error()),
-                        Err(e) => last = Some(e),
+                        return Ok(value);
                     }
                 }
-                Ok(Err(LocalError::NotLeader(_))) => {}
-                Ok(Err(LocalError::Failed(e))) => last = Some(RegistryError::Unavailable(e)),
+                // No leader yet, the leader refused, or the core failed: try again.
+                Ok(Err(_)) => {}
                 Err(_) => break,
             }
             if TokioInstant::now() + RETRY >= deadline {
@@ -271,8 +232,41 @@ impl Registry {
             }
             tokio::time::sleep(RETRY).await;
         }
-        let _ = last;
-        Err(self.give_up(core, None))
+        Err(if !raft.is_initialized() {
+            RegistryError::Unavailable("the registry has not formed yet".into())
+        } else if raft.quorum_visible(&states_of(core), me) == Some(false) {
+            RegistryError::NoQuorum
+        } else {
+            RegistryError::Timeout(self.config.request_timeout)
+        })
+    }
+
+    /// A client node's write: a member proposes it (forwarding to the leader itself).
+    async fn write_via_member(
+        &self,
+        core: &Arc<NodeCore>,
+        cmd: Command,
+        deadline: TokioInstant,
+    ) -> Result<Outcome, RegistryError> {
+        loop {
+            let req = RegistryRequest::Write {
+                cmd: cmd.clone(),
+                forward: true,
+            };
+            let failed = match self.ask_any_member(core, req, deadline).await {
+                Ok(RegistryReply::Outcome(o)) => return Ok(o),
+                Ok(RegistryReply::Failed(Failure::NoQuorum)) => {
+                    return Err(RegistryError::NoQuorum);
+                }
+                Ok(RegistryReply::Failed(f)) => f.into_error(self.config.request_timeout),
+                Ok(_) => protocol_error(),
+                Err(e) => e,
+            };
+            if TokioInstant::now() + RETRY >= deadline {
+                return Err(failed);
+            }
+            tokio::time::sleep(RETRY).await;
+        }
     }
 
     /// `name` after confirming with the leader that the local replica is current.
@@ -288,7 +282,19 @@ impl Registry {
             };
             return self.remote_entry(core, name, req).await;
         };
-        let index = self.read_index(core, raft).await?;
+        let index = self
+            .through_leader(
+                core,
+                raft,
+                self.deadline(),
+                || raft.read_index_local(),
+                || RegistryRequest::ReadIndex,
+                |reply| match reply {
+                    RegistryReply::Index(i) => Some(i),
+                    _ => None,
+                },
+            )
+            .await?;
         let mut applied = self.replica.applied_watch();
         let wait = applied.wait_for(|a| *a >= index);
         tokio::time::timeout(self.config.request_timeout, wait)
@@ -582,7 +588,7 @@ async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool)
                 bootstrapped = true;
             }
             if !bootstrapped
-                && raft_node::settled(last_change, registry.config.bootstrap_delay)
+                && last_change.elapsed() >= registry.config.bootstrap_delay
                 && raft_node::is_bootstrapper(
                     core.local.id.name(),
                     core.config.architecture,
@@ -694,8 +700,7 @@ impl Registry {
     async fn release_stopped(&self, core: &Arc<NodeCore>) {
         let me = &core.local.id;
         let stopped: Vec<(String, u64)> = self.replica.read(|n| {
-            n.list("")
-                .filter(|e| &e.node == me)
+            n.bound_to(me)
                 .filter(|e| core.actors.get(e.actor_id).is_none_or(|a| !a.alive()))
                 .map(|e| (e.name.clone(), e.version))
                 .collect()

@@ -6,7 +6,7 @@
 //! actor is registered). Both belong to one node incarnation, and both are released when
 //! that incarnation goes Down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,10 +103,31 @@ impl Slot {
 }
 
 /// The name table. Ordered, so that `list(prefix)` is a range scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Only `slots` is replicated state (and all a snapshot carries); the bound count and the
+/// per-node index are derived from it, so that the leader's and each member's periodic
+/// rounds cost the size of one node's names, not of the whole table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Names {
     slots: BTreeMap<String, Slot>,
     bound: usize,
+    by_node: BTreeMap<NodeId, BTreeSet<String>>,
+}
+
+impl Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.slots.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut names = Names::default();
+        for (name, slot) in BTreeMap::<String, Slot>::deserialize(d)? {
+            names.put(name, slot);
+        }
+        Ok(names)
+    }
 }
 
 impl Names {
@@ -146,8 +167,53 @@ impl Names {
     }
 
     /// Node incarnations that hold a name or claim.
-    pub(crate) fn owners(&self) -> std::collections::BTreeSet<NodeId> {
-        self.slots.values().map(|s| s.node().clone()).collect()
+    pub(crate) fn owners(&self) -> impl Iterator<Item = &NodeId> {
+        self.by_node.keys()
+    }
+
+    /// The names bound to actors of `node`.
+    pub(crate) fn bound_to(&self, node: &NodeId) -> impl Iterator<Item = &Arc<NameEntry>> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.get(name))
+    }
+
+    /// Sets `name`'s slot, keeping the derived state in step.
+    fn put(&mut self, name: String, slot: Slot) {
+        self.unindex(&name);
+        if matches!(slot, Slot::Bound(_)) {
+            self.bound += 1;
+        }
+        self.by_node
+            .entry(slot.node().clone())
+            .or_default()
+            .insert(name.clone());
+        self.slots.insert(name, slot);
+    }
+
+    /// Empties `name`'s slot, returning what it held.
+    fn take(&mut self, name: &str) -> Option<Slot> {
+        self.unindex(name);
+        self.slots.remove(name)
+    }
+
+    fn unindex(&mut self, name: &str) {
+        let Some(old) = self.slots.get(name) else {
+            return;
+        };
+        if matches!(old, Slot::Bound(_)) {
+            self.bound -= 1;
+        }
+        let node = old.node();
+        if let Some(held) = self.by_node.get_mut(node) {
+            held.remove(name);
+            if held.is_empty() {
+                let node = node.clone();
+                self.by_node.remove(&node);
+            }
+        }
     }
 
     /// Applies `cmd`, committed at log `index`, appending what watchers should see to `events`.
@@ -190,9 +256,7 @@ impl Names {
                     actor_id: location.actor_id,
                     version: index,
                 };
-                self.slots
-                    .insert(name.clone(), Slot::Bound(Arc::new(entry.clone())));
-                self.bound += 1;
+                self.put(name.clone(), Slot::Bound(Arc::new(entry.clone())));
                 events.push(NameEvent::Registered(entry.clone()));
                 Outcome::Bound(entry)
             }
@@ -206,7 +270,7 @@ impl Names {
                     entry: None,
                 },
                 _ => {
-                    self.slots.insert(
+                    self.put(
                         name.clone(),
                         Slot::Claimed {
                             node: node.clone(),
@@ -233,21 +297,16 @@ impl Names {
                 Outcome::Released(self.remove(name, *reason, events))
             }
             Command::ReleaseNodes { nodes } => {
-                let doomed: Vec<String> = self
-                    .slots
+                let doomed: Vec<String> = nodes
                     .iter()
-                    .filter(|(_, s)| nodes.contains(s.node()))
-                    .map(|(k, _)| k.clone())
+                    .filter_map(|n| self.by_node.get(n))
+                    .flatten()
+                    .cloned()
                     .collect();
-                let mut released = 0;
-                for name in doomed {
-                    if self
-                        .remove(&name, ReleaseReason::NodeDown, events)
-                        .is_some()
-                    {
-                        released += 1;
-                    }
-                }
+                let released = doomed
+                    .iter()
+                    .filter(|name| self.remove(name, ReleaseReason::NodeDown, events).is_some())
+                    .count();
                 Outcome::ReleasedCount(released)
             }
         }
@@ -259,9 +318,8 @@ impl Names {
         reason: ReleaseReason,
         events: &mut Vec<NameEvent>,
     ) -> Option<NameEntry> {
-        match self.slots.remove(name)? {
+        match self.take(name)? {
             Slot::Bound(e) => {
-                self.bound -= 1;
                 let entry = NameEntry::clone(&e);
                 events.push(NameEvent::Released {
                     entry: entry.clone(),

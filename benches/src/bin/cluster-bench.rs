@@ -5,12 +5,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use actix_cluster_benches::BenchResult;
 use actix_cluster_benches::baseline::{self, RawRtt};
 use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::registry;
 use actix_cluster_benches::scenario::{Pair, Security, TellRun};
+use actix_cluster_benches::{BenchResult, median, ms, round};
 use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
@@ -377,21 +377,6 @@ fn detection(plan: &Plan) -> BenchResult<Value> {
     }))
 }
 
-/// The median, averaging the two middle values of an even count; `None` when empty.
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn report_tell(name: &str, run: &TellRun) {
     progress(&format!(
         "{name}: {:.0} msg/s ({} of {} processed in {:.2} s, {:.1} bytes written per message)",
@@ -418,11 +403,6 @@ fn report_ask(name: &str, p: &Percentiles) {
 
 fn progress(line: &str) {
     eprintln!("[cluster-bench] {line}");
-}
-
-fn round(x: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (x * scale).round() / scale
 }
 
 /// What the figures were measured on; the ratios only make sense next to the core count.

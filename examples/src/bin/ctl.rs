@@ -220,17 +220,19 @@ impl Connect {
     }
 }
 
+/// The arguments of a command that takes only the connection flags and `--json`.
+fn connect_and_json(argv: impl Iterator<Item = String>) -> Result<(Connect, bool), UsageError> {
+    let args = Args::parse(argv, &CONNECT_VALUES, &["--insecure-plaintext", "--json"])?;
+    if let Some(extra) = args.positionals().first() {
+        return Err(UsageError::invalid(format!(
+            "unexpected argument {extra:?}"
+        )));
+    }
+    Ok((Connect::from_args(&args)?, args.switch("--json")))
+}
+
 fn status_main(argv: impl Iterator<Item = String>) -> ExitCode {
-    let parsed =
-        Args::parse(argv, &CONNECT_VALUES, &["--insecure-plaintext", "--json"]).and_then(|args| {
-            if let Some(extra) = args.positionals().first() {
-                return Err(UsageError::invalid(format!(
-                    "unexpected argument {extra:?}"
-                )));
-            }
-            Ok((Connect::from_args(&args)?, args.switch("--json")))
-        });
-    let (connect, json) = match parsed {
+    let (connect, json) = match connect_and_json(argv) {
         Ok(p) => p,
         Err(e) => return e.report(STATUS_USAGE),
     };
@@ -551,16 +553,7 @@ fn names_table(names: &[NameEntry]) -> String {
 }
 
 fn registry_main(argv: impl Iterator<Item = String>) -> ExitCode {
-    let parsed =
-        Args::parse(argv, &CONNECT_VALUES, &["--insecure-plaintext", "--json"]).and_then(|args| {
-            if let Some(extra) = args.positionals().first() {
-                return Err(UsageError::invalid(format!(
-                    "unexpected argument {extra:?}"
-                )));
-            }
-            Ok((Connect::from_args(&args)?, args.switch("--json")))
-        });
-    let (connect, json) = match parsed {
+    let (connect, json) = match connect_and_json(argv) {
         Ok(p) => p,
         Err(e) => return e.report(REGISTRY_USAGE),
     };

@@ -48,8 +48,6 @@ pub(crate) struct RaftWire {
     runtime: tokio::runtime::Handle,
     pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
     next: AtomicU64,
-    /// Ends the runtime thread when taken.
-    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     /// Malformed or unexpected frames dropped.
     pub(crate) dropped: AtomicU64,
 }
@@ -80,18 +78,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 impl RaftWire {
-    pub(crate) fn new(
-        transport: &Arc<Transport>,
-        runtime: tokio::runtime::Handle,
-        stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(transport: &Arc<Transport>, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Self {
             transport: Arc::downgrade(transport),
             raft: OnceLock::new(),
             runtime,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            stop,
             dropped: AtomicU64::new(0),
         })
     }
@@ -100,13 +93,6 @@ impl RaftWire {
     /// dropped (the caller retries).
     pub(super) fn set_raft(&self, raft: Raft) {
         let _ = self.raft.set(raft);
-    }
-
-    /// Lets the runtime thread end (after Raft shut down).
-    pub(super) fn stop_runtime(&self) {
-        if let Some(tx) = lock(&self.stop).take() {
-            let _ = tx.send(());
-        }
     }
 
     fn drop_frame(&self, why: &str) {
@@ -182,38 +168,39 @@ impl RaftWire {
         // queue, which is thread-safe.
         self.runtime.spawn(async move {
             let reply: Option<Bytes> = match rpc {
-                RPC_APPEND => respond(
-                    &body,
-                    move |r: AppendEntriesRequest<TypeConfig>| async move {
-                        raft.append_entries(r).await.map_err(|e| e.to_string())
-                    },
-                )
-                .await
-                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
-                RPC_VOTE => respond(&body, move |r: VoteRequest<TypeConfig>| async move {
-                    raft.vote(r).await.map_err(|e| e.to_string())
-                })
-                .await
-                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
-                RPC_PRE_VOTE => respond(&body, move |r: VoteRequest<TypeConfig>| async move {
-                    raft.pre_vote(r).await.map_err(|e| e.to_string())
-                })
-                .await
-                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
-                RPC_SNAPSHOT => respond(
-                    &body,
-                    move |(vote, meta, data): SnapshotRequest| async move {
-                        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
-                            meta,
-                            snapshot: data,
-                        };
-                        raft.install_full_snapshot(vote, snapshot)
-                            .await
-                            .map_err(|e| e.to_string())
-                    },
-                )
-                .await
-                .and_then(|r| encode(TAG_RESPONSE, correlation, rpc, &r)),
+                RPC_APPEND => {
+                    respond(&body, correlation, rpc, move |r| async move {
+                        raft.append_entries(r).await
+                    })
+                    .await
+                }
+                RPC_VOTE => {
+                    respond(&body, correlation, rpc, move |r| async move {
+                        raft.vote(r).await
+                    })
+                    .await
+                }
+                RPC_PRE_VOTE => {
+                    respond(&body, correlation, rpc, move |r| async move {
+                        raft.pre_vote(r).await
+                    })
+                    .await
+                }
+                RPC_SNAPSHOT => {
+                    respond(
+                        &body,
+                        correlation,
+                        rpc,
+                        move |(vote, meta, data): SnapshotRequest| async move {
+                            let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+                                meta,
+                                snapshot: data,
+                            };
+                            raft.install_full_snapshot(vote, snapshot).await
+                        },
+                    )
+                    .await
+                }
                 _ => None,
             };
             match reply {
@@ -228,15 +215,24 @@ impl RaftWire {
     }
 }
 
-/// Decodes a request and runs `f`; `None` if the request does not decode.
-async fn respond<Req, Resp, F, Fut>(body: &[u8], f: F) -> Option<Result<Resp, String>>
+/// Decodes a request, runs `f` and encodes its result as the response frame body; `None` if
+/// the request does not decode (or, never expected, the response does not encode).
+async fn respond<Req, Resp, E, F, Fut>(
+    body: &[u8],
+    correlation: u64,
+    rpc: u8,
+    f: F,
+) -> Option<Bytes>
 where
     Req: DeserializeOwned,
+    Resp: Serialize,
+    E: std::fmt::Display,
     F: FnOnce(Req) -> Fut,
-    Fut: Future<Output = Result<Resp, String>>,
+    Fut: Future<Output = Result<Resp, E>>,
 {
     let req: Req = decode(body).ok()?;
-    Some(f(req).await)
+    let result = f(req).await.map_err(|e| e.to_string());
+    encode(TAG_RESPONSE, correlation, rpc, &result)
 }
 
 impl RaftHooks for Arc<RaftWire> {

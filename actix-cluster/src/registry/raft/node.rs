@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
-use super::RaftNode;
+use openraft::type_config::alias::StoredMembershipOf;
+
 use super::network::{Factory, Raft, RaftWire};
+use super::{RaftNode, TypeConfig};
 use crate::config::Architecture;
 use crate::membership::{Member, MemberState};
 use crate::node::{NodeId, NodeRole};
@@ -20,12 +21,27 @@ use crate::system::NodeCore;
 use crate::transport::Transport;
 
 /// What a local write or read attempt ended with.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum LocalError {
     /// Another member leads (named if known); forward there.
+    #[error("not the leader (leader: {0:?})")]
     NotLeader(Option<String>),
     /// The Raft core failed or is shutting down.
+    #[error("{0}")]
     Failed(String),
+}
+
+/// A failed openraft call, as the registry service sees it.
+fn local_error<E>(e: openraft::error::RaftError<TypeConfig, E>) -> LocalError
+where
+    E: openraft::TryAsRef<openraft::error::ForwardToLeader<TypeConfig>>
+        + std::fmt::Debug
+        + std::fmt::Display,
+{
+    match e.forward_to_leader() {
+        Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
+        None => LocalError::Failed(e.to_string()),
+    }
 }
 
 /// The handle the registry service uses; cheap to clone.
@@ -37,6 +53,8 @@ pub(crate) struct RaftHandle {
     runtime: tokio::runtime::Handle,
     /// Raft ids other nodes reported, by node incarnation.
     known_ids: Arc<Mutex<HashMap<NodeId, u64>>>,
+    /// Ends the runtime thread when taken (after Raft shut down).
+    stop: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 impl std::fmt::Debug for RaftHandle {
@@ -71,9 +89,7 @@ pub(crate) fn start(
                 let _ = stop_rx.await;
             });
         })?;
-    // The runtime thread owns the stop sender's peer; keep the sender alive with the wire.
-    let stop = Arc::new(Mutex::new(Some(stop_tx)));
-    let wire = RaftWire::new(transport, handle.clone(), stop);
+    let wire = RaftWire::new(transport, handle.clone());
     let raft_config = Config {
         cluster_name: "actix-cluster-registry".into(),
         heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
@@ -120,44 +136,49 @@ pub(crate) fn start(
             wire,
             runtime: handle,
             known_ids: Arc::new(Mutex::new(HashMap::new())),
+            stop: Arc::new(Mutex::new(Some(stop_tx))),
         },
         fresh,
     ))
 }
 
 impl RaftHandle {
+    /// Runs `fut` on the registry runtime, where openraft's API is driven, and waits for it.
+    async fn on_runtime<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, LocalError> {
+        self.runtime
+            .spawn(fut)
+            .await
+            .map_err(|e| LocalError::Failed(e.to_string()))
+    }
+
     /// Proposes `cmd` if this node leads.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Outcome, LocalError> {
         let raft = self.raft.clone();
-        let job = self
-            .runtime
-            .spawn(async move { raft.client_write(cmd).await });
-        match job.await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(match e.forward_to_leader() {
-                Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
-                None => LocalError::Failed(e.to_string()),
-            }),
-            Err(e) => Err(LocalError::Failed(e.to_string())),
-        }
+        self.on_runtime(async move { raft.client_write(cmd).await })
+            .await?
+            .map(|resp| resp.data)
+            .map_err(local_error)
     }
 
     /// Confirms leadership with a quorum and returns the log index a linearizable read must
     /// see applied.
     pub(crate) async fn read_index_local(&self) -> Result<u64, LocalError> {
         let raft = self.raft.clone();
-        let job = self.runtime.spawn(async move {
+        self.on_runtime(async move {
             raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
                 .await
-        });
-        match job.await {
-            Ok(Ok(read)) => Ok(read.index()),
-            Ok(Err(e)) => Err(match e.forward_to_leader() {
-                Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
-                None => LocalError::Failed(e.to_string()),
-            }),
-            Err(e) => Err(LocalError::Failed(e.to_string())),
-        }
+        })
+        .await?
+        .map(|read| read.index())
+        .map_err(local_error)
+    }
+
+    /// The current Raft membership (a cheap `Arc` copy, not the whole metrics).
+    fn membership(&self) -> Arc<StoredMembershipOf<TypeConfig>> {
+        Arc::clone(&self.raft.metrics().borrow_watched().membership_config)
     }
 
     pub(crate) fn is_leader(&self) -> bool {
@@ -166,30 +187,33 @@ impl RaftHandle {
 
     /// Whether this node has ever been part of a Raft membership.
     pub(crate) fn is_initialized(&self) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
-        m.membership_config.membership().nodes().next().is_some()
+        self.membership().membership().nodes().next().is_some()
     }
 
-    /// Names of the voters, and whether a majority of them is alive in `members` (Up,
-    /// Joining or Suspect; this node counts as alive). `None` before the registry formed.
-    pub(crate) fn quorum_visible(&self, members: &[Member], me: &str) -> Option<bool> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership();
-        let voters: Vec<String> = membership
+    /// Whether a majority of the voters is alive (Up, Joining or Suspect) by `states`, this
+    /// node counting as alive. `None` before the registry formed.
+    pub(crate) fn quorum_visible(
+        &self,
+        states: &[(NodeId, MemberState)],
+        me: &str,
+    ) -> Option<bool> {
+        let stored = self.membership();
+        let membership = stored.membership();
+        let voters: Vec<&str> = membership
             .voter_ids()
-            .filter_map(|id| membership.get_node(&id).map(|n| n.name.clone()))
+            .filter_map(|id| membership.get_node(&id).map(|n| n.name.as_str()))
             .collect();
         if voters.is_empty() {
             return None;
         }
         let alive = voters
             .iter()
-            .filter(|v| {
-                v.as_str() == me
-                    || members.iter().any(|x| {
-                        x.id.name() == v.as_str()
+            .filter(|&&v| {
+                v == me
+                    || states.iter().any(|(id, state)| {
+                        id.name() == v
                             && matches!(
-                                x.state,
+                                state,
                                 MemberState::Up | MemberState::Joining | MemberState::Suspect
                             )
                     })
@@ -199,15 +223,19 @@ impl RaftHandle {
     }
 
     pub(crate) fn status(&self, replica: &Replica) -> RegistryStatus {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership();
+        let (stored, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            (Arc::clone(&m.membership_config), m.current_leader)
+        };
+        let membership = stored.membership();
         let name = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
         let mut voters: Vec<String> = membership.voter_ids().filter_map(name).collect();
         let mut learners: Vec<String> = membership.learner_ids().filter_map(name).collect();
         voters.sort();
         learners.sort();
         RegistryStatus {
-            leader: m.current_leader.and_then(name),
+            leader: leader.and_then(name),
             voters,
             learners,
             changing_voters: membership.get_joint_config().len() > 1,
@@ -229,13 +257,15 @@ impl RaftHandle {
         self.runtime.spawn(fut);
     }
 
-    /// Stops Raft (best effort; the runtime thread ends with the wire).
+    /// Stops Raft, then lets the runtime thread end (best effort).
     pub(crate) fn shutdown(&self) {
         let raft = self.raft.clone();
-        let wire = Arc::clone(&self.wire);
+        let stop = lock(&self.stop).take();
         self.runtime.spawn(async move {
             let _ = raft.shutdown().await;
-            wire.stop_runtime();
+            if let Some(stop) = stop {
+                let _ = stop.send(());
+            }
         });
     }
 }
@@ -272,6 +302,25 @@ pub(crate) enum Change {
     Voters(BTreeSet<u64>),
 }
 
+/// What the leader's reconciliation decides from.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    /// This node's Raft id and name.
+    pub(crate) me: (u64, &'a str),
+    pub(crate) architecture: Architecture,
+    /// Configured number of voters.
+    pub(crate) target: usize,
+    /// The cluster member table.
+    pub(crate) members: &'a [Member],
+    /// Raft membership: every node, and the voters among them.
+    pub(crate) raft_nodes: &'a BTreeMap<u64, RaftNode>,
+    pub(crate) voters: &'a BTreeSet<u64>,
+    /// Raft ids other members reported.
+    pub(crate) known: &'a dyn Fn(&NodeId) -> Option<u64>,
+    /// Node incarnations holding names.
+    pub(crate) owners: &'a BTreeSet<NodeId>,
+}
+
 /// Pure decision of the leader's reconciliation (sans-IO; unit-tested below).
 ///
 /// - every alive non-client member with a known Raft id joins as a learner;
@@ -281,17 +330,17 @@ pub(crate) enum Change {
 ///   to `target`; a change is proposed only when the result is odd or reaches `target`, so
 ///   that formation goes 1 → 3 → 5 without an even-sized step;
 /// - names held by Down, Left or replaced incarnations are released.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan(
-    me: (u64, &str),
-    architecture: Architecture,
-    target: usize,
-    members: &[Member],
-    raft_nodes: &BTreeMap<u64, RaftNode>,
-    voters: &BTreeSet<u64>,
-    known: &dyn Fn(&NodeId) -> Option<u64>,
-    owners: &BTreeSet<NodeId>,
-) -> Plan {
+pub(crate) fn plan(view: &View<'_>) -> Plan {
+    let View {
+        me,
+        architecture,
+        target,
+        members,
+        raft_nodes,
+        voters,
+        known,
+        owners,
+    } = *view;
     let mut out = Plan::default();
     // The live incarnation of each node name, and its raft id if known.
     let current: HashMap<&str, &Member> = members
@@ -391,10 +440,10 @@ pub(crate) fn plan(
 
 impl RaftHandle {
     /// Proposes one membership change (leader only; errors are retried next round).
-    pub(crate) async fn apply_change(&self, change: Change) -> Result<(), String> {
+    pub(crate) async fn apply_change(&self, change: Change) -> Result<(), LocalError> {
         let raft = self.raft.clone();
-        let job = self.runtime.spawn(async move {
-            let r = match change {
+        self.on_runtime(async move {
+            match change {
                 Change::AddLearner(id, node) => raft.add_learner(id, node, false).await,
                 Change::RemoveNodes(ids) => {
                     raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
@@ -404,37 +453,25 @@ impl RaftHandle {
                     raft.change_membership(ChangeMembers::ReplaceAllVoters(ids), false)
                         .await
                 }
-            };
-            r.map(|_| ()).map_err(|e| e.to_string())
-        });
-        job.await.map_err(|e| e.to_string())?
+            }
+        })
+        .await?
+        .map(|_| ())
+        .map_err(local_error)
     }
 
     /// Bootstraps a one-voter registry with this node. Only ever called once per process
     /// lifetime, on a node whose storage has never held Raft state.
-    pub(crate) async fn initialize(&self, name: &str, addr: String) -> Result<(), String> {
+    pub(crate) async fn initialize(&self, name: &str, addr: String) -> Result<(), LocalError> {
         let raft = self.raft.clone();
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            self.id,
-            RaftNode {
-                name: name.to_owned(),
-                addr,
-            },
-        );
-        let job = self
-            .runtime
-            .spawn(async move { raft.initialize(nodes).await.map_err(|e| e.to_string()) });
-        job.await.map_err(|e| e.to_string())?
-    }
-
-    /// The leader's view needed by [`plan`].
-    pub(crate) fn raft_view(&self) -> (BTreeMap<u64, RaftNode>, BTreeSet<u64>) {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership();
-        let nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let voters = membership.voter_ids().collect();
-        (nodes, voters)
+        let node = RaftNode {
+            name: name.to_owned(),
+            addr,
+        };
+        let nodes = BTreeMap::from([(self.id, node)]);
+        self.on_runtime(async move { raft.initialize(nodes).await })
+            .await?
+            .map_err(|e| LocalError::Failed(e.to_string()))
     }
 
     /// [`plan`] with this node's state.
@@ -445,24 +482,22 @@ impl RaftHandle {
         replica: &Replica,
         target: usize,
     ) -> Plan {
-        let (nodes, voters) = self.raft_view();
-        let owners = replica.read(|n| n.owners());
-        plan(
-            (self.id, core.local.id.name()),
-            core.config.architecture,
+        let stored = self.membership();
+        let membership = stored.membership();
+        let raft_nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters = membership.voter_ids().collect();
+        let owners = replica.read(|n| n.owners().cloned().collect());
+        plan(&View {
+            me: (self.id, core.local.id.name()),
+            architecture: core.config.architecture,
             target,
             members,
-            &nodes,
-            &voters,
-            &|id| self.known_id(id),
-            &owners,
-        )
+            raft_nodes: &raft_nodes,
+            voters: &voters,
+            known: &|id| self.known_id(id),
+            owners: &owners,
+        })
     }
-}
-
-/// Time a node waits with a member table that has not changed before it may bootstrap.
-pub(crate) fn settled(last_change: Instant, delay: Duration) -> bool {
-    last_change.elapsed() >= delay
 }
 
 /// Whether this node is the one that bootstraps: the lowest-named Up member that may vote.
@@ -506,6 +541,26 @@ mod tests {
         move |id: &NodeId| names.iter().find(|(n, _)| *n == id.name()).map(|(_, i)| *i)
     }
 
+    /// [`plan`] as node `a` (Raft id 1) of a decentralized cluster with 3 voters wanted and
+    /// no names held.
+    fn plan_as_a(
+        members: &[Member],
+        raft_nodes: &BTreeMap<u64, RaftNode>,
+        voters: &BTreeSet<u64>,
+        known: &dyn Fn(&NodeId) -> Option<u64>,
+    ) -> Plan {
+        plan(&View {
+            me: (1, "a"),
+            architecture: Architecture::Decentralized,
+            target: 3,
+            members,
+            raft_nodes,
+            voters,
+            known,
+            owners: &BTreeSet::new(),
+        })
+    }
+
     #[test]
     fn formation_adds_learners_then_grows_voters_one_to_three() {
         let members = vec![
@@ -516,41 +571,14 @@ mod tests {
         let known = ids(&[("b", 2), ("c", 3)]);
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
         let voters: BTreeSet<u64> = [1].into();
-        let p = plan(
-            (1, "a"),
-            Architecture::Decentralized,
-            3,
-            &members,
-            &nodes,
-            &voters,
-            &known,
-            &BTreeSet::new(),
-        );
+        let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::AddLearner(2, rn("b"))));
         // b joined: 2 voters would be even and below target, so c joins first.
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b"))].into();
-        let p = plan(
-            (1, "a"),
-            Architecture::Decentralized,
-            3,
-            &members,
-            &nodes,
-            &voters,
-            &known,
-            &BTreeSet::new(),
-        );
+        let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::AddLearner(3, rn("c"))));
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
-        let p = plan(
-            (1, "a"),
-            Architecture::Decentralized,
-            3,
-            &members,
-            &nodes,
-            &voters,
-            &known,
-            &BTreeSet::new(),
-        );
+        let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 2, 3].into())));
     }
 
@@ -573,16 +601,7 @@ mod tests {
         ]
         .into();
         let voters: BTreeSet<u64> = [1, 2, 3].into();
-        let p = plan(
-            (1, "a"),
-            Architecture::Decentralized,
-            3,
-            &members,
-            &nodes,
-            &voters,
-            &known,
-            &BTreeSet::new(),
-        );
+        let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 3, 4].into())));
     }
 
@@ -600,16 +619,16 @@ mod tests {
         ]
         .into();
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
-        let p = plan(
-            (1, "a"),
-            Architecture::Decentralized,
-            3,
-            &members,
-            &nodes,
-            &[1].into(),
-            &|_| None,
-            &owners,
-        );
+        let p = plan(&View {
+            me: (1, "a"),
+            architecture: Architecture::Decentralized,
+            target: 3,
+            members: &members,
+            raft_nodes: &nodes,
+            voters: &[1].into(),
+            known: &|_| None,
+            owners: &owners,
+        });
         assert_eq!(p.release, vec![NodeId::new("b", 1), NodeId::new("c", 1)]);
     }
 
@@ -624,16 +643,16 @@ mod tests {
         ];
         let known = ids(&[("w1", 2), ("w2", 3)]);
         let nodes: BTreeMap<u64, RaftNode> = [(1, rn("m")), (2, rn("w1")), (3, rn("w2"))].into();
-        let p = plan(
-            (1, "m"),
-            Architecture::Centralized,
-            3,
-            &members,
-            &nodes,
-            &[1].into(),
-            &known,
-            &BTreeSet::new(),
-        );
+        let p = plan(&View {
+            me: (1, "m"),
+            architecture: Architecture::Centralized,
+            target: 3,
+            members: &members,
+            raft_nodes: &nodes,
+            voters: &[1].into(),
+            known: &known,
+            owners: &BTreeSet::new(),
+        });
         assert_eq!(p.change, None);
     }
 
