@@ -25,6 +25,9 @@ pub const GOAWAY: u8 = 0x09;
 /// Frame kind of a membership message (SWIM, heartbeats, load reports).
 pub const MEMBERSHIP: u8 = 0x10;
 
+/// Frame kind of a registry (Raft) message.
+pub const RAFT: u8 = 0x20;
+
 /// Frames a node sends on its own, unprompted, on any connection.
 pub const UNPROMPTED: [u8; 4] = [PING, NODES, GOAWAY, MEMBERSHIP];
 

@@ -1,5 +1,6 @@
 //! A node survives hostile bytes on a raw TCP connection (garbage, truncated frames, an
-//! oversized length prefix, an LZ4 bomb) and keeps serving its well-behaved peers.
+//! oversized length prefix, an LZ4 bomb, malformed Raft frames) and keeps serving its
+//! well-behaved peers.
 
 #![allow(clippy::unwrap_used)]
 
@@ -231,5 +232,51 @@ fn lz4_bomb_is_refused_and_the_connection_and_node_keep_serving() {
     assert_eq!(body[..8], 42u64.to_le_bytes(), "correlation");
     assert_eq!(body[8..], [7], "the counter saw neither bomb");
 
+    t.assert_still_serves();
+}
+
+#[test]
+fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_working() {
+    let t = Setup::new();
+    let mut s = t.handshaken("raw-raft");
+    // Shorter than the Raft header, then every tag (request, response, unknown) with every
+    // rpc (known and unknown) and a body that is not a valid message.
+    let mut bodies = vec![Vec::new(), vec![1], garbage(9, 1)];
+    for tag in [1u8, 2, 7] {
+        for rpc in [1u8, 2, 3, 4, 9] {
+            let mut body = vec![tag];
+            body.extend_from_slice(&u64::from(rpc).to_le_bytes());
+            body.push(rpc);
+            body.extend(garbage(40, u64::from(tag) << 8 | u64::from(rpc)));
+            bodies.push(body);
+        }
+    }
+    for body in &bodies {
+        s.write_all(&raw::frame(raw::RAFT, 0, body)).unwrap();
+    }
+
+    // The same connection still carries requests: Raft garbage is dropped, not fatal.
+    let add = raw::message_id("add");
+    s.write_all(&raw::request(t.counter, add, 43, raw::FORMAT_BINCODE, &[5]))
+        .unwrap();
+    let RawFrame { body, .. } = raw::read_until(&mut s, raw::RESPONSE).unwrap();
+    assert_eq!(body[..8], 43u64.to_le_bytes(), "correlation");
+    assert_eq!(body[8..], [5]);
+
+    // And the registry between a and b still takes registrations.
+    let registered = wait_until(TEST_DEADLINE, || {
+        t.b.run(|s| async move {
+            let c = s.start_actor(Counter::default());
+            s.register_name("after-raft-garbage", &c).await
+        })
+        .unwrap()
+        .is_ok()
+    });
+    assert!(
+        registered,
+        "the registry stopped taking registrations: {:?}",
+        t.a.run(|s| async move { s.registry_status().await })
+            .unwrap()
+    );
     t.assert_still_serves();
 }

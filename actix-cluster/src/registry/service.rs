@@ -618,12 +618,15 @@ impl Registry {
     ) -> bool {
         let deadline = TokioInstant::now() + self.config.request_timeout;
         for m in members {
-            // Down and Left members are gone: waiting for them would stall formation.
+            // Only members that completed joining are asked: Down and Left ones are gone, and
+            // a peer stuck in Joining (one that never speaks membership) would otherwise stall
+            // formation for good. A real node that holds a registry becomes Up within the
+            // settle delay, which restarts the wait.
             if m.id == core.local.id
                 || m.role == NodeRole::Client
-                || matches!(
+                || !matches!(
                     m.state,
-                    crate::membership::MemberState::Down | crate::membership::MemberState::Left
+                    crate::membership::MemberState::Up | crate::membership::MemberState::Suspect
                 )
             {
                 continue;
