@@ -480,6 +480,22 @@ fn client_nodes_register_and_look_up_through_a_member() {
         })
         .expect("client answers");
     assert!(matches!(own, Err(RegistryError::Unavailable(_))));
+    // Nor can a client hold a claim: nothing would release it if the client died.
+    let claimed = client
+        .run(|s| async move {
+            let maker = s.clone();
+            s.register_name_or_get("client-claim", move || async move {
+                Ok(maker.start_actor(Counter::default()))
+            })
+            .await
+            .map(|_| ())
+        })
+        .expect("client answers");
+    assert!(matches!(claimed, Err(RegistryError::Unavailable(_))));
+    assert_eq!(
+        lookup_entry(&nodes[0], "client-claim"),
+        Err(RegistryError::NotFound("client-claim".into()))
+    );
 }
 
 #[test]
@@ -518,4 +534,38 @@ fn in_a_centralized_cluster_the_master_holds_the_registry_and_workers_keep_a_rep
     assert!(wait_until(TEST_DEADLINE, || nodes
         .iter()
         .all(|n| lookup_entry(n, "central/a").as_ref() == Ok(&entry))));
+}
+
+#[test]
+fn a_client_reads_the_replica_of_the_seed_it_was_given() {
+    let nodes = cluster("reg-seed", 3, 3);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let seed = nodes[2].system().local_addr().to_string();
+    let client = start(
+        "reg-seed",
+        plaintext("client")
+            .node_role(NodeRole::Client)
+            .seed_nodes([seed]),
+    );
+    let connected = client
+        .run(|s| async move { s.wait_for_peers(3, TEST_DEADLINE).await })
+        .expect("client answers");
+    assert!(connected, "the client did not reach every member");
+    // r2 falls behind the others; the client stays connected to all three.
+    partition(&refs, &[2], &[0, 1]);
+    let majority: Vec<&TestNode> = vec![&nodes[0], &nodes[1]];
+    wait_writable(&majority, 0, "behind-r2");
+    assert!(!lookup_list(&nodes[0], "behind-r2/").is_empty());
+    assert!(
+        lookup_list(&client, "behind-r2/").is_empty(),
+        "the client answered from a replica other than its seed's"
+    );
+    heal(&refs);
+}
+
+fn lookup_list(node: &TestNode, prefix: &str) -> Vec<NameEntry> {
+    let prefix = prefix.to_owned();
+    node.run(move |s| async move { s.list_names(&prefix).await })
+        .expect("node answers")
+        .expect("list")
 }
