@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 
@@ -243,7 +244,7 @@ fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_workin
     // rpc (known and unknown) and a body that is not a valid message.
     let mut bodies = vec![Vec::new(), vec![1], garbage(9, 1)];
     for tag in [1u8, 2, 7] {
-        for rpc in [1u8, 2, 3, 4, 9] {
+        for rpc in [1u8, 2, 3, 4, 5, 9] {
             let mut body = vec![tag];
             body.extend_from_slice(&u64::from(rpc).to_le_bytes());
             body.push(rpc);
@@ -251,8 +252,44 @@ fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_workin
             bodies.push(body);
         }
     }
+    // Snapshot chunks (rpc 5): shorter than a chunk header, a declared size far over the limit,
+    // a chunk of a transfer never started, and one that overruns its declared size.
+    let chunk = |correlation: u64, transfer: u64, offset: u64, total: u64, data: &[u8]| {
+        let mut body = vec![1u8];
+        body.extend_from_slice(&correlation.to_le_bytes());
+        body.push(5);
+        for field in [transfer, offset, total] {
+            body.extend_from_slice(&field.to_le_bytes());
+        }
+        body.extend_from_slice(data);
+        body
+    };
+    bodies.push(vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3]);
+    bodies.push(chunk(901, 1, 0, u64::MAX, &[0; 16]));
+    bodies.push(chunk(902, 2, 4096, 8192, &[0; 16]));
+    bodies.push(chunk(903, 3, 0, 4, &[0; 16]));
     for body in &bodies {
         s.write_all(&raw::frame(raw::RAFT, 0, body)).unwrap();
+    }
+    // Each refused chunk is answered with the reason (the sender's transfer fails with it).
+    let mut refusals = HashMap::new();
+    while !refusals.contains_key(&903u64) {
+        let f = raw::read_frame(&mut s).unwrap();
+        if f.kind == raw::RAFT && f.body.len() > 10 && f.body[0] == 2 {
+            let correlation = u64::from_le_bytes(f.body[1..9].try_into().unwrap());
+            refusals.insert(
+                correlation,
+                String::from_utf8_lossy(&f.body[10..]).into_owned(),
+            );
+        }
+    }
+    for (correlation, reason) in [
+        (901, "exceeds this node's limit"),
+        (902, "no transfer 2 in progress"),
+        (903, "ends past its declared size"),
+    ] {
+        let got = refusals.get(&correlation).map(String::as_str).unwrap_or("");
+        assert!(got.contains(reason), "chunk {correlation}: {got:?}");
     }
 
     // The same connection still carries requests: Raft garbage is dropped, not fatal.

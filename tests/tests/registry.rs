@@ -569,3 +569,48 @@ fn lookup_list(node: &TestNode, prefix: &str) -> Vec<NameEntry> {
         .expect("node answers")
         .expect("list")
 }
+
+#[test]
+fn a_new_member_catches_up_from_a_snapshot_many_times_larger_than_a_frame() {
+    const NAMES: usize = 5000;
+    const MAX_FRAME: u32 = 64 << 10;
+    const LONG: &str =
+        "a-name-long-enough-to-make-the-snapshot-many-frames-long-a-name-long-enough";
+    let small = |c: ClusterConfigBuilder| {
+        let mut registry = RegistryConfig::new().voters(3);
+        // Compact often, so that the log a newcomer would need is gone and only a snapshot
+        // can bring it up to date.
+        registry.snapshot_every = 100;
+        c.max_frame_size(MAX_FRAME).registry(registry)
+    };
+    let nodes = cluster_with("reg-snapshot", 3, 3, small);
+    let addr = start_counter(&nodes[1]);
+    let registered = nodes[1]
+        .run(move |s| async move {
+            let names: Vec<String> = (0..NAMES)
+                .map(|i| format!("snapshot/{i:05}/{LONG}"))
+                .collect();
+            // In waves, so that a slow (debug, shared) machine stays within the request timeout.
+            let mut results = Vec::with_capacity(NAMES);
+            for wave in names.chunks(250) {
+                let calls = wave.iter().map(|n| s.register_name(n, &addr));
+                results.extend(futures::future::join_all(calls).await);
+            }
+            results
+        })
+        .expect("node answers");
+    assert!(registered.iter().all(Result::is_ok), "{registered:?}");
+    let seed = nodes[0].system().local_addr().to_string();
+    let late = start("reg-snapshot", small(plaintext("r3").seed_nodes([seed])));
+    assert!(
+        wait_until(TEST_DEADLINE, || status(&late)
+            .is_some_and(|s| s.names == NAMES)),
+        "the newcomer did not catch up: {:?}",
+        status(&late)
+    );
+    let entry = lookup_entry(&late, &format!("snapshot/04999/{LONG}")).expect("replicated");
+    assert_eq!(&entry.node, nodes[1].system().node_id());
+    // The snapshot it received was far larger than one frame.
+    let snapshot_bytes = NAMES * LONG.len();
+    assert!(snapshot_bytes > 5 * MAX_FRAME as usize);
+}

@@ -60,7 +60,14 @@ pub struct RegistryConfig {
     pub bootstrap_delay: Duration,
     /// Applied entries between two snapshots (log compaction).
     pub snapshot_every: u64,
+    /// Largest snapshot this node accepts from the leader, in bytes of its encoding (about
+    /// 100 bytes per name plus the name's length). A larger one is refused before any byte
+    /// is kept, and the node cannot catch up until the limit is raised.
+    pub max_snapshot_bytes: u64,
 }
+
+/// The smallest accepted [`RegistryConfig::max_snapshot_bytes`].
+const MIN_SNAPSHOT_LIMIT: u64 = 64 << 10;
 
 impl Default for RegistryConfig {
     fn default() -> Self {
@@ -80,6 +87,7 @@ impl RegistryConfig {
             reconcile_interval: Duration::from_millis(250),
             bootstrap_delay: Duration::from_millis(500),
             snapshot_every: 20_000,
+            max_snapshot_bytes: 1 << 30,
         }
     }
 
@@ -98,6 +106,12 @@ impl RegistryConfig {
     /// Keeps the Raft state in memory (the default).
     pub fn ephemeral(mut self) -> Self {
         self.storage = RegistryStorage::Ephemeral;
+        self
+    }
+
+    /// Sets the largest snapshot this node accepts (see [`RegistryConfig::max_snapshot_bytes`]).
+    pub fn max_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.max_snapshot_bytes = bytes;
         self
     }
 
@@ -121,6 +135,11 @@ impl RegistryConfig {
         }
         if self.reconcile_interval.is_zero() || self.snapshot_every == 0 {
             return Err("reconcile interval and snapshot_every must be above zero".into());
+        }
+        if self.max_snapshot_bytes < MIN_SNAPSHOT_LIMIT {
+            return Err(format!(
+                "max_snapshot_bytes must be at least {MIN_SNAPSHOT_LIMIT} (an empty registry's snapshot is smaller)"
+            ));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 mod network;
 pub(crate) mod node;
 pub(crate) mod store;
+mod transfer;
 
 pub(crate) use node::RaftHandle;
 

@@ -4,12 +4,16 @@
 //! Frame body: `tag u8` (1 request, 2 response) · `correlation u64 LE` · `rpc u8` · bincode of
 //! the openraft message (a response carries `Result<Response, String>`). A malformed body is
 //! counted and dropped; the caller's RPC then times out and openraft retries.
+//!
+//! Snapshots travel in chunks (rpc 5, [`super::transfer`]), one request per chunk and one
+//! chunk in flight, so a snapshot of any size up to the receiver's limit crosses connections
+//! whose frame limit is far smaller.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -23,8 +27,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::store::StateMachine;
+use super::transfer::{self, Assembly, Chunk};
 use super::{RaftNode, TypeConfig};
 use crate::codec::{self, SerializationFormat};
+use crate::node::NodeId;
 use crate::transport::{Peer, RaftHooks, Transport};
 
 pub(super) type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -34,9 +40,14 @@ const TAG_RESPONSE: u8 = 2;
 const RPC_APPEND: u8 = 1;
 const RPC_VOTE: u8 = 2;
 const RPC_PRE_VOTE: u8 = 3;
-const RPC_SNAPSHOT: u8 = 4;
+// 4 was a whole snapshot in one frame, before snapshots were chunked; never reused.
+const RPC_SNAPSHOT_CHUNK: u8 = 5;
 /// Bytes before the bincode body.
 const HEADER: usize = 1 + 8 + 1;
+/// Largest snapshot chunk request body; smaller when the peer's frame limit is.
+const MAX_CHUNK_BODY: usize = 1 << 20;
+/// An unfinished snapshot transfer with no chunk for this long is dropped by the receiver.
+const TRANSFER_IDLE: Duration = Duration::from_secs(60);
 
 type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
 
@@ -48,6 +59,8 @@ pub(crate) struct RaftWire {
     runtime: tokio::runtime::Handle,
     pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
     next: AtomicU64,
+    /// Snapshots arriving in chunks, one per sending node at most.
+    incoming: Mutex<Assembly<NodeId>>,
     /// Malformed or unexpected frames dropped.
     pub(crate) dropped: AtomicU64,
 }
@@ -62,15 +75,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn encode<T: Serialize>(tag: u8, correlation: u64, rpc: u8, value: &T) -> Option<Bytes> {
-    let mut body = Vec::with_capacity(64);
-    codec::encode_into(SerializationFormat::Bincode, value, &mut body).ok()?;
-    let mut b = BytesMut::with_capacity(HEADER + body.len());
+/// A frame body: the header, then `payload`.
+fn frame(tag: u8, correlation: u64, rpc: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(HEADER + payload.len());
     b.put_u8(tag);
     b.put_u64_le(correlation);
     b.put_u8(rpc);
-    b.put_slice(&body);
-    Some(b.freeze())
+    b.put_slice(payload);
+    b.freeze()
+}
+
+fn encode<T: Serialize>(tag: u8, correlation: u64, rpc: u8, value: &T) -> Option<Bytes> {
+    let mut body = Vec::with_capacity(64);
+    codec::encode_into(SerializationFormat::Bincode, value, &mut body).ok()?;
+    Some(frame(tag, correlation, rpc, &body))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
@@ -78,13 +96,20 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 impl RaftWire {
-    pub(crate) fn new(transport: &Arc<Transport>, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    /// `max_snapshot` bounds the snapshots this node accepts (their declared size is checked
+    /// before any byte is kept).
+    pub(crate) fn new(
+        transport: &Arc<Transport>,
+        runtime: tokio::runtime::Handle,
+        max_snapshot: u64,
+    ) -> Arc<Self> {
         Arc::new(Self {
             transport: Arc::downgrade(transport),
             raft: OnceLock::new(),
             runtime,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            incoming: Mutex::new(Assembly::new(max_snapshot, TRANSFER_IDLE)),
             dropped: AtomicU64::new(0),
         })
     }
@@ -109,34 +134,30 @@ impl RaftWire {
         req: &Req,
         ttl: Duration,
     ) -> Result<Resp, CallError> {
-        let transport = self
-            .transport
-            .upgrade()
-            .ok_or_else(|| CallError::Unreachable("node stopped".into()))?;
-        let peer = match transport.peer_by_name(&node.name) {
-            Some(p) => p,
-            None => {
-                // A member we have never connected to: dial its advertised address so that
-                // the retry finds it.
-                if let Ok(addr) = node.addr.parse() {
-                    transport.dial_once(addr);
-                }
-                return Err(CallError::Unreachable(format!(
-                    "{} not connected",
-                    node.name
-                )));
-            }
-        };
+        let mut payload = Vec::with_capacity(64);
+        codec::encode_into(SerializationFormat::Bincode, req, &mut payload)
+            .map_err(|e| CallError::Network(format!("request did not encode: {e}")))?;
+        self.call_raw(node, rpc, &payload, ttl).await
+    }
+
+    /// Sends one request whose body after the header is `payload`.
+    async fn call_raw<Resp: DeserializeOwned>(
+        &self,
+        node: &RaftNode,
+        rpc: u8,
+        payload: &[u8],
+        ttl: Duration,
+    ) -> Result<Resp, CallError> {
+        let peer = self.peer(node)?;
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
-        let body = encode(TAG_REQUEST, correlation, rpc, req)
-            .ok_or_else(|| CallError::Network("request did not encode".into()))?;
         // A frame over the peer's limit would cost the whole connection.
-        if body.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
+        if HEADER + payload.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
             return Err(CallError::Network(format!(
                 "raft message of {} bytes exceeds the frame limit",
-                body.len()
+                payload.len()
             )));
         }
+        let body = frame(TAG_REQUEST, correlation, rpc, payload);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(correlation, tx);
         let _forget = Forget {
@@ -155,6 +176,132 @@ impl RaftWire {
             .map_err(|_| CallError::Unreachable("node stopped".into()))?;
         let result: Result<Resp, String> = decode(&reply).map_err(CallError::Network)?;
         result.map_err(CallError::Remote)
+    }
+
+    /// The connection to `node`, dialing it if we have never met it (the retry then finds it).
+    fn peer(&self, node: &RaftNode) -> Result<Arc<Peer>, CallError> {
+        let transport = self
+            .transport
+            .upgrade()
+            .ok_or_else(|| CallError::Unreachable("node stopped".into()))?;
+        match transport.peer_by_name(&node.name) {
+            Some(p) => Ok(p),
+            None => {
+                if let Ok(addr) = node.addr.parse() {
+                    transport.dial_once(addr);
+                }
+                Err(CallError::Unreachable(format!(
+                    "{} not connected",
+                    node.name
+                )))
+            }
+        }
+    }
+
+    /// Sends a snapshot as a sequence of chunks, each acknowledged before the next; the last
+    /// one's reply is the receiver's install result.
+    async fn send_snapshot(
+        &self,
+        node: &RaftNode,
+        req: &SnapshotRequest,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, CallError> {
+        let mut bytes = Vec::new();
+        codec::encode_into(SerializationFormat::Bincode, req, &mut bytes)
+            .map_err(|e| CallError::Network(format!("snapshot did not encode: {e}")))?;
+        let max_body = (self.peer(node)?.max_frame() as usize)
+            .saturating_sub(crate::wire::MAX_HEADER + HEADER)
+            .min(MAX_CHUNK_BODY);
+        let transfer = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut body = Vec::with_capacity(max_body);
+        let mut chunks = transfer::chunks(transfer, &bytes, max_body).peekable();
+        while let Some(chunk) = chunks.next() {
+            body.clear();
+            chunk.write(&mut body);
+            let reply: Option<SnapshotResponse<TypeConfig>> =
+                self.call_raw(node, RPC_SNAPSHOT_CHUNK, &body, ttl).await?;
+            match (reply, chunks.peek().is_none()) {
+                (None, false) => {}
+                (Some(done), true) => return Ok(done),
+                (None, true) => break,
+                (Some(_), false) => {
+                    return Err(CallError::Network(
+                        "receiver installed the snapshot before its last chunk".into(),
+                    ));
+                }
+            }
+        }
+        Err(CallError::Network(
+            "receiver did not install the snapshot after its last chunk".into(),
+        ))
+    }
+
+    /// Takes one snapshot chunk. Every chunk but the last is acknowledged at once; the last
+    /// one's snapshot is installed on the Raft runtime and answered with the result.
+    fn snapshot_chunk(self: &Arc<Self>, peer: &Arc<Peer>, correlation: u64, body: &[u8]) {
+        let Some(raft) = self.raft.get().cloned() else {
+            self.drop_frame("raft not started");
+            return;
+        };
+        let Some(chunk) = Chunk::parse(body) else {
+            self.drop_frame("short snapshot chunk");
+            return;
+        };
+        let from = peer.info().id;
+        let accepted = lock(&self.incoming).accept(from.clone(), chunk, Instant::now());
+        let bytes = match accepted {
+            Ok(None) => {
+                self.reply::<Option<()>>(peer, correlation, RPC_SNAPSHOT_CHUNK, &Ok(None));
+                return;
+            }
+            Ok(Some(bytes)) => bytes,
+            Err(e) => {
+                tracing::warn!(%from, "registry snapshot chunk refused: {e}");
+                self.reply::<Option<()>>(
+                    peer,
+                    correlation,
+                    RPC_SNAPSHOT_CHUNK,
+                    &Err(e.to_string()),
+                );
+                return;
+            }
+        };
+        let peer = Arc::clone(peer);
+        let this = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let result = match decode::<SnapshotRequest>(&bytes) {
+                Ok((vote, meta, data)) => {
+                    let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+                        meta,
+                        snapshot: data,
+                    };
+                    raft.install_full_snapshot(vote, snapshot)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("snapshot did not decode: {e}")),
+            };
+            if result.is_ok() {
+                metrics::counter!("actix_cluster_registry_snapshots_received_total").increment(1);
+            }
+            this.reply(&peer, correlation, RPC_SNAPSHOT_CHUNK, &result);
+        });
+    }
+
+    /// Queues a response; a full queue or a gone peer drops it (the requester times out).
+    fn reply<T: Serialize>(
+        &self,
+        peer: &Peer,
+        correlation: u64,
+        rpc: u8,
+        result: &Result<T, String>,
+    ) {
+        match encode(TAG_RESPONSE, correlation, rpc, result) {
+            Some(bytes) if peer.push_raft(&bytes) => {}
+            Some(_) => self.drop_frame("reply: peer down or queue full"),
+            None => self.drop_frame("reply did not encode"),
+        }
     }
 
     fn serve(self: &Arc<Self>, peer: &Arc<Peer>, correlation: u64, rpc: u8, body: Bytes) {
@@ -186,29 +333,11 @@ impl RaftWire {
                     })
                     .await
                 }
-                RPC_SNAPSHOT => {
-                    respond(
-                        &body,
-                        correlation,
-                        rpc,
-                        move |(vote, meta, data): SnapshotRequest| async move {
-                            let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
-                                meta,
-                                snapshot: data,
-                            };
-                            raft.install_full_snapshot(vote, snapshot).await
-                        },
-                    )
-                    .await
-                }
                 _ => None,
             };
             match reply {
-                Some(bytes) => {
-                    if !peer.push_raft(&bytes) {
-                        this.drop_frame("reply: peer down or queue full");
-                    }
-                }
+                Some(bytes) if peer.push_raft(&bytes) => {}
+                Some(_) => this.drop_frame("reply: peer down or queue full"),
                 None => this.drop_frame("undecodable request or unknown rpc"),
             }
         });
@@ -245,6 +374,9 @@ impl RaftHooks for Arc<RaftWire> {
         let correlation = body.get_u64_le();
         let rpc = body.get_u8();
         match tag {
+            TAG_REQUEST if rpc == RPC_SNAPSHOT_CHUNK => {
+                self.snapshot_chunk(peer, correlation, &body)
+            }
             TAG_REQUEST => self.serve(peer, correlation, rpc, body),
             TAG_RESPONSE => match lock(&self.pending).remove(&correlation) {
                 Some(tx) => {
@@ -364,11 +496,11 @@ impl RaftNetworkV2<TypeConfig> for Client {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let req: SnapshotRequest = (vote, snapshot.meta, snapshot.snapshot);
-        // A snapshot is one frame: bounded by the frame size limit (16 MiB by default).
+        // Per chunk; the last one includes the receiver's install.
         let ttl = option.hard_ttl().max(Duration::from_secs(10));
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            r = self.wire.call(&self.node, RPC_SNAPSHOT, &req, ttl) => r.map_err(CallError::into_streaming),
+            r = self.wire.send_snapshot(&self.node, &req, ttl) => r.map_err(CallError::into_streaming),
         }
     }
 }

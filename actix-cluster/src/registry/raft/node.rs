@@ -89,7 +89,11 @@ pub(crate) fn start(
                 let _ = stop_rx.await;
             });
         })?;
-    let wire = RaftWire::new(transport, handle.clone());
+    let wire = RaftWire::new(transport, handle.clone(), config.max_snapshot_bytes);
+    // A log batch must fit one frame. An entry is a name (at most 512 bytes), a node identity,
+    // an address and an actor type name: 2 KiB covers it unless type names are very long.
+    let max_frame = u64::from(transport.config.limits.max_frame_size);
+    let max_payload_entries = (max_frame.saturating_sub(1024) / 2048).clamp(1, 300);
     let raft_config = Config {
         cluster_name: "actix-cluster-registry".into(),
         heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
@@ -97,6 +101,7 @@ pub(crate) fn start(
         election_timeout_max: config.election_timeout.1.as_millis() as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: 1000,
+        max_payload_entries,
         enable_pre_vote: Some(true),
         ..Default::default()
     }
