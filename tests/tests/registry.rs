@@ -614,3 +614,50 @@ fn a_new_member_catches_up_from_a_snapshot_many_times_larger_than_a_frame() {
     let snapshot_bytes = NAMES * LONG.len();
     assert!(snapshot_bytes > 5 * MAX_FRAME as usize);
 }
+
+#[test]
+fn a_client_reads_through_another_member_when_its_seed_is_cut_off_or_dies() {
+    let mut nodes = cluster("reg-seed-fails", 3, 3);
+    let seed = nodes[2].system().local_addr().to_string();
+    let client = start(
+        "reg-seed-fails",
+        plaintext("client")
+            .node_role(NodeRole::Client)
+            .seed_nodes([seed]),
+    );
+    let connected = client
+        .run(|s| async move { s.wait_for_peers(3, TEST_DEADLINE).await })
+        .expect("client answers");
+    assert!(connected, "the client did not reach every member");
+    let a = start_counter(&nodes[0]);
+    let entry = register(&nodes[0], "kept", &a).expect("register");
+    assert!(wait_until(TEST_DEADLINE, || lookup_entry(&client, "kept")
+        == Ok(entry.clone())));
+
+    // The network between the client and its seed fails (the fault injection cuts the
+    // connection; the client still lists the seed first): another member answers the read.
+    let mut all: Vec<&TestNode> = nodes.iter().collect();
+    all.push(&client);
+    partition(&all, &[3], &[2]);
+    assert_eq!(
+        lookup_entry(&client, "kept").map(|e| e.version),
+        Ok(entry.version)
+    );
+    heal(&all);
+
+    // The seed dies: reads right after it go elsewhere.
+    nodes.remove(2).kill();
+    let results = client
+        .run(|s| async move {
+            let mut results = Vec::new();
+            for _ in 0..20 {
+                results.push(s.lookup_entry("kept").await.map(|e| e.version));
+            }
+            results
+        })
+        .expect("client answers");
+    assert!(
+        results.iter().all(|r| r == &Ok(entry.version)),
+        "{results:?}"
+    );
+}

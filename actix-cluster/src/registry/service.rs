@@ -25,7 +25,7 @@ use crate::system::NodeCore;
 const RETRY: Duration = Duration::from_millis(50);
 
 /// A registry request from another node ([`remote::SYS_REGISTRY`]).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum RegistryRequest {
     /// Propose `cmd`. `forward`: the receiver may forward to the leader (requests from client
     /// nodes); members send `false` and forward themselves, so a write takes at most one hop.
@@ -333,7 +333,7 @@ impl Registry {
         name: &str,
         req: RegistryRequest,
     ) -> Result<NameEntry, RegistryError> {
-        match self.ask_any_member(core, req, self.deadline()).await? {
+        match self.read_any_member(core, req, self.deadline()).await? {
             RegistryReply::Entry(Some(e)) => Ok(e),
             RegistryReply::Entry(None) => Err(RegistryError::NotFound(name.to_owned())),
             RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
@@ -354,7 +354,7 @@ impl Registry {
         let req = RegistryRequest::List {
             prefix: prefix.to_owned(),
         };
-        match self.ask_any_member(core, req, self.deadline()).await? {
+        match self.read_any_member(core, req, self.deadline()).await? {
             RegistryReply::Entries(e) => Ok(e),
             RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
             _ => Err(protocol_error()),
@@ -369,7 +369,7 @@ impl Registry {
             return Ok(raft.status(&self.replica));
         }
         match self
-            .ask_any_member(core, RegistryRequest::Status, self.deadline())
+            .read_any_member(core, RegistryRequest::Status, self.deadline())
             .await?
         {
             RegistryReply::Status { status, .. } => Ok(status),
@@ -447,26 +447,73 @@ impl Registry {
         ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
     }
 
-    /// Sends `req` to a connected member, a configured seed first.
-    async fn ask_any_member(
-        &self,
-        core: &Arc<NodeCore>,
-        req: RegistryRequest,
-        deadline: TokioInstant,
-    ) -> Result<RegistryReply, RegistryError> {
+    /// Connected members, the configured seeds first (`ctl names --seed X` should show X's
+    /// replica), then by name.
+    fn members_to_ask(core: &NodeCore) -> Vec<Arc<crate::transport::Peer>> {
         let mut peers: Vec<_> = core
             .transport
             .peers()
             .into_iter()
             .filter(|p| !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected)
             .collect();
-        // The configured seeds first: `ctl names --seed X` should show X's replica.
         let seeds = &core.config.seed_nodes;
         peers.sort_by_key(|p| (!seeds.contains(&p.addr()), p.id.clone()));
-        let peer = peers.first().ok_or_else(|| {
-            RegistryError::Unavailable("not connected to any cluster member".into())
-        })?;
+        peers
+    }
+
+    /// Sends `req` to the first member [`Self::members_to_ask`] lists.
+    async fn ask_any_member(
+        &self,
+        core: &Arc<NodeCore>,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
+        let peer = Self::members_to_ask(core)
+            .into_iter()
+            .next()
+            .ok_or_else(not_connected)?;
         ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
+    }
+
+    /// Sends a read to the members [`Self::members_to_ask`] lists, in turn, until one answers:
+    /// a member that is gone, unreachable, without a replica or silent is skipped. Each attempt
+    /// gets an equal share of the time left, so a seed that hangs costs a part of the deadline,
+    /// not all of it. A read changes nothing, so asking again elsewhere is always safe.
+    async fn read_any_member(
+        &self,
+        core: &Arc<NodeCore>,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
+        let members = Self::members_to_ask(core);
+        let mut last = None;
+        for (i, peer) in members.iter().enumerate() {
+            let left = deadline.saturating_duration_since(TokioInstant::now());
+            let attempt = TokioInstant::now() + left / (members.len() - i) as u32;
+            match ask_peer(core, peer.id.clone(), peer.addr(), req.clone(), attempt).await {
+                Ok(RegistryReply::Failed(Failure::Unavailable(why))) => {
+                    last = Some(RegistryError::Unavailable(why));
+                }
+                Err(
+                    e @ (RegistryError::Timeout(_)
+                    | RegistryError::Remote(
+                        RemoteError::NodeGone { .. }
+                        | RemoteError::NodeUnreachable { .. }
+                        | RemoteError::UnknownNode(_)
+                        | RemoteError::Timeout(_),
+                    )),
+                ) => last = Some(e),
+                other => return other,
+            }
+        }
+        match last {
+            Some(RegistryError::Timeout(_))
+            | Some(RegistryError::Remote(RemoteError::Timeout(_))) => {
+                Err(RegistryError::Timeout(self.config.request_timeout))
+            }
+            Some(e) => Err(e),
+            None => Err(not_connected()),
+        }
     }
 
     /// Answers another node's registry request.
@@ -538,6 +585,10 @@ impl Registry {
 
 fn protocol_error() -> RegistryError {
     RegistryError::Remote(RemoteError::Decode("unexpected registry reply".into()))
+}
+
+fn not_connected() -> RegistryError {
+    RegistryError::Unavailable("not connected to any cluster member".into())
 }
 
 async fn ask_peer(
