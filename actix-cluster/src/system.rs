@@ -554,6 +554,11 @@ impl ClusterSystem {
         if self.core.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        // A registry leader hands over while its connections still work, so that the others
+        // need not wait out its lease and an election.
+        if self.core.registry.hand_off().await {
+            tracing::info!("registry leadership handed off before shutdown");
+        }
         // Before the transport marks every peer gone, which watches must not take for
         // those nodes going down.
         self.core.actors.watches.close();

@@ -426,6 +426,18 @@ impl RegistryCluster {
         Ok(at)
     }
 
+    /// Shuts node `index` down gracefully (a registry leader hands over first).
+    pub fn shut_down(&mut self, index: usize) -> BenchResult<Instant> {
+        let node = self
+            .nodes
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or_else(|| format!("node {index} does not exist or is already dead"))?;
+        let at = Instant::now();
+        node.stop();
+        Ok(at)
+    }
+
     /// Stops every live node gracefully, all at once, then removes the data directories.
     pub fn stop(mut self) {
         let nodes: Vec<TestNode> = self.nodes.iter_mut().filter_map(Option::take).collect();
@@ -641,22 +653,31 @@ pub fn failover_deadline(config: &RegistryConfig) -> Duration {
     (config.election_timeout.1 * 10).max(Duration::from_secs(10))
 }
 
+/// How the leader of a `registry_failover` run goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// [`TestNode::kill`]: no goodbye; the others wait out its lease and elect.
+    Crash,
+    /// [`TestNode::stop`]: a graceful shutdown, in which the leader hands over first.
+    Shutdown,
+}
+
 /// One run of the `registry_failover` scenario: a fresh cluster of [`VOTERS`] nodes, formed and
-/// warmed up with a few registrations; then the leader is crashed with [`TestNode::kill`] while
-/// a survivor starts a registration of a new name every 5 ms. The figure is
-/// the time from just before the kill until the first registration *started after the kill*
-/// returned `Ok`.
+/// warmed up with a few registrations; then the leader is crashed with [`TestNode::kill`] (or
+/// shut down, per `ending`) while a survivor starts a registration of a new name every 5 ms.
+/// The figure is the time from just before the kill until the first registration *started
+/// after the kill* returned `Ok`.
 ///
 /// Attempts overlap rather than follow each other, so an attempt stuck on the dead leader
 /// (until its request timeout) does not hide the recovery from later ones.
-pub fn failover(cluster: &str, storage: Storage) -> BenchResult<Failover> {
+pub fn failover(cluster: &str, storage: Storage, ending: Ending) -> BenchResult<Failover> {
     let mut c = RegistryCluster::start(cluster, VOTERS, storage)?;
-    let result = measure_failover(&mut c);
+    let result = measure_failover(&mut c, ending);
     c.stop();
     result
 }
 
-fn measure_failover(c: &mut RegistryCluster) -> BenchResult<Failover> {
+fn measure_failover(c: &mut RegistryCluster, ending: Ending) -> BenchResult<Failover> {
     c.wait_formed(FORMATION_DEADLINE)?;
     // Every node's path to the leader (forwarding included) has carried a write before the
     // kill, so connection set-up is not part of the figure.
@@ -680,7 +701,10 @@ fn measure_failover(c: &mut RegistryCluster) -> BenchResult<Failover> {
     // start after this stamp count.
     let at = Instant::now();
     let _ = killed_at.set(at);
-    c.kill(formed.leader)?;
+    match ending {
+        Ending::Crash => c.kill(formed.leader)?,
+        Ending::Shutdown => c.shut_down(formed.leader)?,
+    };
     let outcome = done
         .recv_timeout(deadline + Duration::from_secs(5))
         .map_err(|_| "the surviving node's attempter did not report")??;
@@ -1030,14 +1054,29 @@ fn lookup_null(error: String) -> Value {
 /// The `registry_failover` runs. A run that fails before any succeeded ends the repetitions,
 /// since the next would most likely wait out the same deadline.
 fn failover_runs(plan: &Plan, progress: &dyn Fn(&str)) -> Value {
+    let mut crash = ending_runs(plan, Ending::Crash, progress);
+    let graceful = ending_runs(plan, Ending::Shutdown, progress);
+    if let Some(obj) = crash.as_object_mut() {
+        obj.insert("graceful".into(), graceful);
+    }
+    crash
+}
+
+/// The runs of one [`Ending`].
+fn ending_runs(plan: &Plan, ending: Ending, progress: &dyn Fn(&str)) -> Value {
     let (min, max) = registry_config().election_timeout;
+    let (label, verb) = match ending {
+        Ending::Crash => ("registry_failover", "killing"),
+        Ending::Shutdown => ("registry_failover graceful", "shutting down"),
+    };
     let mut runs: Vec<Failover> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     for run in 0..plan.failover_runs {
-        match failover(&format!("registry-failover-{run}"), Storage::Ephemeral) {
+        let cluster = format!("registry-failover-{ending:?}-{run}").to_lowercase();
+        match failover(&cluster, Storage::Ephemeral, ending) {
             Ok(f) => {
                 progress(&format!(
-                    "registry_failover run {}: a registration succeeded {:.0} ms after killing \
+                    "{label} run {}: a registration succeeded {:.0} ms after {verb} \
                      leader {} ({:.2} × the {:.0} ms upper election timeout; the survivor saw \
                      a new leader after {}; {} attempts, errors {:?}; new leader {:?})",
                     run + 1,
@@ -1054,7 +1093,7 @@ fn failover_runs(plan: &Plan, progress: &dyn Fn(&str)) -> Value {
                 runs.push(f);
             }
             Err(e) => {
-                progress(&format!("registry_failover run {}: FAILED: {e}", run + 1));
+                progress(&format!("{label} run {}: FAILED: {e}", run + 1));
                 errors.push(format!("run {}: {e}", run + 1));
                 if runs.is_empty() {
                     break;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use actix_cluster_benches::registry::{self, Plan, RegistryCluster, Storage};
+use actix_cluster_benches::registry::{self, Ending, Plan, RegistryCluster, Storage};
 use serde_json::Value;
 
 /// A plan small enough for a debug build: the same code paths as `--quick`, a fraction of the
@@ -97,6 +97,10 @@ fn the_report_has_every_key_and_no_scenario_failed() {
         field(&report.failover, "runs").as_array().map(Vec::len),
         Some(1)
     );
+    let graceful = field(&report.failover, "graceful");
+    assert_eq!(field(graceful, "error"), &Value::Null);
+    assert_eq!(field(graceful, "runs").as_array().map(Vec::len), Some(1));
+    assert!(field(graceful, "ms").as_f64().is_some());
 }
 
 #[test]
@@ -117,9 +121,14 @@ fn a_write_run_counts_every_registration_once_and_a_repeat_is_not_new() {
 }
 
 #[test]
-fn a_failover_is_timed_from_the_kill_of_the_leader() {
-    let f = registry::failover("bench-reg-failover", Storage::Ephemeral).expect("failover");
-    assert!(f.attempts >= 1);
-    assert!(f.took > Duration::ZERO);
-    assert_ne!(f.new_leader.as_deref(), Some(f.old_leader.as_str()));
+fn a_failover_is_timed_from_the_kill_or_shutdown_of_the_leader() {
+    for (cluster, ending) in [
+        ("bench-reg-failover", Ending::Crash),
+        ("bench-reg-handoff", Ending::Shutdown),
+    ] {
+        let f = registry::failover(cluster, Storage::Ephemeral, ending).expect("failover");
+        assert!(f.attempts >= 1);
+        assert!(f.took > Duration::ZERO);
+        assert_ne!(f.new_leader.as_deref(), Some(f.old_leader.as_str()));
+    }
 }

@@ -661,3 +661,26 @@ fn a_client_reads_through_another_member_when_its_seed_is_cut_off_or_dies() {
         "{results:?}"
     );
 }
+
+#[test]
+fn a_leader_that_shuts_down_hands_leadership_over_first() {
+    let mut nodes = cluster("reg-handoff", 3, 3);
+    let a = start_counter(&nodes[0]);
+    register(&nodes[0], "before-handoff", &a).expect("register");
+    let l = leader(&nodes);
+    let old = nodes[l].system().node_id().name().to_owned();
+    nodes.remove(l).stop();
+    // When the shutdown returns another voter already leads: nobody waits out the old
+    // leader's lease and an election timeout.
+    let leads_itself = |n: &TestNode| {
+        status(n).is_some_and(|s| s.leader.as_deref() == Some(n.system().node_id().name()))
+    };
+    assert!(
+        nodes.iter().any(leads_itself),
+        "no survivor leads right after {old} shut down: {:?}",
+        nodes.iter().map(status).collect::<Vec<_>>()
+    );
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_writable(&refs, 0, "after-handoff");
+    assert!(lookup_entry(&nodes[1], "before-handoff").is_ok());
+}

@@ -157,6 +157,16 @@ impl Registry {
         }
     }
 
+    /// Before a planned shutdown: if this node leads the registry, another voter takes over
+    /// first (bounded by the lower election timeout, after which the others elect as after a
+    /// crash). Returns whether leadership moved.
+    pub(crate) async fn hand_off(&self) -> bool {
+        match self.raft.get() {
+            Some(r) => r.hand_off(self.config.election_timeout.0).await,
+            None => false,
+        }
+    }
+
     fn deadline(&self) -> TokioInstant {
         TokioInstant::now() + self.config.request_timeout
     }

@@ -19,7 +19,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use serde::Serialize;
@@ -42,6 +43,7 @@ const RPC_VOTE: u8 = 2;
 const RPC_PRE_VOTE: u8 = 3;
 // 4 was a whole snapshot in one frame, before snapshots were chunked; never reused.
 const RPC_SNAPSHOT_CHUNK: u8 = 5;
+const RPC_TRANSFER_LEADER: u8 = 6;
 /// Bytes before the bincode body.
 const HEADER: usize = 1 + 8 + 1;
 /// Largest snapshot chunk request body; smaller when the peer's frame limit is.
@@ -333,6 +335,12 @@ impl RaftWire {
                     })
                     .await
                 }
+                RPC_TRANSFER_LEADER => {
+                    respond(&body, correlation, rpc, move |r| async move {
+                        raft.handle_transfer_leader(r).await
+                    })
+                    .await
+                }
                 _ => None,
             };
             match reply {
@@ -484,6 +492,17 @@ impl RaftNetworkV2<TypeConfig> for Client {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.wire
             .call(&self.node, RPC_PRE_VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.wire
+            .call(&self.node, RPC_TRANSFER_LEADER, &req, option.hard_ttl())
             .await
             .map_err(CallError::into_rpc)
     }

@@ -262,6 +262,50 @@ impl RaftHandle {
         self.runtime.spawn(fut);
     }
 
+    /// If this node leads, hands leadership to the most up-to-date other voter and waits, at
+    /// most `within`, until that voter has taken over: a planned shutdown then costs the
+    /// cluster no election (a leader that just vanishes leaves the others waiting out its
+    /// lease and an election timeout). `true` if another node leads when it returns.
+    pub(crate) async fn hand_off(&self, within: std::time::Duration) -> bool {
+        let target = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            if m.current_leader != Some(self.id) {
+                return false;
+            }
+            let matched = |id: &u64| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|log| log.index())
+            };
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != self.id)
+                .max_by_key(|v| (matched(v), std::cmp::Reverse(*v)))
+        };
+        let Some(target) = target else {
+            return false;
+        };
+        let (raft, me) = (self.raft.clone(), self.id);
+        let handed = self
+            .on_runtime(async move {
+                if raft.trigger().transfer_leader(target).await.is_err() {
+                    return false;
+                }
+                raft.wait(Some(within))
+                    .metrics(
+                        |m| m.current_leader.is_some_and(|l| l != me),
+                        "leadership handed off",
+                    )
+                    .await
+                    .is_ok()
+            })
+            .await;
+        matches!(handed, Ok(true))
+    }
+
     /// Stops Raft, then lets the runtime thread end (best effort).
     pub(crate) fn shutdown(&self) {
         let raft = self.raft.clone();
