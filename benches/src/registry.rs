@@ -416,23 +416,22 @@ impl RegistryCluster {
     /// Crashes node `index` (as [`TestNode::kill`]: no goodbye, sockets close, its actix
     /// system stops) and returns the instant just before.
     pub fn kill(&mut self, index: usize) -> BenchResult<Instant> {
-        let node = self
-            .nodes
-            .get_mut(index)
-            .and_then(Option::take)
-            .ok_or_else(|| format!("node {index} does not exist or is already dead"))?;
+        let node = self.take(index)?;
         let at = Instant::now();
         node.kill();
         Ok(at)
     }
 
-    /// Shuts node `index` down gracefully (a registry leader hands over first).
-    pub fn shut_down(&mut self, index: usize) -> BenchResult<Instant> {
-        let node = self
-            .nodes
+    fn take(&mut self, index: usize) -> BenchResult<TestNode> {
+        self.nodes
             .get_mut(index)
             .and_then(Option::take)
-            .ok_or_else(|| format!("node {index} does not exist or is already dead"))?;
+            .ok_or_else(|| format!("node {index} does not exist or is already dead").into())
+    }
+
+    /// Shuts node `index` down gracefully (a registry leader hands over first).
+    pub fn shut_down(&mut self, index: usize) -> BenchResult<Instant> {
+        let node = self.take(index)?;
         let at = Instant::now();
         node.stop();
         Ok(at)

@@ -536,21 +536,28 @@ fn in_a_centralized_cluster_the_master_holds_the_registry_and_workers_keep_a_rep
         .all(|n| lookup_entry(n, "central/a").as_ref() == Ok(&entry))));
 }
 
-#[test]
-fn a_client_reads_the_replica_of_the_seed_it_was_given() {
-    let nodes = cluster("reg-seed", 3, 3);
-    let refs: Vec<&TestNode> = nodes.iter().collect();
-    let seed = nodes[2].system().local_addr().to_string();
+/// A client node seeded with `nodes[seed]`, once it is connected to every node.
+fn client_connected_to_all(cluster: &str, nodes: &[TestNode], seed: usize) -> TestNode {
+    let seed = nodes[seed].system().local_addr().to_string();
     let client = start(
-        "reg-seed",
+        cluster,
         plaintext("client")
             .node_role(NodeRole::Client)
             .seed_nodes([seed]),
     );
+    let want = nodes.len();
     let connected = client
-        .run(|s| async move { s.wait_for_peers(3, TEST_DEADLINE).await })
+        .run(move |s| async move { s.wait_for_peers(want, TEST_DEADLINE).await })
         .expect("client answers");
     assert!(connected, "the client did not reach every member");
+    client
+}
+
+#[test]
+fn a_client_reads_the_replica_of_the_seed_it_was_given() {
+    let nodes = cluster("reg-seed", 3, 3);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let client = client_connected_to_all("reg-seed", &nodes, 2);
     // r2 falls behind the others; the client stays connected to all three.
     partition(&refs, &[2], &[0, 1]);
     let majority: Vec<&TestNode> = vec![&nodes[0], &nodes[1]];
@@ -618,17 +625,7 @@ fn a_new_member_catches_up_from_a_snapshot_many_times_larger_than_a_frame() {
 #[test]
 fn a_client_reads_through_another_member_when_its_seed_is_cut_off_or_dies() {
     let mut nodes = cluster("reg-seed-fails", 3, 3);
-    let seed = nodes[2].system().local_addr().to_string();
-    let client = start(
-        "reg-seed-fails",
-        plaintext("client")
-            .node_role(NodeRole::Client)
-            .seed_nodes([seed]),
-    );
-    let connected = client
-        .run(|s| async move { s.wait_for_peers(3, TEST_DEADLINE).await })
-        .expect("client answers");
-    assert!(connected, "the client did not reach every member");
+    let client = client_connected_to_all("reg-seed-fails", &nodes, 2);
     let a = start_counter(&nodes[0]);
     let entry = register(&nodes[0], "kept", &a).expect("register");
     assert!(wait_until(TEST_DEADLINE, || lookup_entry(&client, "kept")
