@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_cluster::prelude::*;
@@ -680,4 +681,44 @@ fn a_leader_that_shuts_down_hands_leadership_over_first() {
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_writable(&refs, 0, "after-handoff");
     assert!(lookup_entry(&nodes[1], "before-handoff").is_ok());
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_without_waiting_out_its_lease() {
+    // Election timeouts so long that waiting out the lease and a timeout (90 s or more) would
+    // miss the test deadline: only the evidence that the leader's process is gone (its port
+    // refuses connections) lets the others elect in time.
+    let patient = |c: ClusterConfigBuilder| {
+        let mut registry = RegistryConfig::new().voters(3);
+        registry.election_timeout = (Duration::from_secs(40), Duration::from_secs(50));
+        registry.request_timeout = Duration::from_secs(55);
+        c.registry(registry)
+    };
+    assert!(Duration::from_secs(90) > TEST_DEADLINE);
+    let mut nodes = cluster_with("reg-gone", 3, 3, patient);
+    let a = start_counter(&nodes[0]);
+    register(&nodes[0], "before-crash", &a).expect("register");
+    let l = leader(&nodes);
+    nodes.remove(l).kill();
+    let b = start_counter(&nodes[0]);
+    let written = nodes[0]
+        .run(move |s| async move {
+            // Every attempt, not only the start of the last one, ends by the deadline (within
+            // the harness's own bound on `run`).
+            let deadline = actix_rt::time::Instant::now() + TEST_DEADLINE / 2;
+            let mut attempt = 0;
+            loop {
+                let name = format!("after-crash/{attempt}");
+                let left = deadline.saturating_duration_since(actix_rt::time::Instant::now());
+                let result = actix_rt::time::timeout(left, s.register_name(&name, &b)).await;
+                match result {
+                    Ok(Ok(_)) => return Ok(attempt),
+                    Ok(Err(_)) => attempt += 1,
+                    Err(_) => return Err(format!("no registration after {attempt} attempts")),
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .expect("node answers");
+    assert!(written.is_ok(), "{written:?}");
 }

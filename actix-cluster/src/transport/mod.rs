@@ -71,6 +71,11 @@ pub(crate) trait MembershipHooks: Send + Sync + 'static {
 pub(crate) trait RaftHooks: Send + Sync + 'static {
     /// `peer` sent a Raft frame.
     fn message(&self, peer: &Arc<Peer>, body: bytes::Bytes);
+
+    /// `peer`'s process is gone for certain: after its connection closed, its address refused
+    /// a new connection (nothing listens there), or a new incarnation answered. Not called for
+    /// silence, which may be a partition.
+    fn process_gone(&self, peer: &Arc<Peer>);
 }
 
 /// Why a connection attempt failed.
@@ -295,6 +300,8 @@ impl Transport {
     async fn drive(self: Arc<Self>, peer: Arc<Peer>) {
         let t = self.config.timeouts;
         let mut backoff = t.reconnect_min;
+        // Whether this disconnection's evidence of death was reported already.
+        let mut reported = false;
         loop {
             if self.shutdown.is_set() || peer.state() == PeerState::Gone {
                 return;
@@ -302,6 +309,7 @@ impl Transport {
             // Clients dial in when they need to; nobody dials them.
             if peer.is_attached() || peer.dials_in_only() {
                 backoff = t.reconnect_min;
+                reported = false;
                 tokio::select! {
                     () = peer.disconnected.notified() => {}
                     () = self.shutdown.wait() => return,
@@ -316,6 +324,7 @@ impl Transport {
                 }
                 Ok(h) => {
                     // The node restarted: a new incarnation answers at the old address.
+                    self.report_gone(&peer, &mut reported);
                     let dialer = self.local.id.clone();
                     self.establish(h, dialer);
                     if peer.state() == PeerState::Gone {
@@ -324,6 +333,11 @@ impl Transport {
                 }
                 Err(e) => {
                     tracing::debug!(node = %peer.id, error = %e, "reconnect failed");
+                    if matches!(&e, HandshakeError::Connect(io)
+                        if io.kind() == std::io::ErrorKind::ConnectionRefused)
+                    {
+                        self.report_gone(&peer, &mut reported);
+                    }
                 }
             }
             if peer.down_for().is_some_and(|d| d >= t.give_up_after) {
@@ -486,6 +500,15 @@ impl Transport {
     }
 
     /// Connects the registry layer. Set once, before `start`.
+    /// Tells the registry, once per disconnection, that `peer`'s process is gone.
+    fn report_gone(&self, peer: &Arc<Peer>, reported: &mut bool) {
+        if !std::mem::replace(reported, true)
+            && let Some(hooks) = self.raft.get()
+        {
+            hooks.process_gone(peer);
+        }
+    }
+
     pub(crate) fn set_raft(&self, hooks: Arc<dyn RaftHooks>) {
         let _ = self.raft.set(hooks);
     }

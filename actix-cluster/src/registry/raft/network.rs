@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -394,6 +395,39 @@ impl RaftHooks for Arc<RaftWire> {
             },
             _ => self.drop_frame("unknown tag"),
         }
+    }
+
+    /// If `peer` led the registry, this voter stops honouring its lease and asks the others
+    /// for their votes at once (pre-vote first, so a live leader is never deposed): the
+    /// lease exists so that a leader that merely went quiet keeps its place, and a process
+    /// that is certainly gone has none to keep. Silence still waits out lease and timeout.
+    fn process_gone(&self, peer: &Arc<Peer>) {
+        let Some(raft) = self.raft.get().cloned() else {
+            return;
+        };
+        let name = peer.id.name().to_owned();
+        self.runtime.spawn(async move {
+            let (vote, leader) = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                let membership = m.membership_config.membership();
+                let Some(leader) = m.current_leader.filter(|l| *l != m.id) else {
+                    return;
+                };
+                let leads = membership.get_node(&leader).is_some_and(|n| n.name == name);
+                if !leads || !membership.voter_ids().any(|v| v == m.id) {
+                    return;
+                }
+                (m.vote, leader)
+            };
+            tracing::info!(leader = %name, "registry leader's process is gone; electing at once");
+            // A transfer notice naming another node only ends this node's lease on `vote`
+            // (and is ignored if the vote has moved on meanwhile).
+            let notice = TransferLeaderRequest::new(vote, leader, None);
+            if raft.handle_transfer_leader(notice).await.is_ok() {
+                let _ = raft.trigger().elect(true).await;
+            }
+        });
     }
 }
 
