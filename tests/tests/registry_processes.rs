@@ -5,7 +5,8 @@
 //! with its version, the dead node's name is released, a new leader is elected among the
 //! survivors and new registrations succeed. In durable mode (`--data-dir`), a SIGKILLed
 //! follower restarted on its data directory catches up with the names registered while it
-//! was down. Everything is observed through the `ctl` program, as an operator would.
+//! was down. A leader stopped gracefully hands leadership to a survivor before it exits.
+//! Everything is observed through the `ctl` program, as an operator would.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -582,4 +583,50 @@ fn ctl_registry_commands_refuse_bad_command_lines_with_code_2() {
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_registry_leader_that_stops_gracefully_hands_over_before_it_exits() {
+    let mut cluster = Cluster::new("reg-handoff", false);
+    cluster.start_all();
+    let seed = cluster.addr("node-1");
+    let formed = cluster.wait_for_leader(seed, &NODES, "registry formed with three voters");
+    let leader: &'static str = NODES
+        .into_iter()
+        .find(|n| formed.leader.as_deref() == Some(*n))
+        .expect("the leader is one of the nodes");
+    let survivors: Vec<&'static str> = NODES.into_iter().filter(|n| *n != leader).collect();
+    cluster
+        .register(seed, "svc/before", survivors[0])
+        .expect("register before the stop");
+
+    // Stop the leader as a supervisor would (its stdin closes: a graceful shutdown).
+    let mut process = cluster.nodes.remove(leader).expect("the leader runs");
+    let status = process.stop(TEST_DEADLINE).expect("wait for the leader");
+    assert!(status.is_some_and(|s| s.success()), "{leader}: {status:?}");
+
+    // The hand-off finished before the process exited: the first look, without retrying,
+    // already finds a survivor leading.
+    let views: Vec<RegistryView> = survivors
+        .iter()
+        .map(|n| cluster.registry(cluster.addr(n)).expect("registry status"))
+        .collect();
+    assert!(
+        views
+            .iter()
+            .any(|v| v.leader.as_deref().is_some_and(|l| survivors.contains(&l))),
+        "no survivor leads right after {leader} exited: {views:?}"
+    );
+    let via = cluster.addr(survivors[0]);
+    let after = cluster
+        .register(via, "svc/after", survivors[1])
+        .expect("register after the hand-off");
+    assert!(
+        cluster
+            .names(via)
+            .expect("names")
+            .contains_key("svc/before")
+    );
+    assert!(after.version > 0);
+    cluster.stop();
 }
