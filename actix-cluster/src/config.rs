@@ -728,6 +728,30 @@ mod tests {
     }
 
     #[test]
+    fn registry_settings_are_checked() {
+        let bad = [
+            RegistryConfig::new().voters(2),
+            RegistryConfig::new().max_snapshot_bytes(1 << 10),
+            RegistryConfig::new().max_snapshot_bytes(1 << 30),
+            RegistryConfig {
+                election_timeout: (Duration::from_millis(900), Duration::from_millis(600)),
+                ..RegistryConfig::new()
+            },
+        ];
+        for registry in bad {
+            let refused = base().registry(registry.clone()).build();
+            assert!(
+                matches!(refused, Err(ConfigError::InvalidRegistry(_))),
+                "{registry:?}: {refused:?}"
+            );
+        }
+        let fine = RegistryConfig::new()
+            .voters(5)
+            .max_snapshot_bytes(1000 << 20);
+        assert!(base().registry(fine).build().is_ok());
+    }
+
+    #[test]
     fn defaults_build() {
         let c = base().build().expect("valid");
         assert_eq!(c.listen_addr().port(), 0);

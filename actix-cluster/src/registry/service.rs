@@ -498,22 +498,33 @@ impl Registry {
         let members = Self::members_to_ask(core);
         let mut last = None;
         for (i, peer) in members.iter().enumerate() {
-            let left = deadline.saturating_duration_since(TokioInstant::now());
-            let attempt = TokioInstant::now() + left / (members.len() - i) as u32;
-            match ask_peer(core, peer.id.clone(), peer.addr(), req.clone(), attempt).await {
-                Ok(RegistryReply::Failed(Failure::Unavailable(why))) => {
-                    last = Some(RegistryError::Unavailable(why));
-                }
+            // An equal share of what is left, but never less than a third of the request
+            // timeout (a linearizable read takes a round trip to the leader), so with many
+            // members only the first few are asked.
+            let now = TokioInstant::now();
+            let left = deadline.saturating_duration_since(now);
+            let share = (left / (members.len() - i) as u32)
+                .max(self.config.request_timeout / 3)
+                .min(left);
+            match ask_peer(core, peer.id.clone(), peer.addr(), req.clone(), now + share).await {
+                // This member cannot answer (no replica; minority side; slow): another may.
+                Ok(RegistryReply::Failed(
+                    f @ (Failure::Unavailable(_) | Failure::NoQuorum | Failure::Timeout),
+                )) => last = Some(f.into_error(self.config.request_timeout)),
                 Err(
                     e @ (RegistryError::Timeout(_)
                     | RegistryError::Remote(
                         RemoteError::NodeGone { .. }
                         | RemoteError::NodeUnreachable { .. }
                         | RemoteError::UnknownNode(_)
+                        | RemoteError::QueueFull { .. }
                         | RemoteError::Timeout(_),
                     )),
                 ) => last = Some(e),
                 other => return other,
+            }
+            if TokioInstant::now() >= deadline {
+                break;
             }
         }
         match last {
@@ -636,6 +647,7 @@ async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool)
         }
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
+            raft.wire.sweep_transfers();
             let members = members_of(&core);
             let view: Vec<(NodeId, u8)> = members
                 .iter()

@@ -61,13 +61,17 @@ pub struct RegistryConfig {
     /// Applied entries between two snapshots (log compaction).
     pub snapshot_every: u64,
     /// Largest snapshot this node accepts from the leader, in bytes of its encoding (about
-    /// 100 bytes per name plus the name's length). A larger one is refused before any byte
-    /// is kept, and the node cannot catch up until the limit is raised.
+    /// 100 bytes per name plus the name's length): 512 MiB by default, at most 1008 MiB. A
+    /// larger one is refused before any byte is kept, and the node cannot catch up until the
+    /// limit is raised.
     pub max_snapshot_bytes: u64,
 }
 
 /// The smallest accepted [`RegistryConfig::max_snapshot_bytes`].
 const MIN_SNAPSHOT_LIMIT: u64 = 64 << 10;
+/// The largest: a snapshot is decoded in one piece, with the codec's 1 GiB decode limit,
+/// which counts bookkeeping as well as bytes, so stay clear of it.
+const MAX_SNAPSHOT_LIMIT: u64 = (1 << 30) - (16 << 20);
 
 impl Default for RegistryConfig {
     fn default() -> Self {
@@ -87,7 +91,7 @@ impl RegistryConfig {
             reconcile_interval: Duration::from_millis(250),
             bootstrap_delay: Duration::from_millis(500),
             snapshot_every: 20_000,
-            max_snapshot_bytes: 1 << 30,
+            max_snapshot_bytes: 512 << 20,
         }
     }
 
@@ -136,9 +140,11 @@ impl RegistryConfig {
         if self.reconcile_interval.is_zero() || self.snapshot_every == 0 {
             return Err("reconcile interval and snapshot_every must be above zero".into());
         }
-        if self.max_snapshot_bytes < MIN_SNAPSHOT_LIMIT {
+        if !(MIN_SNAPSHOT_LIMIT..=MAX_SNAPSHOT_LIMIT).contains(&self.max_snapshot_bytes) {
             return Err(format!(
-                "max_snapshot_bytes must be at least {MIN_SNAPSHOT_LIMIT} (an empty registry's snapshot is smaller)"
+                "max_snapshot_bytes must be from {MIN_SNAPSHOT_LIMIT} to {MAX_SNAPSHOT_LIMIT} \
+                 (the decoder refuses anything near 1 GiB), not {}",
+                self.max_snapshot_bytes
             ));
         }
         Ok(())

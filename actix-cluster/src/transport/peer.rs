@@ -359,6 +359,25 @@ impl Peer {
         true
     }
 
+    /// [`Self::push_raft`], but a full queue is waited on (until `until`) instead of dropping
+    /// the frame: for snapshot chunks, whose loss would restart a whole transfer.
+    pub(crate) async fn push_raft_waiting(&self, body: &[u8], until: tokio::time::Instant) -> bool {
+        loop {
+            let mut room = pin!(self.space.notified());
+            // Registered before the attempt, so a drain in between cannot be missed.
+            room.as_mut().enable();
+            if self.push_raft(body) {
+                return true;
+            }
+            if !matches!(self.state(), PeerState::Connected | PeerState::Connecting) {
+                return false;
+            }
+            if tokio::time::timeout_at(until, room).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Takes everything queued, if `conn` is the attached writer and no other writer still
     /// holds a batch. Returns the bytes and how many counted frames they hold.
     pub(crate) fn take_batch(&self, conn: u64) -> TakeBatch {

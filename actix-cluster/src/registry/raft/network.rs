@@ -140,17 +140,20 @@ impl RaftWire {
         let mut payload = Vec::with_capacity(64);
         codec::encode_into(SerializationFormat::Bincode, req, &mut payload)
             .map_err(|e| CallError::Network(format!("request did not encode: {e}")))?;
-        self.call_raw(node, rpc, &payload, ttl).await
+        self.call_raw(node, rpc, &payload, ttl, false).await
     }
 
-    /// Sends one request whose body after the header is `payload`.
+    /// Sends one request whose body after the header is `payload`. `wait_for_room`: a full
+    /// send queue is waited on within `ttl` rather than failing the call at once.
     async fn call_raw<Resp: DeserializeOwned>(
         &self,
         node: &RaftNode,
         rpc: u8,
         payload: &[u8],
         ttl: Duration,
+        wait_for_room: bool,
     ) -> Result<Resp, CallError> {
+        let until = tokio::time::Instant::now() + ttl;
         let peer = self.peer(node)?;
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
         // A frame over the peer's limit would cost the whole connection.
@@ -167,13 +170,18 @@ impl RaftWire {
             wire: self,
             correlation,
         };
-        if !peer.push_raft(&body) {
+        let queued = if wait_for_room {
+            peer.push_raft_waiting(&body, until).await
+        } else {
+            peer.push_raft(&body)
+        };
+        if !queued {
             return Err(CallError::Unreachable(format!(
                 "{} is down or its queue is full",
                 node.name
             )));
         }
-        let reply = tokio::time::timeout(ttl, rx)
+        let reply = tokio::time::timeout_at(until, rx)
             .await
             .map_err(|_| CallError::Timeout)?
             .map_err(|_| CallError::Unreachable("node stopped".into()))?;
@@ -221,8 +229,9 @@ impl RaftWire {
         while let Some(chunk) = chunks.next() {
             body.clear();
             chunk.write(&mut body);
-            let reply: Option<SnapshotResponse<TypeConfig>> =
-                self.call_raw(node, RPC_SNAPSHOT_CHUNK, &body, ttl).await?;
+            let reply: Option<SnapshotResponse<TypeConfig>> = self
+                .call_raw(node, RPC_SNAPSHOT_CHUNK, &body, ttl, true)
+                .await?;
             match (reply, chunks.peek().is_none()) {
                 (None, false) => {}
                 (Some(done), true) => return Ok(done),
@@ -250,6 +259,11 @@ impl RaftWire {
             self.drop_frame("short snapshot chunk");
             return;
         };
+        // Only a Raft leader sends snapshots, and client nodes are never members.
+        if peer.dials_in_only() {
+            self.drop_frame("snapshot chunk from a client node");
+            return;
+        }
         let from = peer.info().id;
         let accepted = lock(&self.incoming).accept(from.clone(), chunk, Instant::now());
         let bytes = match accepted {
@@ -290,6 +304,13 @@ impl RaftWire {
             }
             this.reply(&peer, correlation, RPC_SNAPSHOT_CHUNK, &result);
         });
+    }
+
+    /// Forgets an unfinished snapshot transfer that has been idle too long (called from the
+    /// registry's periodic round, so that an abandoned transfer's memory is freed even if no
+    /// other snapshot ever arrives).
+    pub(crate) fn sweep_transfers(&self) {
+        lock(&self.incoming).sweep(Instant::now());
     }
 
     /// Queues a response; a full queue or a gone peer drops it (the requester times out).
@@ -423,8 +444,19 @@ impl RaftHooks for Arc<RaftWire> {
             tracing::info!(leader = %name, "registry leader's process is gone; electing at once");
             // A transfer notice naming another node only ends this node's lease on `vote`
             // (and is ignored if the vote has moved on meanwhile).
+            // The lease stays off until the vote changes (openraft re-arms it only then): if the
+            // leader was alive after all, this voter alone grants votes without it, but a
+            // candidate still needs a quorum, whose members still hold their leases.
             let notice = TransferLeaderRequest::new(vote, leader, None);
-            if raft.handle_transfer_leader(notice).await.is_ok() {
+            if raft.handle_transfer_leader(notice).await.is_err() {
+                return;
+            }
+            let unchanged = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                m.vote == vote && m.current_leader == Some(leader)
+            };
+            if unchanged {
                 let _ = raft.trigger().elect(true).await;
             }
         });

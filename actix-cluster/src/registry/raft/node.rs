@@ -289,8 +289,12 @@ impl RaftHandle {
             return false;
         };
         let (raft, me) = (self.raft.clone(), self.id);
-        let handed = self
-            .on_runtime(async move {
+        // Bounded here too, on the caller's clock: the registry thread may be busy (building
+        // or installing a snapshot) and not run the inner bound on time.
+        let outer = within + std::time::Duration::from_secs(1);
+        let handed = tokio::time::timeout(
+            outer,
+            self.on_runtime(async move {
                 if raft.trigger().transfer_leader(target).await.is_err() {
                     return false;
                 }
@@ -301,9 +305,10 @@ impl RaftHandle {
                     )
                     .await
                     .is_ok()
-            })
-            .await;
-        matches!(handed, Ok(true))
+            }),
+        )
+        .await;
+        matches!(handed, Ok(Ok(true)))
     }
 
     /// Stops Raft, then lets the runtime thread end (best effort).

@@ -4,16 +4,15 @@
 //!
 //! Rules the receiver enforces, each a typed [`ChunkError`] sent back to the sender (which fails
 //! the transfer; openraft sends the snapshot again later):
-//! - a transfer starts with the chunk at offset 0 and replaces any unfinished one from the same
-//!   sender;
+//! - one transfer at a time: only the Raft leader sends snapshots, so a transfer that starts
+//!   (the chunk at offset 0, from any sender) replaces any unfinished one, and the memory held
+//!   is that of one snapshot at most;
 //! - its declared size is checked against the limit before any byte is kept, and memory grows
 //!   only with the bytes that arrived;
-//! - chunks must arrive in order and add up to exactly the declared size;
-//! - a transfer that sees no chunk for `idle` is forgotten.
+//! - chunks must arrive in order, from the sender that started the transfer, and add up to
+//!   exactly the declared size; a chunk of another transfer changes nothing;
+//! - a transfer that sees no chunk for `idle` is forgotten ([`Assembly::sweep`]).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// Bytes of a chunk's header in the request body: `transfer u64` · `offset u64` · `total u64`.
@@ -83,23 +82,34 @@ struct Transfer {
     touched: Instant,
 }
 
-/// The unfinished transfers of one node, one per sender at most.
+/// The unfinished snapshot transfer of one node, if any, with its sender.
 #[derive(Debug)]
 pub(super) struct Assembly<K> {
     limit: u64,
     idle: Duration,
-    transfers: HashMap<K, Transfer>,
+    current: Option<(K, Transfer)>,
 }
 
 /// What the receiver keeps allocated before the bytes arrive, at most.
 const INITIAL_CAPACITY: u64 = 1 << 20;
 
-impl<K: Eq + Hash> Assembly<K> {
+impl<K: Eq> Assembly<K> {
     pub(super) fn new(limit: u64, idle: Duration) -> Self {
         Self {
             limit,
             idle,
-            transfers: HashMap::new(),
+            current: None,
+        }
+    }
+
+    /// Forgets the unfinished transfer if it has seen no chunk for `idle`.
+    pub(super) fn sweep(&mut self, now: Instant) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(_, t)| now.saturating_duration_since(t.touched) >= self.idle)
+        {
+            self.current = None;
         }
     }
 
@@ -111,34 +121,34 @@ impl<K: Eq + Hash> Assembly<K> {
         chunk: Chunk<'_>,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, ChunkError> {
-        let idle = self.idle;
-        self.transfers
-            .retain(|_, t| now.saturating_duration_since(t.touched) < idle);
+        self.sweep(now);
         let transfer = chunk.transfer;
-        if chunk.total > self.limit {
-            self.transfers.remove(&from);
-            return Err(ChunkError::TooLarge {
-                total: chunk.total,
-                limit: self.limit,
-            });
-        }
-        let mut slot = match (chunk.offset == 0, self.transfers.entry(from)) {
-            (true, entry) => entry.insert_entry(Transfer {
+        if chunk.offset == 0 {
+            // A new transfer: whatever was unfinished is abandoned (the leader moved on).
+            self.current = None;
+            if chunk.total > self.limit {
+                return Err(ChunkError::TooLarge {
+                    total: chunk.total,
+                    limit: self.limit,
+                });
+            }
+            let fresh = Transfer {
                 id: transfer,
                 total: chunk.total,
                 // Memory follows the bytes that arrive, not the size the sender declared.
                 buf: Vec::with_capacity(chunk.total.min(INITIAL_CAPACITY) as usize),
                 touched: now,
-            }),
-            // A stray chunk of an older transfer must not disturb the current one.
-            (false, Entry::Occupied(o))
-                if o.get().id == transfer && o.get().total == chunk.total =>
-            {
-                o
-            }
-            _ => return Err(ChunkError::UnknownTransfer { transfer }),
+            };
+            self.current = Some((from, fresh));
+        } else if !self.current.as_ref().is_some_and(|(sender, t)| {
+            *sender == from && t.id == transfer && t.total == chunk.total
+        }) {
+            // A chunk of a transfer that is not the current one must not disturb it.
+            return Err(ChunkError::UnknownTransfer { transfer });
+        }
+        let Some((_, t)) = &mut self.current else {
+            return Err(ChunkError::UnknownTransfer { transfer });
         };
-        let t = slot.get_mut();
         let expected = t.buf.len() as u64;
         let result = if chunk.offset != expected {
             Err(ChunkError::OutOfOrder {
@@ -152,24 +162,28 @@ impl<K: Eq + Hash> Assembly<K> {
                 total: t.total,
             })
         } else {
+            if t.buf.len() as u64 * 2 >= t.total {
+                // Past half way: one allocation to the end, instead of doubling past it.
+                t.buf.reserve_exact((t.total - expected) as usize);
+            }
             t.buf.extend_from_slice(chunk.data);
             t.touched = now;
             Ok(t.buf.len() as u64 == t.total)
         };
         match result {
             Ok(false) => Ok(None),
-            Ok(true) => Ok(Some(slot.remove().buf)),
+            Ok(true) => Ok(self.current.take().map(|(_, t)| t.buf)),
             Err(e) => {
-                slot.remove();
+                self.current = None;
                 Err(e)
             }
         }
     }
 
-    /// Unfinished transfers (for tests and status).
+    /// Unfinished transfers (for tests).
     #[cfg(test)]
     fn in_progress(&self) -> usize {
-        self.transfers.len()
+        usize::from(self.current.is_some())
     }
 }
 
@@ -250,6 +264,17 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_as_large_as_the_limit_is_accepted() {
+        let data = [7u8; 100];
+        let mut a = Assembly::new(100, IDLE);
+        let mut done = None;
+        for c in chunks(1, &data, CHUNK_HEADER + 30) {
+            done = a.accept(1, c, Instant::now()).expect("accepted");
+        }
+        assert_eq!(done, Some(data.to_vec()));
+    }
+
+    #[test]
     fn an_oversized_snapshot_is_refused_before_any_byte_is_kept() {
         let mut a = Assembly::new(100, IDLE);
         let c = Chunk {
@@ -314,17 +339,25 @@ mod tests {
     }
 
     #[test]
-    fn senders_are_independent_and_a_new_transfer_replaces_an_old_one() {
+    fn one_transfer_at_a_time_and_a_new_one_replaces_the_old() {
         let now = Instant::now();
         let (x, y) = ([1u8; 20], [2u8; 20]);
         let xs: Vec<_> = chunks(1, &x, CHUNK_HEADER + 10).collect();
         let ys: Vec<_> = chunks(2, &y, CHUNK_HEADER + 10).collect();
         let mut a = Assembly::new(1000, IDLE);
         a.accept("a", xs[0], now).expect("a starts");
+        // b (a new leader) starts: a's transfer is abandoned.
         a.accept("b", ys[0], now).expect("b starts");
-        assert_eq!(a.accept("a", xs[1], now), Ok(Some(x.to_vec())));
+        assert!(matches!(
+            a.accept("a", xs[1], now),
+            Err(ChunkError::UnknownTransfer { transfer: 1 })
+        ));
+        // That refusal did not disturb b's transfer, nor does b's chunk from another sender.
+        assert!(a.accept("c", ys[1], now).is_err());
+        assert_eq!(a.accept("b", ys[1], now), Ok(Some(y.to_vec())));
         // b restarts with a new transfer: the old one is replaced.
         let ys2: Vec<_> = chunks(3, &y, CHUNK_HEADER + 10).collect();
+        a.accept("b", ys[0], now).expect("b starts again");
         a.accept("b", ys2[0], now).expect("b restarts");
         assert!(a.accept("b", ys[1], now).is_err());
         assert_eq!(a.accept("b", ys2[1], now), Ok(Some(y.to_vec())));
@@ -337,11 +370,15 @@ mod tests {
         let all: Vec<_> = chunks(1, &data, CHUNK_HEADER + 10).collect();
         let mut a = Assembly::new(1000, IDLE);
         a.accept(1, all[0], start).expect("first");
+        a.sweep(start + IDLE / 2);
+        assert_eq!(a.in_progress(), 1);
+        a.sweep(start + IDLE);
+        assert_eq!(a.in_progress(), 0);
+        a.accept(1, all[0], start).expect("again");
         assert!(matches!(
             a.accept(1, all[1], start + IDLE),
             Err(ChunkError::UnknownTransfer { .. })
         ));
-        assert_eq!(a.in_progress(), 0);
     }
 
     proptest! {
@@ -371,7 +408,7 @@ mod tests {
                 if let Ok(Some(bytes)) = a.accept(from, c, now) {
                     prop_assert!(bytes.len() as u64 == total && total <= 256);
                 }
-                prop_assert!(a.transfers.values().all(|t| t.buf.len() as u64 <= t.total));
+                prop_assert!(a.current.iter().all(|(_, t)| t.buf.len() as u64 <= t.total));
             }
         }
     }
