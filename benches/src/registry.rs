@@ -529,6 +529,26 @@ impl KeyOrder {
     }
 }
 
+/// Times `per_round` calls of `lookup` on the keys `order` picks, into `rec`; the first error
+/// ends the run. Returns the order advanced past the keys it used.
+fn time_lookups<T>(
+    keys: &[String],
+    mut order: KeyOrder,
+    per_round: u64,
+    rec: &mut Recorder,
+    mut lookup: impl FnMut(&str) -> Result<T, String>,
+) -> Result<KeyOrder, String> {
+    for _ in 0..per_round {
+        let key = std::hint::black_box(keys[order.next(keys.len())].as_str());
+        let start = Instant::now();
+        let found = lookup(key);
+        let took = start.elapsed();
+        std::hint::black_box(found?);
+        rec.record(took);
+    }
+    Ok(order)
+}
+
 /// The body of [`RegistryCluster::lookup_latency`], on the node's arbiter.
 async fn measure_lookups(
     system: ClusterSystem,
@@ -558,57 +578,39 @@ async fn measure_lookups(
     let mut order = KeyOrder(0x9E37_79B9_7F4A_7C15);
     for _ in 0..rounds {
         // Same keys, same order, for each kind within a round.
-        let round_order = order.clone();
-
-        let mut o = round_order.clone();
-        for _ in 0..per_round {
-            let key = std::hint::black_box(keys[o.next(keys.len())].as_str());
-            let start = Instant::now();
-            let found = system.lookup_entry(key).now_or_never();
-            let took = start.elapsed();
-            match found {
-                Some(Ok(entry)) => {
-                    std::hint::black_box(entry);
-                }
-                Some(Err(e)) => return Err(format!("lookup_entry({key:?}): {e}")),
-                None => return Err(not_local("lookup_entry")),
-            }
-            entry_rec.record(took);
-        }
-
-        let mut o = round_order.clone();
-        for _ in 0..per_round {
-            let key = std::hint::black_box(keys[o.next(keys.len())].as_str());
-            let start = Instant::now();
-            let found = system.lookup::<Sink>(key).now_or_never();
-            let took = start.elapsed();
-            match found {
-                Some(Ok(addr)) => {
-                    std::hint::black_box(addr);
-                }
-                Some(Err(e)) => return Err(format!("lookup({key:?}): {e}")),
-                None => return Err(not_local("lookup")),
-            }
-            addr_rec.record(took);
-        }
-
-        let mut o = round_order.clone();
-        for _ in 0..per_round {
-            let key = std::hint::black_box(keys[o.next(keys.len())].as_str());
-            let start = Instant::now();
-            let found = map.get(key).cloned();
-            let took = start.elapsed();
-            if std::hint::black_box(found).is_none() {
-                return Err(format!("{key:?} missing from the baseline map"));
-            }
-            map_rec.record(took);
-        }
+        time_lookups(
+            &keys,
+            order.clone(),
+            per_round,
+            &mut entry_rec,
+            |key| match system.lookup_entry(key).now_or_never() {
+                Some(Ok(entry)) => Ok(entry),
+                Some(Err(e)) => Err(format!("lookup_entry({key:?}): {e}")),
+                None => Err(not_local("lookup_entry")),
+            },
+        )?;
+        time_lookups(
+            &keys,
+            order.clone(),
+            per_round,
+            &mut addr_rec,
+            |key| match system.lookup::<Sink>(key).now_or_never() {
+                Some(Ok(addr)) => Ok(addr),
+                Some(Err(e)) => Err(format!("lookup({key:?}): {e}")),
+                None => Err(not_local("lookup")),
+            },
+        )?;
+        let next_order = time_lookups(&keys, order, per_round, &mut map_rec, |key| {
+            map.get(key)
+                .cloned()
+                .ok_or_else(|| format!("{key:?} missing from the baseline map"))
+        })?;
 
         for _ in 0..per_round {
             let start = Instant::now();
             timer_rec.record(start.elapsed());
         }
-        order = o;
+        order = next_order;
         // Let the arbiter run whatever else it hosts between rounds.
         tokio::task::yield_now().await;
     }

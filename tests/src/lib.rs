@@ -363,3 +363,24 @@ pub fn heal(nodes: &[&actix_cluster_testkit::TestNode]) {
         node.system().faults().heal();
     }
 }
+
+/// A centralized cluster of plaintext nodes with no actor types registered: one master named
+/// `master`, then `workers` workers `w0..` that know it as their master. Returns them in that
+/// order, started but not waited on.
+pub fn centralized(cluster: &str, workers: usize) -> Vec<actix_cluster_testkit::TestNode> {
+    use actix_cluster::{Architecture, NodeRole};
+    use actix_cluster_testkit::{TestNode, plaintext};
+    let start = |config: actix_cluster::ClusterConfigBuilder| {
+        let config = config.architecture(Architecture::Centralized);
+        TestNode::start(cluster, config.build().expect("config"), |b| b).expect("start")
+    };
+    let master = start(plaintext("master").node_role(NodeRole::Master));
+    let addr = master.system().local_addr().to_string();
+    let mut nodes = vec![master];
+    for i in 0..workers {
+        nodes.push(start(
+            plaintext(&format!("w{i}")).master_nodes([addr.clone()]),
+        ));
+    }
+    nodes
+}

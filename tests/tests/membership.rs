@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, ClusterSystemBuilder};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::wait_until;
+use actix_cluster_tests::{centralized, wait_until};
 
 /// Bound on detection in these tests: generous, since CI machines stall; the tight figure
 /// (about 2 s with the LAN preset) is measured by `cluster-bench`, not asserted.
@@ -136,22 +136,7 @@ fn static_discovery_sees_a_crash_as_down() {
 
 #[test]
 fn centralized_workers_register_with_the_master_and_crashes_are_pushed_to_all() {
-    let master = start(
-        "m-central",
-        plaintext("master")
-            .architecture(Architecture::Centralized)
-            .node_role(NodeRole::Master),
-    );
-    let addr = master.system().local_addr().to_string();
-    let mut nodes = vec![master];
-    for i in 0..3 {
-        nodes.push(start(
-            "m-central",
-            plaintext(&format!("w{i}"))
-                .architecture(Architecture::Centralized)
-                .master_nodes([addr.clone()]),
-        ));
-    }
+    let nodes = centralized("m-central", 3);
     let refs: Vec<&TestNode> = nodes.iter().collect();
     assert!(
         wait_until(TEST_DEADLINE, || all_up(&refs, 4)),

@@ -14,7 +14,9 @@ use actix_cluster::{
     RegistryError, RegistryStatus,
 };
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::{Add, Counter, Get, Halt, Mortal, heal, partition, wait_until};
+use actix_cluster_tests::{
+    Add, Counter, Get, Halt, Mortal, centralized, heal, partition, wait_until,
+};
 
 fn setup(b: ClusterSystemBuilder) -> ClusterSystemBuilder {
     b
@@ -501,22 +503,7 @@ fn client_nodes_register_and_look_up_through_a_member() {
 
 #[test]
 fn in_a_centralized_cluster_the_master_holds_the_registry_and_workers_keep_a_replica() {
-    let master = start(
-        "reg-central",
-        plaintext("master")
-            .architecture(Architecture::Centralized)
-            .node_role(NodeRole::Master),
-    );
-    let addr = master.system().local_addr().to_string();
-    let mut nodes = vec![master];
-    for i in 0..2 {
-        nodes.push(start(
-            "reg-central",
-            plaintext(&format!("w{i}"))
-                .architecture(Architecture::Centralized)
-                .master_nodes([addr.clone()]),
-        ));
-    }
+    let nodes = centralized("reg-central", 2);
     // One master: it is the single authority; workers are learners, never voters.
     assert!(
         wait_until(TEST_DEADLINE, || nodes.iter().all(|n| status(n)

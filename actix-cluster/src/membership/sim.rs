@@ -590,6 +590,18 @@ impl Sim {
         }
     }
 
+    /// Crashes node `i` and runs until every live node sees it Down, at most `within`; panics
+    /// with the cluster's summary if that does not happen. Returns the crashed incarnation and
+    /// how long detection took.
+    pub(super) fn crash_until_down(&mut self, i: usize, within: Duration) -> (NodeId, Duration) {
+        let id = self.id(i).clone();
+        self.crash(i);
+        let took = self
+            .run_until(within, |s| s.everyone_sees(&id, MemberState::Down))
+            .unwrap_or_else(|| panic!("{id} was not seen Down everywhere: {}", self.summary()));
+        (id, took)
+    }
+
     /// Starts node `i` again under its name with the next incarnation.
     pub(super) fn restart(&mut self, i: usize) {
         if self.alive(i) {

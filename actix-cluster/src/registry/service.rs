@@ -346,7 +346,6 @@ impl Registry {
         match self.read_any_member(core, req, self.deadline()).await? {
             RegistryReply::Entry(Some(e)) => Ok(e),
             RegistryReply::Entry(None) => Err(RegistryError::NotFound(name.to_owned())),
-            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
             _ => Err(protocol_error()),
         }
     }
@@ -366,7 +365,6 @@ impl Registry {
         };
         match self.read_any_member(core, req, self.deadline()).await? {
             RegistryReply::Entries(e) => Ok(e),
-            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
             _ => Err(protocol_error()),
         }
     }
@@ -383,7 +381,6 @@ impl Registry {
             .await?
         {
             RegistryReply::Status { status, .. } => Ok(status),
-            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
             _ => Err(protocol_error()),
         }
     }
@@ -488,7 +485,8 @@ impl Registry {
     /// Sends a read to the members [`Self::members_to_ask`] lists, in turn, until one answers:
     /// a member that is gone, unreachable, without a replica or silent is skipped. Each attempt
     /// gets an equal share of the time left, so a seed that hangs costs a part of the deadline,
-    /// not all of it. A read changes nothing, so asking again elsewhere is always safe.
+    /// not all of it. A read changes nothing, so asking again elsewhere is always safe. A
+    /// member's `Failed` answer comes back as the error it stands for.
     async fn read_any_member(
         &self,
         core: &Arc<NodeCore>,
@@ -511,6 +509,9 @@ impl Registry {
                 Ok(RegistryReply::Failed(
                     f @ (Failure::Unavailable(_) | Failure::NoQuorum | Failure::Timeout),
                 )) => last = Some(f.into_error(self.config.request_timeout)),
+                Ok(RegistryReply::Failed(f)) => {
+                    return Err(f.into_error(self.config.request_timeout));
+                }
                 Err(
                     e @ (RegistryError::Timeout(_)
                     | RegistryError::Remote(

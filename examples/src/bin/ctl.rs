@@ -139,10 +139,10 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     // Each command parses its own flags, so that later commands can take others.
     match argv.next().as_deref() {
-        Some("status") => status_main(argv),
+        Some("status") => connect_json_main(argv, STATUS_USAGE, status),
         Some("register") => register_main(argv),
         Some("names") => names_main(argv),
-        Some("registry") => registry_main(argv),
+        Some("registry") => connect_json_main(argv, REGISTRY_USAGE, registry),
         Some("-h" | "--help") => UsageError::Help.report(USAGE),
         Some(other) => UsageError::invalid(format!("unknown command {other:?}")).report(USAGE),
         None => UsageError::invalid("a command is required").report(USAGE),
@@ -231,12 +231,21 @@ fn connect_and_json(argv: impl Iterator<Item = String>) -> Result<(Connect, bool
     Ok((Connect::from_args(&args)?, args.switch("--json")))
 }
 
-fn status_main(argv: impl Iterator<Item = String>) -> ExitCode {
-    let (connect, json) = match connect_and_json(argv) {
-        Ok(p) => p,
-        Err(e) => return e.report(STATUS_USAGE),
-    };
-    run(status(connect, json))
+/// A command that takes only the connection flags and `--json`: parses them (printing `usage`
+/// on a mistake) and runs `command`.
+fn connect_json_main<F, Fut>(
+    argv: impl Iterator<Item = String>,
+    usage: &str,
+    command: F,
+) -> ExitCode
+where
+    F: FnOnce(Connect, bool) -> Fut,
+    Fut: Future<Output = Result<(), Box<dyn Error>>>,
+{
+    match connect_and_json(argv) {
+        Ok((connect, json)) => run(command(connect, json)),
+        Err(e) => e.report(usage),
+    }
 }
 
 async fn status(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
@@ -550,14 +559,6 @@ fn names_table(names: &[NameEntry]) -> String {
         })
         .collect();
     render_table(&["NAME", "NODE", "VERSION"], &rows)
-}
-
-fn registry_main(argv: impl Iterator<Item = String>) -> ExitCode {
-    let (connect, json) = match connect_and_json(argv) {
-        Ok(p) => p,
-        Err(e) => return e.report(REGISTRY_USAGE),
-    };
-    run(registry(connect, json))
 }
 
 async fn registry(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {

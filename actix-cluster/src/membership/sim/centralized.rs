@@ -10,13 +10,7 @@ use crate::membership::core::Mode;
 use crate::membership::types::MemberState;
 
 fn crash_and_restart(sim: &mut Sim, victim: usize) -> (Duration, Duration) {
-    let old = sim.id(victim).clone();
-    sim.crash(victim);
-    let down = sim
-        .run_until(Duration::from_secs(10), |s| {
-            s.everyone_sees(&old, MemberState::Down)
-        })
-        .unwrap_or_else(|| panic!("{old} was not seen Down: {}", sim.summary()));
+    let (old, down) = sim.crash_until_down(victim, Duration::from_secs(10));
     sim.restart(victim);
     let back = sim
         .run_until(Duration::from_secs(10), |s| {
@@ -56,13 +50,7 @@ fn with_two_masters_workers_keep_getting_updates_when_one_master_crashes() {
     sim.run_for(Duration::from_secs(3));
     let (down, back) = crash_and_restart(&mut sim, 5);
 
-    let master = sim.id(0).clone();
-    sim.crash(0);
-    let master_down = sim
-        .run_until(Duration::from_secs(10), |s| {
-            s.everyone_sees(&master, MemberState::Down)
-        })
-        .unwrap_or_else(|| panic!("{master} was not seen Down: {}", sim.summary()));
+    let (_, master_down) = sim.crash_until_down(0, Duration::from_secs(10));
     sim.run_for(Duration::from_secs(3));
     // Only the other master can tell the workers now.
     let (later_down, later_back) = crash_and_restart(&mut sim, 7);

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::{Sim, SimConfig};
-use crate::membership::types::MemberState;
 
 /// Upper bound on detection with the LAN presets (the target is about 2 s).
 const BOUND: Duration = Duration::from_secs(3);
@@ -17,13 +16,7 @@ fn a_crashed_node_is_seen_down_everywhere_within_the_lan_bound() {
     sim.run_for(Duration::from_secs(5));
     let mut times = Vec::new();
     for victim in [37, 0, 82] {
-        let id = sim.id(victim).clone();
-        sim.crash(victim);
-        let took = sim
-            .run_until(Duration::from_secs(30), |s| {
-                s.everyone_sees(&id, MemberState::Down)
-            })
-            .unwrap_or_else(|| panic!("{id} was not seen Down everywhere: {}", sim.summary()));
+        let (_, took) = sim.crash_until_down(victim, Duration::from_secs(30));
         times.push(took);
         sim.run_for(Duration::from_secs(3));
     }

@@ -18,13 +18,7 @@ fn static_discovery_forms_detects_crashes_and_takes_nodes_back() {
     sim.run_for(Duration::from_secs(3));
 
     let victim = 3;
-    let old = sim.id(victim).clone();
-    sim.crash(victim);
-    let down = sim
-        .run_until(Duration::from_secs(10), |s| {
-            s.everyone_sees(&old, MemberState::Down)
-        })
-        .unwrap_or_else(|| panic!("{old} was not seen Down: {}", sim.summary()));
+    let (_, down) = sim.crash_until_down(victim, Duration::from_secs(10));
 
     sim.restart(victim);
     let back = sim
