@@ -264,7 +264,7 @@ impl RaftWire {
             self.drop_frame("snapshot chunk from a client node");
             return;
         }
-        let from = peer.info().id;
+        let from = &peer.id;
         let accepted = lock(&self.incoming).accept(from.clone(), chunk, Instant::now());
         let bytes = match accepted {
             Ok(None) => {
