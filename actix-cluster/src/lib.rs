@@ -74,6 +74,7 @@
 mod codec;
 mod config;
 mod error;
+mod limits;
 mod membership;
 mod node;
 mod registry;
@@ -85,9 +86,9 @@ mod wire;
 
 pub use codec::{CodecError, SerializationFormat};
 pub use config::{
-    Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Limits,
-    Security, Timeouts,
+    Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Security,
 };
+pub use limits::{Limits, Timeouts};
 pub use error::{RemoteError, StartError, TrySendError};
 pub use membership::{
     ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,

@@ -323,9 +323,7 @@ impl ClusterSystem {
     ) -> Result<(NodeId, SocketAddr, u64), RemoteError> {
         let (ep, id, addr) = self.system_endpoint(node)?;
         let deadline = self.core.request_timeout();
-        let actor: u64 = tokio::time::timeout(deadline, ep.system_request(message, req))
-            .await
-            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
+        let actor: u64 = ep.system_request(message, req, deadline).await?;
         Ok((id, addr, actor))
     }
 
@@ -412,14 +410,14 @@ impl ClusterSystem {
         }
         let (ep, _, _) = self.system_endpoint(node)?;
         let deadline = self.core.request_timeout();
-        let request = ep.request::<(), Vec<remote::MemberRow>>(
-            remote::SYS_MEMBERS,
-            SerializationFormat::Bincode,
-            (),
-        );
-        let rows = tokio::time::timeout(deadline, request)
-            .await
-            .unwrap_or(Err(RemoteError::Timeout(deadline)))?;
+        let rows = ep
+            .request::<(), Vec<remote::MemberRow>>(
+                remote::SYS_MEMBERS,
+                SerializationFormat::Bincode,
+                (),
+                deadline,
+            )
+            .await?;
         rows.into_iter()
             .map(remote::MemberRow::into_member)
             .collect()
@@ -667,12 +665,16 @@ impl ClusterSystemBuilder {
         let transport = Arc::new(Transport::new(
             self.cluster,
             local.clone(),
-            config.clone(),
+            crate::transport::TransportConfig {
+                limits: config.limits,
+                timeouts: config.timeouts,
+                seed_nodes: config.seed_nodes.clone(),
+            },
             tls,
             Arc::clone(&actors) as Arc<dyn crate::transport::Inbound>,
             net.handle(),
         ));
-        let membership = (config.role != crate::node::NodeRole::Client).then(|| {
+        let membership = (config.role != crate::node::NodeRole::Client).then(|| -> Result<_, StartError> {
             let settings = Settings {
                 mode: match (config.architecture, config.discovery) {
                     (crate::config::Architecture::Centralized, _) => Mode::Centralized,
@@ -687,13 +689,18 @@ impl ClusterSystemBuilder {
             };
             let seed = local.id.incarnation() ^ rand::random::<u64>();
             let core = Membership::new(local.clone(), settings, seed, Instant::now());
+            let counted = Arc::downgrade(&actors);
             let driver = Driver::new(
                 core,
                 &transport,
                 net.handle(),
-                crate::membership::load_source(Arc::downgrade(&actors)),
-            );
-            transport.set_membership(Arc::new(Arc::clone(&driver)));
+                crate::membership::load_source(move || {
+                    counted
+                        .upgrade()
+                        .map_or((0, 0), |a| (a.len() as u64, a.requests_in_flight()))
+                }),
+            )
+            .map_err(|e| StartError::Registry(e.to_string()))?;
             // Watches on a member's actors fire when it goes Down or Left. Weak: the driver
             // must not keep the actor table alive.
             let watched = Arc::downgrade(&actors);
@@ -702,9 +709,12 @@ impl ClusterSystemBuilder {
                     actors.watches.node_down(id, left);
                 }
             }));
-            driver
-        });
+            Ok(driver)
+        }).transpose()?;
         let registry = crate::registry::Registry::new(config.registry.clone());
+        registry
+            .register(&transport)
+            .map_err(|e| StartError::Registry(e.to_string()))?;
         let core = Arc::new(NodeCore {
             local,
             config,
@@ -799,8 +809,9 @@ impl remote::Endpoint {
         &self,
         message: u32,
         req: T,
+        timeout: Duration,
     ) -> Result<u64, RemoteError> {
-        self.request::<T, u64>(message, SerializationFormat::Bincode, req)
+        self.request::<T, u64>(message, SerializationFormat::Bincode, req, timeout)
             .await
     }
 }

@@ -16,7 +16,19 @@ use bytes::Bytes;
 use super::core::{Membership, Output, Target, Timer};
 use super::types::{ClusterEvent, LoadReport, Member, MemberState};
 use crate::node::{NodeId, NodeRole};
-use crate::transport::{MembershipHooks, Peer, PeerState, Transport};
+use crate::transport::{
+    Channel, ChannelError, ChannelSpec, Peer, PeerEvent, PeerObserver, PeerState, QueueClass,
+    Transport,
+};
+
+/// Membership frames: small, few, and loss-tolerant (a lost one is a missed probe), so they
+/// take the priority lane ahead of user messages and are dropped rather than queued without
+/// bound.
+pub(crate) const CHANNEL: ChannelSpec = ChannelSpec {
+    kind: 0x10,
+    name: "membership",
+    class: QueueClass::Priority,
+};
 
 /// Measures this node's load when the core asks for it.
 pub(crate) type LoadSource = Box<dyn Fn() -> LoadReport + Send + Sync>;
@@ -50,13 +62,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Driver {
+    /// Creates the driver and registers it with the transport for membership frames and
+    /// connection events. Call before the transport starts.
     pub(crate) fn new(
         core: Membership,
         transport: &Arc<Transport>,
         net: ArbiterHandle,
         load: LoadSource,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>, ChannelError> {
+        let driver = Arc::new(Self {
             inner: Mutex::new(Inner {
                 core,
                 subscribers: Vec::new(),
@@ -66,7 +80,11 @@ impl Driver {
             load,
             down_hooks: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
-        })
+        });
+        let handler = Arc::new(Arc::clone(&driver));
+        transport.register_channel(CHANNEL, Arc::clone(&handler) as Arc<dyn Channel>)?;
+        transport.observe_peers(handler)?;
+        Ok(driver)
     }
 
     /// Runs `f` when a member goes Down or Left.
@@ -285,31 +303,21 @@ fn send(t: &Arc<Transport>, to: &Target, body: &Bytes, best_effort: bool) {
     } else {
         t.peer_for_member(&to.id, to.addr, to.role)
     };
-    if let Some(p) = peer
-        && !p.push_membership(body, best_effort)
-    {
-        metrics::counter!("actix_cluster_membership_dropped_total").increment(1);
+    if let Some(p) = peer {
+        let sent = if best_effort {
+            CHANNEL.send_if_connected(&p, body)
+        } else {
+            CHANNEL.send(&p, body)
+        };
+        if sent.is_err() {
+            metrics::counter!("actix_cluster_membership_dropped_total").increment(1);
+        }
     }
 }
 
-impl MembershipHooks for Arc<Driver> {
-    fn connected(&self, peer: &Arc<Peer>) {
-        if peer.info().role == NodeRole::Client {
-            return;
-        }
-        let info = peer.info();
-        self.input(|c, now| c.handle_connected(&info, now));
-    }
-
-    fn disconnected(&self, peer: &Arc<Peer>) {
-        if peer.info().role == NodeRole::Client {
-            return;
-        }
-        let id = peer.id.clone();
-        self.input(|c, now| c.handle_disconnected(&id, now));
-    }
-
-    fn message(&self, peer: &Arc<Peer>, body: Bytes) {
+impl Channel for Arc<Driver> {
+    fn on_frame(&self, peer: &Arc<Peer>, body: Bytes) {
+        // Clients are no members: what they send about membership is not taken.
         if peer.info().role == NodeRole::Client {
             return;
         }
@@ -322,12 +330,29 @@ impl MembershipHooks for Arc<Driver> {
             }
         });
     }
+}
 
-    fn goodbye(&self, peer: &Arc<Peer>) {
+impl PeerObserver for Arc<Driver> {
+    fn on_peer(&self, peer: &Arc<Peer>, event: PeerEvent) {
         if peer.info().role == NodeRole::Client {
             return;
         }
-        let id = peer.id.clone();
-        self.input(|c, now| c.handle_goodbye(&id, now));
+        match event {
+            PeerEvent::Connected => {
+                let info = peer.info();
+                self.input(|c, now| c.handle_connected(&info, now));
+            }
+            PeerEvent::Disconnected => {
+                let id = peer.id.clone();
+                self.input(|c, now| c.handle_disconnected(&id, now));
+            }
+            PeerEvent::Goodbye => {
+                let id = peer.id.clone();
+                self.input(|c, now| c.handle_goodbye(&id, now));
+            }
+            // Membership waits for its own evidence (probes, phi): a refused port is not yet
+            // a verdict every member would reach the same way.
+            PeerEvent::ProcessGone => {}
+        }
     }
 }

@@ -1,23 +1,22 @@
 //! Measuring this node's load for its reports.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use super::driver::LoadSource;
 use super::types::LoadReport;
-use crate::remote::LocalActors;
 
 /// Linux reports process CPU time in clock ticks of `USER_HZ`, which is 100 on every
 /// mainstream architecture (the kernel ABI fixes it for user space).
 const USER_HZ: f64 = 100.0;
 
-/// Reads actor count and requests in flight from the actor table, CPU from the OS.
-pub(crate) fn load_source(actors: Weak<LocalActors>) -> LoadSource {
+/// Load reports: `count` says how many actors this node hosts and how many requests they
+/// have not answered yet (the layer that hosts them knows; membership only reports), CPU
+/// comes from the OS.
+pub(crate) fn load_source(count: impl Fn() -> (u64, u64) + Send + Sync + 'static) -> LoadSource {
     let last: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
     Box::new(move || {
-        let (count, backlog) = actors.upgrade().map_or((0, 0), |a: Arc<LocalActors>| {
-            (a.len() as u64, a.requests_in_flight())
-        });
+        let (count, backlog) = count();
         let cpu = process_cpu_ticks().and_then(|ticks| {
             let now = Instant::now();
             let mut last = last.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant as TokioInstant;
 
 use super::raft::RaftHandle;
+use super::raft::network as raft_network;
 use super::raft::node::{self as raft_node, LocalError};
 use super::replica::Replica;
 use super::state::{Command, Outcome};
@@ -129,8 +130,6 @@ impl Registry {
             &core.transport,
             Arc::clone(&self.replica),
         )?;
-        core.transport
-            .set_raft(Arc::new(Arc::clone(&handle.wire)) as Arc<dyn crate::transport::RaftHooks>);
         handle.spawn(background(
             Arc::downgrade(self),
             Arc::downgrade(core),
@@ -138,6 +137,15 @@ impl Registry {
         ));
         let _ = self.raft.set(handle);
         Ok(())
+    }
+
+    /// Takes Raft frames and peer events from the transport. Before the transport starts.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        transport: &crate::transport::Transport,
+    ) -> Result<(), crate::transport::ChannelError> {
+        transport.register_channel(raft_network::CHANNEL, Arc::clone(self) as _)?;
+        transport.observe_peers(Arc::clone(self) as _)
     }
 
     /// Whether this node holds a replica (every member does; client nodes do not).
@@ -621,16 +629,19 @@ async fn ask_peer(
     deadline: TokioInstant,
 ) -> Result<RegistryReply, RegistryError> {
     let ep = remote::Endpoint::new(id, addr, SYSTEM_ACTOR, Some(Arc::clone(core)));
-    let call = ep.request::<RegistryRequest, RegistryReply>(
-        remote::SYS_REGISTRY,
-        SerializationFormat::Bincode,
-        req,
-    );
-    match tokio::time::timeout_at(deadline, call).await {
-        Ok(r) => r.map_err(RegistryError::Remote),
-        Err(_) => Err(RegistryError::Timeout(
-            deadline.saturating_duration_since(TokioInstant::now()),
-        )),
+    let left = deadline.saturating_duration_since(TokioInstant::now());
+    match ep
+        .request::<RegistryRequest, RegistryReply>(
+            remote::SYS_REGISTRY,
+            SerializationFormat::Bincode,
+            req,
+            left,
+        )
+        .await
+    {
+        Ok(reply) => Ok(reply),
+        Err(RemoteError::Timeout(d)) => Err(RegistryError::Timeout(d)),
+        Err(e) => Err(RegistryError::Remote(e)),
     }
 }
 
@@ -792,6 +803,29 @@ impl Registry {
                 tracing::debug!("releasing a stopped actor's name: {e}");
                 return;
             }
+        }
+    }
+}
+
+/// Raft frames reach the Raft node once it runs; before that (and on client nodes, which hold
+/// no replica) they are dropped, and the sender retries.
+impl crate::transport::Channel for Registry {
+    fn on_frame(&self, peer: &Arc<crate::transport::Peer>, body: bytes::Bytes) {
+        match self.raft.get() {
+            Some(raft) => raft.wire.on_frame(peer, body),
+            None => {
+                metrics::counter!("actix_cluster_registry_frames_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+impl crate::transport::PeerObserver for Registry {
+    fn on_peer(&self, peer: &Arc<crate::transport::Peer>, event: crate::transport::PeerEvent) {
+        if event == crate::transport::PeerEvent::ProcessGone
+            && let Some(raft) = self.raft.get()
+        {
+            raft.wire.process_gone(peer);
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::error::{RemoteError, TrySendError};
 use crate::node::NodeId;
 use crate::registry::NameEntry;
 use crate::system::NodeCore;
-use crate::transport::{Peer, PushError};
+use crate::transport::{Answer, CallError, DATA_PLANE, Peer, PushError};
 use crate::wire;
 
 /// Where an address points, and the node it is used from.
@@ -124,7 +124,7 @@ impl Endpoint {
         )?
         .map_err(|e| match e {
             PushError::Full => None,
-            other => Some(other.into_remote(peer)),
+            other => Some(push_error(other, peer)),
         })
     }
 
@@ -148,7 +148,7 @@ impl Endpoint {
             wire::put_tell(b, self.actor, message, format, compressed, &payload)
         })
         .await
-        .map_err(|e| e.into_remote(peer))
+        .map_err(|e| push_error(e, peer))
     }
 
     /// Sends a request and decodes its reply. The caller applies the deadline.
@@ -157,45 +157,67 @@ impl Endpoint {
         message: u32,
         format: SerializationFormat,
         msg: M,
+        timeout: Duration,
     ) -> Result<R, RemoteError> {
+        let until = tokio::time::Instant::now() + timeout;
         let core = self.core()?;
         let peer = self.peer(core)?;
         let limits = &core.config.limits;
         let (payload, compressed) = encode_owned(format, &msg, limits, peer.max_frame())?;
         drop(msg);
-        let (correlation, reply) = peer.register_request();
-        // Dropping this future (timeout, caller gave up) forgets the request, so a late reply
-        // finds nobody and is discarded.
-        let _guard = CancelOnDrop { peer, correlation };
-        peer.push(wire::request_frame_len(payload.len()), |b| {
-            wire::put_request(
-                b,
-                self.actor,
-                message,
-                correlation,
-                format,
-                compressed,
-                &payload,
-            )
-        })
-        .await
-        .map_err(|e| e.into_remote(peer))?;
-        let payload = reply.await.map_err(|_| RemoteError::NodeGone {
-            node: self.node.clone(),
-        })??;
+        let answer = peer
+            .calls()
+            .call(DATA_PLANE, until, |correlation| {
+                peer.push(wire::request_frame_len(payload.len()), move |b| {
+                    wire::put_request(
+                        b,
+                        self.actor,
+                        message,
+                        correlation,
+                        format,
+                        compressed,
+                        &payload,
+                    )
+                })
+            })
+            .await;
+        let payload = match answer {
+            Ok(Answer::Payload(p)) => p,
+            Ok(Answer::Error { code, detail }) => {
+                return Err(super::error_from_wire(&self.node, code, detail));
+            }
+            Ok(Answer::Body(_)) => {
+                return Err(RemoteError::Decode("a channel frame answered a request".into()));
+            }
+            Err(e) => return Err(call_error(e, peer, timeout)),
+        };
         let bytes = plain_bytes(&payload, limits.max_frame_size as usize)?;
         codec::decode(payload.format, &bytes).map_err(|e| RemoteError::from_codec(e, true))
     }
 }
 
-struct CancelOnDrop<'a> {
-    peer: &'a Peer,
-    correlation: u64,
+/// The remote error for a frame the transport would not queue.
+pub(crate) fn push_error(e: PushError, peer: &Peer) -> RemoteError {
+    match e {
+        PushError::Full => RemoteError::QueueFull {
+            node: peer.id.name().to_owned(),
+        },
+        PushError::Unreachable => RemoteError::NodeUnreachable {
+            node: peer.id.name().to_owned(),
+        },
+        PushError::Gone => RemoteError::NodeGone {
+            node: peer.id.clone(),
+        },
+    }
 }
 
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        self.peer.cancel_request(self.correlation);
+/// The remote error for a call the transport could not complete.
+pub(crate) fn call_error(e: CallError, peer: &Peer, timeout: Duration) -> RemoteError {
+    match e {
+        CallError::Full => push_error(PushError::Full, peer),
+        CallError::Unreachable => push_error(PushError::Unreachable, peer),
+        CallError::Gone => push_error(PushError::Gone, peer),
+        CallError::Timeout => RemoteError::Timeout(timeout),
     }
 }
 
@@ -218,7 +240,7 @@ const SCRATCH_KEEP: usize = 1 << 20;
 fn with_payload<M: Serialize, R>(
     format: SerializationFormat,
     msg: &M,
-    limits: &crate::config::Limits,
+    limits: &crate::limits::Limits,
     max_frame: u32,
     f: impl FnOnce(&[u8], bool) -> R,
 ) -> Result<R, RemoteError> {
@@ -246,7 +268,7 @@ fn with_payload<M: Serialize, R>(
 fn encode_owned<M: Serialize>(
     format: SerializationFormat,
     msg: &M,
-    limits: &crate::config::Limits,
+    limits: &crate::limits::Limits,
     max_frame: u32,
 ) -> Result<(Vec<u8>, bool), RemoteError> {
     let mut s = Scratch::default();
@@ -257,7 +279,7 @@ fn encode_owned<M: Serialize>(
 fn encode_checked<M: Serialize>(
     format: SerializationFormat,
     msg: &M,
-    limits: &crate::config::Limits,
+    limits: &crate::limits::Limits,
     max_frame: u32,
     s: &mut Scratch,
 ) -> Result<bool, RemoteError> {
@@ -907,9 +929,8 @@ impl<M: RemoteMessage> IntoFuture for SendRequest<M> {
                 message,
                 format,
             } => Box::pin(async move {
-                tokio::time::timeout(deadline, ep.request::<M, M::Result>(message, format, msg))
+                ep.request::<M, M::Result>(message, format, msg, deadline)
                     .await
-                    .unwrap_or(Err(RemoteError::Timeout(deadline)))
             }),
         }
     }

@@ -31,7 +31,7 @@ pub use watch::{
 };
 
 use crate::codec::{self, SerializationFormat};
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::error::RemoteError;
 use crate::node::NodeId;
 use crate::transport::{ConnectionDispatch, Inbound, Peer};

@@ -605,12 +605,9 @@ pub(crate) async fn watch(
         Some(Arc::clone(core)),
     );
     let deadline = core.config.timeouts.request;
-    let reply = tokio::time::timeout(
-        deadline,
-        ep.request::<WatchMsg, WatchReply>(SYS_WATCH, SerializationFormat::Bincode, msg),
-    )
-    .await
-    .unwrap_or(Err(RemoteError::Timeout(deadline)));
+    let reply = ep
+        .request::<WatchMsg, WatchReply>(SYS_WATCH, SerializationFormat::Bincode, msg, deadline)
+        .await;
     pending.armed = false;
 
     match reply {
@@ -744,7 +741,7 @@ impl LocalActors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use crate::limits::Limits;
     use crate::node::{NodeInfo, NodeRole};
 
     fn peer(name: &str, incarnation: u64) -> Arc<Peer> {

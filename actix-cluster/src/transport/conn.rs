@@ -12,6 +12,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::calls::{Answer, DATA_PLANE};
+use super::channel::PeerEvent;
 use super::peer::{Peer, Signal, TakeBatch};
 use super::{HandshakeError, Transport};
 use crate::node::{NodeInfo, validate_node_name};
@@ -437,25 +439,30 @@ pub(crate) async fn run_reader(
                         wait.await;
                     }
                 }
+                // A late answer (its caller gave up) finds nobody and is dropped.
                 Frame::Response {
                     correlation,
                     payload,
-                } => peer.complete_request(correlation, Ok(payload)),
+                } => {
+                    peer.calls()
+                        .complete(correlation, DATA_PLANE, Answer::Payload(payload));
+                }
                 Frame::Error {
                     correlation,
                     code,
                     detail,
                 } => {
-                    peer.complete_request(
-                        correlation,
-                        Err(crate::remote::error_from_wire(&peer.id, code, detail)),
-                    );
+                    peer.calls()
+                        .complete(correlation, DATA_PLANE, Answer::Error { code, detail });
                 }
                 Frame::Ping { nonce } => {
                     peer.push_control(|b| wire::put_pong(b, nonce));
                 }
-                Frame::Membership(body) => transport.membership_message(&peer, body),
-                Frame::Raft(body) => transport.raft_message(&peer, body),
+                Frame::Channel { kind, body } => {
+                    if !transport.channels.deliver(&peer, kind, body) {
+                        tracing::debug!(node = %peer.id, kind, "skipping a frame of a channel nobody handles");
+                    }
+                }
                 Frame::Pong { .. } => {}
                 Frame::Nodes(nodes) => transport.learn_nodes(nodes),
                 Frame::GoAway { code, reason } => {
@@ -466,7 +473,7 @@ pub(crate) async fn run_reader(
                         // This incarnation left for good (a restart is a new incarnation):
                         // fail its requests now and stop redialling it.
                         peer.mark_gone();
-                        transport.membership_goodbye(&peer);
+                        transport.channels.notify(&peer, PeerEvent::Goodbye);
                         transport.changed.notify_waiters();
                     }
                 }

@@ -3,9 +3,13 @@
 //!
 //! Everything here runs on the node's network arbiter, a thread of its own; user actors never
 //! share it. Senders on other threads only touch a [`Peer`]'s queue (a short mutex hold) and
-//! wake its writer. This layer knows nothing about actors: complete frames addressed to actors
-//! go to the [`Inbound`] the remote layer provides.
+//! wake its writer. This layer knows nothing about actors, names or their errors: complete
+//! frames addressed to actors go to the [`Inbound`] the remote layer provides, frames of the
+//! subsystems above go to their [`channel`]s, answers complete [`calls`], and every failure is
+//! reported as this layer's own error ([`PushError`], [`CallError`]).
 
+pub(crate) mod calls;
+pub(crate) mod channel;
 mod conn;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod faults;
@@ -24,9 +28,13 @@ use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
+pub(crate) use calls::{Answer, CallError, DATA_PLANE};
+pub(crate) use channel::{
+    Channel, ChannelError, ChannelSpec, Channels, PeerEvent, PeerObserver, QueueClass,
+};
 pub(crate) use peer::{Peer, PeerState, PushError, Signal};
 
-use crate::config::ClusterConfig;
+use crate::limits::{Limits, Timeouts};
 use crate::node::{NodeId, NodeInfo};
 use crate::tls::TlsContext;
 use crate::wire::{self, Frame};
@@ -54,28 +62,13 @@ pub(crate) trait ConnectionDispatch {
     fn dispatch(&mut self, peer: &Arc<Peer>, frame: Frame) -> Option<LocalBoxFuture<'static, ()>>;
 }
 
-/// Tells the membership layer about connections and hands it membership frames. Called on
-/// the network thread.
-pub(crate) trait MembershipHooks: Send + Sync + 'static {
-    /// A connection to `peer` is up.
-    fn connected(&self, peer: &Arc<Peer>);
-    /// The last connection to `peer` ended.
-    fn disconnected(&self, peer: &Arc<Peer>);
-    /// `peer` sent a membership frame.
-    fn message(&self, peer: &Arc<Peer>, body: bytes::Bytes);
-    /// `peer` announced a clean shutdown.
-    fn goodbye(&self, peer: &Arc<Peer>);
-}
-
-/// Hands registry (Raft) frames to the registry layer. Called on the network thread.
-pub(crate) trait RaftHooks: Send + Sync + 'static {
-    /// `peer` sent a Raft frame.
-    fn message(&self, peer: &Arc<Peer>, body: bytes::Bytes);
-
-    /// `peer`'s process is gone for certain: after its connection closed, its address refused
-    /// a new connection (nothing listens there), or a new incarnation answered. Not called for
-    /// silence, which may be a partition.
-    fn process_gone(&self, peer: &Arc<Peer>);
+/// What the transport needs from the node's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
+    /// Dialled at start until each answers once.
+    pub(crate) seed_nodes: Vec<SocketAddr>,
 }
 
 /// Why a connection attempt failed.
@@ -132,7 +125,7 @@ pub(crate) struct Stats {
 pub(crate) struct Transport {
     pub(crate) cluster: String,
     pub(crate) local: NodeInfo,
-    pub(crate) config: ClusterConfig,
+    pub(crate) config: TransportConfig,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) stats: Stats,
     pub(crate) inbound: Arc<dyn Inbound>,
@@ -145,8 +138,8 @@ pub(crate) struct Transport {
     handshakes: Semaphore,
     handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
-    membership: std::sync::OnceLock<Arc<dyn MembershipHooks>>,
-    raft: std::sync::OnceLock<Arc<dyn RaftHooks>>,
+    /// Which subsystem handles each channel frame kind, and who follows peer events.
+    pub(crate) channels: Channels,
     /// Node names this node refuses to talk to, set by tests through `ClusterSystem::faults`.
     #[cfg(feature = "fault-injection")]
     pub(crate) faults: faults::FaultState,
@@ -168,7 +161,7 @@ impl Transport {
     pub(crate) fn new(
         cluster: String,
         local: NodeInfo,
-        config: ClusterConfig,
+        config: TransportConfig,
         tls: Option<TlsContext>,
         inbound: Arc<dyn Inbound>,
         net: ArbiterHandle,
@@ -188,8 +181,7 @@ impl Transport {
             handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
             handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
-            membership: std::sync::OnceLock::new(),
-            raft: std::sync::OnceLock::new(),
+            channels: Channels::new(),
             #[cfg(feature = "fault-injection")]
             faults: faults::FaultState::default(),
         }
@@ -207,8 +199,24 @@ impl Transport {
         });
     }
 
-    /// Starts accepting on `listener` and dialling the seeds. Call on the network arbiter.
+    /// Registers the handler of a subsystem's channel. Before [`start`](Self::start) only.
+    pub(crate) fn register_channel(
+        &self,
+        spec: ChannelSpec,
+        handler: Arc<dyn Channel>,
+    ) -> Result<(), ChannelError> {
+        self.channels.register(spec, handler)
+    }
+
+    /// Registers a follower of peer events. Before [`start`](Self::start) only.
+    pub(crate) fn observe_peers(&self, observer: Arc<dyn PeerObserver>) -> Result<(), ChannelError> {
+        self.channels.observe(observer)
+    }
+
+    /// Starts accepting on `listener` and dialling the seeds; the channel table is sealed
+    /// first. Call on the network arbiter.
     pub(crate) fn start(self: &Arc<Self>, listener: TcpListener) {
+        self.channels.seal();
         let this = Arc::clone(self);
         actix_rt::spawn(async move { this.accept_loop(listener).await });
         for &seed in &self.config.seed_nodes {
@@ -442,9 +450,7 @@ impl Transport {
                 }
             }
             self.changed.notify_waiters();
-            if let Some(m) = self.membership.get() {
-                m.connected(&peer);
-            }
+            self.channels.notify(&peer, PeerEvent::Connected);
         }
         // A losing connection still runs both halves: its writer sends GoAway at once, and its
         // reader drains whatever the peer sent before it saw the same decision.
@@ -483,10 +489,8 @@ impl Transport {
                 // Nobody redials a client; if it comes back it is attached to a fresh peer.
                 peer.mark_gone();
             }
-            if !peer.is_attached()
-                && let Some(m) = this.membership.get()
-            {
-                m.disconnected(&peer);
+            if !peer.is_attached() {
+                this.channels.notify(&peer, PeerEvent::Disconnected);
             }
             let open = this.open.fetch_sub(1, Ordering::AcqRel) - 1;
             metrics::gauge!("actix_cluster_connections_open").set(open as f64);
@@ -494,40 +498,10 @@ impl Transport {
         });
     }
 
-    /// Connects the membership layer. Set once, before `start`.
-    pub(crate) fn set_membership(&self, hooks: Arc<dyn MembershipHooks>) {
-        let _ = self.membership.set(hooks);
-    }
-
-    /// Connects the registry layer. Set once, before `start`.
-    /// Tells the registry, once per disconnection, that `peer`'s process is gone.
+    /// Tells the observers, once per disconnection, that `peer`'s process is gone.
     fn report_gone(&self, peer: &Arc<Peer>, reported: &mut bool) {
-        if !std::mem::replace(reported, true)
-            && let Some(hooks) = self.raft.get()
-        {
-            hooks.process_gone(peer);
-        }
-    }
-
-    pub(crate) fn set_raft(&self, hooks: Arc<dyn RaftHooks>) {
-        let _ = self.raft.set(hooks);
-    }
-
-    pub(crate) fn raft_message(&self, peer: &Arc<Peer>, body: bytes::Bytes) {
-        if let Some(r) = self.raft.get() {
-            r.message(peer, body);
-        }
-    }
-
-    pub(crate) fn membership_message(&self, peer: &Arc<Peer>, body: bytes::Bytes) {
-        if let Some(m) = self.membership.get() {
-            m.message(peer, body);
-        }
-    }
-
-    pub(crate) fn membership_goodbye(&self, peer: &Arc<Peer>) {
-        if let Some(m) = self.membership.get() {
-            m.goodbye(peer);
+        if !std::mem::replace(reported, true) {
+            self.channels.notify(peer, PeerEvent::ProcessGone);
         }
     }
 

@@ -6,7 +6,6 @@
 //! connection's writer task swaps the buffer out in O(1) and writes it with one call. So a
 //! burst of small messages costs one lock and one `memcpy` each, and one syscall per batch.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -14,21 +13,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use crate::config::Limits;
-use crate::error::RemoteError;
+use super::calls::{CallError, Calls};
+use super::channel::ChannelSpec;
+use crate::limits::Limits;
 use crate::node::{NodeId, NodeInfo, NodeRole};
-use crate::wire::Payload;
 
-/// Bound on membership frames waiting for one peer (they are small and few; more means the
+/// Bound on priority-lane frames waiting for one peer (they are small and few; more means the
 /// peer is not reading, and the failure detector will say so).
 const MAX_URGENT_BYTES: usize = 1 << 20;
-/// Raft frames up to this size go in the urgent lane.
-const MAX_URGENT_RAFT_FRAME: usize = 64 << 10;
-
-/// What a request's caller gets back from the transport.
-pub(crate) type Reply = Result<Payload, RemoteError>;
 
 /// Connection state of a peer, as a sender sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,28 +49,19 @@ impl PeerState {
     }
 }
 
-/// Why a frame was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a frame was not queued. Nothing of it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum PushError {
+    /// The queue (or the frame's lane) is full.
+    #[error("send queue is full")]
     Full,
+    /// The peer could not be reached for longer than `give_up_after`, membership declared
+    /// it down, or (for sends that require one) no connection is attached right now.
+    #[error("node is unreachable")]
     Unreachable,
+    /// This incarnation is gone for good.
+    #[error("node is gone")]
     Gone,
-}
-
-impl PushError {
-    pub(crate) fn into_remote(self, peer: &Peer) -> RemoteError {
-        match self {
-            PushError::Full => RemoteError::QueueFull {
-                node: peer.id.name().to_owned(),
-            },
-            PushError::Unreachable => RemoteError::NodeUnreachable {
-                node: peer.id.name().to_owned(),
-            },
-            PushError::Gone => RemoteError::NodeGone {
-                node: peer.id.clone(),
-            },
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -151,8 +136,7 @@ pub(crate) struct Peer {
     /// Wakes the peer's driver when the connection is lost.
     pub(crate) disconnected: Notify,
     attached: Mutex<Option<Attached>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
-    next_correlation: AtomicU64,
+    calls: Calls,
     /// When the peer last lost (or never had) a connection; drives `give_up_after`.
     down_since: Mutex<Option<Instant>>,
     /// Counted frames dropped here because the peer became unreachable or gone.
@@ -189,8 +173,7 @@ impl Peer {
             space: Notify::new(),
             disconnected: Notify::new(),
             attached: Mutex::new(None),
-            pending: Mutex::new(HashMap::new()),
-            next_correlation: AtomicU64::new(1),
+            calls: Calls::default(),
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
             created: Instant::now(),
@@ -309,71 +292,60 @@ impl Peer {
         }
     }
 
-    /// Queues a membership message unless the peer is down or gone, or its queue is over the
-    /// byte bound (membership traffic is datagram-like: a lost message is a missed probe).
-    /// `connected_only` drops it unless a connection is attached right now.
-    pub(crate) fn push_membership(&self, body: &[u8], connected_only: bool) -> bool {
+    /// Queues a frame of channel `spec` in the lane its class picks. `connected_only`: refuse
+    /// unless a connection is attached right now. Channel frames are not counted as messages;
+    /// the priority lane has a small byte budget of its own, the data lane shares the peer's
+    /// byte bound.
+    pub(crate) fn push_channel(
+        &self,
+        spec: &ChannelSpec,
+        body: &[u8],
+        connected_only: bool,
+    ) -> Result<(), PushError> {
         match self.state() {
             PeerState::Connected => {}
             PeerState::Connecting if !connected_only => {}
-            _ => return false,
-        }
-        let mut q = lock(&self.queue);
-        if q.urgent.len() + body.len() > MAX_URGENT_BYTES {
-            return false;
-        }
-        let was_empty = q.buf.is_empty() && q.urgent.is_empty();
-        crate::wire::put_membership(&mut q.urgent, body);
-        drop(q);
-        if was_empty {
-            self.data_ready.notify_one();
-        }
-        true
-    }
-
-    /// Queues a registry (Raft) frame unless the peer is down or gone. Small frames (votes,
-    /// heartbeats, replies) take the urgent lane so that a backlog of user messages cannot
-    /// delay them into an election; large ones (log batches, snapshots) queue behind user
-    /// messages within the byte bound. `false` means dropped: Raft retries on its own.
-    pub(crate) fn push_raft(&self, body: &[u8]) -> bool {
-        if !matches!(self.state(), PeerState::Connected | PeerState::Connecting) {
-            return false;
+            PeerState::Connecting | PeerState::Unreachable => return Err(PushError::Unreachable),
+            PeerState::Gone => return Err(PushError::Gone),
         }
         let mut q = lock(&self.queue);
         let was_empty = q.buf.is_empty() && q.urgent.is_empty();
-        if body.len() <= MAX_URGENT_RAFT_FRAME {
+        if spec.class.is_priority(body.len()) {
             if q.urgent.len() + body.len() > MAX_URGENT_BYTES {
-                return false;
+                return Err(PushError::Full);
             }
-            crate::wire::put_raft(&mut q.urgent, body);
+            crate::wire::put_channel(&mut q.urgent, spec.kind, body);
         } else {
             if q.buf.len() + body.len() > self.limits.send_queue_bytes {
-                return false;
+                return Err(PushError::Full);
             }
-            crate::wire::put_raft(&mut q.buf, body);
+            crate::wire::put_channel(&mut q.buf, spec.kind, body);
         }
         drop(q);
         if was_empty {
             self.data_ready.notify_one();
         }
-        true
+        Ok(())
     }
 
-    /// [`Self::push_raft`], but a full queue is waited on (until `until`) instead of dropping
-    /// the frame: for snapshot chunks, whose loss would restart a whole transfer.
-    pub(crate) async fn push_raft_waiting(&self, body: &[u8], until: tokio::time::Instant) -> bool {
+    /// [`Self::push_channel`], but a full lane is waited on (until `until`) instead of
+    /// refusing the frame.
+    pub(crate) async fn push_channel_waiting(
+        &self,
+        spec: &ChannelSpec,
+        body: &[u8],
+        until: tokio::time::Instant,
+    ) -> Result<(), PushError> {
         loop {
             let mut room = pin!(self.space.notified());
             // Registered before the attempt, so a drain in between cannot be missed.
             room.as_mut().enable();
-            if self.push_raft(body) {
-                return true;
-            }
-            if !matches!(self.state(), PeerState::Connected | PeerState::Connecting) {
-                return false;
+            match self.push_channel(spec, body, false) {
+                Err(PushError::Full) => {}
+                other => return other,
             }
             if tokio::time::timeout_at(until, room).await.is_err() {
-                return false;
+                return Err(PushError::Full);
             }
         }
     }
@@ -411,39 +383,9 @@ impl Peer {
         self.data_ready.notify_one();
     }
 
-    /// Registers a request in flight and returns its correlation id and reply receiver.
-    pub(crate) fn register_request(&self) -> (u64, oneshot::Receiver<Reply>) {
-        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(correlation, tx);
-        (correlation, rx)
-    }
-
-    /// Forgets a request (its caller timed out or gave up). A late reply is then discarded.
-    pub(crate) fn cancel_request(&self, correlation: u64) {
-        lock(&self.pending).remove(&correlation);
-    }
-
-    /// Completes a request. Unknown correlations (late replies) are ignored.
-    pub(crate) fn complete_request(&self, correlation: u64, reply: Reply) {
-        if let Some(tx) = lock(&self.pending).remove(&correlation) {
-            let _ = tx.send(reply);
-        }
-    }
-
-    /// Fails every request in flight: the connection that carried them is gone, so whether
-    /// they were handled is unknown.
-    fn fail_pending(&self, error: impl Fn() -> RemoteError) {
-        let pending = std::mem::take(&mut *lock(&self.pending));
-        for (_, tx) in pending {
-            let _ = tx.send(Err(error()));
-        }
-    }
-
-    fn gone(&self) -> RemoteError {
-        RemoteError::NodeGone {
-            node: self.id.clone(),
-        }
+    /// The calls waiting for an answer from this peer.
+    pub(crate) fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     /// Attaches a freshly handshaken connection, or decides it is the loser of two
@@ -504,7 +446,7 @@ impl Peer {
             Ordering::Acquire,
         );
         if fail_pending {
-            self.fail_pending(|| self.gone());
+            self.calls.fail_all(CallError::Gone);
         }
         self.disconnected.notify_one();
     }
@@ -533,9 +475,7 @@ impl Peer {
         {
             self.drop_queue();
             // Requests still queued were never sent: nothing was delivered.
-            self.fail_pending(|| RemoteError::NodeUnreachable {
-                node: self.id.name().to_owned(),
-            });
+            self.calls.fail_all(CallError::Unreachable);
             self.space.notify_waiters();
             tracing::warn!(node = %self.id, "node unreachable");
         }
@@ -551,7 +491,7 @@ impl Peer {
         self.state
             .store(PeerState::Unreachable as u8, Ordering::Release);
         self.drop_queue();
-        self.fail_pending(|| self.gone());
+        self.calls.fail_all(CallError::Gone);
         self.space.notify_waiters();
     }
 
@@ -572,7 +512,7 @@ impl Peer {
     pub(crate) fn mark_gone(&self) {
         self.state.store(PeerState::Gone as u8, Ordering::Release);
         self.drop_queue();
-        self.fail_pending(|| self.gone());
+        self.calls.fail_all(CallError::Gone);
         self.space.notify_waiters();
         self.disconnected.notify_one();
         if let Some(a) = lock(&self.attached).take() {
@@ -633,6 +573,8 @@ pub(crate) enum TakeBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::calls::{Answer, DATA_PLANE};
+    use crate::wire::Payload;
     use std::collections::BTreeMap;
 
     fn peer(messages: usize) -> Peer {
@@ -687,11 +629,11 @@ mod tests {
         let p = peer(10);
         assert!(p.try_push(1, |b| b.extend_from_slice(b"user")).is_ok());
         // Dropped rather than queued while no connection is attached, if asked to.
-        assert!(!p.push_membership(b"hb", true));
-        assert!(p.push_membership(b"swim", false));
+        assert!(p.push_channel(&MEMBERSHIP, b"hb", true).is_err());
+        assert!(p.push_channel(&MEMBERSHIP, b"swim", false).is_ok());
         p.attach(attached(7, "a"));
         let mut expected = BytesMut::new();
-        crate::wire::put_membership(&mut expected, b"swim");
+        crate::wire::put_channel(&mut expected, MEMBERSHIP.kind, b"swim");
         expected.extend_from_slice(b"user");
         match p.take_batch(7) {
             TakeBatch::Batch(bytes, n) => {
@@ -744,13 +686,28 @@ mod tests {
         assert_eq!(loser.map(|l| l.conn), Some(1));
     }
 
+    const MEMBERSHIP: ChannelSpec = ChannelSpec {
+        kind: 0x10,
+        name: "membership",
+        class: super::super::channel::QueueClass::Priority,
+    };
+
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + std::time::Duration::from_secs(5)
+    }
+
     #[tokio::test]
     async fn detaching_fails_requests_in_flight() {
         let p = peer(10);
         p.attach(attached(1, "a"));
-        let (_, rx) = p.register_request();
-        p.detach(1, true);
-        assert!(matches!(rx.await, Ok(Err(RemoteError::NodeGone { .. }))));
+        let answer = p
+            .calls()
+            .call(DATA_PLANE, soon(), |_| {
+                p.detach(1, true);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(matches!(answer, Err(CallError::Gone)));
         assert_eq!(p.state(), PeerState::Connecting);
     }
 
@@ -758,20 +715,27 @@ mod tests {
     async fn requests_survive_a_retirement_the_peer_announced() {
         let p = peer(10);
         p.attach(attached(1, "a"));
-        let (correlation, rx) = p.register_request();
-        // The peer retired connection 1 as a duplicate before its replacement arrived here.
-        p.detach(1, false);
-        p.attach(attached(2, "a"));
-        p.complete_request(
-            correlation,
-            Ok(Payload {
-                format: crate::codec::SerializationFormat::Bincode,
-                compressed: false,
-                bytes: bytes::Bytes::from_static(b"ok"),
-            }),
-        );
+        let answer = p
+            .calls()
+            .call(DATA_PLANE, soon(), |correlation| {
+                // The peer retired connection 1 as a duplicate before its replacement arrived
+                // here.
+                p.detach(1, false);
+                p.attach(attached(2, "a"));
+                p.calls().complete(
+                    correlation,
+                    DATA_PLANE,
+                    Answer::Payload(Payload {
+                        format: crate::codec::SerializationFormat::Bincode,
+                        compressed: false,
+                        bytes: bytes::Bytes::from_static(b"ok"),
+                    }),
+                );
+                async { Ok(()) }
+            })
+            .await;
         assert!(
-            matches!(rx.await, Ok(Ok(_))),
+            matches!(answer, Ok(_)),
             "the reply on the new connection completes it"
         );
     }

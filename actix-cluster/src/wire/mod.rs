@@ -29,9 +29,11 @@ const KIND_AND_FLAGS: usize = 2;
 /// Largest tell/request header: actor (8) + message (4) + correlation (8).
 pub(crate) const MAX_HEADER: usize = LEN_PREFIX + KIND_AND_FLAGS + 20;
 
-/// Frame kinds. Values `0x10..=0x3f` are reserved for membership (`0x1_`), consensus (`0x2_`)
-/// and pub/sub (`0x3_`); a frame of a kind this version does not know is skipped, not fatal,
-/// so that later versions can add kinds behind a handshake capability.
+/// Frame kinds of the transport itself. Kinds in [`CHANNEL_KINDS`] belong to the subsystems
+/// above it (membership `0x1_`, consensus `0x2_`, placement and pub/sub from `0x3_` on): the
+/// decoder hands their bodies up as [`Frame::Channel`] and the transport routes them to the
+/// handler registered for the kind. Any other kind this version does not know is skipped, not
+/// fatal, so that later versions can add kinds behind a handshake capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum FrameKind {
@@ -44,10 +46,10 @@ pub(crate) enum FrameKind {
     Pong = 0x07,
     Nodes = 0x08,
     GoAway = 0x09,
-    Membership = 0x10,
-    /// A registry consensus (Raft) message; the body is parsed by the registry layer.
-    Raft = 0x20,
 }
+
+/// Frame kinds whose body is opaque to the wire layer and belongs to one subsystem's channel.
+pub(crate) const CHANNEL_KINDS: std::ops::RangeInclusive<u8> = 0x10..=0x7f;
 
 impl FrameKind {
     fn from_u8(b: u8) -> Option<Self> {
@@ -61,8 +63,6 @@ impl FrameKind {
             0x07 => FrameKind::Pong,
             0x08 => FrameKind::Nodes,
             0x09 => FrameKind::GoAway,
-            0x10 => FrameKind::Membership,
-            0x20 => FrameKind::Raft,
             _ => return None,
         })
     }
@@ -163,10 +163,9 @@ pub(crate) enum Frame {
         code: u16,
         reason: String,
     },
-    /// A membership message; its body is parsed by the membership layer.
-    Membership(Bytes),
-    /// A registry Raft message; its body is parsed by the registry layer.
-    Raft(Bytes),
+    /// A frame of a subsystem's channel (a kind in [`CHANNEL_KINDS`]): membership, the
+    /// registry's Raft messages, and whatever registers next. Its body is parsed up there.
+    Channel { kind: u8, body: Bytes },
     /// A kind this version does not know; its bytes were skipped.
     Unknown {
         kind: u8,
@@ -219,6 +218,18 @@ impl FrameDecoder {
 fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
     let kind_byte = body.get_u8();
     let flags = body.get_u8();
+    if CHANNEL_KINDS.contains(&kind_byte) {
+        if flags & FLAG_RESERVED != 0 {
+            return Err(WireError::Malformed {
+                kind: "channel",
+                reason: format!("reserved flag bits set ({flags:#010b})"),
+            });
+        }
+        return Ok(Frame::Channel {
+            kind: kind_byte,
+            body,
+        });
+    }
     let Some(kind) = FrameKind::from_u8(kind_byte) else {
         return Ok(Frame::Unknown { kind: kind_byte });
     };
@@ -277,8 +288,6 @@ fn parse_frame(mut body: Bytes) -> Result<Frame, WireError> {
             code: r.u16()?,
             reason: r.rest_utf8()?,
         },
-        FrameKind::Membership => Frame::Membership(r.buf),
-        FrameKind::Raft => Frame::Raft(r.buf),
     };
     Ok(frame)
 }
@@ -344,8 +353,6 @@ fn kind_name(kind: FrameKind) -> &'static str {
         FrameKind::Pong => "pong",
         FrameKind::Nodes => "nodes",
         FrameKind::GoAway => "goaway",
-        FrameKind::Membership => "membership",
-        FrameKind::Raft => "raft",
     }
 }
 
@@ -562,18 +569,17 @@ pub(crate) fn put_hello(buf: &mut BytesMut, hello: &Hello) {
     patch_len(buf, start);
 }
 
-/// Appends a `Membership` frame carrying `body`.
-pub(crate) fn put_membership(buf: &mut BytesMut, body: &[u8]) {
-    buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
-    buf.put_u8(FrameKind::Membership as u8);
-    buf.put_u8(0);
-    buf.put_slice(body);
+/// Bytes a channel frame with `body_len` bytes of body occupies on the wire.
+pub(crate) const fn channel_frame_len(body_len: usize) -> usize {
+    LEN_PREFIX + KIND_AND_FLAGS + body_len
 }
 
-/// Appends a `Raft` frame carrying `body`.
-pub(crate) fn put_raft(buf: &mut BytesMut, body: &[u8]) {
+/// Appends a frame of channel `kind` (one of [`CHANNEL_KINDS`]) carrying `body`.
+pub(crate) fn put_channel(buf: &mut BytesMut, kind: u8, body: &[u8]) {
+    debug_assert!(CHANNEL_KINDS.contains(&kind), "kind {kind:#04x} is no channel");
+    buf.reserve(channel_frame_len(body.len()));
     buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
-    buf.put_u8(FrameKind::Raft as u8);
+    buf.put_u8(kind);
     buf.put_u8(0);
     buf.put_slice(body);
 }

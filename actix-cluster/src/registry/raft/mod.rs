@@ -5,7 +5,7 @@
 //! their own (one per node); redb commits run on a storage thread below it. From here, actors
 //! are only ever *sent messages* (watch events), never started or polled.
 
-mod network;
+pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod store;
 mod transfer;

@@ -9,7 +9,6 @@
 //! chunk in flight, so a snapshot of any size up to the receiver's limit crosses connections
 //! whose frame limit is far smaller.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -26,16 +25,24 @@ use openraft::raft::{
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
 
 use super::store::StateMachine;
 use super::transfer::{self, Assembly, Chunk};
 use super::{RaftNode, TypeConfig};
 use crate::codec::{self, SerializationFormat};
 use crate::node::NodeId;
-use crate::transport::{Peer, RaftHooks, Transport};
+use crate::transport::{self, ChannelSpec, Peer, QueueClass, Transport};
 
 pub(super) type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// Raft frames. Small ones (votes, heartbeats, replies) take the priority lane, so that a
+/// backlog of user messages cannot delay them into an election; log batches and snapshot
+/// chunks queue behind user messages within the byte bound.
+pub(crate) const CHANNEL: ChannelSpec = ChannelSpec {
+    kind: 0x20,
+    name: "raft",
+    class: QueueClass::PriorityUpTo(64 << 10),
+};
 
 const TAG_REQUEST: u8 = 1;
 const TAG_RESPONSE: u8 = 2;
@@ -60,8 +67,8 @@ pub(crate) struct RaftWire {
     transport: Weak<Transport>,
     raft: OnceLock<Raft>,
     runtime: tokio::runtime::Handle,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
-    next: AtomicU64,
+    /// Snapshot transfer ids.
+    next_transfer: AtomicU64,
     /// Snapshots arriving in chunks, one per sending node at most.
     incoming: Mutex<Assembly<NodeId>>,
     /// Malformed or unexpected frames dropped.
@@ -110,8 +117,7 @@ impl RaftWire {
             transport: Arc::downgrade(transport),
             raft: OnceLock::new(),
             runtime,
-            pending: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
+            next_transfer: AtomicU64::new(1),
             incoming: Mutex::new(Assembly::new(max_snapshot, TRANSFER_IDLE)),
             dropped: AtomicU64::new(0),
         })
@@ -155,7 +161,6 @@ impl RaftWire {
     ) -> Result<Resp, CallError> {
         let until = tokio::time::Instant::now() + ttl;
         let peer = self.peer(node)?;
-        let correlation = self.next.fetch_add(1, Ordering::Relaxed);
         // A frame over the peer's limit would cost the whole connection.
         if HEADER + payload.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
             return Err(CallError::Network(format!(
@@ -163,28 +168,19 @@ impl RaftWire {
                 payload.len()
             )));
         }
-        let body = frame(TAG_REQUEST, correlation, rpc, payload);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(correlation, tx);
-        let _forget = Forget {
-            wire: self,
-            correlation,
-        };
-        let queued = if wait_for_room {
-            peer.push_raft_waiting(&body, until).await
-        } else {
-            peer.push_raft(&body)
-        };
-        if !queued {
-            return Err(CallError::Unreachable(format!(
-                "{} is down or its queue is full",
-                node.name
-            )));
-        }
-        let reply = tokio::time::timeout_at(until, rx)
+        let reply = CHANNEL
+            .call(&peer, until, wait_for_room, |correlation| {
+                frame(TAG_REQUEST, correlation, rpc, payload)
+            })
             .await
-            .map_err(|_| CallError::Timeout)?
-            .map_err(|_| CallError::Unreachable("node stopped".into()))?;
+            .map_err(|e| match e {
+                transport::CallError::Timeout => CallError::Timeout,
+                // Lost in flight: like a timeout, openraft retries.
+                transport::CallError::Gone => CallError::Network("connection lost".into()),
+                transport::CallError::Full | transport::CallError::Unreachable => {
+                    CallError::Unreachable(format!("{} is down or its queue is full", node.name))
+                }
+            })?;
         let result: Result<Resp, String> = decode(&reply).map_err(CallError::Network)?;
         result.map_err(CallError::Remote)
     }
@@ -223,7 +219,7 @@ impl RaftWire {
         let max_body = (self.peer(node)?.max_frame() as usize)
             .saturating_sub(crate::wire::MAX_HEADER + HEADER)
             .min(MAX_CHUNK_BODY);
-        let transfer = self.next.fetch_add(1, Ordering::Relaxed);
+        let transfer = self.next_transfer.fetch_add(1, Ordering::Relaxed);
         let mut body = Vec::with_capacity(max_body);
         let mut chunks = transfer::chunks(transfer, &bytes, max_body).peekable();
         while let Some(chunk) = chunks.next() {
@@ -322,7 +318,7 @@ impl RaftWire {
         result: &Result<T, String>,
     ) {
         match encode(TAG_RESPONSE, correlation, rpc, result) {
-            Some(bytes) if peer.push_raft(&bytes) => {}
+            Some(bytes) if CHANNEL.send(peer, &bytes).is_ok() => {}
             Some(_) => self.drop_frame("reply: peer down or queue full"),
             None => self.drop_frame("reply did not encode"),
         }
@@ -366,7 +362,7 @@ impl RaftWire {
                 _ => None,
             };
             match reply {
-                Some(bytes) if peer.push_raft(&bytes) => {}
+                Some(bytes) if CHANNEL.send(&peer, &bytes).is_ok() => {}
                 Some(_) => this.drop_frame("reply: peer down or queue full"),
                 None => this.drop_frame("undecodable request or unknown rpc"),
             }
@@ -394,8 +390,9 @@ where
     encode(TAG_RESPONSE, correlation, rpc, &result)
 }
 
-impl RaftHooks for Arc<RaftWire> {
-    fn message(&self, peer: &Arc<Peer>, mut body: Bytes) {
+impl RaftWire {
+    /// A Raft frame from `peer` (the registry's channel handler passes them on).
+    pub(crate) fn on_frame(self: &Arc<Self>, peer: &Arc<Peer>, mut body: Bytes) {
         if body.len() < HEADER {
             self.drop_frame("short frame");
             return;
@@ -408,12 +405,11 @@ impl RaftHooks for Arc<RaftWire> {
                 self.snapshot_chunk(peer, correlation, &body)
             }
             TAG_REQUEST => self.serve(peer, correlation, rpc, body),
-            TAG_RESPONSE => match lock(&self.pending).remove(&correlation) {
-                Some(tx) => {
-                    let _ = tx.send(body);
+            TAG_RESPONSE => {
+                if !CHANNEL.complete(peer, correlation, body) {
+                    self.drop_frame("late or unknown response");
                 }
-                None => self.drop_frame("late or unknown response"),
-            },
+            }
             _ => self.drop_frame("unknown tag"),
         }
     }
@@ -422,7 +418,7 @@ impl RaftHooks for Arc<RaftWire> {
     /// for their votes at once (pre-vote first, so a live leader is never deposed): the
     /// lease exists so that a leader that merely went quiet keeps its place, and a process
     /// that is certainly gone has none to keep. Silence still waits out lease and timeout.
-    fn process_gone(&self, peer: &Arc<Peer>) {
+    pub(crate) fn process_gone(&self, peer: &Arc<Peer>) {
         let Some(raft) = self.raft.get().cloned() else {
             return;
         };
@@ -460,17 +456,6 @@ impl RaftHooks for Arc<RaftWire> {
                 let _ = raft.trigger().elect(true).await;
             }
         });
-    }
-}
-
-struct Forget<'a> {
-    wire: &'a RaftWire,
-    correlation: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        lock(&self.wire.pending).remove(&self.correlation);
     }
 }
 
