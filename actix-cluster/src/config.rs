@@ -24,22 +24,9 @@ use std::time::Duration;
 use crate::codec::SerializationFormat;
 use crate::limits::{Limits, Timeouts};
 use crate::membership::{FailureDetectorConfig, MembershipConfig};
-use crate::node::{NodeRole, validate_node_name};
+use crate::node::{Architecture, NodeRole, validate_node_name};
 use crate::registry::RegistryConfig;
 use crate::tls::TlsConfig;
-
-/// How the cluster is organised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Architecture {
-    /// Every node is a peer; membership spreads node to node (see [`DiscoveryMethod`]).
-    #[default]
-    Decentralized,
-    /// Master nodes (`master_nodes`) hold the authoritative member list: workers register
-    /// with every master and heartbeat them, masters detect failures and push each change to
-    /// every node. With several masters a worker keeps working while any one is reachable.
-    Centralized,
-}
 
 /// How nodes find each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -73,9 +73,9 @@
 
 mod codec;
 mod config;
-mod error;
 mod limits;
 mod membership;
+mod metrics;
 mod node;
 mod registry;
 mod remote;
@@ -85,26 +85,26 @@ mod transport;
 mod wire;
 
 pub use codec::{CodecError, SerializationFormat};
-pub use config::{
-    Architecture, ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Security,
-};
+pub use config::{ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Security};
 pub use limits::{Limits, Timeouts};
-pub use error::{RemoteError, StartError, TrySendError};
 pub use membership::{
     ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,
 };
-pub use node::{MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
+pub use node::{Architecture, MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
 pub use registry::{
     MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
     RegistryStorage, ReleaseReason,
 };
 pub use remote::{
-    DistributedActor, Messages, RemoteAddr, RemoteMessage, RemoteRecipient, SendRequest,
+    DistributedActor, Messages, RemoteAddr, RemoteError, RemoteMessage, RemoteRecipient,
+    SendRequest, TrySendError,
 };
 pub use remote::{
     MAX_WATCHES_PER_NODE, Terminated, TerminatedReason, WatchError, WatchId, WatchedActor,
 };
-pub use system::{ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats};
+pub use system::{
+    ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats, StartError,
+};
 pub use tls::{TlsConfig, TlsError};
 #[cfg(feature = "fault-injection")]
 pub use transport::faults::Faults;

@@ -122,6 +122,19 @@ impl std::str::FromStr for NodeRole {
     }
 }
 
+/// How the cluster is organised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Architecture {
+    /// Every node is a peer; membership spreads node to node (see [`DiscoveryMethod`](crate::DiscoveryMethod)).
+    #[default]
+    Decentralized,
+    /// Master nodes (`master_nodes`) hold the authoritative member list: workers register
+    /// with every master and heartbeat them, masters detect failures and push each change to
+    /// every node. With several masters a worker keeps working while any one is reachable.
+    Centralized,
+}
+
 /// Everything a node tells its peers about itself in the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

@@ -310,7 +310,7 @@ fn send(t: &Arc<Transport>, to: &Target, body: &Bytes, best_effort: bool) {
             CHANNEL.send(&p, body)
         };
         if sent.is_err() {
-            metrics::counter!("actix_cluster_membership_dropped_total").increment(1);
+            crate::metrics::membership_dropped();
         }
     }
 }
@@ -326,7 +326,7 @@ impl Channel for Arc<Driver> {
             let before = c.malformed();
             c.handle_message(&info, body, now);
             if c.malformed() > before {
-                metrics::counter!("actix_cluster_membership_malformed_total").increment(1);
+                crate::metrics::membership_malformed();
             }
         });
     }

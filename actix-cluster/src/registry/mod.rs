@@ -6,14 +6,14 @@
 //! the local replica (no network, no actor hop); `lookup_linearizable` first confirms with the
 //! leader that the replica has everything committed before the call.
 
-mod api;
 pub(crate) mod raft;
 pub(crate) mod replica;
 mod service;
 pub(crate) mod state;
 mod types;
 
-pub(crate) use service::{Registry, RegistryRequest};
+pub(crate) use replica::{Replica, location};
+pub(crate) use service::{Registry, RegistryContext};
 
 pub(crate) use types::validate_name;
 pub use types::{

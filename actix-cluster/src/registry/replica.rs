@@ -143,3 +143,23 @@ fn notify(watchers: &mut Vec<Watcher>, events: Vec<NameEvent>) {
         }
     }
 }
+
+/// Named addresses read this node's replica. On client nodes it stays empty (they hold no
+/// replica), so their named addresses keep the target their lookup found.
+impl crate::remote::NameResolver for Replica {
+    fn newer_than(&self, name: &str, version: u64) -> Option<crate::remote::NameLocation> {
+        let entry = self.get(name)?;
+        (entry.version > version).then(|| location(&entry))
+    }
+}
+
+/// Where a registration points, for the remote layer.
+pub(crate) fn location(entry: &NameEntry) -> crate::remote::NameLocation {
+    crate::remote::NameLocation {
+        node: entry.node.clone(),
+        node_addr: entry.node_addr,
+        actor_type: entry.actor_type.clone(),
+        actor_id: entry.actor_id,
+        version: entry.version,
+    }
+}

@@ -3,6 +3,7 @@
 //! (bootstrap, leader reconciliation, release of names whose actor stopped).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,17 +16,18 @@ use super::raft::node::{self as raft_node, LocalError};
 use super::replica::Replica;
 use super::state::{Command, Outcome};
 use super::{NameEntry, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason};
-use crate::codec::SerializationFormat;
-use crate::error::RemoteError;
 use crate::membership::Member;
-use crate::node::{NodeId, NodeRole};
-use crate::remote::{self, SYSTEM_ACTOR};
-use crate::system::NodeCore;
+use crate::membership::driver::Driver;
+use crate::node::{Architecture, NodeId, NodeRole};
+use crate::remote::RemoteContext;
+use crate::remote::RemoteError;
+use crate::remote::system::{self as sys, SystemRequestError};
+use crate::transport::{Channel, ChannelError, Peer, PeerEvent, PeerObserver};
 
 /// Pause between retries while a leader is elected or a forward target is found.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// A registry request from another node ([`remote::SYS_REGISTRY`]).
+/// A registry request from another node (system request [`sys::id::REGISTRY`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum RegistryRequest {
     /// Propose `cmd`. `forward`: the receiver may forward to the leader (requests from client
@@ -88,7 +90,18 @@ impl Failure {
 pub(crate) struct Registry {
     pub(crate) replica: Arc<Replica>,
     pub(crate) config: RegistryConfig,
+    /// Set once, when this member's Raft node has started (never on client nodes).
     raft: OnceLock<RaftHandle>,
+    ctx: RegistryContext,
+}
+
+/// Why the registry could not plug into its node.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WiringError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    System(#[from] SystemRequestError),
 }
 
 impl std::fmt::Debug for Registry {
@@ -99,53 +112,87 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn states_of(core: &NodeCore) -> Vec<(NodeId, crate::membership::MemberState)> {
-    core.membership
-        .as_ref()
-        .map(|m| m.states())
-        .unwrap_or_default()
+/// What the registry needs of its node.
+pub(crate) struct RegistryContext {
+    /// The remote layer: this node's identity, its actors, and requests to other nodes.
+    pub(crate) remote: Arc<RemoteContext>,
+    /// `None` on client nodes, which are no members.
+    pub(crate) membership: Option<Arc<Driver>>,
+    /// Who may vote: every member, or masters only.
+    pub(crate) architecture: Architecture,
+    /// Asked first by client reads (`ctl names --seed X` shows X's replica).
+    pub(crate) seeds: Vec<SocketAddr>,
 }
 
-fn members_of(core: &NodeCore) -> Vec<Member> {
-    core.membership
-        .as_ref()
-        .map(|m| m.members())
-        .unwrap_or_default()
+impl RegistryContext {
+    fn states(&self) -> Vec<(NodeId, crate::membership::MemberState)> {
+        self.membership
+            .as_ref()
+            .map(|m| m.states())
+            .unwrap_or_default()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.membership
+            .as_ref()
+            .map(|m| m.members())
+            .unwrap_or_default()
+    }
+
+    fn me(&self) -> &NodeId {
+        &self.remote.local.id
+    }
 }
 
 impl Registry {
-    pub(crate) fn new(config: RegistryConfig) -> Arc<Self> {
+    /// The registry of a node; `replica` is the one the node's named addresses read.
+    pub(crate) fn new(
+        config: RegistryConfig,
+        ctx: RegistryContext,
+        replica: Arc<Replica>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            replica: Replica::new(),
+            replica,
             config,
             raft: OnceLock::new(),
+            ctx,
         })
     }
 
-    /// Starts this member's Raft node. Blocking (opens storage): run off actor threads.
-    pub(crate) fn start_raft(self: &Arc<Self>, core: &Arc<NodeCore>) -> std::io::Result<()> {
-        let (handle, fresh) = raft_node::start(
-            &self.config,
-            core.local.id.name(),
-            &core.transport,
-            Arc::clone(&self.replica),
-        )?;
-        handle.spawn(background(
-            Arc::downgrade(self),
-            Arc::downgrade(core),
-            fresh,
-        ));
-        let _ = self.raft.set(handle);
+    /// Plugs the registry into its node: Raft frames and peer events from the transport, and
+    /// other nodes' registry requests. Before the node starts. Registered weakly: the
+    /// transport and the request table must not keep the registry alive.
+    pub(crate) fn register(self: &Arc<Self>) -> Result<(), WiringError> {
+        let transport = &self.ctx.remote.transport;
+        transport.register_channel(raft_network::CHANNEL, Arc::new(Arc::downgrade(self)))?;
+        transport.observe_peers(Arc::new(Arc::downgrade(self)))?;
+        let weak = Arc::downgrade(self);
+        self.ctx
+            .remote
+            .system
+            .request(sys::id::REGISTRY, move |_, req: RegistryRequest| {
+                let registry = weak.upgrade();
+                async move {
+                    match registry {
+                        Some(r) => Ok(r.serve(req).await),
+                        None => Err(RemoteError::SystemStopped),
+                    }
+                }
+            })?;
         Ok(())
     }
 
-    /// Takes Raft frames and peer events from the transport. Before the transport starts.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        transport: &crate::transport::Transport,
-    ) -> Result<(), crate::transport::ChannelError> {
-        transport.register_channel(raft_network::CHANNEL, Arc::clone(self) as _)?;
-        transport.observe_peers(Arc::clone(self) as _)
+    /// Starts this member's Raft node. Blocking (opens storage): run off actor threads.
+    pub(crate) fn start_raft(self: &Arc<Self>) -> std::io::Result<()> {
+        let (handle, fresh) = raft_node::start(
+            &self.config,
+            self.ctx.me().name(),
+            &self.ctx.remote.transport,
+            Arc::clone(&self.replica),
+        )?;
+        handle.spawn(background(Arc::downgrade(self), fresh));
+        let _ = self.raft.set(handle);
+        Ok(())
     }
 
     /// Whether this node holds a replica (every member does; client nodes do not).
@@ -180,17 +227,12 @@ impl Registry {
     }
 
     /// Applies `cmd` through the Raft leader, wherever it is.
-    pub(crate) async fn write(
-        &self,
-        core: &Arc<NodeCore>,
-        cmd: Command,
-    ) -> Result<Outcome, RegistryError> {
+    pub(crate) async fn write(&self, cmd: Command) -> Result<Outcome, RegistryError> {
         let deadline = self.deadline();
         let Some(raft) = self.raft.get() else {
-            return self.write_via_member(core, cmd, deadline).await;
+            return self.write_via_member(cmd, deadline).await;
         };
         self.through_leader(
-            core,
             raft,
             deadline,
             || raft.write_local(cmd.clone()),
@@ -214,7 +256,6 @@ impl Registry {
     /// proposal reaches the log, so nothing can have changed.
     async fn through_leader<T, Fut>(
         &self,
-        core: &Arc<NodeCore>,
         raft: &RaftHandle,
         deadline: TokioInstant,
         local: impl Fn() -> Fut,
@@ -224,16 +265,16 @@ impl Registry {
     where
         Fut: Future<Output = Result<T, LocalError>>,
     {
-        let me = core.local.id.name();
+        let me = self.ctx.me().name();
         loop {
-            if raft.quorum_visible(&states_of(core), me) == Some(false) {
+            if raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
                 return Err(RegistryError::NoQuorum);
             }
             match tokio::time::timeout_at(deadline, local()).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
                     if let Some(value) = self
-                        .ask(core, &leader, forward(), deadline)
+                        .ask(&leader, forward(), deadline)
                         .await
                         .ok()
                         .and_then(&accept)
@@ -252,7 +293,7 @@ impl Registry {
         }
         Err(if !raft.is_initialized() {
             RegistryError::Unavailable("the registry has not formed yet".into())
-        } else if raft.quorum_visible(&states_of(core), me) == Some(false) {
+        } else if raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
             RegistryError::NoQuorum
         } else {
             RegistryError::Timeout(self.config.request_timeout)
@@ -262,7 +303,6 @@ impl Registry {
     /// A client node's write: a member proposes it (forwarding to the leader itself).
     async fn write_via_member(
         &self,
-        core: &Arc<NodeCore>,
         cmd: Command,
         deadline: TokioInstant,
     ) -> Result<Outcome, RegistryError> {
@@ -271,7 +311,7 @@ impl Registry {
                 cmd: cmd.clone(),
                 forward: true,
             };
-            let failed = match self.ask_any_member(core, req, deadline).await {
+            let failed = match self.ask_any_member(req, deadline).await {
                 Ok(RegistryReply::Outcome(o)) => return Ok(o),
                 Ok(RegistryReply::Failed(Failure::NoQuorum)) => {
                     return Err(RegistryError::NoQuorum);
@@ -288,21 +328,16 @@ impl Registry {
     }
 
     /// `name` after confirming with the leader that the local replica is current.
-    pub(crate) async fn linearizable_get(
-        &self,
-        core: &Arc<NodeCore>,
-        name: &str,
-    ) -> Result<NameEntry, RegistryError> {
+    pub(crate) async fn linearizable_get(&self, name: &str) -> Result<NameEntry, RegistryError> {
         let Some(raft) = self.raft.get() else {
             let req = RegistryRequest::Get {
                 name: name.to_owned(),
                 linearizable: true,
             };
-            return self.remote_entry(core, name, req).await;
+            return self.remote_entry(name, req).await;
         };
         let index = self
             .through_leader(
-                core,
                 raft,
                 self.deadline(),
                 || raft.read_index_local(),
@@ -326,11 +361,7 @@ impl Registry {
     }
 
     /// `name` from the local replica (members) or a member's (clients).
-    pub(crate) async fn get(
-        &self,
-        core: &Arc<NodeCore>,
-        name: &str,
-    ) -> Result<NameEntry, RegistryError> {
+    pub(crate) async fn get(&self, name: &str) -> Result<NameEntry, RegistryError> {
         if self.raft.get().is_some() {
             return self
                 .replica
@@ -342,27 +373,22 @@ impl Registry {
             name: name.to_owned(),
             linearizable: false,
         };
-        self.remote_entry(core, name, req).await
+        self.remote_entry(name, req).await
     }
 
     async fn remote_entry(
         &self,
-        core: &Arc<NodeCore>,
         name: &str,
         req: RegistryRequest,
     ) -> Result<NameEntry, RegistryError> {
-        match self.read_any_member(core, req, self.deadline()).await? {
+        match self.read_any_member(req, self.deadline()).await? {
             RegistryReply::Entry(Some(e)) => Ok(e),
             RegistryReply::Entry(None) => Err(RegistryError::NotFound(name.to_owned())),
             _ => Err(protocol_error()),
         }
     }
 
-    pub(crate) async fn list(
-        &self,
-        core: &Arc<NodeCore>,
-        prefix: &str,
-    ) -> Result<Vec<NameEntry>, RegistryError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<NameEntry>, RegistryError> {
         if self.raft.get().is_some() {
             return Ok(self
                 .replica
@@ -371,21 +397,18 @@ impl Registry {
         let req = RegistryRequest::List {
             prefix: prefix.to_owned(),
         };
-        match self.read_any_member(core, req, self.deadline()).await? {
+        match self.read_any_member(req, self.deadline()).await? {
             RegistryReply::Entries(e) => Ok(e),
             _ => Err(protocol_error()),
         }
     }
 
-    pub(crate) async fn status(
-        &self,
-        core: &Arc<NodeCore>,
-    ) -> Result<RegistryStatus, RegistryError> {
+    pub(crate) async fn status(&self) -> Result<RegistryStatus, RegistryError> {
         if let Some(raft) = self.raft.get() {
             return Ok(raft.status(&self.replica));
         }
         match self
-            .read_any_member(core, RegistryRequest::Status, self.deadline())
+            .read_any_member(RegistryRequest::Status, self.deadline())
             .await?
         {
             RegistryReply::Status { status, .. } => Ok(status),
@@ -398,13 +421,12 @@ impl Registry {
     /// a short wait): the caller claims again.
     pub(crate) async fn wait_for_binding(
         &self,
-        core: &Arc<NodeCore>,
         name: &str,
         deadline: TokioInstant,
     ) -> Result<NameEntry, RegistryError> {
         if self.raft.get().is_none() {
             loop {
-                match self.get(core, name).await {
+                match self.get(name).await {
                     Ok(e) => return Ok(e),
                     Err(RegistryError::NotFound(_)) if TokioInstant::now() < deadline => {
                         tokio::time::sleep(RETRY).await;
@@ -450,28 +472,38 @@ impl Registry {
     /// Sends `req` to node `name` and waits for the answer until `deadline`.
     async fn ask(
         &self,
-        core: &Arc<NodeCore>,
         name: &str,
         req: RegistryRequest,
         deadline: TokioInstant,
     ) -> Result<RegistryReply, RegistryError> {
-        let peer = core
+        let peer = self
+            .ctx
+            .remote
             .transport
             .peer_by_name(name)
             .ok_or_else(|| RegistryError::Remote(RemoteError::UnknownNode(name.to_owned())))?;
-        ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
+        ask_peer(
+            &self.ctx.remote,
+            peer.id.clone(),
+            peer.addr(),
+            req,
+            deadline,
+        )
+        .await
     }
 
     /// Connected members, the configured seeds first (`ctl names --seed X` should show X's
     /// replica), then by name.
-    fn members_to_ask(core: &NodeCore) -> Vec<Arc<crate::transport::Peer>> {
-        let mut peers: Vec<_> = core
+    fn members_to_ask(&self) -> Vec<Arc<Peer>> {
+        let mut peers: Vec<_> = self
+            .ctx
+            .remote
             .transport
             .peers()
             .into_iter()
             .filter(|p| !p.dials_in_only() && p.state() == crate::transport::PeerState::Connected)
             .collect();
-        let seeds = &core.config.seed_nodes;
+        let seeds = &self.ctx.seeds;
         peers.sort_by_key(|p| (!seeds.contains(&p.addr()), p.id.clone()));
         peers
     }
@@ -479,15 +511,22 @@ impl Registry {
     /// Sends `req` to the first member [`Self::members_to_ask`] lists.
     async fn ask_any_member(
         &self,
-        core: &Arc<NodeCore>,
         req: RegistryRequest,
         deadline: TokioInstant,
     ) -> Result<RegistryReply, RegistryError> {
-        let peer = Self::members_to_ask(core)
+        let peer = self
+            .members_to_ask()
             .into_iter()
             .next()
             .ok_or_else(not_connected)?;
-        ask_peer(core, peer.id.clone(), peer.addr(), req, deadline).await
+        ask_peer(
+            &self.ctx.remote,
+            peer.id.clone(),
+            peer.addr(),
+            req,
+            deadline,
+        )
+        .await
     }
 
     /// Sends a read to the members [`Self::members_to_ask`] lists, in turn, until one answers:
@@ -497,11 +536,10 @@ impl Registry {
     /// member's `Failed` answer comes back as the error it stands for.
     async fn read_any_member(
         &self,
-        core: &Arc<NodeCore>,
         req: RegistryRequest,
         deadline: TokioInstant,
     ) -> Result<RegistryReply, RegistryError> {
-        let members = Self::members_to_ask(core);
+        let members = self.members_to_ask();
         let mut last = None;
         for (i, peer) in members.iter().enumerate() {
             // An equal share of what is left, but never less than a third of the request
@@ -512,7 +550,15 @@ impl Registry {
             let share = (left / (members.len() - i) as u32)
                 .max(self.config.request_timeout / 3)
                 .min(left);
-            match ask_peer(core, peer.id.clone(), peer.addr(), req.clone(), now + share).await {
+            match ask_peer(
+                &self.ctx.remote,
+                peer.id.clone(),
+                peer.addr(),
+                req.clone(),
+                now + share,
+            )
+            .await
+            {
                 // This member cannot answer (no replica; minority side; slow): another may.
                 Ok(RegistryReply::Failed(
                     f @ (Failure::Unavailable(_) | Failure::NoQuorum | Failure::Timeout),
@@ -547,14 +593,14 @@ impl Registry {
     }
 
     /// Answers another node's registry request.
-    pub(crate) async fn serve(&self, core: &Arc<NodeCore>, req: RegistryRequest) -> RegistryReply {
+    pub(crate) async fn serve(&self, req: RegistryRequest) -> RegistryReply {
         let Some(raft) = self.raft.get() else {
             return RegistryReply::Failed(Failure::Unavailable(
                 "this node holds no registry replica".into(),
             ));
         };
         match req {
-            RegistryRequest::Write { cmd, forward: true } => match self.write(core, cmd).await {
+            RegistryRequest::Write { cmd, forward: true } => match self.write(cmd).await {
                 Ok(o) => RegistryReply::Outcome(o),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
             },
@@ -590,9 +636,9 @@ impl Registry {
             }
             RegistryRequest::Get { name, linearizable } => {
                 let got = if linearizable {
-                    self.linearizable_get(core, &name).await
+                    self.linearizable_get(&name).await
                 } else {
-                    self.get(core, &name).await
+                    self.get(&name).await
                 };
                 match got {
                     Ok(e) => RegistryReply::Entry(Some(e)),
@@ -600,7 +646,7 @@ impl Registry {
                     Err(e) => RegistryReply::Failed(Failure::from_error(e)),
                 }
             }
-            RegistryRequest::List { prefix } => match self.list(core, &prefix).await {
+            RegistryRequest::List { prefix } => match self.list(&prefix).await {
                 Ok(e) => RegistryReply::Entries(e),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
             },
@@ -622,23 +668,14 @@ fn not_connected() -> RegistryError {
 }
 
 async fn ask_peer(
-    core: &Arc<NodeCore>,
+    remote: &Arc<RemoteContext>,
     id: NodeId,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     req: RegistryRequest,
     deadline: TokioInstant,
 ) -> Result<RegistryReply, RegistryError> {
-    let ep = remote::Endpoint::new(id, addr, SYSTEM_ACTOR, Some(Arc::clone(core)));
     let left = deadline.saturating_duration_since(TokioInstant::now());
-    match ep
-        .request::<RegistryRequest, RegistryReply>(
-            remote::SYS_REGISTRY,
-            SerializationFormat::Bincode,
-            req,
-            left,
-        )
-        .await
-    {
+    match sys::ask(remote, id, addr, sys::id::REGISTRY, req, left).await {
         Ok(reply) => Ok(reply),
         Err(RemoteError::Timeout(d)) => Err(RegistryError::Timeout(d)),
         Err(e) => Err(RegistryError::Remote(e)),
@@ -646,21 +683,21 @@ async fn ask_peer(
 }
 
 /// The background round of a member, on the registry runtime.
-async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool) {
+async fn background(registry: Weak<Registry>, fresh: bool) {
     let mut bootstrapped = !fresh;
     let mut last_view: Vec<(NodeId, u8)> = Vec::new();
     let mut last_change = Instant::now();
     loop {
-        let (Some(registry), Some(core)) = (registry.upgrade(), core.upgrade()) else {
+        let Some(registry) = registry.upgrade() else {
             return;
         };
-        if core.is_stopped() {
+        if registry.ctx.remote.is_stopped() {
             return;
         }
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             raft.wire.sweep_transfers();
-            let members = members_of(&core);
+            let members = registry.ctx.members();
             let view: Vec<(NodeId, u8)> = members
                 .iter()
                 .map(|m| (m.id.clone(), m.state.to_u8()))
@@ -675,19 +712,19 @@ async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool)
             if !bootstrapped
                 && last_change.elapsed() >= registry.config.bootstrap_delay
                 && raft_node::is_bootstrapper(
-                    core.local.id.name(),
-                    core.config.architecture,
+                    registry.ctx.me().name(),
+                    registry.ctx.architecture,
                     &members,
                 )
             {
-                bootstrapped = registry.maybe_bootstrap(&core, raft, &members).await;
+                bootstrapped = registry.maybe_bootstrap(raft, &members).await;
             }
             if raft.is_leader() {
-                registry.reconcile(&core, raft, &members).await;
+                registry.reconcile(raft, &members).await;
             }
-            registry.release_stopped(&core).await;
+            registry.release_stopped().await;
         }
-        drop((registry, core));
+        drop(registry);
         tokio::time::sleep(interval).await;
     }
 }
@@ -695,19 +732,14 @@ async fn background(registry: Weak<Registry>, core: Weak<NodeCore>, fresh: bool)
 impl Registry {
     /// Bootstraps unless another member already belongs to a registry. Returns whether this
     /// node may stop considering it (it bootstrapped, or found an existing registry).
-    async fn maybe_bootstrap(
-        &self,
-        core: &Arc<NodeCore>,
-        raft: &RaftHandle,
-        members: &[Member],
-    ) -> bool {
+    async fn maybe_bootstrap(&self, raft: &RaftHandle, members: &[Member]) -> bool {
         let deadline = TokioInstant::now() + self.config.request_timeout;
         for m in members {
             // Only members that completed joining are asked: Down and Left ones are gone, and
             // a peer stuck in Joining (one that never speaks membership) would otherwise stall
             // formation for good. A real node that holds a registry becomes Up within the
             // settle delay, which restarts the wait.
-            if m.id == core.local.id
+            if m.id == *self.ctx.me()
                 || m.role == NodeRole::Client
                 || !matches!(
                     m.state,
@@ -717,7 +749,7 @@ impl Registry {
                 continue;
             }
             match ask_peer(
-                core,
+                &self.ctx.remote,
                 m.id.clone(),
                 m.addr,
                 RegistryRequest::Status,
@@ -735,15 +767,15 @@ impl Registry {
             }
         }
         match raft
-            .initialize(core.local.id.name(), core.local.addr.to_string())
+            .initialize(self.ctx.me().name(), self.ctx.remote.local.addr.to_string())
             .await
         {
             Ok(()) => {
-                tracing::info!(node = %core.local.id, "registry bootstrapped");
+                tracing::info!(node = %self.ctx.me(), "registry bootstrapped");
                 true
             }
             Err(e) => {
-                tracing::warn!(node = %core.local.id, "registry bootstrap failed: {e}");
+                tracing::warn!(node = %self.ctx.me(), "registry bootstrap failed: {e}");
                 raft.is_initialized()
             }
         }
@@ -751,8 +783,14 @@ impl Registry {
 
     /// Leader only: keeps Raft membership in line with cluster membership and releases names
     /// of nodes that went down.
-    async fn reconcile(&self, core: &Arc<NodeCore>, raft: &RaftHandle, members: &[Member]) {
-        let mut plan = raft.plan(core, members, &self.replica, self.config.voters);
+    async fn reconcile(&self, raft: &RaftHandle, members: &[Member]) {
+        let mut plan = raft.plan(
+            self.ctx.me().name(),
+            self.ctx.architecture,
+            members,
+            &self.replica,
+            self.config.voters,
+        );
         if !plan.ask.is_empty() {
             let deadline = TokioInstant::now() + self.config.reconcile_interval * 4;
             for id in &plan.ask {
@@ -761,12 +799,25 @@ impl Registry {
                 };
                 if let Ok(RegistryReply::Status {
                     raft_id: Some(rid), ..
-                }) = ask_peer(core, id.clone(), m.addr, RegistryRequest::Status, deadline).await
+                }) = ask_peer(
+                    &self.ctx.remote,
+                    id.clone(),
+                    m.addr,
+                    RegistryRequest::Status,
+                    deadline,
+                )
+                .await
                 {
                     raft.remember_id(id.clone(), rid);
                 }
             }
-            plan = raft.plan(core, members, &self.replica, self.config.voters);
+            plan = raft.plan(
+                self.ctx.me().name(),
+                self.ctx.architecture,
+                members,
+                &self.replica,
+                self.config.voters,
+            );
         }
         if !plan.release.is_empty() {
             let cmd = Command::ReleaseNodes {
@@ -777,7 +828,7 @@ impl Registry {
             }
         }
         if let Some(change) = plan.change {
-            tracing::info!(node = %core.local.id, ?change, "registry membership change");
+            tracing::info!(node = %self.ctx.me(), ?change, "registry membership change");
             if let Err(e) = raft.apply_change(change).await {
                 tracing::debug!("registry membership change: {e}");
             }
@@ -785,11 +836,17 @@ impl Registry {
     }
 
     /// Releases names bound to actors of this node that have stopped.
-    async fn release_stopped(&self, core: &Arc<NodeCore>) {
-        let me = &core.local.id;
+    async fn release_stopped(&self) {
+        let me = self.ctx.me();
         let stopped: Vec<(String, u64)> = self.replica.read(|n| {
             n.bound_to(me)
-                .filter(|e| core.actors.get(e.actor_id).is_none_or(|a| !a.alive()))
+                .filter(|e| {
+                    self.ctx
+                        .remote
+                        .actors
+                        .get(e.actor_id)
+                        .is_none_or(|a| !a.alive())
+                })
                 .map(|e| (e.name.clone(), e.version))
                 .collect()
         });
@@ -799,7 +856,7 @@ impl Registry {
                 version: Some(version),
                 reason: ReleaseReason::ActorStopped,
             };
-            if let Err(e) = self.write(core, cmd).await {
+            if let Err(e) = self.write(cmd).await {
                 tracing::debug!("releasing a stopped actor's name: {e}");
                 return;
             }
@@ -809,20 +866,18 @@ impl Registry {
 
 /// Raft frames reach the Raft node once it runs; before that (and on client nodes, which hold
 /// no replica) they are dropped, and the sender retries.
-impl crate::transport::Channel for Registry {
-    fn on_frame(&self, peer: &Arc<crate::transport::Peer>, body: bytes::Bytes) {
+impl Channel for Registry {
+    fn on_frame(&self, peer: &Arc<Peer>, body: bytes::Bytes) {
         match self.raft.get() {
             Some(raft) => raft.wire.on_frame(peer, body),
-            None => {
-                metrics::counter!("actix_cluster_registry_frames_dropped_total").increment(1);
-            }
+            None => crate::metrics::registry_frame_dropped(),
         }
     }
 }
 
-impl crate::transport::PeerObserver for Registry {
-    fn on_peer(&self, peer: &Arc<crate::transport::Peer>, event: crate::transport::PeerEvent) {
-        if event == crate::transport::PeerEvent::ProcessGone
+impl PeerObserver for Registry {
+    fn on_peer(&self, peer: &Arc<Peer>, event: PeerEvent) {
+        if event == PeerEvent::ProcessGone
             && let Some(raft) = self.raft.get()
         {
             raft.wire.process_gone(peer);

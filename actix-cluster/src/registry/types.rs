@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::error::RemoteError;
 use crate::node::NodeId;
+use crate::remote::RemoteError;
 
 /// Longest name the registry accepts, in bytes.
 pub const MAX_NAME_LEN: usize = 512;

@@ -1,9 +1,9 @@
-//! Addresses of actors anywhere in the cluster: [`RemoteAddr`] and [`RemoteRecipient`].
+//! [`RemoteAddr`]: the address of an actor anywhere in the cluster, and [`SendRequest`].
 //!
 //! An address is `(node id, node address, actor id)`. It serializes to exactly that, so it can
-//! travel inside messages; on arrival it attaches to the cluster node running on the thread
-//! that uses it. When it points at an actor of the node using it, messages go straight to the
-//! actix mailbox without being encoded.
+//! travel inside messages; on arrival it is bound to the node that received it. When it points
+//! at an actor of the node using it, messages go straight to the actix mailbox without being
+//! encoded.
 //!
 //! An address obtained from a cluster-wide name ([`ClusterSystem::lookup`] and friends) also
 //! remembers the name and the registration version it was resolved at, and follows the name:
@@ -11,310 +11,40 @@
 //!
 //! [`ClusterSystem::lookup`]: crate::ClusterSystem::lookup
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{ActorType, DistributedActor, RemoteMessage, plain_bytes};
-use crate::codec::{self, SerializationFormat};
-use crate::error::{RemoteError, TrySendError};
+use super::actor::{ActorType, DistributedActor, RemoteMessage};
+use super::context::RemoteContext;
+use super::error::{RemoteError, TrySendError};
+use super::named::{NameBinding, NameLocation};
+use super::recipient::RemoteRecipient;
+use super::send::Endpoint;
+use crate::codec::SerializationFormat;
 use crate::node::NodeId;
-use crate::registry::NameEntry;
-use crate::system::NodeCore;
-use crate::transport::{Answer, CallError, DATA_PLANE, Peer, PushError};
-use crate::wire;
-
-/// Where an address points, and the node it is used from.
-pub(crate) struct Endpoint {
-    pub(crate) node: NodeId,
-    pub(crate) node_addr: SocketAddr,
-    pub(crate) actor: u64,
-    core: OnceLock<Arc<NodeCore>>,
-    peer: OnceLock<Arc<Peer>>,
-}
-
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.node, self.actor)
-    }
-}
-
-impl Endpoint {
-    pub(crate) fn new(
-        node: NodeId,
-        node_addr: SocketAddr,
-        actor: u64,
-        core: Option<Arc<NodeCore>>,
-    ) -> Self {
-        let cell = OnceLock::new();
-        if let Some(c) = core {
-            let _ = cell.set(c);
-        }
-        Self {
-            node,
-            node_addr,
-            actor,
-            core: cell,
-            peer: OnceLock::new(),
-        }
-    }
-
-    /// The node this address is used from: fixed at creation, or, for an address that
-    /// arrived in a message, the node running on the current thread.
-    pub(crate) fn core(&self) -> Result<&Arc<NodeCore>, RemoteError> {
-        if let Some(c) = self.core.get() {
-            return Ok(c);
-        }
-        let current = NodeCore::current().ok_or(RemoteError::SystemStopped)?;
-        Ok(self.core.get_or_init(|| current))
-    }
-
-    fn is_local(&self, core: &NodeCore) -> bool {
-        core.local.id == self.node
-    }
-
-    fn peer(&self, core: &Arc<NodeCore>) -> Result<&Arc<Peer>, RemoteError> {
-        if let Some(p) = self.peer.get() {
-            return Ok(p);
-        }
-        if core.is_stopped() {
-            return Err(RemoteError::SystemStopped);
-        }
-        // A peer object is per incarnation and never reused for another, so caching it is
-        // safe: a restarted node is a new object and this one reports `Gone`.
-        let p = core
-            .transport
-            .peer_for_id(&self.node, self.node_addr)
-            .ok_or_else(|| RemoteError::NodeGone {
-                node: self.node.clone(),
-            })?;
-        Ok(self.peer.get_or_init(|| p))
-    }
-
-    /// Queues a tell without waiting. `Err(None)` means the queue is full.
-    fn try_tell<M: Serialize>(
-        &self,
-        message: u32,
-        format: SerializationFormat,
-        msg: &M,
-    ) -> Result<(), Option<RemoteError>> {
-        let core = self.core()?;
-        let peer = self.peer(core)?;
-        let limits = &core.config.limits;
-        with_payload(
-            format,
-            msg,
-            limits,
-            peer.max_frame(),
-            |payload, compressed| {
-                peer.try_push(wire::tell_frame_len(payload.len()), |b| {
-                    wire::put_tell(b, self.actor, message, format, compressed, payload)
-                })
-            },
-        )?
-        .map_err(|e| match e {
-            PushError::Full => None,
-            other => Some(push_error(other, peer)),
-        })
-    }
-
-    /// Queues a tell, waiting for room in the node's send queue.
-    async fn tell<M: Serialize>(
-        &self,
-        message: u32,
-        format: SerializationFormat,
-        msg: M,
-    ) -> Result<(), RemoteError> {
-        match self.try_tell(message, format, &msg) {
-            Err(None) => {}
-            other => return other.map_err(|e| e.unwrap_or(RemoteError::SystemStopped)),
-        }
-        let core = self.core()?;
-        let peer = self.peer(core)?;
-        let (payload, compressed) =
-            encode_owned(format, &msg, &core.config.limits, peer.max_frame())?;
-        drop(msg);
-        peer.push(wire::tell_frame_len(payload.len()), |b| {
-            wire::put_tell(b, self.actor, message, format, compressed, &payload)
-        })
-        .await
-        .map_err(|e| push_error(e, peer))
-    }
-
-    /// Sends a request and decodes its reply. The caller applies the deadline.
-    pub(crate) async fn request<M: Serialize, R: DeserializeOwned>(
-        &self,
-        message: u32,
-        format: SerializationFormat,
-        msg: M,
-        timeout: Duration,
-    ) -> Result<R, RemoteError> {
-        let until = tokio::time::Instant::now() + timeout;
-        let core = self.core()?;
-        let peer = self.peer(core)?;
-        let limits = &core.config.limits;
-        let (payload, compressed) = encode_owned(format, &msg, limits, peer.max_frame())?;
-        drop(msg);
-        let answer = peer
-            .calls()
-            .call(DATA_PLANE, until, |correlation| {
-                peer.push(wire::request_frame_len(payload.len()), move |b| {
-                    wire::put_request(
-                        b,
-                        self.actor,
-                        message,
-                        correlation,
-                        format,
-                        compressed,
-                        &payload,
-                    )
-                })
-            })
-            .await;
-        let payload = match answer {
-            Ok(Answer::Payload(p)) => p,
-            Ok(Answer::Error { code, detail }) => {
-                return Err(super::error_from_wire(&self.node, code, detail));
-            }
-            Ok(Answer::Body(_)) => {
-                return Err(RemoteError::Decode("a channel frame answered a request".into()));
-            }
-            Err(e) => return Err(call_error(e, peer, timeout)),
-        };
-        let bytes = plain_bytes(&payload, limits.max_frame_size as usize)?;
-        codec::decode(payload.format, &bytes).map_err(|e| RemoteError::from_codec(e, true))
-    }
-}
-
-/// The remote error for a frame the transport would not queue.
-pub(crate) fn push_error(e: PushError, peer: &Peer) -> RemoteError {
-    match e {
-        PushError::Full => RemoteError::QueueFull {
-            node: peer.id.name().to_owned(),
-        },
-        PushError::Unreachable => RemoteError::NodeUnreachable {
-            node: peer.id.name().to_owned(),
-        },
-        PushError::Gone => RemoteError::NodeGone {
-            node: peer.id.clone(),
-        },
-    }
-}
-
-/// The remote error for a call the transport could not complete.
-pub(crate) fn call_error(e: CallError, peer: &Peer, timeout: Duration) -> RemoteError {
-    match e {
-        CallError::Full => push_error(PushError::Full, peer),
-        CallError::Unreachable => push_error(PushError::Unreachable, peer),
-        CallError::Gone => push_error(PushError::Gone, peer),
-        CallError::Timeout => RemoteError::Timeout(timeout),
-    }
-}
-
-#[derive(Default)]
-struct Scratch {
-    plain: Vec<u8>,
-    packed: Vec<u8>,
-}
-
-thread_local! {
-    /// Reused encode buffers: a tell costs no allocation once the buffers have grown.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-/// Scratch buffers above this are released after use rather than kept per thread.
-const SCRATCH_KEEP: usize = 1 << 20;
-
-/// Encodes `msg` (compressing when worthwhile), checks the frame limit, and hands the bytes
-/// to `f` without allocating.
-fn with_payload<M: Serialize, R>(
-    format: SerializationFormat,
-    msg: &M,
-    limits: &crate::limits::Limits,
-    max_frame: u32,
-    f: impl FnOnce(&[u8], bool) -> R,
-) -> Result<R, RemoteError> {
-    SCRATCH.with(|cell| {
-        let mut fresh = Scratch::default();
-        // Re-entrancy (a Serialize impl that sends) gets fresh buffers instead of a panic.
-        let mut borrowed = cell.try_borrow_mut().ok();
-        let s = borrowed.as_deref_mut().unwrap_or(&mut fresh);
-        s.plain.clear();
-        s.packed.clear();
-        let result = encode_checked(format, msg, limits, max_frame, s).map(|compressed| {
-            let body = if compressed { &s.packed } else { &s.plain };
-            f(body, compressed)
-        });
-        if s.plain.capacity() > SCRATCH_KEEP {
-            s.plain = Vec::new();
-        }
-        if s.packed.capacity() > SCRATCH_KEEP {
-            s.packed = Vec::new();
-        }
-        result
-    })
-}
-
-fn encode_owned<M: Serialize>(
-    format: SerializationFormat,
-    msg: &M,
-    limits: &crate::limits::Limits,
-    max_frame: u32,
-) -> Result<(Vec<u8>, bool), RemoteError> {
-    let mut s = Scratch::default();
-    let compressed = encode_checked(format, msg, limits, max_frame, &mut s)?;
-    Ok((if compressed { s.packed } else { s.plain }, compressed))
-}
-
-fn encode_checked<M: Serialize>(
-    format: SerializationFormat,
-    msg: &M,
-    limits: &crate::limits::Limits,
-    max_frame: u32,
-    s: &mut Scratch,
-) -> Result<bool, RemoteError> {
-    codec::encode_into(format, msg, &mut s.plain).map_err(|e| RemoteError::from_codec(e, false))?;
-    let compressed = matches!(limits.compression_threshold, Some(t) if s.plain.len() >= t)
-        && codec::compress_into(&s.plain, &mut s.packed);
-    let len = if compressed {
-        s.packed.len()
-    } else {
-        s.plain.len()
-    };
-    // The largest header (a request's) must fit too, within the receiver's limit as well as
-    // ours: a frame the receiver refuses would cost the whole connection.
-    if wire::request_frame_len(len) - wire::LEN_PREFIX > max_frame as usize {
-        return Err(RemoteError::PayloadTooLarge {
-            size: s.plain.len() as u64,
-            limit: u64::from(max_frame),
-        });
-    }
-    Ok(compressed)
-}
 
 /// Serialized form of both address types.
 #[derive(Serialize, Deserialize)]
-struct AddrWire {
-    node: String,
-    incarnation: u64,
-    addr: SocketAddr,
-    actor: u64,
+pub(super) struct AddrWire {
+    pub(super) node: String,
+    pub(super) incarnation: u64,
+    pub(super) addr: SocketAddr,
+    pub(super) actor: u64,
     // Always present (no `skip_serializing_if`): bincode is not self-describing.
-    message: Option<(u32, SerializationFormat)>,
+    pub(super) message: Option<(u32, SerializationFormat)>,
     /// The registry name (and registration version) an address follows; `None` for plain
     /// addresses and recipients. Carried so that a member receiving the address follows the
     /// name too, and never steps back to a registration older than the sender's.
-    name: Option<(String, u64)>,
+    pub(super) name: Option<(String, u64)>,
 }
 
 /// The address of a [`DistributedActor`] on any node of the cluster.
@@ -371,13 +101,13 @@ enum Binding<A: DistributedActor> {
 
 /// One concrete target: the endpoint and, once asked, the actix address if the actor runs on
 /// the node using the address.
-struct Resolved<A: DistributedActor> {
-    ep: Arc<Endpoint>,
+pub(super) struct Resolved<A: DistributedActor> {
+    pub(super) ep: Arc<Endpoint>,
     local: OnceLock<Option<Addr<A>>>,
 }
 
 impl<A: DistributedActor> Resolved<A> {
-    fn new(ep: Endpoint) -> Self {
+    pub(super) fn new(ep: Endpoint) -> Self {
         Self {
             ep: Arc::new(ep),
             local: OnceLock::new(),
@@ -395,96 +125,6 @@ impl<A: DistributedActor> Resolved<A> {
                 }
             })
             .clone()
-    }
-}
-
-/// The target of an address obtained by name, and the registration it was resolved from.
-struct NameBinding<A: DistributedActor> {
-    name: Arc<str>,
-    current: RwLock<Current<A>>,
-}
-
-struct Current<A: DistributedActor> {
-    /// Registration version (registry log index) `resolved` came from.
-    version: u64,
-    resolved: Arc<Resolved<A>>,
-}
-
-impl<A: DistributedActor> NameBinding<A> {
-    fn new(name: Arc<str>, version: u64, resolved: Resolved<A>) -> Self {
-        Self {
-            name,
-            current: RwLock::new(Current {
-                version,
-                resolved: Arc::new(resolved),
-            }),
-        }
-    }
-
-    /// The target as last resolved, and its version, without consulting the registry.
-    fn held(&self) -> (u64, Arc<Resolved<A>>) {
-        let c = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (c.version, Arc::clone(&c.resolved))
-    }
-
-    /// The target the name means now according to this node's replica, and its version.
-    fn resolve(&self) -> (u64, Arc<Resolved<A>>) {
-        let held = self.held();
-        // No node on this thread (an address deserialized off-node): nothing to ask.
-        let Ok(core) = held.1.ep.core() else {
-            return held;
-        };
-        // `None` both when the name is unregistered and on client nodes (no replica): either
-        // way the last target stays, as documented on `RemoteAddr`.
-        let Some(entry) = core.registry.local_entry(&self.name) else {
-            return held;
-        };
-        if entry.version <= held.0 {
-            return held;
-        }
-        let core = Arc::clone(core);
-        self.follow(&entry, Some(core))
-    }
-
-    /// Moves to `entry` if it is a newer registration of an actor of type `A`; returns the
-    /// target in effect afterwards and its version. `core` is the node the new endpoint is
-    /// used from.
-    fn follow(&self, entry: &NameEntry, core: Option<Arc<NodeCore>>) -> (u64, Arc<Resolved<A>>) {
-        if entry.actor_type != A::NAME {
-            tracing::debug!(
-                name = %self.name,
-                version = entry.version,
-                found = %entry.actor_type,
-                expected = A::NAME,
-                "named address not following a registration of another actor type"
-            );
-            return self.held();
-        }
-        let mut c = self.current.write().unwrap_or_else(|e| e.into_inner());
-        // Checked again under the write lock: another sender may have moved it meanwhile, to
-        // this registration or to a later one, and versions only ever go up.
-        if entry.version > c.version {
-            let ep = &c.resolved.ep;
-            let moved = ep.node != entry.node || ep.actor != entry.actor_id;
-            if moved {
-                tracing::debug!(
-                    name = %self.name,
-                    version = entry.version,
-                    from = ?ep,
-                    to = %format_args!("{}/{}", entry.node, entry.actor_id),
-                    "named address follows its name"
-                );
-                c.resolved = Arc::new(Resolved::new(Endpoint::new(
-                    entry.node.clone(),
-                    entry.node_addr,
-                    entry.actor_id,
-                    core,
-                )));
-            }
-            // Same actor registered again (after a release): keep the cached peer and mailbox.
-            c.version = entry.version;
-        }
-        (c.version, Arc::clone(&c.resolved))
     }
 }
 
@@ -545,7 +185,7 @@ impl<A: DistributedActor> PartialEq for RemoteAddr<A> {
 impl<A: DistributedActor> Eq for RemoteAddr<A> {}
 
 impl<A: DistributedActor> RemoteAddr<A> {
-    pub(crate) fn local(core: &Arc<NodeCore>, actor: u64, addr: Addr<A>) -> Self {
+    pub(crate) fn local(core: &Arc<RemoteContext>, actor: u64, addr: Addr<A>) -> Self {
         let ep = Endpoint::new(
             core.local.id.clone(),
             core.local.addr,
@@ -561,7 +201,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
     }
 
     pub(crate) fn remote(
-        core: &Arc<NodeCore>,
+        core: &Arc<RemoteContext>,
         node: NodeId,
         node_addr: SocketAddr,
         actor: u64,
@@ -574,16 +214,16 @@ impl<A: DistributedActor> RemoteAddr<A> {
         )))
     }
 
-    /// An address that follows the registry name of `entry` (see the type's docs). The caller
-    /// has checked that `entry` registers an actor of type `A`.
-    pub(crate) fn by_name(core: &Arc<NodeCore>, entry: &NameEntry) -> Self {
+    /// An address that follows the name `name`, registered at `at` (see the type's docs). The
+    /// caller has checked that `at` registers an actor of type `A`.
+    pub(crate) fn by_name(core: &Arc<RemoteContext>, name: &str, at: &NameLocation) -> Self {
         let ep = Endpoint::new(
-            entry.node.clone(),
-            entry.node_addr,
-            entry.actor_id,
+            at.node.clone(),
+            at.node_addr,
+            at.actor_id,
             Some(Arc::clone(core)),
         );
-        Self::named(entry.name.as_str().into(), entry.version, Resolved::new(ep))
+        Self::named(name.into(), at.version, Resolved::new(ep))
     }
 
     fn fixed(resolved: Resolved<A>) -> Self {
@@ -648,7 +288,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
         self.resolve().local_addr()
     }
 
-    fn actor_type(&self, core: &Arc<NodeCore>) -> &Arc<ActorType<A>> {
+    fn actor_type(&self, core: &Arc<RemoteContext>) -> &Arc<ActorType<A>> {
         self.inner.ty.get_or_init(|| core.actors.actor_type::<A>())
     }
 
@@ -661,10 +301,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
                 message: std::any::type_name::<M>().to_owned(),
             }
         })?;
-        Ok((
-            id,
-            A::serialization_format().unwrap_or(core.config.serialization),
-        ))
+        Ok((id, A::serialization_format().unwrap_or(core.default_format)))
     }
 
     /// Sends without waiting for a reply or for room, like actix's `do_send`.
@@ -781,7 +418,7 @@ impl<A: DistributedActor> RemoteAddr<A> {
             target,
             msg,
             timeout: None,
-            default_timeout: ep.core().map(|c| c.config.timeouts.request).ok(),
+            default_timeout: ep.core().map(|c| c.request_timeout).ok(),
         }
     }
 
@@ -838,7 +475,7 @@ impl<'de, A: DistributedActor> Deserialize<'de> for RemoteAddr<A> {
             NodeId::new(w.node, w.incarnation),
             w.addr,
             w.actor,
-            NodeCore::current(),
+            super::context::decoding_for(),
         ));
         Ok(match w.name {
             None => Self::fixed(resolved),
@@ -847,7 +484,7 @@ impl<'de, A: DistributedActor> Deserialize<'de> for RemoteAddr<A> {
     }
 }
 
-enum Target<M: RemoteMessage> {
+pub(super) enum Target<M: RemoteMessage> {
     Local(Recipient<M>),
     Remote {
         ep: Arc<Endpoint>,
@@ -883,10 +520,10 @@ enum Target<M: RemoteMessage> {
 /// ```
 #[must_use = "a request is only sent when awaited"]
 pub struct SendRequest<M: RemoteMessage> {
-    target: Target<M>,
-    msg: M,
-    timeout: Option<Duration>,
-    default_timeout: Option<Duration>,
+    pub(super) target: Target<M>,
+    pub(super) msg: M,
+    pub(super) timeout: Option<Duration>,
+    pub(super) default_timeout: Option<Duration>,
 }
 
 impl<M: RemoteMessage> fmt::Debug for SendRequest<M> {
@@ -936,142 +573,12 @@ impl<M: RemoteMessage> IntoFuture for SendRequest<M> {
     }
 }
 
-/// A type-erased address that accepts one message type, on any node.
-pub struct RemoteRecipient<M: RemoteMessage> {
-    ep: Arc<Endpoint>,
-    message: u32,
-    format: SerializationFormat,
-    local: OnceLock<Option<Recipient<M>>>,
-}
-
-impl<M: RemoteMessage> Clone for RemoteRecipient<M> {
-    fn clone(&self) -> Self {
-        Self {
-            ep: Arc::clone(&self.ep),
-            message: self.message,
-            format: self.format,
-            local: self.local.clone(),
-        }
-    }
-}
-
-impl<M: RemoteMessage> fmt::Debug for RemoteRecipient<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RemoteRecipient({:?}#{:08x})", self.ep, self.message)
-    }
-}
-
-impl<M: RemoteMessage> RemoteRecipient<M> {
-    /// The node hosting the actor.
-    pub fn node(&self) -> &NodeId {
-        &self.ep.node
-    }
-
-    fn local(&self) -> Option<Recipient<M>> {
-        let core = self.ep.core().ok()?;
-        self.local
-            .get_or_init(|| {
-                if self.ep.is_local(core) {
-                    core.actors.recipient_of::<M>(self.ep.actor, self.message)
-                } else {
-                    None
-                }
-            })
-            .clone()
-    }
-
-    /// Like [`RemoteAddr::do_send`].
-    pub fn do_send(&self, msg: M) {
-        if let Some(r) = self.local() {
-            r.do_send(msg);
-            return;
-        }
-        if let Err(e) = self.ep.try_tell(self.message, self.format, &msg) {
-            let reason = if e.is_none() {
-                "queue_full"
-            } else {
-                "send_failed"
-            };
-            if let Ok(core) = self.ep.core() {
-                core.count_dropped(reason);
-            }
-            tracing::debug!(to = ?self.ep, reason, error = ?e, "do_send dropped a message");
-        }
-    }
-
-    /// Like [`RemoteAddr::try_send`].
-    pub fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
-        if let Some(r) = self.local() {
-            return r.try_send(msg).map_err(|e| match e {
-                SendError::Full(m) => TrySendError::Full(m),
-                SendError::Closed(m) => TrySendError::Failed(m, RemoteError::ActorStopped),
-            });
-        }
-        match self.ep.try_tell(self.message, self.format, &msg) {
-            Ok(()) => Ok(()),
-            Err(None) => Err(TrySendError::Full(msg)),
-            Err(Some(e)) => Err(TrySendError::Failed(msg, e)),
-        }
-    }
-
-    /// Like [`RemoteAddr::send`].
-    pub fn send(&self, msg: M) -> SendRequest<M> {
-        let target = match self.local() {
-            Some(r) => Target::Local(r),
-            None => Target::Remote {
-                ep: Arc::clone(&self.ep),
-                message: self.message,
-                format: self.format,
-            },
-        };
-        SendRequest {
-            target,
-            msg,
-            timeout: None,
-            default_timeout: self.ep.core().map(|c| c.config.timeouts.request).ok(),
-        }
-    }
-}
-
-impl<M: RemoteMessage> Serialize for RemoteRecipient<M> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        AddrWire {
-            node: self.ep.node.name().to_owned(),
-            incarnation: self.ep.node.incarnation(),
-            addr: self.ep.node_addr,
-            actor: self.ep.actor,
-            message: Some((self.message, self.format)),
-            name: None,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de, M: RemoteMessage> Deserialize<'de> for RemoteRecipient<M> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = AddrWire::deserialize(d)?;
-        let (message, format) = w.message.ok_or_else(|| {
-            serde::de::Error::custom("an actor address is not a recipient address")
-        })?;
-        Ok(Self {
-            ep: Arc::new(Endpoint::new(
-                NodeId::new(w.node, w.incarnation),
-                w.addr,
-                w.actor,
-                NodeCore::current(),
-            )),
-            message,
-            format,
-            local: OnceLock::new(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::codec;
     use crate::remote::Messages;
 
     #[derive(Serialize, Deserialize)]
@@ -1094,9 +601,8 @@ mod tests {
         Endpoint::new(node(node_name), ([127, 0, 0, 1], 7000).into(), actor, None)
     }
 
-    fn entry(node_name: &str, actor: u64, version: u64) -> NameEntry {
-        NameEntry {
-            name: "svc/probe".into(),
+    fn entry(node_name: &str, actor: u64, version: u64) -> NameLocation {
+        NameLocation {
             node: node(node_name),
             node_addr: ([127, 0, 0, 1], 7001).into(),
             actor_type: Probe::NAME.into(),

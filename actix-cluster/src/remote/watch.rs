@@ -16,9 +16,9 @@
 //! while either table holds something.
 //!
 //! On the wire (docs/protocol.md, section 8) a watch is a system request to the target node
-//! ([`SYS_WATCH`]); the answer says whether it is registered, the actor is already stopped, or
+//! ([`id::WATCH`]); the answer says whether it is registered, the actor is already stopped, or
 //! the target holds too many watches from this node. Later, a one-way system tell
-//! ([`SYS_TERMINATED`]) reports the stop; [`SYS_UNWATCH`] (a tell) withdraws a watch. Both
+//! ([`id::TERMINATED`]) reports the stop; [`id::UNWATCH`] (a tell) withdraws a watch. Both
 //! tells are control frames: they bypass the bounded send queue, which is safe because their
 //! number is bounded by [`MAX_WATCHES_PER_NODE`], and necessary because a notification lost
 //! to a full queue would never be repeated.
@@ -34,16 +34,17 @@ use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DistributedActor, Endpoint, LocalActors, RemoteAddr, ReplyFuture, SYS_TERMINATED, SYS_UNWATCH,
-    SYS_WATCH, SYSTEM_ACTOR,
-};
+use super::actor::DistributedActor;
+use super::addr::RemoteAddr;
+use super::context::RemoteContext;
+use super::error::RemoteError;
+use super::local::LocalActors;
+use super::send::Endpoint;
+use super::system::{SYSTEM_ACTOR, id};
 use crate::codec::{self, SerializationFormat};
-use crate::error::RemoteError;
 use crate::node::NodeId;
-use crate::system::NodeCore;
 use crate::transport::{Peer, PeerState};
-use crate::wire::{self, Payload};
+use crate::wire;
 
 /// Most watches one node may hold on the actors of another node incarnation (and, on the
 /// target side, most watches it accepts from one watching node). One more is refused with
@@ -141,18 +142,18 @@ pub enum WatchError {
     Request(#[from] RemoteError),
 }
 
-/// Body of [`SYS_WATCH`], [`SYS_UNWATCH`] and [`SYS_TERMINATED`]: the watched actor on the
+/// Body of [`id::WATCH`], [`id::UNWATCH`] and [`id::TERMINATED`]: the watched actor on the
 /// target node and the id the watching node gave the watch.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct WatchMsg {
+pub(crate) struct WatchMsg {
     actor: u64,
     watch: u64,
 }
 
-/// Answer to [`SYS_WATCH`].
+/// Answer to [`id::WATCH`].
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-enum WatchReply {
-    /// Registered: a [`SYS_TERMINATED`] tell follows when the actor stops.
+pub(crate) enum WatchReply {
+    /// Registered: a [`id::TERMINATED`] tell follows when the actor stops.
     Watching,
     /// No such actor, or it already stopped; nothing was registered.
     Stopped,
@@ -201,7 +202,7 @@ fn decrement(counts: &mut HashMap<NodeId, usize>, node: &NodeId) {
 }
 
 /// Both watch tables of one node. Owned by [`LocalActors`], so the network dispatch and
-/// `NodeCore` (as `core.actors.watches`) reach the same one.
+/// `ClusterSystem` (as `ctx.actors.watches`) reach the same one.
 pub(crate) struct Watches {
     tables: Mutex<Tables>,
     next_id: AtomicU64,
@@ -463,7 +464,7 @@ impl Watches {
             self.fire(watch, TerminatedReason::ActorStopped);
         }
         for (peer, msg) in tells {
-            send_tell(&peer, SYS_TERMINATED, msg);
+            send_tell(&peer, id::TERMINATED, msg);
         }
         for watch in lost {
             self.fire(watch, TerminatedReason::NodeDown);
@@ -538,7 +539,7 @@ impl Drop for PendingWatch<'_> {
     fn drop(&mut self) {
         // The caller gave up on the request (its future was dropped): take the watch back.
         if self.armed && self.watches.remove_watching(self.msg.watch).is_some() {
-            send_tell(self.peer, SYS_UNWATCH, self.msg);
+            send_tell(self.peer, id::UNWATCH, self.msg);
         }
     }
 }
@@ -548,7 +549,7 @@ impl Drop for PendingWatch<'_> {
 /// `Ok` promises exactly one [`Terminated`] unless the watch is unwatched first (or this node
 /// stops); `Err` promises none.
 pub(crate) async fn watch(
-    core: &Arc<NodeCore>,
+    core: &Arc<RemoteContext>,
     node: NodeId,
     node_addr: SocketAddr,
     actor: u64,
@@ -587,7 +588,7 @@ pub(crate) async fn watch(
             return Ok(WatchId(id));
         }
     };
-    // Recorded before the request goes out: a `SYS_TERMINATED` may overtake the reply.
+    // Recorded before the request goes out: a `id::TERMINATED` may overtake the reply.
     let id = watches.add_watching(target, Some(Arc::clone(&peer)), recipient)?;
     let msg = WatchMsg { actor, watch: id };
     let mut pending = PendingWatch {
@@ -604,9 +605,9 @@ pub(crate) async fn watch(
         SYSTEM_ACTOR,
         Some(Arc::clone(core)),
     );
-    let deadline = core.config.timeouts.request;
+    let deadline = core.request_timeout;
     let reply = ep
-        .request::<WatchMsg, WatchReply>(SYS_WATCH, SerializationFormat::Bincode, msg, deadline)
+        .request::<WatchMsg, WatchReply>(id::WATCH, SerializationFormat::Bincode, msg, deadline)
         .await;
     pending.armed = false;
 
@@ -627,7 +628,7 @@ pub(crate) async fn watch(
         },
         Err(e) => match watches.remove_watching(id) {
             Some(_) => {
-                send_tell(&peer, SYS_UNWATCH, msg);
+                send_tell(&peer, id::UNWATCH, msg);
                 Err(WatchError::Request(e))
             }
             None => Ok(WatchId(id)),
@@ -636,7 +637,7 @@ pub(crate) async fn watch(
 }
 
 /// `ClusterSystem::unwatch`: `true` if the watch was active (it will not fire now).
-pub(crate) fn unwatch(core: &NodeCore, watch: WatchId) -> bool {
+pub(crate) fn unwatch(core: &RemoteContext, watch: WatchId) -> bool {
     let watches = &core.actors.watches;
     let Some(w) = watches.remove_watching(watch.0) else {
         return false;
@@ -644,7 +645,7 @@ pub(crate) fn unwatch(core: &NodeCore, watch: WatchId) -> bool {
     match &w.peer {
         Some(peer) => send_tell(
             peer,
-            SYS_UNWATCH,
+            id::UNWATCH,
             WatchMsg {
                 actor: w.target.actor,
                 watch: watch.0,
@@ -662,67 +663,47 @@ pub(crate) fn unwatch(core: &NodeCore, watch: WatchId) -> bool {
 }
 
 impl LocalActors {
-    /// [`SYS_WATCH`] from `peer`: registers the watch, or answers that the actor is gone or
+    /// A watch request from `peer`: registers the watch, or answers that the actor is gone or
     /// that the bound is reached.
-    pub(super) fn watch_request(
+    pub(crate) fn watch_request(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
-        payload: &Payload,
-    ) -> Result<ReplyFuture, RemoteError> {
+        req: WatchMsg,
+    ) -> Result<WatchReply, RemoteError> {
         if self.watches.is_closed() {
             // This node is stopping: its departure, not a stop, is what the watcher will see.
             return Err(RemoteError::SystemStopped);
         }
-        let bytes = self.plain(payload)?;
-        let req: WatchMsg = codec::decode(SerializationFormat::Bincode, &bytes)
-            .map_err(|e| RemoteError::from_codec(e, true))?;
         // Actor ids are never reused, so an unknown id is an actor that stopped (or never
         // existed): either way, nothing to wait for.
         let alive = req.actor != SYSTEM_ACTOR && self.get(req.actor).is_some_and(|a| a.alive());
-        let reply = if !alive {
-            WatchReply::Stopped
-        } else {
-            let watcher = Watcher::Remote {
-                peer: Arc::clone(peer),
-                watch: req.watch,
-            };
-            match self.watches.add_watcher(req.actor, watcher) {
-                Ok(()) => {
-                    ensure_polling(self);
-                    WatchReply::Watching
-                }
-                Err(limit) => WatchReply::TooMany {
-                    limit: limit as u64,
-                },
-            }
+        if !alive {
+            return Ok(WatchReply::Stopped);
+        }
+        let watcher = Watcher::Remote {
+            peer: Arc::clone(peer),
+            watch: req.watch,
         };
-        let out = codec::encode(SerializationFormat::Bincode, &reply)
-            .map_err(|e| RemoteError::from_codec(e, false))?;
-        Ok(Box::pin(async move { Ok(out) }))
+        Ok(match self.watches.add_watcher(req.actor, watcher) {
+            Ok(()) => {
+                ensure_polling(self);
+                WatchReply::Watching
+            }
+            Err(limit) => WatchReply::TooMany {
+                limit: limit as u64,
+            },
+        })
     }
 
-    /// A tell to the node itself: [`SYS_UNWATCH`] or [`SYS_TERMINATED`] from `peer`.
-    pub(super) fn system_tell(
-        &self,
-        peer: &Peer,
-        message: u32,
-        payload: &Payload,
-    ) -> Result<(), RemoteError> {
-        if message != SYS_UNWATCH && message != SYS_TERMINATED {
-            return Err(RemoteError::UnknownMessageType {
-                actor_type: "node".into(),
-                message: format!("#{message:08x}"),
-            });
-        }
-        let bytes = self.plain(payload)?;
-        let m: WatchMsg = codec::decode(SerializationFormat::Bincode, &bytes)
-            .map_err(|e| RemoteError::from_codec(e, true))?;
-        if message == SYS_UNWATCH {
-            self.watches.remove_watcher(m.actor, |w| {
-                matches!(w, Watcher::Remote { peer: p, watch } if p.id == peer.id && *watch == m.watch)
-            });
-            return Ok(());
-        }
+    /// `peer` withdraws one of its watches.
+    pub(crate) fn unwatch_tell(&self, peer: &Peer, m: WatchMsg) {
+        self.watches.remove_watcher(m.actor, |w| {
+            matches!(w, Watcher::Remote { peer: p, watch } if p.id == peer.id && *watch == m.watch)
+        });
+    }
+
+    /// `peer` reports a watched actor of its own stopped.
+    pub(crate) fn terminated_tell(&self, peer: &Peer, m: WatchMsg) {
         // Only the incarnation hosting the watched actor may report it stopped: a peer cannot
         // fire watches on another node's actors.
         let genuine = {
@@ -734,7 +715,6 @@ impl LocalActors {
         if genuine {
             self.watches.fire(m.watch, TerminatedReason::ActorStopped);
         }
-        Ok(())
     }
 }
 

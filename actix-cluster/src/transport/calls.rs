@@ -194,10 +194,14 @@ mod tests {
     async fn an_answer_of_another_kind_is_refused() {
         let calls = Calls::default();
         let answer = calls
-            .call(0x20, tokio::time::Instant::now() + Duration::from_millis(20), |c| {
-                assert!(!calls.complete(c, DATA_PLANE, Answer::Body(Bytes::new())));
-                async { Ok(()) }
-            })
+            .call(
+                0x20,
+                tokio::time::Instant::now() + Duration::from_millis(20),
+                |c| {
+                    assert!(!calls.complete(c, DATA_PLANE, Answer::Body(Bytes::new())));
+                    async { Ok(()) }
+                },
+            )
             .await;
         assert!(matches!(answer, Err(CallError::Timeout)));
         assert_eq!(calls.len(), 0, "a timed-out call is forgotten");
@@ -219,7 +223,9 @@ mod tests {
     async fn a_request_that_cannot_be_queued_fails_with_the_peers_state() {
         let calls = Calls::default();
         let answer = calls
-            .call(DATA_PLANE, soon(), |_| async { Err(PushError::Unreachable) })
+            .call(DATA_PLANE, soon(), |_| async {
+                Err(PushError::Unreachable)
+            })
             .await;
         assert!(matches!(answer, Err(CallError::Unreachable)));
         assert_eq!(calls.len(), 0);

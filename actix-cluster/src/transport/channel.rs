@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use super::Inbound;
 use super::calls::{Answer, CallError};
 use super::peer::{Peer, PushError};
 use crate::wire;
@@ -148,6 +149,24 @@ pub(crate) trait PeerObserver: Send + Sync + 'static {
     fn on_peer(&self, peer: &Arc<Peer>, event: PeerEvent);
 }
 
+/// A handler registered through a weak reference: once its owner is gone, frames are
+/// dropped. For owners that hold the transport themselves, which must not be kept alive by it.
+impl<T: Channel> Channel for std::sync::Weak<T> {
+    fn on_frame(&self, peer: &Arc<Peer>, body: Bytes) {
+        if let Some(owner) = self.upgrade() {
+            owner.on_frame(peer, body);
+        }
+    }
+}
+
+impl<T: PeerObserver> PeerObserver for std::sync::Weak<T> {
+    fn on_peer(&self, peer: &Arc<Peer>, event: PeerEvent) {
+        if let Some(owner) = self.upgrade() {
+            owner.on_peer(peer, event);
+        }
+    }
+}
+
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ChannelError {
@@ -168,6 +187,8 @@ struct Entry {
 struct Sealed {
     by_kind: HashMap<u8, Entry>,
     observers: Vec<Arc<dyn PeerObserver>>,
+    /// The data plane's receiver (the remote layer).
+    inbound: Option<Arc<dyn Inbound>>,
 }
 
 /// The channel table of one transport: open for registrations until sealed, read-only after.
@@ -180,7 +201,10 @@ pub(crate) struct Channels {
 impl std::fmt::Debug for Channels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kinds: Vec<_> = self.sealed.get().map_or_else(Vec::new, |s| {
-            s.by_kind.values().map(|e| (e.spec.kind, e.spec.name)).collect()
+            s.by_kind
+                .values()
+                .map(|e| (e.spec.kind, e.spec.name))
+                .collect()
         });
         f.debug_struct("Channels").field("sealed", &kinds).finish()
     }
@@ -194,7 +218,10 @@ impl Channels {
         }
     }
 
-    fn with_open<T>(&self, f: impl FnOnce(&mut Sealed) -> Result<T, ChannelError>) -> Result<T, ChannelError> {
+    fn with_open<T>(
+        &self,
+        f: impl FnOnce(&mut Sealed) -> Result<T, ChannelError>,
+    ) -> Result<T, ChannelError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         match open.as_mut() {
             Some(table) => f(table),
@@ -220,6 +247,24 @@ impl Channels {
             t.by_kind.insert(spec.kind, Entry { spec, handler });
             Ok(())
         })
+    }
+
+    pub(crate) fn set_inbound(&self, inbound: Arc<dyn Inbound>) -> Result<(), ChannelError> {
+        self.with_open(|t| {
+            if t.inbound.is_some() {
+                return Err(ChannelError::Duplicate {
+                    kind: wire::FrameKind::Tell as u8,
+                    owner: "the data plane",
+                });
+            }
+            t.inbound = Some(inbound);
+            Ok(())
+        })
+    }
+
+    /// The data plane's receiver, once sealed.
+    pub(crate) fn inbound(&self) -> Option<&Arc<dyn Inbound>> {
+        self.sealed.get()?.inbound.as_ref()
     }
 
     pub(crate) fn observe(&self, observer: Arc<dyn PeerObserver>) -> Result<(), ChannelError> {

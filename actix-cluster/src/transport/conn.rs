@@ -389,9 +389,8 @@ async fn write_loop(
                     .messages_sent
                     .fetch_add(messages as u64, Ordering::Relaxed);
                 // Per batch, not per message: with a recorder installed each call is a lookup.
-                metrics::counter!("actix_cluster_bytes_written_total")
-                    .increment(bytes.len() as u64);
-                metrics::counter!("actix_cluster_messages_sent_total").increment(messages as u64);
+                crate::metrics::bytes_written(bytes.len() as u64);
+                crate::metrics::messages_sent(messages as u64);
                 continue;
             }
             TakeBatch::Empty => {}
@@ -422,7 +421,10 @@ pub(crate) async fn run_reader(
         // closes it, so waiting longer would only stall this one.
         let _ = tokio::time::timeout(idle, previous.wait()).await;
     }
-    let mut dispatch = Arc::clone(&transport.inbound).connection();
+    let mut dispatch = transport
+        .channels
+        .inbound()
+        .map(|i| Arc::clone(i).connection());
     let mut goaway = false;
     let mut peer_goaway = None;
     loop {
@@ -433,6 +435,9 @@ pub(crate) async fn run_reader(
                 .fetch_add(1, Ordering::Relaxed);
             match frame {
                 Frame::Tell { .. } | Frame::Request { .. } => {
+                    let Some(dispatch) = dispatch.as_mut() else {
+                        continue;
+                    };
                     if let Some(wait) = dispatch.dispatch(&peer, frame) {
                         // Backpressure: the target's mailbox is full. Reading stops here, so
                         // the peer's writer blocks on TCP and its senders on their queue.
@@ -503,7 +508,7 @@ pub(crate) async fn run_reader(
                     .stats
                     .bytes_read
                     .fetch_add(n as u64, Ordering::Relaxed);
-                metrics::counter!("actix_cluster_bytes_read_total").increment(n as u64);
+                crate::metrics::bytes_read(n as u64);
             }
         }
     }

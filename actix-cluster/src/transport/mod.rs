@@ -128,7 +128,6 @@ pub(crate) struct Transport {
     pub(crate) config: TransportConfig,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) stats: Stats,
-    pub(crate) inbound: Arc<dyn Inbound>,
     net: ArbiterHandle,
     peers: Mutex<HashMap<Arc<str>, Arc<Peer>>>,
     next_conn: AtomicU64,
@@ -163,7 +162,6 @@ impl Transport {
         local: NodeInfo,
         config: TransportConfig,
         tls: Option<TlsContext>,
-        inbound: Arc<dyn Inbound>,
         net: ArbiterHandle,
     ) -> Self {
         Self {
@@ -172,7 +170,6 @@ impl Transport {
             config,
             tls,
             stats: Stats::default(),
-            inbound,
             net,
             peers: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
@@ -208,8 +205,17 @@ impl Transport {
         self.channels.register(spec, handler)
     }
 
+    /// Registers the receiver of tells and requests (the remote layer). Before
+    /// [`start`](Self::start) only.
+    pub(crate) fn register_inbound(&self, inbound: Arc<dyn Inbound>) -> Result<(), ChannelError> {
+        self.channels.set_inbound(inbound)
+    }
+
     /// Registers a follower of peer events. Before [`start`](Self::start) only.
-    pub(crate) fn observe_peers(&self, observer: Arc<dyn PeerObserver>) -> Result<(), ChannelError> {
+    pub(crate) fn observe_peers(
+        &self,
+        observer: Arc<dyn PeerObserver>,
+    ) -> Result<(), ChannelError> {
         self.channels.observe(observer)
     }
 
@@ -422,7 +428,7 @@ impl Transport {
         };
         let (rd, wr) = tokio::io::split(h.stream);
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!("actix_cluster_connections_open").set(open as f64);
+        crate::metrics::connections_open(open);
         let loser = peer.attach(attached);
         let lost = loser.as_ref().is_some_and(|l| l.conn == conn);
         // When this connection replaces a live one, frames the peer sent on the old one must
@@ -434,7 +440,7 @@ impl Transport {
             self.stats
                 .connections_established
                 .fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("actix_cluster_connections_established_total").increment(1);
+            crate::metrics::connection_established();
             tracing::info!(node = %peer.id, conn, "connected");
             let known: Vec<NodeInfo> = self.known_nodes();
             peer.push_control(|b| wire::put_nodes(b, known.iter()));
@@ -493,7 +499,7 @@ impl Transport {
                 this.channels.notify(&peer, PeerEvent::Disconnected);
             }
             let open = this.open.fetch_sub(1, Ordering::AcqRel) - 1;
-            metrics::gauge!("actix_cluster_connections_open").set(open as f64);
+            crate::metrics::connections_open(open);
             this.changed.notify_waiters();
         });
     }
@@ -617,7 +623,7 @@ impl Transport {
 
     fn handshake_failed(&self) {
         self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("actix_cluster_handshakes_failed_total").increment(1);
+        crate::metrics::handshake_failed();
     }
 
     /// Connections whose reader is still running.

@@ -528,8 +528,7 @@ impl Peer {
         drop(q);
         if n > 0 {
             self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-            metrics::counter!("actix_cluster_messages_dropped_total", "reason" => "unreachable")
-                .increment(n as u64);
+            crate::metrics::messages_dropped("unreachable", n as u64);
             tracing::warn!(node = %self.id, messages = n, "dropped queued messages to an unreachable node");
         }
     }
@@ -735,7 +734,7 @@ mod tests {
             })
             .await;
         assert!(
-            matches!(answer, Ok(_)),
+            answer.is_ok(),
             "the reply on the new connection completes it"
         );
     }

@@ -165,7 +165,10 @@ pub(crate) enum Frame {
     },
     /// A frame of a subsystem's channel (a kind in [`CHANNEL_KINDS`]): membership, the
     /// registry's Raft messages, and whatever registers next. Its body is parsed up there.
-    Channel { kind: u8, body: Bytes },
+    Channel {
+        kind: u8,
+        body: Bytes,
+    },
     /// A kind this version does not know; its bytes were skipped.
     Unknown {
         kind: u8,
@@ -576,7 +579,10 @@ pub(crate) const fn channel_frame_len(body_len: usize) -> usize {
 
 /// Appends a frame of channel `kind` (one of [`CHANNEL_KINDS`]) carrying `body`.
 pub(crate) fn put_channel(buf: &mut BytesMut, kind: u8, body: &[u8]) {
-    debug_assert!(CHANNEL_KINDS.contains(&kind), "kind {kind:#04x} is no channel");
+    debug_assert!(
+        CHANNEL_KINDS.contains(&kind),
+        "kind {kind:#04x} is no channel"
+    );
     buf.reserve(channel_frame_len(body.len()));
     buf.put_u32_le(frame_len(KIND_AND_FLAGS + body.len()));
     buf.put_u8(kind);

@@ -131,7 +131,7 @@ impl RaftWire {
 
     fn drop_frame(&self, why: &str) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("actix_cluster_registry_frames_dropped_total").increment(1);
+        crate::metrics::registry_frame_dropped();
         tracing::debug!("raft frame dropped: {why}");
     }
 
@@ -296,7 +296,7 @@ impl RaftWire {
                 Err(e) => Err(format!("snapshot did not decode: {e}")),
             };
             if result.is_ok() {
-                metrics::counter!("actix_cluster_registry_snapshots_received_total").increment(1);
+                crate::metrics::registry_snapshot_received();
             }
             this.reply(&peer, correlation, RPC_SNAPSHOT_CHUNK, &result);
         });

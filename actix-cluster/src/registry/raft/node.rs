@@ -11,13 +11,12 @@ use openraft::type_config::alias::StoredMembershipOf;
 
 use super::network::{Factory, Raft, RaftWire};
 use super::{RaftNode, TypeConfig};
-use crate::config::Architecture;
 use crate::membership::{Member, MemberState};
+use crate::node::Architecture;
 use crate::node::{NodeId, NodeRole};
 use crate::registry::replica::Replica;
 use crate::registry::state::{Command, Outcome};
 use crate::registry::{RegistryConfig, RegistryStatus};
-use crate::system::NodeCore;
 use crate::transport::Transport;
 
 /// What a local write or read attempt ended with.
@@ -531,7 +530,8 @@ impl RaftHandle {
     /// [`plan`] with this node's state.
     pub(crate) fn plan(
         &self,
-        core: &NodeCore,
+        me: &str,
+        architecture: Architecture,
         members: &[Member],
         replica: &Replica,
         target: usize,
@@ -542,8 +542,8 @@ impl RaftHandle {
         let voters = membership.voter_ids().collect();
         let owners = replica.read(|n| n.owners().cloned().collect());
         plan(&View {
-            me: (self.id, core.local.id.name()),
-            architecture: core.config.architecture,
+            me: (self.id, me),
+            architecture,
             target,
             members,
             raft_nodes: &raft_nodes,

@@ -1,15 +1,17 @@
-//! The registry's public calls on [`ClusterSystem`].
+//! Cluster-wide names: the registry's public calls on [`ClusterSystem`].
 
 use std::future::Future;
 
 use actix::Recipient;
 use rand::RngExt;
 
-use super::state::{Command, Location, Outcome};
-use super::{NameEntry, NameEvent, RegistryError, RegistryStatus, ReleaseReason, validate_name};
-use crate::error::RemoteError;
-use crate::remote::{DistributedActor, RemoteAddr};
-use crate::system::ClusterSystem;
+use super::ClusterSystem;
+use crate::registry::state::{Command, Location, Outcome};
+use crate::registry::{
+    NameEntry, NameEvent, Registry, RegistryError, RegistryStatus, ReleaseReason, location,
+    validate_name,
+};
+use crate::remote::{DistributedActor, RemoteAddr, RemoteError};
 
 impl ClusterSystem {
     /// Registers `addr` under `name`, cluster-wide.
@@ -38,7 +40,7 @@ impl ClusterSystem {
             claim: None,
         };
         let registry = self.registry()?;
-        match registry.write(self.core(), cmd).await? {
+        match registry.write(cmd).await? {
             Outcome::Bound(entry) => Ok(entry),
             Outcome::Taken { node, .. } => Err(RegistryError::NameTaken {
                 name: name.to_owned(),
@@ -83,7 +85,6 @@ impl ClusterSystem {
     {
         validate_name(name)?;
         let registry = self.registry()?;
-        let core = self.core();
         if !registry.is_member() {
             // A claim is held by the caller's node and released when that node goes Down;
             // client nodes are not members, so theirs could never be released.
@@ -106,7 +107,7 @@ impl ClusterSystem {
                 node: self.node_id().clone(),
                 token,
             };
-            match registry.write(core, claim).await? {
+            match registry.write(claim).await? {
                 Outcome::Claimed { .. } => break token,
                 Outcome::Taken {
                     entry: Some(entry), ..
@@ -114,7 +115,7 @@ impl ClusterSystem {
                 Outcome::Taken { entry: None, .. } => {
                     // Another caller is creating it: wait for the binding. If its claim is
                     // released instead (its node died, its `make` failed), claim again.
-                    match registry.wait_for_binding(core, name, deadline).await {
+                    match registry.wait_for_binding(name, deadline).await {
                         Ok(entry) => return self.addr_for::<A>(&entry),
                         Err(RegistryError::NotFound(_)) => continue,
                         Err(e) => return Err(e),
@@ -131,7 +132,7 @@ impl ClusterSystem {
                     version: Some(token),
                     reason: ReleaseReason::Unregistered,
                 };
-                let _ = registry.write(core, release).await;
+                let _ = registry.write(release).await;
                 return Err(RegistryError::Create(e));
             }
         };
@@ -140,7 +141,7 @@ impl ClusterSystem {
             location: location_of(&addr),
             claim: Some(token),
         };
-        match registry.write(core, bind).await? {
+        match registry.write(bind).await? {
             Outcome::Bound(_) => Ok(addr),
             Outcome::Taken { node, .. } => Err(RegistryError::NameTaken {
                 name: name.to_owned(),
@@ -159,7 +160,7 @@ impl ClusterSystem {
             version: None,
             reason: ReleaseReason::Unregistered,
         };
-        match self.registry()?.write(self.core(), cmd).await? {
+        match self.registry()?.write(cmd).await? {
             Outcome::Released(entry) => Ok(entry),
             other => Err(unexpected(other)),
         }
@@ -192,20 +193,20 @@ impl ClusterSystem {
         name: &str,
     ) -> Result<RemoteAddr<A>, RegistryError> {
         validate_name(name)?;
-        let entry = self.registry()?.linearizable_get(self.core(), name).await?;
+        let entry = self.registry()?.linearizable_get(name).await?;
         self.addr_for::<A>(&entry)
     }
 
     /// The registration of `name` in this node's replica, with its version.
     pub async fn lookup_entry(&self, name: &str) -> Result<NameEntry, RegistryError> {
         validate_name(name)?;
-        self.registry()?.get(self.core(), name).await
+        self.registry()?.get(name).await
     }
 
     /// Every registered name starting with `prefix` (`""` for all), in name order, from this
     /// node's replica.
     pub async fn list_names(&self, prefix: &str) -> Result<Vec<NameEntry>, RegistryError> {
-        self.registry()?.list(self.core(), prefix).await
+        self.registry()?.list(prefix).await
     }
 
     /// Sends `recipient` a [`NameEvent::Snapshot`] of the names under `prefix`, then every
@@ -228,20 +229,19 @@ impl ClusterSystem {
 
     /// The registry as this node sees it (on client nodes: as the member it asks sees it).
     pub async fn registry_status(&self) -> Result<RegistryStatus, RegistryError> {
-        self.registry()?.status(self.core()).await
+        self.registry()?.status().await
     }
 
-    fn registry(&self) -> Result<&std::sync::Arc<super::Registry>, RegistryError> {
-        if self.core().is_stopped() {
+    fn registry(&self) -> Result<&std::sync::Arc<Registry>, RegistryError> {
+        if self.remote().is_stopped() {
             return Err(RegistryError::SystemStopped);
         }
-        Ok(&self.core().registry)
+        Ok(&self.node.registry)
     }
 
     /// Client nodes are not members: nothing would release a name held by their actors.
     fn check_host<A: DistributedActor>(&self, addr: &RemoteAddr<A>) -> Result<(), RegistryError> {
-        if addr.node() == *self.node_id()
-            && self.core().config.role == crate::node::NodeRole::Client
+        if addr.node() == *self.node_id() && self.node.config.role == crate::node::NodeRole::Client
         {
             return Err(RegistryError::Unavailable(
                 "actors on client nodes cannot hold cluster-wide names".into(),
@@ -261,7 +261,11 @@ impl ClusterSystem {
                 found: entry.actor_type.clone(),
             });
         }
-        Ok(RemoteAddr::by_name(self.core(), entry))
+        Ok(RemoteAddr::by_name(
+            self.remote(),
+            &entry.name,
+            &location(entry),
+        ))
     }
 }
 

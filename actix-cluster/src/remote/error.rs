@@ -1,8 +1,7 @@
-//! Errors of remote calls and of starting a node.
+//! The errors of remote calls, and how they travel in `Error` frames.
 //!
 //! One enum per operation: [`RemoteError`] for anything sent to an actor, [`TrySendError`] for
-//! the non-waiting send that hands the message back, [`StartError`] for bringing a node up.
-//! Configuration errors live with the config ([`crate::ConfigError`]).
+//! the non-waiting send that hands the message back.
 
 use std::fmt;
 use std::time::Duration;
@@ -176,36 +175,118 @@ impl<M> fmt::Display for TrySendError<M> {
 
 impl<M> std::error::Error for TrySendError<M> {}
 
-/// Why a cluster node could not start. Nothing keeps running after this error.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address from the config.
-        addr: std::net::SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// TLS material could not be turned into a working configuration.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// This node's certificate does not name this node.
-    #[error("this node's certificate names {names:?}, not {node:?}")]
-    CertificateName {
-        /// Configured node name.
-        node: String,
-        /// Names in the certificate.
-        names: Vec<String>,
-    },
-    /// `start` must run inside an actix `System` (for example under `#[actix::main]`).
-    #[error("ClusterSystem::start must be called inside a running actix System")]
-    NoSystem,
-    /// Two registered actor or message types share a wire name or id.
-    #[error("conflicting wire names: {0}")]
-    Registry(String),
-    /// The network arbiter stopped before it finished starting.
-    #[error("the network thread stopped during start-up")]
-    NetworkThread,
+/// Wire codes of error replies. The detail string carries the fields, newline-separated.
+pub(crate) mod code {
+    pub(crate) const UNKNOWN_ACTOR: u16 = 1;
+    pub(crate) const UNKNOWN_MESSAGE: u16 = 2;
+    pub(crate) const DECODE: u16 = 3;
+    pub(crate) const ACTOR_STOPPED: u16 = 4;
+    pub(crate) const HANDLER_FAILED: u16 = 5;
+    pub(crate) const TOO_LARGE: u16 = 6;
+    pub(crate) const TYPE_MISMATCH: u16 = 7;
+    pub(crate) const ENCODE: u16 = 8;
+    pub(crate) const TYPE_NOT_REGISTERED: u16 = 9;
+    pub(crate) const OTHER: u16 = 100;
+}
+
+pub(crate) fn error_to_wire(e: &RemoteError) -> (u16, String) {
+    match e {
+        RemoteError::UnknownActor { actor, .. } => (code::UNKNOWN_ACTOR, actor.clone()),
+        RemoteError::UnknownMessageType {
+            actor_type,
+            message,
+        } => (code::UNKNOWN_MESSAGE, format!("{actor_type}\n{message}")),
+        RemoteError::Decode(d) => (code::DECODE, d.clone()),
+        RemoteError::Encode(d) => (code::ENCODE, d.clone()),
+        RemoteError::ActorStopped => (code::ACTOR_STOPPED, String::new()),
+        RemoteError::HandlerFailed(d) => (code::HANDLER_FAILED, d.clone()),
+        RemoteError::PayloadTooLarge { size, limit } => {
+            (code::TOO_LARGE, format!("{size}\n{limit}"))
+        }
+        RemoteError::ActorTypeMismatch {
+            actor,
+            expected,
+            found,
+            ..
+        } => (code::TYPE_MISMATCH, format!("{actor}\n{expected}\n{found}")),
+        RemoteError::ActorTypeNotRegistered { actor_type, .. } => {
+            (code::TYPE_NOT_REGISTERED, actor_type.clone())
+        }
+        other => (code::OTHER, other.to_string()),
+    }
+}
+
+/// Turns an error reply back into the variant the remote side raised.
+pub(crate) fn error_from_wire(node: &NodeId, code: u16, detail: String) -> RemoteError {
+    let node_name = node.name().to_owned();
+    let mut parts = detail.split('\n').map(str::to_owned);
+    let mut next = || parts.next().unwrap_or_default();
+    match code {
+        code::UNKNOWN_ACTOR => RemoteError::UnknownActor {
+            node: node_name,
+            actor: detail,
+        },
+        code::UNKNOWN_MESSAGE => RemoteError::UnknownMessageType {
+            actor_type: next(),
+            message: next(),
+        },
+        code::DECODE => RemoteError::Decode(detail),
+        code::ENCODE => RemoteError::Encode(detail),
+        code::ACTOR_STOPPED => RemoteError::ActorStopped,
+        code::HANDLER_FAILED => RemoteError::HandlerFailed(detail),
+        code::TOO_LARGE => RemoteError::PayloadTooLarge {
+            size: next().parse().unwrap_or(0),
+            limit: next().parse().unwrap_or(0),
+        },
+        code::TYPE_MISMATCH => RemoteError::ActorTypeMismatch {
+            node: node_name,
+            actor: next(),
+            expected: next(),
+            found: next(),
+        },
+        code::TYPE_NOT_REGISTERED => RemoteError::ActorTypeNotRegistered {
+            node: node_name,
+            actor_type: detail,
+        },
+        _ => RemoteError::HandlerFailed(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_round_trip() {
+        let node = NodeId::new("n", 1);
+        let cases = [
+            RemoteError::UnknownActor {
+                node: "n".into(),
+                actor: "7".into(),
+            },
+            RemoteError::UnknownMessageType {
+                actor_type: "t".into(),
+                message: "m".into(),
+            },
+            RemoteError::Decode("x".into()),
+            RemoteError::Encode("y".into()),
+            RemoteError::ActorStopped,
+            RemoteError::HandlerFailed("z".into()),
+            RemoteError::PayloadTooLarge { size: 9, limit: 8 },
+            RemoteError::ActorTypeMismatch {
+                node: "n".into(),
+                actor: "a".into(),
+                expected: "e".into(),
+                found: "f".into(),
+            },
+            RemoteError::ActorTypeNotRegistered {
+                node: "n".into(),
+                actor_type: "t".into(),
+            },
+        ];
+        for e in cases {
+            let (code, detail) = error_to_wire(&e);
+            assert_eq!(error_from_wire(&node, code, detail), e);
+        }
+    }
 }

@@ -1,0 +1,146 @@
+//! Every metric the library records, named and described in one place.
+//!
+//! The library only talks to the [`metrics`] facade; an application installs a recorder (for
+//! example a Prometheus exporter) to collect them. [`describe`] gives each metric its unit and
+//! help text, so an exporter shows them; `ClusterSystem::start` calls it. Each layer records
+//! through the functions below, never with a metric name of its own, so that this file is the
+//! complete list (`docs/operations.md` prints it).
+
+use metrics::Unit;
+
+/// Bytes written to peers' sockets (after TLS).
+pub(crate) const BYTES_WRITTEN: &str = "actix_cluster_bytes_written_total";
+/// Bytes read from peers' sockets.
+pub(crate) const BYTES_READ: &str = "actix_cluster_bytes_read_total";
+/// Counted messages (tells, requests, replies) written to peers.
+pub(crate) const MESSAGES_SENT: &str = "actix_cluster_messages_sent_total";
+/// Messages dropped before reaching the wire, by reason.
+pub(crate) const MESSAGES_DROPPED: &str = "actix_cluster_messages_dropped_total";
+/// Tells that arrived for actors that do not exist or could not decode them.
+pub(crate) const MESSAGES_UNDELIVERABLE: &str = "actix_cluster_messages_undeliverable_total";
+/// Connections that completed the handshake.
+pub(crate) const CONNECTIONS_ESTABLISHED: &str = "actix_cluster_connections_established_total";
+/// Connections whose reader is running.
+pub(crate) const CONNECTIONS_OPEN: &str = "actix_cluster_connections_open";
+/// Connections refused or failed during the handshake.
+pub(crate) const HANDSHAKES_FAILED: &str = "actix_cluster_handshakes_failed_total";
+/// Membership messages not sent (peer down, lane full).
+pub(crate) const MEMBERSHIP_DROPPED: &str = "actix_cluster_membership_dropped_total";
+/// Membership messages from peers that did not decode.
+pub(crate) const MEMBERSHIP_MALFORMED: &str = "actix_cluster_membership_malformed_total";
+/// Registry (Raft) frames dropped: malformed, unexpected, late, or unsendable.
+pub(crate) const REGISTRY_FRAMES_DROPPED: &str = "actix_cluster_registry_frames_dropped_total";
+/// Registry snapshots received and installed.
+pub(crate) const REGISTRY_SNAPSHOTS_RECEIVED: &str =
+    "actix_cluster_registry_snapshots_received_total";
+
+/// Registers unit and help text of every metric with the installed recorder (a no-op without
+/// one). Idempotent.
+pub(crate) fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        BYTES_WRITTEN,
+        Unit::Bytes,
+        "Bytes written to peers' sockets, after TLS."
+    );
+    describe_counter!(BYTES_READ, Unit::Bytes, "Bytes read from peers' sockets.");
+    describe_counter!(
+        MESSAGES_SENT,
+        Unit::Count,
+        "Messages (tells, requests, replies) written to peers."
+    );
+    describe_counter!(
+        MESSAGES_DROPPED,
+        Unit::Count,
+        "Messages dropped before reaching the wire; label reason: queue_full, send_failed (do_send) or unreachable (queued for a node that became unreachable)."
+    );
+    describe_counter!(
+        MESSAGES_UNDELIVERABLE,
+        Unit::Count,
+        "Tells that arrived for actors that do not exist here or could not be decoded."
+    );
+    describe_counter!(
+        CONNECTIONS_ESTABLISHED,
+        Unit::Count,
+        "Connections to peers that completed the handshake."
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        Unit::Count,
+        "Connections to peers whose reader is running."
+    );
+    describe_counter!(
+        HANDSHAKES_FAILED,
+        Unit::Count,
+        "Connections refused or failed during the TLS or cluster handshake."
+    );
+    describe_counter!(
+        MEMBERSHIP_DROPPED,
+        Unit::Count,
+        "Membership messages not sent because the peer was down or its priority lane full."
+    );
+    describe_counter!(
+        MEMBERSHIP_MALFORMED,
+        Unit::Count,
+        "Membership messages from peers that did not decode (dropped)."
+    );
+    describe_counter!(
+        REGISTRY_FRAMES_DROPPED,
+        Unit::Count,
+        "Registry (Raft) frames dropped: malformed, unexpected, late, or unsendable."
+    );
+    describe_counter!(
+        REGISTRY_SNAPSHOTS_RECEIVED,
+        Unit::Count,
+        "Registry snapshots received from the leader and installed."
+    );
+}
+
+pub(crate) fn bytes_written(n: u64) {
+    metrics::counter!(BYTES_WRITTEN).increment(n);
+}
+
+pub(crate) fn bytes_read(n: u64) {
+    metrics::counter!(BYTES_READ).increment(n);
+}
+
+pub(crate) fn messages_sent(n: u64) {
+    metrics::counter!(MESSAGES_SENT).increment(n);
+}
+
+/// `reason`: `queue_full`, `send_failed` or `unreachable`.
+pub(crate) fn messages_dropped(reason: &'static str, n: u64) {
+    metrics::counter!(MESSAGES_DROPPED, "reason" => reason).increment(n);
+}
+
+pub(crate) fn message_undeliverable() {
+    metrics::counter!(MESSAGES_UNDELIVERABLE).increment(1);
+}
+
+pub(crate) fn connection_established() {
+    metrics::counter!(CONNECTIONS_ESTABLISHED).increment(1);
+}
+
+pub(crate) fn connections_open(n: usize) {
+    metrics::gauge!(CONNECTIONS_OPEN).set(n as f64);
+}
+
+pub(crate) fn handshake_failed() {
+    metrics::counter!(HANDSHAKES_FAILED).increment(1);
+}
+
+pub(crate) fn membership_dropped() {
+    metrics::counter!(MEMBERSHIP_DROPPED).increment(1);
+}
+
+pub(crate) fn membership_malformed() {
+    metrics::counter!(MEMBERSHIP_MALFORMED).increment(1);
+}
+
+pub(crate) fn registry_frame_dropped() {
+    metrics::counter!(REGISTRY_FRAMES_DROPPED).increment(1);
+}
+
+pub(crate) fn registry_snapshot_received() {
+    metrics::counter!(REGISTRY_SNAPSHOTS_RECEIVED).increment(1);
+}

@@ -1,0 +1,127 @@
+//! What the remote layer needs of its node, and nothing more: the node's identity, the
+//! transport, the actor table, limits and timeouts, the system request table, and the
+//! interface through which named addresses resolve.
+//!
+//! Every address is bound to one [`RemoteContext`] — the node it is used from — when it is
+//! made. An address decoded from a message is bound to the node whose connection delivered
+//! the message (or whose call received the reply): the remote layer decodes inside a
+//! [`decode scope`](with_scope) naming that node. That scope is the only per-thread state in
+//! the library: it is set for the duration of one decode call and never consulted to find
+//! "the node of this thread", so several nodes in one process (or on one thread) never mix.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::local::LocalActors;
+use super::named::NameResolver;
+use super::system::SystemRequests;
+use crate::codec::SerializationFormat;
+use crate::limits::Limits;
+use crate::node::NodeInfo;
+use crate::transport::Transport;
+
+/// The remote layer's view of one node.
+pub(crate) struct RemoteContext {
+    /// This node: identity, advertised address, role.
+    pub(crate) local: NodeInfo,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) actors: Arc<LocalActors>,
+    pub(crate) limits: Limits,
+    /// Default deadline of requests.
+    pub(crate) request_timeout: Duration,
+    /// Format for actor types that do not choose one.
+    pub(crate) default_format: SerializationFormat,
+    /// Requests and tells to actor 0, the node itself.
+    pub(crate) system: SystemRequests,
+    /// Where named addresses look their name up (the registry's local replica).
+    pub(crate) names: Arc<dyn NameResolver>,
+    stopped: AtomicBool,
+    dropped_full: AtomicU64,
+    dropped_failed: AtomicU64,
+}
+
+impl std::fmt::Debug for RemoteContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteContext")
+            .field("local", &self.local.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteContext {
+    pub(crate) fn new(
+        transport: Arc<Transport>,
+        actors: Arc<LocalActors>,
+        request_timeout: Duration,
+        default_format: SerializationFormat,
+        names: Arc<dyn NameResolver>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            local: transport.local.clone(),
+            limits: transport.config.limits,
+            transport,
+            actors,
+            request_timeout,
+            default_format,
+            system: SystemRequests::new(),
+            names,
+            stopped: AtomicBool::new(false),
+            dropped_full: AtomicU64::new(0),
+            dropped_failed: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Marks the node stopped: addresses bound to it fail with `SystemStopped` from now on.
+    /// Returns whether it was running.
+    pub(crate) fn stop(&self) -> bool {
+        !self.stopped.swap(true, Ordering::AcqRel)
+    }
+
+    /// Counts a message `do_send` dropped (`reason` is `queue_full` or `send_failed`).
+    pub(crate) fn count_dropped(&self, reason: &'static str) {
+        let counter = if reason == "queue_full" {
+            &self.dropped_full
+        } else {
+            &self.dropped_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::messages_dropped(reason, 1);
+    }
+
+    /// Messages `do_send` dropped since start.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped_full.load(Ordering::Relaxed) + self.dropped_failed.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Arc<RemoteContext>>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` with `ctx` as the node that addresses decoded inside it are bound to.
+/// Scopes nest (a decode inside a decode restores the outer node afterwards).
+pub(crate) fn with_scope<T>(ctx: &Arc<RemoteContext>, decode: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<RemoteContext>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SCOPE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let previous = SCOPE.with(|s| s.borrow_mut().replace(Arc::clone(ctx)));
+    let _restore = Restore(previous);
+    decode()
+}
+
+/// The node of the decode in progress, for `Deserialize` impls of addresses. `None` outside
+/// a decode the remote layer runs (an address decoded by user code is unbound: using it
+/// fails with `SystemStopped`).
+pub(crate) fn decoding_for() -> Option<Arc<RemoteContext>> {
+    SCOPE.with(|s| s.borrow().clone())
+}

@@ -1,0 +1,349 @@
+//! The actors of one node that the network can reach: their table, node-local names,
+//! spawners for types other nodes may start here, and the count of requests in flight.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use super::actor::{
+    ActorType, Delivery, DistributedActor, MessageEntry, RemoteMessage, ReplyFuture,
+};
+use super::context::{RemoteContext, with_scope};
+use super::error::RemoteError;
+use super::watch;
+use crate::codec::{self, SerializationFormat};
+use crate::limits::Limits;
+use crate::wire::Payload;
+
+/// A local actor, as the network sees it.
+pub(crate) trait LocalActor: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn alive(&self) -> bool;
+    fn tell(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<Delivery, RemoteError>;
+    fn request(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<ReplyFuture, RemoteError>;
+    /// A boxed actix `Recipient<M>` for the message with wire id `message`.
+    fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+struct LocalEntry<A: DistributedActor> {
+    addr: Addr<A>,
+    ty: Arc<ActorType<A>>,
+}
+
+impl<A: DistributedActor> LocalEntry<A> {
+    /// The table entry for wire message `message`, or the error the sender should get.
+    fn entry(&self, message: u32) -> Result<&MessageEntry<A>, RemoteError> {
+        self.ty
+            .entry(message)
+            .ok_or_else(|| RemoteError::UnknownMessageType {
+                actor_type: A::NAME.to_owned(),
+                message: format!("#{message:08x}"),
+            })
+    }
+}
+
+impl<A: DistributedActor> LocalActor for LocalEntry<A> {
+    fn type_name(&self) -> &'static str {
+        A::NAME
+    }
+
+    fn alive(&self) -> bool {
+        self.addr.connected()
+    }
+
+    fn tell(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<Delivery, RemoteError> {
+        (self.entry(message)?.tell)(&self.addr, bytes, format)
+    }
+
+    fn request(
+        &self,
+        message: u32,
+        bytes: &[u8],
+        format: SerializationFormat,
+    ) -> Result<ReplyFuture, RemoteError> {
+        (self.entry(message)?.request)(&self.addr, bytes, format)
+    }
+
+    fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>> {
+        self.entry(message).ok().map(|e| (e.recipient)(&self.addr))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        &self.addr
+    }
+}
+
+/// Starts a shipped actor of one type: decodes its state and starts it on the node's home
+/// arbiter, answering with its id.
+pub(crate) type SpawnerFn = Box<
+    dyn Fn(
+            &Arc<RemoteContext>,
+            SerializationFormat,
+            Bytes,
+            oneshot::Sender<Result<u64, RemoteError>>,
+        ) + Send
+        + Sync,
+>;
+
+/// Builds the function that starts a shipped `A` on this node.
+pub(crate) fn spawner<A: DistributedActor + DeserializeOwned>()
+-> (&'static str, SpawnerFn, Vec<String>) {
+    let (_, conflicts) = ActorType::<A>::build();
+    let spawn: SpawnerFn = Box::new(|ctx, format, bytes, reply| {
+        let ctx = Arc::clone(ctx);
+        let home = ctx.actors.home.clone();
+        // Decoded on the home arbiter, so `A` need not be `Send`; addresses inside the state
+        // are bound to this node.
+        home.spawn_fn(move || {
+            let result = with_scope(&ctx, || codec::decode::<A>(format, &bytes))
+                .map_err(|e| RemoteError::from_codec(e, true))
+                .map(|actor| ctx.actors.start(actor).0);
+            let _ = reply.send(result);
+        });
+    });
+    (A::NAME, spawn, conflicts)
+}
+
+/// The actors of this node that the network can reach.
+pub(crate) struct LocalActors {
+    /// This node's name, for the errors it reports about its own actors.
+    node: String,
+    actors: RwLock<HashMap<u64, Arc<dyn LocalActor>>>,
+    names: RwLock<HashMap<String, u64>>,
+    spawners: HashMap<&'static str, SpawnerFn>,
+    types: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    next_id: AtomicU64,
+    pub(crate) home: ArbiterHandle,
+    pub(crate) limits: Limits,
+    /// Tells that arrived for actors that do not exist or could not be decoded.
+    pub(crate) undeliverable: AtomicU64,
+    /// Requests from other nodes taken by local actors and not answered yet.
+    requests_in_flight: AtomicU64,
+    /// Watches this node holds and watches on its actors.
+    pub(crate) watches: watch::Watches,
+}
+
+impl std::fmt::Debug for LocalActors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalActors").finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LocalActors {
+    pub(crate) fn new(
+        node: String,
+        home: ArbiterHandle,
+        limits: Limits,
+        spawners: HashMap<&'static str, SpawnerFn>,
+    ) -> Self {
+        Self {
+            node,
+            actors: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::new()),
+            spawners,
+            types: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            home,
+            limits,
+            undeliverable: AtomicU64::new(0),
+            requests_in_flight: AtomicU64::new(0),
+            watches: watch::Watches::new(),
+        }
+    }
+
+    /// The message table of `A`, built on first use.
+    pub(crate) fn actor_type<A: DistributedActor>(&self) -> Arc<ActorType<A>> {
+        let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        let any = types
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| {
+                let (ty, conflicts) = ActorType::<A>::build();
+                for c in conflicts {
+                    tracing::error!("{c}");
+                }
+                Arc::new(ty)
+            })
+            .clone();
+        drop(types);
+        // The map is keyed by `TypeId::of::<A>()`, so the downcast cannot fail; rebuilding
+        // keeps this panic-free all the same.
+        any.downcast::<ActorType<A>>()
+            .unwrap_or_else(|_| Arc::new(ActorType::<A>::build().0))
+    }
+
+    /// Starts `actor` on the current arbiter with the cluster's mailbox capacity and makes it
+    /// reachable from the network.
+    pub(crate) fn start<A: DistributedActor>(&self, actor: A) -> (u64, Addr<A>) {
+        let cap = self.limits.mailbox_capacity;
+        let addr = A::create(move |ctx| {
+            ctx.set_mailbox_capacity(cap);
+            actor
+        });
+        (self.insert(addr.clone()), addr)
+    }
+
+    /// Makes an already running actor reachable from the network.
+    pub(crate) fn insert<A: DistributedActor>(&self, addr: Addr<A>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = LocalEntry {
+            addr,
+            ty: self.actor_type::<A>(),
+        };
+        write(&self.actors).insert(id, Arc::new(entry));
+        id
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<dyn LocalActor>> {
+        read(&self.actors).get(&id).cloned()
+    }
+
+    /// The local `Addr<A>` of actor `id`, if it is an `A`.
+    pub(crate) fn addr_of<A: DistributedActor>(&self, id: u64) -> Option<Addr<A>> {
+        self.get(id)?.as_any().downcast_ref::<Addr<A>>().cloned()
+    }
+
+    /// The local actix `Recipient<M>` of actor `id` for wire message `message`.
+    pub(crate) fn recipient_of<M: RemoteMessage>(
+        &self,
+        id: u64,
+        message: u32,
+    ) -> Option<Recipient<M>> {
+        self.get(id)?
+            .recipient(message)?
+            .downcast::<Recipient<M>>()
+            .ok()
+            .map(|b| *b)
+    }
+
+    /// Forgets an actor that stopped, and any local names that pointed at it.
+    pub(crate) fn remove(&self, id: u64) {
+        write(&self.actors).remove(&id);
+        write(&self.names).retain(|_, v| *v != id);
+    }
+
+    /// Number of live actors reachable from the network.
+    /// Requests from other nodes that local actors have not answered yet.
+    pub(crate) fn requests_in_flight(&self) -> u64 {
+        self.requests_in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        read(&self.actors).len()
+    }
+
+    pub(crate) fn set_name(&self, name: String, id: u64) {
+        write(&self.names).insert(name, id);
+    }
+
+    pub(crate) fn resolve(
+        &self,
+        node: &str,
+        name: &str,
+        actor_type: &str,
+    ) -> Result<u64, RemoteError> {
+        let unknown = || RemoteError::UnknownActor {
+            node: node.to_owned(),
+            actor: name.to_owned(),
+        };
+        let id = *read(&self.names).get(name).ok_or_else(unknown)?;
+        let entry = self.get(id).filter(|e| e.alive()).ok_or_else(unknown)?;
+        if entry.type_name() != actor_type {
+            return Err(RemoteError::ActorTypeMismatch {
+                node: node.to_owned(),
+                actor: name.to_owned(),
+                expected: actor_type.to_owned(),
+                found: entry.type_name().to_owned(),
+            });
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn lookup(&self, node: &str, id: u64) -> Result<Arc<dyn LocalActor>, RemoteError> {
+        match self.get(id) {
+            Some(e) if e.alive() => Ok(e),
+            found => {
+                if found.is_some() {
+                    self.remove(id);
+                }
+                Err(RemoteError::UnknownActor {
+                    node: node.to_owned(),
+                    actor: id.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Decompresses a payload if needed, bounded by the frame limit.
+    pub(crate) fn plain<'a>(&self, payload: &'a Payload) -> Result<Cow<'a, [u8]>, RemoteError> {
+        plain_bytes(payload, self.limits.max_frame_size as usize)
+    }
+
+    /// The spawner registered for actor type `actor_type`.
+    pub(crate) fn spawner(&self, actor_type: &str) -> Option<&SpawnerFn> {
+        self.spawners.get(actor_type)
+    }
+
+    /// This node's name, for errors about its own actors.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// The payload's plain bytes: borrowed, or decompressed with the declared size checked first.
+pub(crate) fn plain_bytes(payload: &Payload, limit: usize) -> Result<Cow<'_, [u8]>, RemoteError> {
+    if payload.compressed {
+        codec::decompress(&payload.bytes, limit)
+            .map(Cow::Owned)
+            .map_err(|e| RemoteError::from_codec(e, true))
+    } else {
+        Ok(Cow::Borrowed(&payload.bytes[..]))
+    }
+}
+
+/// Counts one request in [`LocalActors::requests_in_flight`] until dropped.
+pub(crate) struct InFlight(Arc<LocalActors>);
+
+impl InFlight {
+    pub(crate) fn enter(actors: &Arc<LocalActors>) -> Self {
+        actors.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(actors))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,283 @@
+//! The send path: encode once on the caller's thread, queue the frame on the peer, and for
+//! requests wait for the answer through the peer's call table.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::{RemoteContext, with_scope};
+use super::error::{RemoteError, error_from_wire};
+use super::local::plain_bytes;
+use crate::codec::{self, SerializationFormat};
+use crate::node::NodeId;
+use crate::transport::{Answer, CallError, DATA_PLANE, Peer, PushError};
+use crate::wire;
+
+/// Where an address points, and the node it is used from.
+pub(crate) struct Endpoint {
+    pub(crate) node: NodeId,
+    pub(crate) node_addr: SocketAddr,
+    pub(crate) actor: u64,
+    /// The node this address is used from; `None` for an address decoded outside any node.
+    core: Option<Arc<RemoteContext>>,
+    peer: OnceLock<Arc<Peer>>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.actor)
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        node: NodeId,
+        node_addr: SocketAddr,
+        actor: u64,
+        core: Option<Arc<RemoteContext>>,
+    ) -> Self {
+        Self {
+            node,
+            node_addr,
+            actor,
+            core,
+            peer: OnceLock::new(),
+        }
+    }
+
+    /// The node this address is used from, fixed when the address was made (for an address
+    /// decoded from a message: the node that received it).
+    pub(crate) fn core(&self) -> Result<&Arc<RemoteContext>, RemoteError> {
+        self.core.as_ref().ok_or(RemoteError::SystemStopped)
+    }
+
+    pub(super) fn is_local(&self, core: &RemoteContext) -> bool {
+        core.local.id == self.node
+    }
+
+    fn peer(&self, core: &Arc<RemoteContext>) -> Result<&Arc<Peer>, RemoteError> {
+        if let Some(p) = self.peer.get() {
+            return Ok(p);
+        }
+        if core.is_stopped() {
+            return Err(RemoteError::SystemStopped);
+        }
+        // A peer object is per incarnation and never reused for another, so caching it is
+        // safe: a restarted node is a new object and this one reports `Gone`.
+        let p = core
+            .transport
+            .peer_for_id(&self.node, self.node_addr)
+            .ok_or_else(|| RemoteError::NodeGone {
+                node: self.node.clone(),
+            })?;
+        Ok(self.peer.get_or_init(|| p))
+    }
+
+    /// Queues a tell without waiting. `Err(None)` means the queue is full.
+    pub(super) fn try_tell<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: &M,
+    ) -> Result<(), Option<RemoteError>> {
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let limits = &core.limits;
+        with_payload(
+            format,
+            msg,
+            limits,
+            peer.max_frame(),
+            |payload, compressed| {
+                peer.try_push(wire::tell_frame_len(payload.len()), |b| {
+                    wire::put_tell(b, self.actor, message, format, compressed, payload)
+                })
+            },
+        )?
+        .map_err(|e| match e {
+            PushError::Full => None,
+            other => Some(push_error(other, peer)),
+        })
+    }
+
+    /// Queues a tell, waiting for room in the node's send queue.
+    pub(super) async fn tell<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: M,
+    ) -> Result<(), RemoteError> {
+        match self.try_tell(message, format, &msg) {
+            Err(None) => {}
+            other => return other.map_err(|e| e.unwrap_or(RemoteError::SystemStopped)),
+        }
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let (payload, compressed) = encode_owned(format, &msg, &core.limits, peer.max_frame())?;
+        drop(msg);
+        peer.push(wire::tell_frame_len(payload.len()), |b| {
+            wire::put_tell(b, self.actor, message, format, compressed, &payload)
+        })
+        .await
+        .map_err(|e| push_error(e, peer))
+    }
+
+    /// Sends a request and decodes its reply. The caller applies the deadline.
+    pub(crate) async fn request<M: Serialize, R: DeserializeOwned>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<R, RemoteError> {
+        let until = tokio::time::Instant::now() + timeout;
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let limits = &core.limits;
+        let (payload, compressed) = encode_owned(format, &msg, limits, peer.max_frame())?;
+        drop(msg);
+        let answer = peer
+            .calls()
+            .call(DATA_PLANE, until, |correlation| {
+                peer.push(wire::request_frame_len(payload.len()), move |b| {
+                    wire::put_request(
+                        b,
+                        self.actor,
+                        message,
+                        correlation,
+                        format,
+                        compressed,
+                        &payload,
+                    )
+                })
+            })
+            .await;
+        let payload = match answer {
+            Ok(Answer::Payload(p)) => p,
+            Ok(Answer::Error { code, detail }) => {
+                return Err(error_from_wire(&self.node, code, detail));
+            }
+            Ok(Answer::Body(_)) => {
+                return Err(RemoteError::Decode(
+                    "a channel frame answered a request".into(),
+                ));
+            }
+            Err(e) => return Err(call_error(e, peer, timeout)),
+        };
+        let bytes = plain_bytes(&payload, limits.max_frame_size as usize)?;
+        // Addresses inside the reply are bound to the node that asked.
+        with_scope(core, || codec::decode(payload.format, &bytes))
+            .map_err(|e| RemoteError::from_codec(e, true))
+    }
+}
+
+/// The remote error for a frame the transport would not queue.
+pub(crate) fn push_error(e: PushError, peer: &Peer) -> RemoteError {
+    match e {
+        PushError::Full => RemoteError::QueueFull {
+            node: peer.id.name().to_owned(),
+        },
+        PushError::Unreachable => RemoteError::NodeUnreachable {
+            node: peer.id.name().to_owned(),
+        },
+        PushError::Gone => RemoteError::NodeGone {
+            node: peer.id.clone(),
+        },
+    }
+}
+
+/// The remote error for a call the transport could not complete.
+pub(crate) fn call_error(e: CallError, peer: &Peer, timeout: Duration) -> RemoteError {
+    match e {
+        CallError::Full => push_error(PushError::Full, peer),
+        CallError::Unreachable => push_error(PushError::Unreachable, peer),
+        CallError::Gone => push_error(PushError::Gone, peer),
+        CallError::Timeout => RemoteError::Timeout(timeout),
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    plain: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+thread_local! {
+    /// Reused encode buffers: a tell costs no allocation once the buffers have grown.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Scratch buffers above this are released after use rather than kept per thread.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// Encodes `msg` (compressing when worthwhile), checks the frame limit, and hands the bytes
+/// to `f` without allocating.
+fn with_payload<M: Serialize, R>(
+    format: SerializationFormat,
+    msg: &M,
+    limits: &crate::limits::Limits,
+    max_frame: u32,
+    f: impl FnOnce(&[u8], bool) -> R,
+) -> Result<R, RemoteError> {
+    SCRATCH.with(|cell| {
+        let mut fresh = Scratch::default();
+        // Re-entrancy (a Serialize impl that sends) gets fresh buffers instead of a panic.
+        let mut borrowed = cell.try_borrow_mut().ok();
+        let s = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        s.plain.clear();
+        s.packed.clear();
+        let result = encode_checked(format, msg, limits, max_frame, s).map(|compressed| {
+            let body = if compressed { &s.packed } else { &s.plain };
+            f(body, compressed)
+        });
+        if s.plain.capacity() > SCRATCH_KEEP {
+            s.plain = Vec::new();
+        }
+        if s.packed.capacity() > SCRATCH_KEEP {
+            s.packed = Vec::new();
+        }
+        result
+    })
+}
+
+fn encode_owned<M: Serialize>(
+    format: SerializationFormat,
+    msg: &M,
+    limits: &crate::limits::Limits,
+    max_frame: u32,
+) -> Result<(Vec<u8>, bool), RemoteError> {
+    let mut s = Scratch::default();
+    let compressed = encode_checked(format, msg, limits, max_frame, &mut s)?;
+    Ok((if compressed { s.packed } else { s.plain }, compressed))
+}
+
+fn encode_checked<M: Serialize>(
+    format: SerializationFormat,
+    msg: &M,
+    limits: &crate::limits::Limits,
+    max_frame: u32,
+    s: &mut Scratch,
+) -> Result<bool, RemoteError> {
+    codec::encode_into(format, msg, &mut s.plain).map_err(|e| RemoteError::from_codec(e, false))?;
+    let compressed = matches!(limits.compression_threshold, Some(t) if s.plain.len() >= t)
+        && codec::compress_into(&s.plain, &mut s.packed);
+    let len = if compressed {
+        s.packed.len()
+    } else {
+        s.plain.len()
+    };
+    // The largest header (a request's) must fit too, within the receiver's limit as well as
+    // ours: a frame the receiver refuses would cost the whole connection.
+    if wire::request_frame_len(len) - wire::LEN_PREFIX > max_frame as usize {
+        return Err(RemoteError::PayloadTooLarge {
+            size: s.plain.len() as u64,
+            limit: u64::from(max_frame),
+        });
+    }
+    Ok(compressed)
+}
