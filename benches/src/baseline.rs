@@ -1,7 +1,8 @@
 //! What the cluster is compared with, measured in the same run on the same machine.
 //!
 //! Each baseline is the lower bound of one cost the cluster adds: [`local_do_send`] is an actor
-//! without a network, [`raw_tcp_stream`] a network without actors, serialization or TLS, and
+//! without a network, [`raw_tcp_stream`] a network without actors, serialization or TLS
+//! ([`raw_tcp_stream_1k`] the same with 1 KiB payloads), and
 //! [`raw_tcp_rtt`] the shortest round trip two threads can make over loopback TCP, and
 //! [`RawRtt::start_relay`] the same round trip through the cluster's four-thread shape.
 
@@ -20,34 +21,78 @@ use crate::latency::{Percentiles, Recorder};
 /// Size of one raw frame: a 4-byte little-endian length and an 8-byte payload, the same payload
 /// size as the cluster's [`Tell8`].
 const FRAME: usize = 4 + 8;
+/// The length prefix of every raw frame.
+const HEADER: usize = 4;
 /// The raw writer's batch buffer, flushed with one `write` when full.
 const BATCH: usize = 64 << 10;
 
 /// Messages per second of actix `do_send` of a [`Tell8`] to a [`Sink`] on the sender's own
 /// thread, ended by a `send(Processed)` whose reply is the number processed.
 pub fn local_do_send(messages: u64) -> BenchResult<f64> {
+    local_do_send_run(messages).map(|run| run.msgs_per_s)
+}
+
+/// The outcome of one [`local_do_send_run`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalRun {
+    /// Messages the sink processed (the reply to `Processed`).
+    pub processed: u64,
+    /// `processed` per second, from the first `do_send` to the reply.
+    pub msgs_per_s: f64,
+    /// Process CPU time (user plus system, all threads) over the same window; `None` where it
+    /// cannot be read (see [`crate::cpu`]).
+    pub cpu: Option<Duration>,
+}
+
+/// [`local_do_send`] with the processed count and the process CPU time of the window.
+pub fn local_do_send_run(messages: u64) -> BenchResult<LocalRun> {
     // A fresh thread gets a fresh actix System and leaves the caller's thread untouched.
-    let worker =
-        thread::Builder::new()
-            .name("bench-local".into())
-            .spawn(move || -> BenchResult<f64> {
-                actix_rt::System::new().block_on(async move {
-                    let sink = Sink::default().start();
-                    let start = Instant::now();
-                    for i in 0..messages {
-                        sink.do_send(Tell8(i.to_le_bytes()));
-                    }
-                    let processed = sink.send(Processed).await?;
-                    Ok(rate(processed, start.elapsed()))
+    let worker = thread::Builder::new().name("bench-local".into()).spawn(
+        move || -> BenchResult<LocalRun> {
+            actix_rt::System::new().block_on(async move {
+                let sink = Sink::default().start();
+                let cpu_before = crate::cpu::process_cpu_time();
+                let start = Instant::now();
+                for i in 0..messages {
+                    sink.do_send(Tell8(i.to_le_bytes()));
+                }
+                let processed = sink.send(Processed).await?;
+                let elapsed = start.elapsed();
+                let cpu = crate::cpu::since(cpu_before);
+                Ok(LocalRun {
+                    processed,
+                    msgs_per_s: rate(processed, elapsed),
+                    cpu,
                 })
-            })?;
+            })
+        },
+    )?;
     join(worker)
 }
 
 /// Messages per second through one loopback TCP connection: a writer thread batches frames into
 /// a buffer and writes it whole; a reader thread decodes every frame. The clock stops when the
-/// reader has decoded the last one.
+/// reader has decoded the last one. Frames carry an 8-byte payload, as [`Tell8`] does.
 pub fn raw_tcp_stream(messages: u64) -> BenchResult<f64> {
+    raw_stream::<8>(messages)
+}
+
+/// [`raw_tcp_stream`] with 1 KiB payloads, the size of the cluster's `Tell1k`: the baseline of
+/// `tell_1k_plain`.
+pub fn raw_tcp_stream_1k(messages: u64) -> BenchResult<f64> {
+    raw_stream::<1024>(messages)
+}
+
+/// The raw framed stream with `PAYLOAD` bytes per frame: the first 8 bytes are the message's
+/// sequence number, the rest a fixed filler copied into the batch. The reader decodes each
+/// frame's length and adds the sequence number to a checksum; it does not copy the payload out
+/// of its read buffer, so this is the floor of framing, syscalls and the kernel's copies, not of
+/// any per-byte decoding. A const parameter, so that the 8-byte run has no filler code at all.
+fn raw_stream<const PAYLOAD: usize>(messages: u64) -> BenchResult<f64> {
+    const { assert!(PAYLOAD >= 8 && HEADER + PAYLOAD <= BATCH) };
+    let length = u32::try_from(PAYLOAD)?.to_le_bytes();
+    let frame = HEADER + PAYLOAD;
+    let filler = [0xA5u8; PAYLOAD];
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = thread::Builder::new()
@@ -64,16 +109,16 @@ pub fn raw_tcp_stream(messages: u64) -> BenchResult<f64> {
                 }
                 filled += n;
                 let mut pos = 0;
-                while filled - pos >= 4 {
+                while filled - pos >= HEADER {
                     let header = [buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]];
                     let len = u32::from_le_bytes(header) as usize;
-                    if filled - pos - 4 < len {
+                    if filled - pos - HEADER < len {
                         break;
                     }
                     let mut word = [0u8; 8];
-                    word.copy_from_slice(&buf[pos + 4..pos + 12]);
+                    word.copy_from_slice(&buf[pos + HEADER..pos + HEADER + 8]);
                     checksum = checksum.wrapping_add(u64::from_le_bytes(word));
-                    pos += 4 + len;
+                    pos += HEADER + len;
                     decoded += 1;
                 }
                 buf.copy_within(pos..filled, 0);
@@ -88,9 +133,10 @@ pub fn raw_tcp_stream(messages: u64) -> BenchResult<f64> {
     let start = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
     for i in 0..messages {
-        batch.extend_from_slice(&8u32.to_le_bytes());
+        batch.extend_from_slice(&length);
         batch.extend_from_slice(&i.to_le_bytes());
-        if batch.len() + FRAME > BATCH {
+        batch.extend_from_slice(&filler[8..]);
+        if batch.len() + frame > BATCH {
             stream.write_all(&batch)?;
             batch.clear();
         }

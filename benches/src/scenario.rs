@@ -9,9 +9,13 @@ use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, RemoteMessage};
 use actix_cluster_testkit::{TestCa, TestNode, plaintext, with_tls};
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+
 use crate::BenchResult;
 use crate::actors::{Ping, Processed, Sink, Tell1k, Tell8};
 use crate::baseline::rate;
+use crate::cpu;
 use crate::latency::Recorder;
 
 const CLUSTER: &str = "bench";
@@ -91,12 +95,14 @@ impl Pair {
                 }
                 let before = processed(&sink).await?;
                 let written_before = s.stats().bytes_written;
+                let cpu_before = cpu::process_cpu_time();
                 let start = Instant::now();
                 for i in 0..messages {
                     sink.tell(make(i)).await?;
                 }
                 let after = processed(&sink).await?;
                 let elapsed = start.elapsed();
+                let cpu = cpu::since(cpu_before);
                 let processed = after - before;
                 Ok::<_, RemoteError>(TellRun {
                     sent: messages,
@@ -104,6 +110,7 @@ impl Pair {
                     elapsed,
                     msgs_per_s: rate(processed, elapsed),
                     bytes_written: s.stats().bytes_written - written_before,
+                    cpu,
                 })
             })?
             .map_err(Into::into)
@@ -142,6 +149,109 @@ impl Pair {
             Ok::<_, crate::BenchError>(recorder)
         })?
     }
+
+    /// Request throughput with `in_flight` requests outstanding: `send(Ping(i))` from one task
+    /// on node `a`'s arbiter, a new request started as soon as any reply arrives, until
+    /// `requests` were started and every one has ended. `warmup` requests go first in the same
+    /// shape, unmeasured. Only replies that arrived and echo their request count; a failed
+    /// request (its error, or a wrong echo) is counted in `failed` and the run goes on, unless
+    /// more than `in_flight` failed, which stops starting new ones (the connection is
+    /// evidently broken, and every further request would wait out its timeout).
+    pub fn ask_pipelined(
+        &self,
+        in_flight: usize,
+        warmup: u64,
+        requests: u64,
+    ) -> BenchResult<PipelinedRun> {
+        if in_flight == 0 {
+            return Err("a pipelined ask needs at least one request in flight".into());
+        }
+        self.a.run(move |s| async move {
+            let sink = s.actor_on::<Sink>("b", SINK).await?;
+            let warm = pipeline(&sink, in_flight, 0, warmup).await;
+            if let Some(e) = warm.first_error {
+                return Err(format!("pipelined warm-up: {e}").into());
+            }
+            let cpu_before = cpu::process_cpu_time();
+            let start = Instant::now();
+            let run = pipeline(&sink, in_flight, warmup, requests).await;
+            let elapsed = start.elapsed();
+            let cpu = cpu::since(cpu_before);
+            Ok::<_, crate::BenchError>(PipelinedRun {
+                in_flight,
+                sent: run.sent,
+                completed: run.completed,
+                failed: run.failed,
+                first_error: run.first_error,
+                elapsed,
+                requests_per_s: rate(run.completed, elapsed),
+                cpu,
+            })
+        })?
+    }
+}
+
+/// What one [`pipeline`] did.
+struct Pipelined {
+    sent: u64,
+    completed: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+/// Sends `Ping(first)` … `Ping(first + requests - 1)` keeping up to `in_flight` outstanding,
+/// and counts the answers; see [`Pair::ask_pipelined`].
+async fn pipeline(
+    sink: &RemoteAddr<Sink>,
+    in_flight: usize,
+    first: u64,
+    requests: u64,
+) -> Pipelined {
+    let end = first + requests;
+    let mut next = first;
+    let mut pending = FuturesUnordered::new();
+    let mut out = Pipelined {
+        sent: 0,
+        completed: 0,
+        failed: 0,
+        first_error: None,
+    };
+    loop {
+        let broken = out.failed > in_flight as u64;
+        while !broken && pending.len() < in_flight && next < end {
+            let i = next;
+            next += 1;
+            out.sent += 1;
+            let request = sink.send(Ping(i));
+            pending.push(async move { (i, request.await) });
+        }
+        let Some((i, reply)) = pending.next().await else {
+            break;
+        };
+        let error = match reply {
+            Ok(echoed) if echoed == i => {
+                out.completed += 1;
+                continue;
+            }
+            Ok(echoed) => format!("ping {i} answered with {echoed}"),
+            Err(e) => format!("ping {i}: {e}"),
+        };
+        out.failed += 1;
+        out.first_error.get_or_insert(error);
+    }
+    if out.failed > 0 {
+        let first = out.first_error.take().unwrap_or_default();
+        let stopped = if out.sent < requests {
+            format!(", so only {} of {requests} were started", out.sent)
+        } else {
+            String::new()
+        };
+        out.first_error = Some(format!(
+            "{} of {} requests failed{stopped}; the first: {first}",
+            out.failed, out.sent
+        ));
+    }
+    out
 }
 
 /// The sink's processed count; the acknowledgement that ends a throughput run.
@@ -166,4 +276,28 @@ pub struct TellRun {
     /// Bytes node `a` wrote to the network during the run, frame headers (and TLS records)
     /// included.
     pub bytes_written: u64,
+    /// Process CPU time (user plus system, every thread of the process) over the same window as
+    /// `elapsed`; `None` where it cannot be read (see [`crate::cpu`]).
+    pub cpu: Option<Duration>,
+}
+
+/// The outcome of one [`Pair::ask_pipelined`] run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelinedRun {
+    /// Requests kept outstanding.
+    pub in_flight: usize,
+    /// Requests started in the measured window.
+    pub sent: u64,
+    /// Requests whose reply arrived and echoed the request (what the rate counts).
+    pub completed: u64,
+    /// Requests that failed or were answered wrongly.
+    pub failed: u64,
+    /// How many failed and the first failure; `None` when none did.
+    pub first_error: Option<String>,
+    /// From the first request to the last reply (or failure).
+    pub elapsed: Duration,
+    /// `completed / elapsed`.
+    pub requests_per_s: f64,
+    /// Process CPU time (user plus system, all threads) over the same window.
+    pub cpu: Option<Duration>,
 }

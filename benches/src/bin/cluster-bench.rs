@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use actix_cluster_benches::baseline::{self, RawRtt};
+use actix_cluster_benches::cpu;
 use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::registry;
-use actix_cluster_benches::scenario::{Pair, Security, TellRun};
+use actix_cluster_benches::scenario::{Pair, PipelinedRun, Security, TellRun};
 use actix_cluster_benches::{BenchResult, median, ms, round};
 use serde_json::{Value, json};
 
@@ -17,6 +18,10 @@ use serde_json::{Value, json};
 const LATENCY_ROUNDS: u64 = 10;
 /// Suspicions of the idle run listed one by one (the count covers all of them).
 const MAX_LISTED_SUSPICIONS: usize = 20;
+/// Requests kept outstanding by `ask_pipelined_plain`.
+const PIPELINED_IN_FLIGHT: usize = 64;
+/// Payload bytes of a `Tell1k` and of a frame of the 1 KiB raw stream.
+const PAYLOAD_1K: f64 = 1024.0;
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +33,10 @@ struct Plan {
     tell_warmup: u64,
     /// Recorded requests per latency run (a multiple of `2 * LATENCY_ROUNDS`).
     requests: u64,
-    /// Unrecorded requests before each latency run.
+    /// Unrecorded requests before each latency run and before the pipelined ask run.
     ask_warmup: u64,
+    /// Requests of the pipelined ask run (`PIPELINED_IN_FLIGHT` outstanding).
+    pipelined_requests: u64,
     /// Cluster sizes of the `formation` scenario.
     formation_sizes: &'static [usize],
     /// Nodes of each `detection` cluster.
@@ -55,6 +62,7 @@ impl Plan {
                 tell_warmup: 10_000,
                 requests: 20_000,
                 ask_warmup: 2_000,
+                pipelined_requests: 20_000,
                 formation_sizes: &[10],
                 detection_nodes: 4,
                 detection_runs: 1,
@@ -70,6 +78,7 @@ impl Plan {
                 tell_warmup: 50_000,
                 requests: 100_000,
                 ask_warmup: 5_000,
+                pipelined_requests: 200_000,
                 formation_sizes: &[10, 20, 50],
                 detection_nodes: 6,
                 detection_runs: 3,
@@ -121,10 +130,23 @@ fn run(plan: Plan) -> BenchResult<Value> {
         plan.requests
     ));
 
-    let local = baseline::local_do_send(n)?;
+    let local_run = baseline::local_do_send_run(n)?;
+    let local = local_run.msgs_per_s;
     progress(&format!("baseline local do_send: {local:.0} msg/s"));
     let raw_stream = baseline::raw_tcp_stream(n)?;
     progress(&format!("baseline raw TCP stream: {raw_stream:.0} msg/s"));
+    // Reported as null with an error string if it fails, like every figure added after the
+    // first baselines; the run goes on.
+    let raw_1k = baseline::raw_tcp_stream_1k(n).map_err(|e| e.to_string());
+    match &raw_1k {
+        Ok(r) => progress(&format!(
+            "baseline raw TCP stream, 1 KiB payloads: {r:.0} msg/s ({:.3} GB/s of payload)",
+            r * PAYLOAD_1K / 1e9
+        )),
+        Err(e) => progress(&format!(
+            "baseline raw TCP stream, 1 KiB payloads: FAILED: {e}"
+        )),
+    }
 
     let plain = Pair::start(Security::Plain)?;
     let tls = Pair::start(Security::Tls)?;
@@ -146,10 +168,16 @@ fn run(plan: Plan) -> BenchResult<Value> {
     let mut ask_tls = tls.ask(Recorder::new()?, plan.ask_warmup, 0)?;
     let per_round = plan.requests / LATENCY_ROUNDS;
     let (half, rest) = (per_round / 2, per_round - per_round / 2);
+    // Process CPU time of the ask_plain rounds only, summed; the other threads wait meanwhile.
+    let mut ask_plain_cpu = Some(Duration::ZERO);
     for _ in 0..LATENCY_ROUNDS {
         raw.round(half)?;
         relay.round(half)?;
+        let cpu_before = cpu::process_cpu_time();
         ask_plain = plain.ask(ask_plain, 0, per_round)?;
+        ask_plain_cpu = ask_plain_cpu
+            .zip(cpu::since(cpu_before))
+            .map(|(sum, round)| sum + round);
         raw.round(rest)?;
         relay.round(rest)?;
         ask_tls = tls.ask(ask_tls, 0, per_round)?;
@@ -164,6 +192,16 @@ fn run(plan: Plan) -> BenchResult<Value> {
     let (ask_plain, ask_tls) = (ask_plain.percentiles(), ask_tls.percentiles());
     report_ask("ask_plain", &ask_plain);
     report_ask("ask_tls", &ask_tls);
+    // After the latency rounds, so that flooding the pair cannot change the machine state they
+    // are measured in.
+    let pipelined = plain
+        .ask_pipelined(
+            PIPELINED_IN_FLIGHT,
+            plan.ask_warmup,
+            plan.pipelined_requests,
+        )
+        .map_err(|e| e.to_string());
+    report_pipelined("ask_pipelined_plain", &pipelined);
     plain.stop();
     tls.stop();
 
@@ -186,6 +224,28 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "ratio_p50_to_relay": round(p.p50_us / relay_rtt.p50_us, 3),
         })
     };
+    let raw_1k_ok = raw_1k.as_ref().ok().copied();
+    let tell_1k_json = json!({
+        "msgs_per_s": tell_1k.msgs_per_s.round(),
+        "ratio_to_local_do_send": round(tell_1k.msgs_per_s / local, 3),
+        "payload_gb_per_s": round(tell_1k.msgs_per_s * PAYLOAD_1K / 1e9, 3),
+        "ratio_to_raw_framed_1k": raw_1k_ok
+            .filter(|r| *r > 0.0)
+            .map(|r| round(tell_1k.msgs_per_s / r, 3)),
+    });
+    // A pipelined run that stopped starting requests has no figures, only its error.
+    let pipelined_done = pipelined
+        .as_ref()
+        .ok()
+        .filter(|run| run.sent == plan.pipelined_requests && run.completed > 0);
+    let pipelined_json = pipelined_json(&pipelined, pipelined_done, tell_plain.msgs_per_s);
+    let cpu_json = cpu_per_message(
+        &local_run,
+        &tell_plain,
+        ask_plain_cpu,
+        per_round * LATENCY_ROUNDS,
+        pipelined_done,
+    );
     let wire_bytes = tell_plain.bytes_written as f64 / tell_plain.sent as f64;
     progress(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(json!({
@@ -194,13 +254,18 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "raw_tcp_msgs_per_s": raw_stream.round(),
             "raw_tcp_rtt_p50_us": round(raw_rtt.p50_us, 1),
             "raw_tcp_relay_rtt_p50_us": round(relay_rtt.p50_us, 1),
+            "raw_framed_1k_msgs_per_s": raw_1k_ok.map(f64::round),
+            "raw_framed_1k_payload_gb_per_s": raw_1k_ok.map(|r| round(r * PAYLOAD_1K / 1e9, 3)),
+            "raw_framed_1k_error": raw_1k.as_ref().err(),
         },
         "scenarios": {
             "tell_plain": tell(&tell_plain),
             "tell_tls": tell(&tell_tls),
-            "tell_1k_plain": tell(&tell_1k),
+            "tell_1k_plain": tell_1k_json,
             "ask_plain": ask(&ask_plain),
             "ask_tls": ask(&ask_tls),
+            "ask_pipelined_plain": pipelined_json,
+            "cpu_per_message": cpu_json,
             "wire_bytes_per_8b_tell": round(wire_bytes, 2),
             "formation": formation,
             "detection": detection,
@@ -212,10 +277,96 @@ fn run(plan: Plan) -> BenchResult<Value> {
         "config": {
             "messages": n,
             "requests": plan.requests,
+            "pipelined_requests": plan.pipelined_requests,
             "quick": plan.quick,
             "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
         },
     }))
+}
+
+/// `ask_pipelined_plain`: the figure is `null` (with the error) if the run failed or stopped
+/// starting requests; a run that completed with some failed requests keeps its figure, which
+/// counts only the answered ones, and names the failures in `error`.
+fn pipelined_json(
+    run: &Result<PipelinedRun, String>,
+    done: Option<&PipelinedRun>,
+    tell_8b: f64,
+) -> Value {
+    match run {
+        Ok(run) => {
+            let figure = done.map(|run| run.requests_per_s);
+            json!({
+                "requests_per_s": figure.map(f64::round),
+                "in_flight": run.in_flight,
+                "ratio_to_tell_8b": figure
+                    .filter(|_| tell_8b > 0.0)
+                    .map(|r| round(r / tell_8b, 3)),
+                "requests": run.sent,
+                "completed": run.completed,
+                "failed": run.failed,
+                "error": run.first_error,
+            })
+        }
+        Err(e) => json!({
+            "requests_per_s": null,
+            "in_flight": PIPELINED_IN_FLIGHT,
+            "ratio_to_tell_8b": null,
+            "requests": null,
+            "completed": null,
+            "failed": null,
+            "error": e,
+        }),
+    }
+}
+
+/// `cpu_per_message`: process CPU time (user plus system, all threads) over each measured
+/// window divided by the messages processed in it, in nanoseconds, and each cluster figure as a
+/// multiple of the local `do_send` one. A figure that cannot be computed is `null`, and `error`
+/// says why.
+fn cpu_per_message(
+    local: &baseline::LocalRun,
+    tell: &TellRun,
+    ask_cpu: Option<Duration>,
+    asks: u64,
+    pipelined: Option<&PipelinedRun>,
+) -> Value {
+    let local_ns = cpu::per_message_ns(local.cpu, local.processed);
+    let tell_ns = cpu::per_message_ns(tell.cpu, tell.processed);
+    let ask_ns = cpu::per_message_ns(ask_cpu, asks);
+    let pipelined_ns = pipelined.and_then(|run| cpu::per_message_ns(run.cpu, run.completed));
+    let ratio = |ns: Option<f64>| {
+        ns.zip(local_ns.filter(|l| *l > 0.0))
+            .map(|(ns, l)| round(ns / l, 2))
+    };
+    let mut errors = Vec::new();
+    if cpu::process_cpu_time().is_none() {
+        errors.push(cpu::UNAVAILABLE.to_owned());
+    } else if pipelined_ns.is_none() {
+        errors.push("ask_pipelined_ns: ask_pipelined_plain failed (see its error)".to_owned());
+    }
+    let out = json!({
+        "tell_ns": tell_ns.map(|v| round(v, 1)),
+        "ask_ns": ask_ns.map(|v| round(v, 1)),
+        "ask_pipelined_ns": pipelined_ns.map(|v| round(v, 1)),
+        "local_do_send_ns": local_ns.map(|v| round(v, 1)),
+        "tell_ratio_to_local": ratio(tell_ns),
+        "ask_ratio_to_local": ratio(ask_ns),
+        "ask_pipelined_ratio_to_local": ratio(pipelined_ns),
+        "error": if errors.is_empty() { None } else { Some(errors.join("; ")) },
+    });
+    progress(&format!(
+        "CPU per message (ns, user+sys of the whole process): tell {}, ask {}, pipelined ask \
+         {}, local do_send {}",
+        show(tell_ns),
+        show(ask_ns),
+        show(pipelined_ns),
+        show(local_ns)
+    ));
+    out
+}
+
+fn show(ns: Option<f64>) -> String {
+    ns.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))
 }
 
 /// The `formation` scenario at every planned size. A size that fails is reported as `null`
@@ -391,6 +542,25 @@ fn report_tell(name: &str, run: &TellRun) {
             "{name}: WARNING {} messages were not processed",
             run.sent.saturating_sub(run.processed)
         ));
+    }
+}
+
+fn report_pipelined(name: &str, run: &Result<PipelinedRun, String>) {
+    match run {
+        Ok(run) => {
+            progress(&format!(
+                "{name}: {:.0} requests/s with {} in flight ({} of {} answered in {:.2} s)",
+                run.requests_per_s,
+                run.in_flight,
+                run.completed,
+                run.sent,
+                run.elapsed.as_secs_f64()
+            ));
+            if let Some(e) = &run.first_error {
+                progress(&format!("{name}: WARNING {e}"));
+            }
+        }
+        Err(e) => progress(&format!("{name}: FAILED: {e}")),
     }
 }
 
