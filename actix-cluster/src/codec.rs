@@ -76,7 +76,7 @@ impl std::str::FromStr for SerializationFormat {
 /// A payload could not be encoded, decoded or decompressed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CodecError {
+pub(crate) enum CodecError {
     /// The value's `Serialize` impl failed; nothing was sent.
     #[error("cannot encode as {format}: {detail}")]
     Encode {

@@ -42,10 +42,28 @@ pub enum DiscoveryMethod {
     Gossip,
 }
 
+/// Which thread runs a node's network I/O (connections, frame decoding, dispatch to local
+/// actors, membership timers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NetworkThread {
+    /// A thread of the node's own (an actix arbiter started by `start`), never shared with
+    /// user actors. Every message between a caller and the network crosses threads, but a busy
+    /// actor can never delay heartbeats or other actors' traffic. The default.
+    #[default]
+    Dedicated,
+    /// The arbiter that awaited `start` (the node's home), where actors that other nodes spawn
+    /// here run too. For latency-bound deployments whose actors and callers live on that
+    /// arbiter: a request and its reply then cross no thread on either node, as with a raw
+    /// socket ping-pong. The price: the network waits while an actor on that arbiter runs, so
+    /// a slow handler delays every peer's traffic and heartbeats (keep handlers short, or the
+    /// failure detector may suspect this node), and throughput is bounded by one thread.
+    Home,
+}
+
 /// How connections between nodes are secured.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Security {
+pub(crate) enum Security {
     /// Mutual TLS with the cluster CA; each peer's certificate must name the node it claims.
     Tls(TlsConfig),
     /// No encryption and no authentication. Only through [`ClusterConfigBuilder::insecure_plaintext`].
@@ -128,6 +146,7 @@ pub struct ClusterConfig {
     pub(crate) failure_detector: FailureDetectorConfig,
     pub(crate) membership: MembershipConfig,
     pub(crate) registry: RegistryConfig,
+    pub(crate) network_thread: NetworkThread,
 }
 
 impl ClusterConfig {
@@ -220,6 +239,11 @@ impl ClusterConfig {
         self.serialization
     }
 
+    /// Which thread runs the node's network I/O.
+    pub fn network_thread(&self) -> NetworkThread {
+        self.network_thread
+    }
+
     /// Whether connections use mutual TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.security, Security::Tls(_))
@@ -247,6 +271,7 @@ pub struct ClusterConfigBuilder {
     failure_detector: FailureDetectorConfig,
     membership: MembershipConfig,
     registry: RegistryConfig,
+    network_thread: NetworkThread,
 }
 
 impl ClusterConfigBuilder {
@@ -272,6 +297,7 @@ impl ClusterConfigBuilder {
             failure_detector,
             membership,
             registry: RegistryConfig::new(),
+            network_thread: NetworkThread::default(),
         }
     }
 
@@ -418,6 +444,12 @@ impl ClusterConfigBuilder {
         self
     }
 
+    /// Which thread runs the node's network I/O; [`NetworkThread::Dedicated`] by default.
+    pub fn network_thread(mut self, thread: NetworkThread) -> Self {
+        self.network_thread = thread;
+        self
+    }
+
     /// Checks everything and returns the configuration, or the first problem found.
     pub fn build(self) -> Result<ClusterConfig, ConfigError> {
         let node_name = self.node_name.ok_or(ConfigError::MissingNodeName)?;
@@ -467,6 +499,7 @@ impl ClusterConfigBuilder {
             failure_detector: self.failure_detector,
             membership: self.membership,
             registry: self.registry,
+            network_thread: self.network_thread,
         })
     }
 }

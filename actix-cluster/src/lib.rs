@@ -84,20 +84,22 @@ mod tls;
 mod transport;
 mod wire;
 
-pub use codec::{CodecError, SerializationFormat};
-pub use config::{ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, Security};
+pub use codec::SerializationFormat;
+pub use config::{
+    ClusterConfig, ClusterConfigBuilder, ConfigError, DiscoveryMethod, NetworkThread,
+};
 pub use limits::{Limits, Timeouts};
 pub use membership::{
     ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,
 };
-pub use node::{Architecture, MAX_NODE_NAME_LEN, NodeId, NodeInfo, NodeRole, validate_node_name};
+pub use node::{Architecture, MAX_NODE_NAME_LEN, NodeId, NodeRole, validate_node_name};
 pub use registry::{
     MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
     RegistryStorage, ReleaseReason,
 };
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteError, RemoteMessage, RemoteRecipient,
-    SendRequest, TrySendError,
+    SendFuture, SendRequest, TrySendError,
 };
 pub use remote::{
     MAX_WATCHES_PER_NODE, Terminated, TerminatedReason, WatchError, WatchId, WatchedActor,
@@ -108,7 +110,6 @@ pub use system::{
 pub use tls::{TlsConfig, TlsError};
 #[cfg(feature = "fault-injection")]
 pub use transport::faults::Faults;
-pub use wire::WireError;
 
 /// The names most programs need: `use actix_cluster::prelude::*;`.
 pub mod prelude {

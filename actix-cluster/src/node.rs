@@ -137,15 +137,15 @@ pub enum Architecture {
 
 /// Everything a node tells its peers about itself in the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
+pub(crate) struct NodeInfo {
     /// Name and incarnation.
-    pub id: NodeId,
+    pub(crate) id: NodeId,
     /// The address peers dial to reach this node.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// What the node does.
-    pub role: NodeRole,
+    pub(crate) role: NodeRole,
     /// Free-form operator labels (`zone=eu-1`), used by placement in later versions.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// Checks that `name` can serve as a node name: a DNS name made of lower-case ASCII letters,

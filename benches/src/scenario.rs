@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterConfigBuilder, RemoteMessage};
+use actix_cluster::{ClusterConfigBuilder, NetworkThread, RemoteMessage};
 use actix_cluster_testkit::{TestCa, TestNode, plaintext, with_tls};
 
 use futures::StreamExt as _;
@@ -45,6 +45,13 @@ impl Pair {
     /// Starts `b`, then `a` seeded with `b`'s address, starts the sink on `b` and waits until
     /// `a` is connected.
     pub fn start(security: Security) -> BenchResult<Self> {
+        Self::start_on(security, NetworkThread::Dedicated)
+    }
+
+    /// [`start`](Self::start) with both nodes' network I/O on the given thread: with
+    /// [`NetworkThread::Home`] it shares the arbiter of the sender (on `a`) and of the sink
+    /// (on `b`).
+    pub fn start_on(security: Security, thread: NetworkThread) -> BenchResult<Self> {
         let (config_a, config_b): (ClusterConfigBuilder, ClusterConfigBuilder) = match security {
             Security::Plain => (plaintext("a"), plaintext("b")),
             Security::Tls => {
@@ -52,6 +59,10 @@ impl Pair {
                 (with_tls(&ca, "a")?, with_tls(&ca, "b")?)
             }
         };
+        let (config_a, config_b) = (
+            config_a.network_thread(thread),
+            config_b.network_thread(thread),
+        );
         let b = TestNode::start(CLUSTER, config_b.build()?, |s| s)?;
         b.run(|s| async move {
             let sink = s.start_actor(Sink::default());

@@ -16,6 +16,7 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use actix::dev::ToEnvelope;
@@ -28,7 +29,7 @@ use super::context::RemoteContext;
 use super::error::{RemoteError, TrySendError};
 use super::named::{NameBinding, NameLocation};
 use super::recipient::RemoteRecipient;
-use super::send::Endpoint;
+use super::send::{Endpoint, Pending};
 use crate::codec::SerializationFormat;
 use crate::node::NodeId;
 
@@ -544,31 +545,120 @@ impl<M: RemoteMessage> SendRequest<M> {
 
 impl<M: RemoteMessage> IntoFuture for SendRequest<M> {
     type Output = Result<M::Result, RemoteError>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
+    type IntoFuture = SendFuture<M>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(self) -> SendFuture<M> {
         let deadline = self
             .timeout
             .or(self.default_timeout)
             .unwrap_or(Duration::from_secs(5));
-        let msg = self.msg;
-        match self.target {
-            Target::Failed(e) => Box::pin(async move { Err(e) }),
-            Target::Local(r) => Box::pin(async move {
+        SendFuture {
+            state: SendState::Start(Some((self.target, self.msg))),
+            deadline,
+        }
+    }
+}
+
+/// The future of a [`SendRequest`]: `.await` it for the typed reply.
+///
+/// A remote request is queued on its first poll and then waits for the answer without any
+/// allocation of its own, lock or timer (the node's network side enforces the deadline); only
+/// a request that finds the send queue full, and a request to an actor on this node, run as a
+/// boxed future. Dropping it withdraws the request: a late answer is discarded.
+#[must_use = "a request is only sent when awaited"]
+pub struct SendFuture<M: RemoteMessage> {
+    state: SendState<M>,
+    deadline: Duration,
+}
+
+enum SendState<M: RemoteMessage> {
+    Start(Option<(Target<M>, M)>),
+    Remote { ep: Arc<Endpoint>, pending: Pending },
+    Boxed(BoxFuture<'static, Result<M::Result, RemoteError>>),
+    Done,
+}
+
+impl<M: RemoteMessage> fmt::Debug for SendFuture<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            SendState::Start(_) => "start",
+            SendState::Remote { .. } => "waiting",
+            SendState::Boxed(_) => "boxed",
+            SendState::Done => "done",
+        };
+        f.debug_struct("SendFuture")
+            .field("state", &state)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl<M: RemoteMessage> SendFuture<M> {
+    /// The first step: a failure, a boxed local send, or a remote request queued now (or, if
+    /// the queue is full, a boxed wait for room).
+    fn start(&mut self, target: Target<M>, msg: M) -> SendState<M> {
+        let deadline = self.deadline;
+        match target {
+            Target::Failed(e) => SendState::Boxed(Box::pin(async move { Err(e) })),
+            Target::Local(r) => SendState::Boxed(Box::pin(async move {
                 match tokio::time::timeout(deadline, r.send(msg)).await {
                     Err(_) => Err(RemoteError::Timeout(deadline)),
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(_)) => Err(RemoteError::ActorStopped),
                 }
-            }),
+            })),
             Target::Remote {
                 ep,
                 message,
                 format,
-            } => Box::pin(async move {
-                ep.request::<M, M::Result>(message, format, msg, deadline)
-                    .await
-            }),
+            } => {
+                let until = tokio::time::Instant::now() + deadline;
+                match ep.start_request(message, format, &msg, until) {
+                    Ok(Some(pending)) => SendState::Remote { ep, pending },
+                    Ok(None) => SendState::Boxed(Box::pin(async move {
+                        ep.request::<M, M::Result>(message, format, msg, deadline)
+                            .await
+                    })),
+                    Err(e) => SendState::Boxed(Box::pin(async move { Err(e) })),
+                }
+            }
+        }
+    }
+}
+
+// The message is only ever moved out, never pinned in place, and every other field is `Unpin`
+// (the boxed future is pinned in its box): so the future may move between polls whatever `M` is.
+impl<M: RemoteMessage> Unpin for SendFuture<M> {}
+
+impl<M: RemoteMessage> Future for SendFuture<M> {
+    type Output = Result<M::Result, RemoteError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                SendState::Start(start) => {
+                    let Some((target, msg)) = start.take() else {
+                        this.state = SendState::Done;
+                        continue;
+                    };
+                    this.state = this.start(target, msg);
+                }
+                SendState::Remote { ep, pending } => {
+                    let answer = ready!(std::pin::Pin::new(pending).poll(cx));
+                    let reply = ep.finish(answer, this.deadline);
+                    this.state = SendState::Done;
+                    return Poll::Ready(reply);
+                }
+                SendState::Boxed(f) => {
+                    let reply = ready!(f.as_mut().poll(cx));
+                    this.state = SendState::Done;
+                    return Poll::Ready(reply);
+                }
+                SendState::Done => {
+                    return Poll::Ready(Err(RemoteError::SystemStopped));
+                }
+            }
         }
     }
 }

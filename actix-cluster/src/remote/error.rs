@@ -144,13 +144,16 @@ impl<M> TrySendError<M> {
         }
     }
 
-    /// The reason, as a [`RemoteError`].
-    pub fn error(&self) -> RemoteError {
+    /// Whether the queue was merely full: retrying later (or a waiting send) may succeed.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+
+    /// Why the message cannot be sent at all; `None` when the queue was merely full.
+    pub fn failure(&self) -> Option<&RemoteError> {
         match self {
-            TrySendError::Full(_) => RemoteError::QueueFull {
-                node: String::new(),
-            },
-            TrySendError::Failed(_, e) => e.clone(),
+            TrySendError::Full(_) => None,
+            TrySendError::Failed(_, e) => Some(e),
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod system;
 pub(crate) mod watch;
 
 pub use actor::{DistributedActor, Messages, RemoteMessage};
-pub use addr::{RemoteAddr, SendRequest};
+pub use addr::{RemoteAddr, SendFuture, SendRequest};
 pub use error::{RemoteError, TrySendError};
 pub use recipient::RemoteRecipient;
 pub use watch::{

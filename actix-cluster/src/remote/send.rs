@@ -3,19 +3,23 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
 
 use super::context::{RemoteContext, with_scope};
 use super::error::{RemoteError, error_from_wire};
 use super::local::plain_bytes;
 use crate::codec::{self, SerializationFormat};
 use crate::node::NodeId;
-use crate::transport::{Answer, CallError, DATA_PLANE, Peer, PushError};
+use crate::transport::{Answer, CallError, Peer, PushError, Reply};
 use crate::wire;
 
 /// Where an address points, and the node it is used from.
@@ -127,7 +131,55 @@ impl Endpoint {
         .map_err(|e| push_error(e, peer))
     }
 
-    /// Sends a request and decodes its reply. The caller applies the deadline.
+    /// Starts a request without waiting: encodes `msg` (into this thread's scratch buffers)
+    /// and registers and queues it in one critical section of the peer. `Ok(None)` when the
+    /// send queue is full (the caller waits for room with [`request`](Self::request)).
+    pub(super) fn start_request<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: &M,
+        until: tokio::time::Instant,
+    ) -> Result<Option<Pending>, RemoteError> {
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let started = with_payload(
+            format,
+            msg,
+            &core.limits,
+            peer.max_frame(),
+            |payload, compressed| {
+                peer.start_request(
+                    until,
+                    wire::request_frame_len(payload.len()),
+                    |b, correlation| {
+                        wire::put_request(
+                            b,
+                            self.actor,
+                            message,
+                            correlation,
+                            format,
+                            compressed,
+                            payload,
+                        );
+                    },
+                )
+            },
+        )?;
+        match started {
+            Ok((correlation, rx)) => Ok(Some(Pending {
+                peer: Arc::clone(peer),
+                correlation,
+                rx,
+                done: false,
+            })),
+            Err(PushError::Full) => Ok(None),
+            Err(e) => Err(push_error(e, peer)),
+        }
+    }
+
+    /// Sends a request and decodes its reply, waiting for room in the send queue if needed;
+    /// fails with `Timeout` after `timeout`.
     pub(crate) async fn request<M: Serialize, R: DeserializeOwned>(
         &self,
         message: u32,
@@ -136,27 +188,73 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<R, RemoteError> {
         let until = tokio::time::Instant::now() + timeout;
+        let pending = match self.start_request(message, format, &msg, until)? {
+            Some(p) => p,
+            None => {
+                self.start_waiting(message, format, msg, until, timeout)
+                    .await?
+            }
+        };
+        let answer = pending.await;
+        self.finish(answer, timeout)
+    }
+
+    /// The slow path of a request: the queue was full, so the request is encoded once and
+    /// queued as soon as there is room, within the deadline.
+    async fn start_waiting<M: Serialize>(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        msg: M,
+        until: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Pending, RemoteError> {
         let core = self.core()?;
         let peer = self.peer(core)?;
-        let limits = &core.limits;
-        let (payload, compressed) = encode_owned(format, &msg, limits, peer.max_frame())?;
+        let (payload, compressed) = encode_owned(format, &msg, &core.limits, peer.max_frame())?;
         drop(msg);
-        let answer = peer
-            .calls()
-            .call(DATA_PLANE, until, |correlation| {
-                peer.push(wire::request_frame_len(payload.len()), move |b| {
-                    wire::put_request(
-                        b,
-                        self.actor,
-                        message,
+        let len = wire::request_frame_len(payload.len());
+        loop {
+            let mut room = std::pin::pin!(peer.space());
+            // Registered before the attempt, so a drain in between cannot be missed.
+            room.as_mut().enable();
+            let started = peer.start_request(until, len, |b, correlation| {
+                wire::put_request(
+                    b,
+                    self.actor,
+                    message,
+                    correlation,
+                    format,
+                    compressed,
+                    &payload,
+                );
+            });
+            match started {
+                Ok((correlation, rx)) => {
+                    return Ok(Pending {
+                        peer: Arc::clone(peer),
                         correlation,
-                        format,
-                        compressed,
-                        &payload,
-                    )
-                })
-            })
-            .await;
+                        rx,
+                        done: false,
+                    });
+                }
+                Err(PushError::Full) => {}
+                Err(e) => return Err(push_error(e, peer)),
+            }
+            if tokio::time::timeout_at(until, room).await.is_err() {
+                return Err(RemoteError::Timeout(timeout));
+            }
+        }
+    }
+
+    /// Turns the answer to a request into its reply: decoded (addresses inside it bound to
+    /// the node that asked), or the error the other node raised, or the transport's failure.
+    pub(super) fn finish<R: DeserializeOwned>(
+        &self,
+        answer: Result<Answer, CallError>,
+        timeout: Duration,
+    ) -> Result<R, RemoteError> {
+        let core = self.core()?;
         let payload = match answer {
             Ok(Answer::Payload(p)) => p,
             Ok(Answer::Error { code, detail }) => {
@@ -167,12 +265,49 @@ impl Endpoint {
                     "a channel frame answered a request".into(),
                 ));
             }
-            Err(e) => return Err(call_error(e, peer, timeout)),
+            Err(e) => {
+                let peer = self.peer(core)?;
+                return Err(call_error(e, peer, timeout));
+            }
         };
-        let bytes = plain_bytes(&payload, limits.max_frame_size as usize)?;
-        // Addresses inside the reply are bound to the node that asked.
+        let bytes = plain_bytes(&payload, core.limits.max_frame_size as usize)?;
         with_scope(core, || codec::decode(payload.format, &bytes))
             .map_err(|e| RemoteError::from_codec(e, true))
+    }
+}
+
+/// A request queued and registered with its peer, waiting for its answer (or its deadline,
+/// which the peer's deadline task enforces). Dropping it before the answer forgets the call,
+/// so a late answer finds nobody. Polling it takes no lock.
+pub(crate) struct Pending {
+    peer: Arc<Peer>,
+    correlation: u64,
+    rx: oneshot::Receiver<Reply>,
+    done: bool,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pending({}#{})", self.peer.id, self.correlation)
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<Answer, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = ready!(Pin::new(&mut self.rx).poll(cx));
+        self.done = true;
+        // A dropped sender means the table was torn down with the peer.
+        Poll::Ready(answer.unwrap_or(Err(CallError::Gone)))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.peer.forget_call(self.correlation);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use actix_rt::Arbiter;
+use actix_rt::{Arbiter, ArbiterHandle};
 
 pub use actors::DistributedActorExt;
 pub use error::StartError;
@@ -39,7 +39,31 @@ struct Node {
     /// Cluster-wide names; a replica on members, a forwarder on client nodes.
     registry: Arc<Registry>,
     config: ClusterConfig,
-    net: Arbiter,
+    net: NetArbiter,
+}
+
+/// The arbiter that runs a node's network I/O (see [`NetworkThread`](crate::NetworkThread)).
+enum NetArbiter {
+    /// The node's own thread, stopped with the node.
+    Own(Arbiter),
+    /// The home arbiter, shared with user actors: never stopped by the node. Its tasks end on
+    /// their own once the transport shuts down.
+    Home(ArbiterHandle),
+}
+
+impl NetArbiter {
+    fn handle(&self) -> ArbiterHandle {
+        match self {
+            NetArbiter::Own(a) => a.handle(),
+            NetArbiter::Home(h) => h.clone(),
+        }
+    }
+
+    fn stop(&self) {
+        if let NetArbiter::Own(a) = self {
+            a.stop();
+        }
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -142,14 +166,21 @@ impl ClusterSystem {
     }
 
     /// Stops the network thread without telling anyone, to simulate a crash in tests
-    /// that run several nodes in one process. Not for production use.
-    #[doc(hidden)]
+    /// that run several nodes in one process. Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fn kill_for_tests(&self) {
         self.remote().stop();
         // A crashed node sends nothing more, watch notifications included.
         self.remote().actors.watches.close();
         self.node.registry.shutdown();
-        self.node.net.stop();
+        match &self.node.net {
+            NetArbiter::Own(a) => {
+                a.stop();
+            }
+            // A shared arbiter cannot be stopped: the transport drops its connections without
+            // a goodbye instead, which peers see as they see a crash.
+            NetArbiter::Home(_) => self.remote().transport.abort(),
+        }
     }
 
     /// Cuts and restores this node's connections to chosen nodes, for partition tests. See

@@ -19,8 +19,8 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::{ClusterSystem, Node, StartError, members};
-use crate::config::{ClusterConfig, DiscoveryMethod, Security};
+use super::{ClusterSystem, NetArbiter, Node, StartError, members};
+use crate::config::{ClusterConfig, DiscoveryMethod, NetworkThread, Security};
 use crate::membership::core::{Membership, Mode, Settings};
 use crate::membership::driver::Driver;
 use crate::node::{Architecture, NodeId, NodeInfo, NodeRole, validate_node_name};
@@ -130,7 +130,10 @@ impl ClusterSystemBuilder {
             labels: config.labels.clone(),
         };
         crate::metrics::describe();
-        let net = Arbiter::new();
+        let net = match config.network_thread {
+            NetworkThread::Dedicated => NetArbiter::Own(Arbiter::new()),
+            NetworkThread::Home => NetArbiter::Home(home.clone()),
+        };
 
         // 1. Transport.
         let transport = Arc::new(Transport::new(
@@ -206,7 +209,7 @@ impl ClusterSystemBuilder {
         });
         let (tx, rx) = oneshot::channel();
         let for_net = Arc::clone(&node);
-        let spawned = node.net.spawn_fn(move || {
+        let spawned = node.net.handle().spawn_fn(move || {
             let result = tokio::net::TcpListener::from_std(listener)
                 .map(|l| for_net.remote.transport.start(l));
             if let Some(m) = &for_net.membership {
@@ -252,7 +255,7 @@ fn start_membership(
     config: &ClusterConfig,
     local: &NodeInfo,
     transport: &Arc<Transport>,
-    net: &Arbiter,
+    net: &NetArbiter,
     actors: &Arc<LocalActors>,
     capabilities: Vec<String>,
 ) -> Result<Arc<Driver>, StartError> {

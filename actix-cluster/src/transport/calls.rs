@@ -1,21 +1,25 @@
-//! Request/reply over one peer: correlation ids, the table of calls waiting for an answer,
-//! and their deadlines.
+//! Request/reply over one peer: correlation ids, the calls waiting for an answer, and their
+//! deadlines.
 //!
 //! One table per peer serves every protocol that asks and waits: remote requests (answered by
 //! `Response`/`Error` frames), system requests (the same frames, to actor 0) and channel calls
 //! such as Raft RPCs (answered by a frame of the channel's own kind). Ids come from one counter,
 //! so they never collide across protocols, and each waiting call remembers which frame kind may
-//! answer it: an answer of another kind is refused, so a peer cannot complete a Raft RPC with
-//! a remote reply or the other way round. When the connection carrying the calls is lost, the
+//! answer it: an answer of another kind is refused, so a peer cannot complete a Raft RPC with a
+//! remote reply or the other way round. When the connection carrying the calls is lost, the
 //! peer fails them all at once with the reason.
+//!
+//! The table lives under the peer's queue lock, so a request is registered and queued in one
+//! critical section: the request path takes one lock and no timer. Deadlines are kept in the
+//! table, ordered; the peer's deadline task (see `Transport::expire_calls`) sleeps until the
+//! earliest and fails what has expired with [`CallError::Timeout`]. With one timeout for all
+//! requests, deadlines arrive in order and a new call never wakes that task.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::peer::PushError;
 use crate::wire::{FrameKind, Payload};
@@ -65,106 +69,116 @@ impl From<PushError> for CallError {
     }
 }
 
-type Reply = Result<Answer, CallError>;
+/// What a caller waits on.
+pub(crate) type Reply = Result<Answer, CallError>;
 
 struct Waiting {
     /// The frame kind allowed to answer.
     kind: u8,
     tx: oneshot::Sender<Reply>,
+    /// When the table itself fails the call; `None` when the caller keeps its own timer.
+    until: Option<Instant>,
 }
 
-/// The calls in flight to one peer.
+/// The calls in flight to one peer. Plain data: the peer guards it with its queue lock.
 #[derive(Default)]
-pub(crate) struct Calls {
-    waiting: Mutex<HashMap<u64, Waiting>>,
-    next: AtomicU64,
+pub(crate) struct CallTable {
+    waiting: HashMap<u64, Waiting>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    next: u64,
 }
 
-impl std::fmt::Debug for Calls {
+impl std::fmt::Debug for CallTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Calls")
-            .field("waiting", &self.lock().len())
+        f.debug_struct("CallTable")
+            .field("waiting", &self.waiting.len())
             .finish()
     }
 }
 
-impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
-        // Every critical section is one map operation: a panic cannot leave it half-done.
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Makes a call answered by frames of `kind`: registers it, lets `send` queue the request
-    /// for the correlation id it is given, and waits for the answer until `until`.
-    ///
-    /// The call is registered before the request is queued (the answer may arrive before
-    /// `send` returns) and forgotten when this future completes or is dropped, so a late answer
-    /// finds nobody and is discarded.
-    pub(crate) async fn call<F, Fut>(
-        &self,
+impl CallTable {
+    /// Registers a call answered by frames of `kind`; returns its correlation id, the receiver
+    /// of its answer, and whether `until` is now the earliest deadline (the deadline task must
+    /// be told).
+    pub(crate) fn register(
+        &mut self,
         kind: u8,
-        until: tokio::time::Instant,
-        send: F,
-    ) -> Result<Answer, CallError>
-    where
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<(), PushError>>,
-    {
-        let correlation = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        until: Option<Instant>,
+    ) -> (u64, oneshot::Receiver<Reply>, bool) {
+        self.next += 1;
+        let correlation = self.next;
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(correlation, Waiting { kind, tx });
-        let _forget = Forget {
-            calls: self,
-            correlation,
-        };
-        let exchange = async {
-            send(correlation).await?;
-            // A dropped sender means the table was torn down with the peer.
-            rx.await.unwrap_or(Err(CallError::Gone))
-        };
-        tokio::time::timeout_at(until, exchange)
-            .await
-            .unwrap_or(Err(CallError::Timeout))
+        let earliest = until.is_some_and(|u| self.deadlines.first().is_none_or(|(d, _)| u < *d));
+        if let Some(u) = until {
+            self.deadlines.insert((u, correlation));
+        }
+        self.waiting
+            .insert(correlation, Waiting { kind, tx, until });
+        (correlation, rx, earliest)
     }
 
-    /// Delivers the answer to call `correlation` if it is waiting for an answer of `kind`.
-    /// `false` for an unknown id (late, cancelled, never made) or an answer of the wrong kind.
-    pub(crate) fn complete(&self, correlation: u64, kind: u8, answer: Answer) -> bool {
-        let mut waiting = self.lock();
-        match waiting.get(&correlation) {
-            Some(w) if w.kind == kind => {}
-            _ => return false,
+    fn take(&mut self, correlation: u64) -> Option<Waiting> {
+        let w = self.waiting.remove(&correlation)?;
+        if let Some(u) = w.until {
+            self.deadlines.remove(&(u, correlation));
         }
-        let Some(w) = waiting.remove(&correlation) else {
-            return false;
-        };
-        drop(waiting);
-        w.tx.send(Ok(answer)).is_ok()
+        Some(w)
     }
 
-    /// Fails every call in flight with `error`.
-    pub(crate) fn fail_all(&self, error: CallError) {
-        let waiting = std::mem::take(&mut *self.lock());
-        for (_, w) in waiting {
-            let _ = w.tx.send(Err(error));
+    /// Takes call `correlation` if it waits for an answer of `kind`; the caller delivers it
+    /// outside the lock. `None` for an unknown id (late, cancelled, never made) or an answer of
+    /// the wrong kind.
+    pub(crate) fn take_for(
+        &mut self,
+        correlation: u64,
+        kind: u8,
+    ) -> Option<oneshot::Sender<Reply>> {
+        if self.waiting.get(&correlation)?.kind != kind {
+            return None;
         }
+        self.take(correlation).map(|w| w.tx)
+    }
+
+    /// Forgets a call whose caller gave up.
+    pub(crate) fn forget(&mut self, correlation: u64) {
+        self.take(correlation);
+    }
+
+    /// Takes every call in flight, to be failed outside the lock.
+    pub(crate) fn take_all(&mut self) -> Vec<oneshot::Sender<Reply>> {
+        self.deadlines.clear();
+        self.waiting.drain().map(|(_, w)| w.tx).collect()
+    }
+
+    /// Takes the calls whose deadline is at or before `now`, and returns the next deadline.
+    pub(crate) fn take_expired(
+        &mut self,
+        now: Instant,
+    ) -> (Vec<oneshot::Sender<Reply>>, Option<Instant>) {
+        let mut expired = Vec::new();
+        while let Some(&(until, correlation)) = self.deadlines.first() {
+            if until > now {
+                return (expired, Some(until));
+            }
+            self.deadlines.pop_first();
+            if let Some(w) = self.waiting.remove(&correlation) {
+                expired.push(w.tx);
+            }
+        }
+        (expired, None)
     }
 
     /// Calls waiting for an answer.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.waiting.len()
     }
 }
 
-struct Forget<'a> {
-    calls: &'a Calls,
-    correlation: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.calls.lock().remove(&self.correlation);
+/// Fails the calls taken out of the table with `error`.
+pub(crate) fn fail(calls: Vec<oneshot::Sender<Reply>>, error: CallError) {
+    for tx in calls {
+        let _ = tx.send(Err(error));
     }
 }
 
@@ -173,61 +187,43 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn soon() -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_secs(5)
+    #[test]
+    fn an_answer_is_taken_only_by_the_kind_that_may_answer() {
+        let mut t = CallTable::default();
+        let (c, _rx, _) = t.register(0x20, None);
+        assert!(t.take_for(c, DATA_PLANE).is_none());
+        assert!(t.take_for(c, 0x20).is_some());
+        assert!(t.take_for(c, 0x20).is_none(), "taken once");
+        assert_eq!(t.len(), 0);
     }
 
-    #[tokio::test]
-    async fn an_answer_of_the_calls_kind_completes_it() {
-        let calls = Calls::default();
-        let answer = calls
-            .call(0x20, soon(), |c| {
-                assert!(calls.complete(c, 0x20, Answer::Body(Bytes::from_static(b"ok"))));
-                async { Ok(()) }
-            })
-            .await;
-        assert!(matches!(answer, Ok(Answer::Body(b)) if &b[..] == b"ok"));
-        assert_eq!(calls.len(), 0);
+    #[test]
+    fn deadlines_expire_in_order_and_a_later_one_is_not_the_earliest() {
+        let mut t = CallTable::default();
+        let now = Instant::now();
+        let (a, _ra, first) = t.register(DATA_PLANE, Some(now + Duration::from_millis(10)));
+        let (_b, _rb, second) = t.register(DATA_PLANE, Some(now + Duration::from_millis(20)));
+        assert!(first, "the first deadline is the earliest");
+        assert!(!second, "a later deadline needs no wake-up");
+        let (expired, next) = t.take_expired(now + Duration::from_millis(15));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(next, Some(now + Duration::from_millis(20)));
+        assert!(
+            t.take_for(a, DATA_PLANE).is_none(),
+            "expired calls are gone"
+        );
+        t.forget(_b);
+        let (expired, next) = t.take_expired(now + Duration::from_secs(1));
+        assert!(expired.is_empty());
+        assert_eq!(next, None);
     }
 
-    #[tokio::test]
-    async fn an_answer_of_another_kind_is_refused() {
-        let calls = Calls::default();
-        let answer = calls
-            .call(
-                0x20,
-                tokio::time::Instant::now() + Duration::from_millis(20),
-                |c| {
-                    assert!(!calls.complete(c, DATA_PLANE, Answer::Body(Bytes::new())));
-                    async { Ok(()) }
-                },
-            )
-            .await;
-        assert!(matches!(answer, Err(CallError::Timeout)));
-        assert_eq!(calls.len(), 0, "a timed-out call is forgotten");
-    }
-
-    #[tokio::test]
-    async fn a_lost_connection_fails_every_call_in_flight() {
-        let calls = Calls::default();
-        let answer = calls
-            .call(DATA_PLANE, soon(), |_| {
-                calls.fail_all(CallError::Gone);
-                async { Ok(()) }
-            })
-            .await;
-        assert!(matches!(answer, Err(CallError::Gone)));
-    }
-
-    #[tokio::test]
-    async fn a_request_that_cannot_be_queued_fails_with_the_peers_state() {
-        let calls = Calls::default();
-        let answer = calls
-            .call(DATA_PLANE, soon(), |_| async {
-                Err(PushError::Unreachable)
-            })
-            .await;
-        assert!(matches!(answer, Err(CallError::Unreachable)));
-        assert_eq!(calls.len(), 0);
+    #[test]
+    fn ids_never_repeat() {
+        let mut t = CallTable::default();
+        let (a, _, _) = t.register(DATA_PLANE, None);
+        t.forget(a);
+        let (b, _, _) = t.register(0x20, None);
+        assert_ne!(a, b);
     }
 }

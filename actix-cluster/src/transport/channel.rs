@@ -2,7 +2,7 @@
 //!
 //! The transport carries three sorts of frames. Its own (hello, ping, node lists, goodbye)
 //! it handles itself; the data plane (tell, request, response, error) goes to the remote
-//! layer's [`Inbound`](super::Inbound) and to the [`Calls`](super::calls::Calls) table;
+//! layer's [`Inbound`](super::Inbound) and to the peer's [call table](super::calls);
 //! everything else is a *channel* frame, a kind in [`wire::CHANNEL_KINDS`] whose body only
 //! the subsystem that owns the kind understands.
 //!
@@ -96,7 +96,6 @@ impl ChannelSpec {
         frame: impl FnOnce(u64) -> Bytes,
     ) -> Result<Bytes, CallError> {
         let answer = peer
-            .calls()
             .call(self.kind, until, |correlation| {
                 let body = frame(correlation);
                 async move {
@@ -118,8 +117,7 @@ impl ChannelSpec {
     /// Completes the call `correlation` made with [`call`](Self::call) on this channel.
     /// `false` when no such call is waiting (late, cancelled, or never made).
     pub(crate) fn complete(&self, peer: &Peer, correlation: u64, body: Bytes) -> bool {
-        peer.calls()
-            .complete(correlation, self.kind, Answer::Body(body))
+        peer.complete_call(correlation, self.kind, Answer::Body(body))
     }
 }
 

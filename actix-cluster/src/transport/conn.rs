@@ -336,6 +336,11 @@ pub(crate) async fn run_writer(
     // Hand the wake-up on: if this writer consumed a notification meant for its successor,
     // the successor would otherwise sleep on a non-empty queue.
     peer.data_ready.notify_one();
+    if transport.aborted.load(Ordering::Acquire) {
+        // A simulated crash: the socket just closes.
+        let _ = wr.shutdown().await;
+        return result;
+    }
     let mut out = BytesMut::new();
     if transport.shutdown.is_set() {
         wire::put_goaway(&mut out, goaway::SHUTDOWN, "node shutting down");
@@ -449,16 +454,14 @@ pub(crate) async fn run_reader(
                     correlation,
                     payload,
                 } => {
-                    peer.calls()
-                        .complete(correlation, DATA_PLANE, Answer::Payload(payload));
+                    peer.complete_call(correlation, DATA_PLANE, Answer::Payload(payload));
                 }
                 Frame::Error {
                     correlation,
                     code,
                     detail,
                 } => {
-                    peer.calls()
-                        .complete(correlation, DATA_PLANE, Answer::Error { code, detail });
+                    peer.complete_call(correlation, DATA_PLANE, Answer::Error { code, detail });
                 }
                 Frame::Ping { nonce } => {
                     peer.push_control(|b| wire::put_pong(b, nonce));

@@ -28,7 +28,7 @@ use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-pub(crate) use calls::{Answer, CallError, DATA_PLANE};
+pub(crate) use calls::{Answer, CallError, Reply};
 pub(crate) use channel::{
     Channel, ChannelError, ChannelSpec, Channels, PeerEvent, PeerObserver, QueueClass,
 };
@@ -132,6 +132,9 @@ pub(crate) struct Transport {
     peers: Mutex<HashMap<Arc<str>, Arc<Peer>>>,
     next_conn: AtomicU64,
     pub(crate) shutdown: Signal,
+    /// Set with `shutdown` when the node simulates a crash: connections close without a
+    /// goodbye.
+    pub(crate) aborted: std::sync::atomic::AtomicBool,
     /// Notified whenever a peer connects or disconnects.
     pub(crate) changed: Notify,
     handshakes: Semaphore,
@@ -174,6 +177,7 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             shutdown: Signal::default(),
+            aborted: std::sync::atomic::AtomicBool::new(false),
             changed: Notify::new(),
             handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
             handshakes_by_ip: Mutex::new(HashMap::new()),
@@ -369,6 +373,31 @@ impl Transport {
         }
     }
 
+    /// The deadline task of one peer: fails calls whose deadline passed. Sleeps until the
+    /// earliest deadline, or until a call with an earlier one is registered; ends with the
+    /// peer's incarnation (whose calls are failed when it is marked gone) or the node.
+    async fn expire_calls(self: Arc<Self>, peer: Arc<Peer>) {
+        loop {
+            let mut moved = std::pin::pin!(peer.deadline_moved.notified());
+            moved.as_mut().enable();
+            let next = peer.expire_calls(tokio::time::Instant::now());
+            if peer.state() == PeerState::Gone {
+                return;
+            }
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = sleep => {}
+                () = moved => {}
+                () = self.shutdown.wait() => return,
+            }
+        }
+    }
+
     /// Finds or creates the peer for `info`. A newer incarnation replaces (and retires) the
     /// old one; an older incarnation than the one known is refused with `None`.
     fn peer_for(self: &Arc<Self>, info: &NodeInfo) -> Option<Arc<Peer>> {
@@ -393,6 +422,8 @@ impl Transport {
         drop(peers);
         let (this, p) = (Arc::clone(self), Arc::clone(&peer));
         self.spawn(move || this.drive(p));
+        let (this, p) = (Arc::clone(self), Arc::clone(&peer));
+        self.spawn(move || this.expire_calls(p));
         self.changed.notify_waiters();
         Some(peer)
     }
@@ -629,6 +660,14 @@ impl Transport {
     /// Connections whose reader is still running.
     pub(crate) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but connections close without a `GoAway`, as a
+    /// crashed process's would (tests that crash a node in-process).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.shutdown();
     }
 
     /// Stops accepting and dialling and retires every connection (each sends `GoAway`).

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
-use super::calls::{CallError, Calls};
+use super::calls::{self, Answer, CallError, CallTable, Reply};
 use super::channel::ChannelSpec;
 use crate::limits::Limits;
 use crate::node::{NodeId, NodeInfo, NodeRole};
@@ -77,6 +77,9 @@ struct Queue {
     /// A writer holds a batch it has not finished writing. A newly attached writer waits for
     /// it, so that batches never overtake each other across connections of one peer.
     writing: bool,
+    /// Calls waiting for an answer: under the same lock as the queue, so that a request is
+    /// registered and queued in one critical section.
+    calls: CallTable,
 }
 
 /// The connection currently attached to a peer.
@@ -136,7 +139,9 @@ pub(crate) struct Peer {
     /// Wakes the peer's driver when the connection is lost.
     pub(crate) disconnected: Notify,
     attached: Mutex<Option<Attached>>,
-    calls: Calls,
+    /// Wakes the peer's deadline task when a call with an earlier deadline than all others
+    /// is registered.
+    pub(crate) deadline_moved: Notify,
     /// When the peer last lost (or never had) a connection; drives `give_up_after`.
     down_since: Mutex<Option<Instant>>,
     /// Counted frames dropped here because the peer became unreachable or gone.
@@ -167,13 +172,14 @@ impl Peer {
                 messages: 0,
                 writer: 0,
                 writing: false,
+                calls: CallTable::default(),
             }),
             state: AtomicU8::new(PeerState::Connecting as u8),
             data_ready: Notify::new(),
             space: Notify::new(),
             disconnected: Notify::new(),
             attached: Mutex::new(None),
-            calls: Calls::default(),
+            deadline_moved: Notify::new(),
             down_since: Mutex::new(Some(Instant::now())),
             dropped: AtomicU64::new(0),
             created: Instant::now(),
@@ -250,6 +256,12 @@ impl Peer {
             self.data_ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Resolves when queued bytes were taken by the writer (or the peer's state changed): a
+    /// sender that found the queue full tries again. Enable it before trying.
+    pub(crate) fn space(&self) -> tokio::sync::futures::Notified<'_> {
+        self.space.notified()
     }
 
     /// Like [`try_push`](Self::try_push), but waits for room instead of failing when full.
@@ -383,9 +395,99 @@ impl Peer {
         self.data_ready.notify_one();
     }
 
-    /// The calls waiting for an answer from this peer.
-    pub(crate) fn calls(&self) -> &Calls {
-        &self.calls
+    /// Registers a request answered by `Response`/`Error` frames and queues it, in one
+    /// critical section: the request path takes this one lock and no timer. `write` appends
+    /// exactly one frame of `len` bytes for the correlation id it is given; it is counted
+    /// against the queue's bounds like [`try_push`](Self::try_push). The call fails with
+    /// [`CallError::Timeout`] at `until` (the peer's deadline task does that).
+    pub(crate) fn start_request(
+        &self,
+        until: tokio::time::Instant,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut, u64),
+    ) -> Result<(u64, oneshot::Receiver<Reply>), PushError> {
+        self.check_sendable()?;
+        let mut q = lock(&self.queue);
+        // Again under the lock: a peer marked gone meanwhile has already failed its calls,
+        // and one registered now would wait for a deadline task that has stopped.
+        self.check_sendable()?;
+        if q.messages > 0
+            && (q.messages >= self.limits.send_queue_messages
+                || q.buf.len() + len > self.limits.send_queue_bytes)
+        {
+            return Err(PushError::Full);
+        }
+        let (correlation, rx, earliest) = q.calls.register(calls::DATA_PLANE, Some(until));
+        let was_empty = q.buf.is_empty();
+        write(&mut q.buf, correlation);
+        q.messages += 1;
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        if earliest {
+            self.deadline_moved.notify_one();
+        }
+        Ok((correlation, rx))
+    }
+
+    /// A call answered by frames of `kind` whose request `send` queues (for the correlation
+    /// id it is given), waiting for the answer until `until` on the caller's own timer. For
+    /// protocols whose requests are not plain data-plane frames (channel calls).
+    pub(crate) async fn call<F, Fut>(
+        &self,
+        kind: u8,
+        until: tokio::time::Instant,
+        send: F,
+    ) -> Result<Answer, CallError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(), PushError>>,
+    {
+        let (correlation, rx) = {
+            let mut q = lock(&self.queue);
+            if self.state() == PeerState::Gone {
+                return Err(CallError::Gone);
+            }
+            let (correlation, rx, _) = q.calls.register(kind, None);
+            (correlation, rx)
+        };
+        let _forget = ForgetCall {
+            peer: self,
+            correlation,
+        };
+        let exchange = async {
+            send(correlation).await?;
+            // A dropped sender means the table was torn down with the peer.
+            rx.await.unwrap_or(Err(CallError::Gone))
+        };
+        tokio::time::timeout_at(until, exchange)
+            .await
+            .unwrap_or(Err(CallError::Timeout))
+    }
+
+    /// Delivers the answer to call `correlation` if it is waiting for an answer of `kind`.
+    /// `false` for an unknown id (late, cancelled, never made) or an answer of the wrong kind.
+    pub(crate) fn complete_call(&self, correlation: u64, kind: u8, answer: Answer) -> bool {
+        let tx = lock(&self.queue).calls.take_for(correlation, kind);
+        tx.is_some_and(|tx| tx.send(Ok(answer)).is_ok())
+    }
+
+    /// Forgets a call whose caller gave up before its answer; a late answer is then dropped.
+    pub(crate) fn forget_call(&self, correlation: u64) {
+        lock(&self.queue).calls.forget(correlation);
+    }
+
+    /// Fails the calls whose deadline has passed; returns the next deadline.
+    pub(crate) fn expire_calls(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let (expired, next) = lock(&self.queue).calls.take_expired(now);
+        calls::fail(expired, CallError::Timeout);
+        next
+    }
+
+    fn fail_calls(&self, error: CallError) {
+        let all = lock(&self.queue).calls.take_all();
+        calls::fail(all, error);
     }
 
     /// Attaches a freshly handshaken connection, or decides it is the loser of two
@@ -446,7 +548,7 @@ impl Peer {
             Ordering::Acquire,
         );
         if fail_pending {
-            self.calls.fail_all(CallError::Gone);
+            self.fail_calls(CallError::Gone);
         }
         self.disconnected.notify_one();
     }
@@ -475,7 +577,7 @@ impl Peer {
         {
             self.drop_queue();
             // Requests still queued were never sent: nothing was delivered.
-            self.calls.fail_all(CallError::Unreachable);
+            self.fail_calls(CallError::Unreachable);
             self.space.notify_waiters();
             tracing::warn!(node = %self.id, "node unreachable");
         }
@@ -491,7 +593,7 @@ impl Peer {
         self.state
             .store(PeerState::Unreachable as u8, Ordering::Release);
         self.drop_queue();
-        self.calls.fail_all(CallError::Gone);
+        self.fail_calls(CallError::Gone);
         self.space.notify_waiters();
     }
 
@@ -512,7 +614,7 @@ impl Peer {
     pub(crate) fn mark_gone(&self) {
         self.state.store(PeerState::Gone as u8, Ordering::Release);
         self.drop_queue();
-        self.calls.fail_all(CallError::Gone);
+        self.fail_calls(CallError::Gone);
         self.space.notify_waiters();
         self.disconnected.notify_one();
         if let Some(a) = lock(&self.attached).take() {
@@ -560,6 +662,17 @@ impl Peer {
     }
 }
 
+struct ForgetCall<'a> {
+    peer: &'a Peer,
+    correlation: u64,
+}
+
+impl Drop for ForgetCall<'_> {
+    fn drop(&mut self) {
+        self.peer.forget_call(self.correlation);
+    }
+}
+
 /// Result of [`Peer::take_batch`].
 #[derive(Debug)]
 pub(crate) enum TakeBatch {
@@ -572,7 +685,7 @@ pub(crate) enum TakeBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::calls::{Answer, DATA_PLANE};
+    use crate::transport::calls::DATA_PLANE;
     use crate::wire::Payload;
     use std::collections::BTreeMap;
 
@@ -700,7 +813,6 @@ mod tests {
         let p = peer(10);
         p.attach(attached(1, "a"));
         let answer = p
-            .calls()
             .call(DATA_PLANE, soon(), |_| {
                 p.detach(1, true);
                 async { Ok(()) }
@@ -715,13 +827,12 @@ mod tests {
         let p = peer(10);
         p.attach(attached(1, "a"));
         let answer = p
-            .calls()
             .call(DATA_PLANE, soon(), |correlation| {
                 // The peer retired connection 1 as a duplicate before its replacement arrived
                 // here.
                 p.detach(1, false);
                 p.attach(attached(2, "a"));
-                p.calls().complete(
+                p.complete_call(
                     correlation,
                     DATA_PLANE,
                     Answer::Payload(Payload {
@@ -737,6 +848,52 @@ mod tests {
             answer.is_ok(),
             "the reply on the new connection completes it"
         );
+    }
+
+    fn request(
+        p: &Peer,
+        until: tokio::time::Instant,
+    ) -> Result<(u64, oneshot::Receiver<Reply>), PushError> {
+        p.start_request(until, 1, |b, _| b.extend_from_slice(b"r"))
+    }
+
+    #[test]
+    fn a_request_is_queued_and_registered_together_or_not_at_all() {
+        let p = peer(1);
+        let (_, _rx) = request(&p, soon()).expect("room for one");
+        assert_eq!(p.queued(), 1);
+        assert_eq!(request(&p, soon()).err(), Some(PushError::Full));
+        assert_eq!(
+            lock(&p.queue).calls.len(),
+            1,
+            "a request that did not fit was not registered"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_deadline_task_fails_a_request_at_its_deadline() {
+        let p = peer(10);
+        let now = tokio::time::Instant::now();
+        let (_, rx) = request(&p, now + std::time::Duration::from_millis(10)).expect("queued");
+        assert_eq!(
+            p.expire_calls(now),
+            Some(now + std::time::Duration::from_millis(10))
+        );
+        assert_eq!(
+            p.expire_calls(now + std::time::Duration::from_millis(10)),
+            None
+        );
+        assert!(matches!(rx.await, Ok(Err(CallError::Timeout))));
+    }
+
+    #[tokio::test]
+    async fn a_gone_peer_fails_requests_in_flight_and_takes_no_more() {
+        let p = peer(10);
+        let (_, rx) = request(&p, soon()).expect("queued");
+        p.mark_gone();
+        assert!(matches!(rx.await, Ok(Err(CallError::Gone))));
+        assert_eq!(request(&p, soon()).err(), Some(PushError::Gone));
+        assert_eq!(lock(&p.queue).calls.len(), 0);
     }
 
     #[test]

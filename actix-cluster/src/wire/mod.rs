@@ -80,7 +80,7 @@ const HELLO_TLS: u8 = 0b0000_0001;
 /// Why a byte stream is not a valid frame sequence. Always fatal for the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum WireError {
+pub(crate) enum WireError {
     /// The length prefix announces more than the configured maximum; nothing was allocated.
     #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
     FrameTooLarge {

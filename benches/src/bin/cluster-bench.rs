@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use actix_cluster::NetworkThread;
 use actix_cluster_benches::baseline::{self, RawRtt};
 use actix_cluster_benches::cpu;
 use actix_cluster_benches::latency::{Percentiles, Recorder};
@@ -150,6 +151,8 @@ fn run(plan: Plan) -> BenchResult<Value> {
 
     let plain = Pair::start(Security::Plain)?;
     let tls = Pair::start(Security::Tls)?;
+    // The opt-in topology: each node's network I/O on the arbiter of its actors.
+    let home = Pair::start_on(Security::Plain, NetworkThread::Home)?;
     let tell_plain = plain.tell_8b(plan.tell_warmup, n)?;
     report_tell("tell_plain", &tell_plain);
     let tell_1k = plain.tell_1k(plan.tell_warmup, n)?;
@@ -166,6 +169,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
     relay.warm_up(plan.ask_warmup)?;
     let mut ask_plain = plain.ask(Recorder::new()?, plan.ask_warmup, 0)?;
     let mut ask_tls = tls.ask(Recorder::new()?, plan.ask_warmup, 0)?;
+    let mut ask_home = home.ask(Recorder::new()?, plan.ask_warmup, 0)?;
     let per_round = plan.requests / LATENCY_ROUNDS;
     let (half, rest) = (per_round / 2, per_round - per_round / 2);
     // Process CPU time of the ask_plain rounds only, summed; the other threads wait meanwhile.
@@ -181,6 +185,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
         raw.round(rest)?;
         relay.round(rest)?;
         ask_tls = tls.ask(ask_tls, 0, per_round)?;
+        ask_home = home.ask(ask_home, 0, per_round)?;
     }
     let raw_rtt = raw.finish()?;
     let relay_rtt = relay.finish()?;
@@ -190,8 +195,11 @@ fn run(plan: Plan) -> BenchResult<Value> {
         raw_rtt.p50_us, raw_rtt.p99_us, relay_rtt.p50_us, relay_rtt.p99_us
     ));
     let (ask_plain, ask_tls) = (ask_plain.percentiles(), ask_tls.percentiles());
+    let ask_home = ask_home.percentiles();
     report_ask("ask_plain", &ask_plain);
     report_ask("ask_tls", &ask_tls);
+    report_ask("ask_plain_home_thread", &ask_home);
+    home.stop();
     // After the latency rounds, so that flooding the pair cannot change the machine state they
     // are measured in.
     let pipelined = plain
@@ -264,6 +272,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "tell_1k_plain": tell_1k_json,
             "ask_plain": ask(&ask_plain),
             "ask_tls": ask(&ask_tls),
+            "ask_plain_home_thread": ask(&ask_home),
             "ask_pipelined_plain": pipelined_json,
             "cpu_per_message": cpu_json,
             "wire_bytes_per_8b_tell": round(wire_bytes, 2),
