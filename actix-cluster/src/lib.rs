@@ -120,8 +120,9 @@ pub mod prelude {
     };
 }
 
-#[doc(hidden)]
-/// Entry points for the fuzz targets; not part of the public API.
+/// Entry points for the fuzz targets (`actix-cluster/fuzz`), compiled only under cargo-fuzz's
+/// `--cfg fuzzing`: never part of the public API.
+#[cfg(fuzzing)]
 pub mod __fuzz {
     /// Feeds `data` to the frame decoder until it stops producing frames.
     pub fn decode_frames(data: &[u8], max_frame_size: u32) {
@@ -133,5 +134,16 @@ pub mod __fuzz {
     /// Decompresses `data` as an LZ4 payload with the given limit.
     pub fn decompress(data: &[u8], limit: usize) {
         let _ = crate::codec::decompress(data, limit);
+    }
+
+    /// Decodes `data` as a `Membership` frame body, and a SWIM datagram's header and updates.
+    pub fn decode_membership(data: &[u8]) {
+        crate::membership::msg::fuzz_body(data);
+    }
+
+    /// Decodes `data` as a `Raft` frame body and its payload: each request, each response,
+    /// and a snapshot chunk (taken by a receiver accepting snapshots up to `max_snapshot`).
+    pub fn decode_raft(data: &[u8], max_snapshot: u64) {
+        crate::registry::raft::fuzz_frame(data, max_snapshot);
     }
 }

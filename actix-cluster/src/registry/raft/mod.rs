@@ -10,6 +10,8 @@ pub(crate) mod node;
 pub(crate) mod store;
 mod transfer;
 
+#[cfg(fuzzing)]
+pub(crate) use network::fuzz_frame;
 pub(crate) use node::RaftHandle;
 
 use serde::{Deserialize, Serialize};
