@@ -106,10 +106,40 @@ pub(crate) enum CodecError {
     Compression(String),
 }
 
-/// Bincode with a decode limit so that a hostile length prefix cannot make it allocate more
-/// than a frame could ever legitimately expand to.
+/// Bincode as encoded on the wire (the decode limit is chosen per input, see
+/// [`decode_bincode`]).
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 1 << 30 }>()
+    bincode::config::standard()
+}
+
+/// Memory a decoded value may claim per byte of its encoding. Bincode claims memory for a
+/// string, byte array or collection from its length prefix before reading its elements; a
+/// valid value claims at most a small multiple of its size (an empty `String` or `Vec` is one
+/// byte on the wire and 24 in memory; a small `u64` one byte and eight), so 64 covers every
+/// shape short of deliberately pathological types.
+const CLAIM_FACTOR: usize = 64;
+
+/// Decodes bincode with a claim limit proportional to the input: a hostile length prefix in a
+/// frame of a few bytes cannot make this node allocate more than the smallest tier (64 KiB),
+/// where one fixed limit as large as the largest frame let it claim a gigabyte. Tiers step by
+/// 16, so a valid value never needs more than 16 × `CLAIM_FACTOR` times its size.
+fn decode_bincode<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    use bincode::serde::decode_from_slice;
+    let claim = bytes.len().saturating_mul(CLAIM_FACTOR);
+    let config = bincode::config::standard();
+    if claim <= 64 << 10 {
+        decode_from_slice(bytes, config.with_limit::<{ 64 << 10 }>())
+    } else if claim <= 1 << 20 {
+        decode_from_slice(bytes, config.with_limit::<{ 1 << 20 }>())
+    } else if claim <= 16 << 20 {
+        decode_from_slice(bytes, config.with_limit::<{ 16 << 20 }>())
+    } else if claim <= 256 << 20 {
+        decode_from_slice(bytes, config.with_limit::<{ 256 << 20 }>())
+    } else {
+        decode_from_slice(bytes, config.with_limit::<{ 1 << 30 }>())
+    }
 }
 
 /// Appends `value` encoded in `format` to `out`.
@@ -153,8 +183,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     let err = |detail: String| CodecError::Decode { format, detail };
     match format {
         SerializationFormat::Bincode => {
-            let (value, read) = bincode::serde::decode_from_slice(bytes, bincode_config())
-                .map_err(|e| err(e.to_string()))?;
+            let (value, read) = decode_bincode(bytes).map_err(|e| err(e.to_string()))?;
             if read != bytes.len() {
                 return Err(err(format!(
                     "{} trailing bytes after the value",
@@ -233,6 +262,19 @@ pub(crate) fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, CodecErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_length_prefix_larger_than_the_input_allows_is_refused_before_allocating() {
+        // A string claiming 67 MB in a 7-byte input (the fuzzer's find): refused by the claim
+        // limit, not after zeroing 67 MB and running out of input.
+        let hostile = [0xfc, 0x84, 0x00, 0x01, 0x04, 0x40, 0x00];
+        let e = decode::<String>(SerializationFormat::Bincode, &hostile).expect_err("refused");
+        assert!(e.to_string().contains("Limit"), "{e}");
+        // The same shape within what the input can hold decodes.
+        let fine = encode(SerializationFormat::Bincode, &vec![String::new(); 1000]).expect("enc");
+        let back: Vec<String> = decode(SerializationFormat::Bincode, &fine).expect("decodes");
+        assert_eq!(back.len(), 1000);
+    }
     use proptest::prelude::*;
     use serde::Deserialize;
 
