@@ -126,20 +126,28 @@ const CLAIM_FACTOR: usize = 64;
 fn decode_bincode<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
-    use bincode::serde::decode_from_slice;
     let claim = bytes.len().saturating_mul(CLAIM_FACTOR);
-    let config = bincode::config::standard();
     if claim <= 64 << 10 {
-        decode_from_slice(bytes, config.with_limit::<{ 64 << 10 }>())
+        decode_limited::<T, { 64 << 10 }>(bytes)
     } else if claim <= 1 << 20 {
-        decode_from_slice(bytes, config.with_limit::<{ 1 << 20 }>())
+        decode_limited::<T, { 1 << 20 }>(bytes)
     } else if claim <= 16 << 20 {
-        decode_from_slice(bytes, config.with_limit::<{ 16 << 20 }>())
+        decode_limited::<T, { 16 << 20 }>(bytes)
     } else if claim <= 256 << 20 {
-        decode_from_slice(bytes, config.with_limit::<{ 256 << 20 }>())
+        decode_limited::<T, { 256 << 20 }>(bytes)
     } else {
-        decode_from_slice(bytes, config.with_limit::<{ 1 << 30 }>())
+        decode_limited::<T, { 1 << 30 }>(bytes)
     }
+}
+
+/// One tier of [`decode_bincode`]. Never inlined: inlined into one caller five times, the
+/// decoder lost the inlining of its per-element steps, which cost a third of the throughput
+/// of 1 KiB messages (`cluster-bench`, `tell_1k_plain`).
+#[inline(never)]
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
 }
 
 /// Appends `value` encoded in `format` to `out`.
@@ -262,6 +270,38 @@ pub(crate) fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, CodecErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decode cost of a 1 KiB byte vector through the tiered claim limit and through one fixed
+    /// limit, side by side (a measurement, not a check): `cargo test --release -p actix-cluster
+    /// --lib codec::tests::decode_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement; run explicitly"]
+    fn decode_cost_of_the_claim_limit() {
+        let bytes = encode(SerializationFormat::Bincode, &vec![7u8; 1024]).expect("encode");
+        let fixed = || {
+            bincode::serde::decode_from_slice::<Vec<u8>, _>(
+                &bytes,
+                bincode::config::standard().with_limit::<{ 1 << 30 }>(),
+            )
+            .expect("decode")
+        };
+        let tiered = || decode_bincode::<Vec<u8>>(&bytes).expect("decode");
+        for round in 0..3 {
+            let start = std::time::Instant::now();
+            for _ in 0..100_000 {
+                std::hint::black_box(fixed());
+            }
+            let fixed_ns = start.elapsed().as_nanos() / 100_000;
+            let start = std::time::Instant::now();
+            for _ in 0..100_000 {
+                std::hint::black_box(tiered());
+            }
+            let tiered_ns = start.elapsed().as_nanos() / 100_000;
+            println!(
+                "round {round}: fixed limit {fixed_ns} ns, tiered {tiered_ns} ns per 1 KiB decode"
+            );
+        }
+    }
 
     #[test]
     fn a_length_prefix_larger_than_the_input_allows_is_refused_before_allocating() {

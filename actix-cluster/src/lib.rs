@@ -77,6 +77,7 @@ mod limits;
 mod membership;
 mod metrics;
 mod node;
+mod registrations;
 mod registry;
 mod remote;
 mod system;

@@ -11,10 +11,19 @@ use std::path::{Path, PathBuf};
 
 /// Layers, bottom first. A module path matches its longest listed prefix.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Leaves: identities, limits, frames, payload formats, TLS material, metric names.
+    // Leaves: identities, limits, frames, payload formats, TLS material, metric names, tables
+    // that take registrations until the node starts.
     (
         "leaf",
-        &["node", "limits", "wire", "codec", "tls", "metrics"],
+        &[
+            "node",
+            "limits",
+            "wire",
+            "codec",
+            "tls",
+            "metrics",
+            "registrations",
+        ],
     ),
     // Connections, queues, the channel table, request/reply correlation.
     ("transport", &["transport"]),

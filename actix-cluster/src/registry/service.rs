@@ -482,6 +482,16 @@ impl Registry {
             .transport
             .peer_by_name(name)
             .ok_or_else(|| RegistryError::Remote(RemoteError::UnknownNode(name.to_owned())))?;
+        self.ask_member(&peer, req, deadline).await
+    }
+
+    /// Sends `req` to the member `peer` and waits for the answer until `deadline`.
+    async fn ask_member(
+        &self,
+        peer: &Peer,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
         ask_peer(
             &self.ctx.remote,
             peer.id.clone(),
@@ -519,14 +529,7 @@ impl Registry {
             .into_iter()
             .next()
             .ok_or_else(not_connected)?;
-        ask_peer(
-            &self.ctx.remote,
-            peer.id.clone(),
-            peer.addr(),
-            req,
-            deadline,
-        )
-        .await
+        self.ask_member(&peer, req, deadline).await
     }
 
     /// Sends a read to the members [`Self::members_to_ask`] lists, in turn, until one answers:
@@ -550,15 +553,7 @@ impl Registry {
             let share = (left / (members.len() - i) as u32)
                 .max(self.config.request_timeout / 3)
                 .min(left);
-            match ask_peer(
-                &self.ctx.remote,
-                peer.id.clone(),
-                peer.addr(),
-                req.clone(),
-                now + share,
-            )
-            .await
-            {
+            match self.ask_member(peer, req.clone(), now + share).await {
                 // This member cannot answer (no replica; minority side; slow): another may.
                 Ok(RegistryReply::Failed(
                     f @ (Failure::Unavailable(_) | Failure::NoQuorum | Failure::Timeout),

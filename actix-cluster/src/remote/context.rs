@@ -10,8 +10,8 @@
 //! "the node of this thread", so several nodes in one process (or on one thread) never mix.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::local::LocalActors;
@@ -100,22 +100,52 @@ impl RemoteContext {
     }
 }
 
+/// The node of the decode in progress on this thread. Kept between decodes (inactive) so that
+/// the common case, one node decoding message after message, costs no reference counting: the
+/// pointer is compared and a flag set. Weak, so a stopped node is not kept alive by a thread.
+struct Scope {
+    node: Weak<RemoteContext>,
+    active: bool,
+}
+
 thread_local! {
-    static SCOPE: RefCell<Option<Arc<RemoteContext>>> = const { RefCell::new(None) };
+    static SCOPE: RefCell<Scope> = const {
+        RefCell::new(Scope {
+            node: Weak::new(),
+            active: false,
+        })
+    };
 }
 
 /// Runs `decode` with `ctx` as the node that addresses decoded inside it are bound to.
 /// Scopes nest (a decode inside a decode restores the outer node afterwards).
 pub(crate) fn with_scope<T>(ctx: &Arc<RemoteContext>, decode: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Arc<RemoteContext>>);
+    struct Restore {
+        active: bool,
+        /// The outer node, when this scope replaced it.
+        node: Option<Weak<RemoteContext>>,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
-            let previous = self.0.take();
-            SCOPE.with(|s| *s.borrow_mut() = previous);
+            let node = self.node.take();
+            SCOPE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.active = self.active;
+                if let Some(node) = node {
+                    s.node = node;
+                }
+            });
         }
     }
-    let previous = SCOPE.with(|s| s.borrow_mut().replace(Arc::clone(ctx)));
-    let _restore = Restore(previous);
+    let _restore = SCOPE.with(|s| {
+        let mut s = s.borrow_mut();
+        let same = std::ptr::eq(s.node.as_ptr(), Arc::as_ptr(ctx));
+        let node = (!same).then(|| std::mem::replace(&mut s.node, Arc::downgrade(ctx)));
+        Restore {
+            active: std::mem::replace(&mut s.active, true),
+            node,
+        }
+    });
     decode()
 }
 
@@ -123,5 +153,8 @@ pub(crate) fn with_scope<T>(ctx: &Arc<RemoteContext>, decode: impl FnOnce() -> T
 /// a decode the remote layer runs (an address decoded by user code is unbound: using it
 /// fails with `SystemStopped`).
 pub(crate) fn decoding_for() -> Option<Arc<RemoteContext>> {
-    SCOPE.with(|s| s.borrow().clone())
+    SCOPE.with(|s| {
+        let s = s.borrow();
+        if s.active { s.node.upgrade() } else { None }
+    })
 }

@@ -57,7 +57,7 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
             .clone()
     }
 
-    /// Like [`RemoteAddr::do_send`].
+    /// Like [`RemoteAddr::do_send`](crate::RemoteAddr::do_send).
     pub fn do_send(&self, msg: M) {
         if let Some(r) = self.local() {
             r.do_send(msg);
@@ -76,7 +76,7 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
         }
     }
 
-    /// Like [`RemoteAddr::try_send`].
+    /// Like [`RemoteAddr::try_send`](crate::RemoteAddr::try_send).
     pub fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
         if let Some(r) = self.local() {
             return r.try_send(msg).map_err(|e| match e {
@@ -91,7 +91,7 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
         }
     }
 
-    /// Like [`RemoteAddr::send`].
+    /// Like [`RemoteAddr::send`](crate::RemoteAddr::send).
     pub fn send(&self, msg: M) -> SendRequest<M> {
         let target = match self.local() {
             Some(r) => Target::Local(r),

@@ -153,15 +153,7 @@ impl Endpoint {
                     until,
                     wire::request_frame_len(payload.len()),
                     |b, correlation| {
-                        wire::put_request(
-                            b,
-                            self.actor,
-                            message,
-                            correlation,
-                            format,
-                            compressed,
-                            payload,
-                        );
+                        self.put_request(b, correlation, message, format, compressed, payload);
                     },
                 )
             },
@@ -176,6 +168,27 @@ impl Endpoint {
             Err(PushError::Full) => Ok(None),
             Err(e) => Err(push_error(e, peer)),
         }
+    }
+
+    /// Appends this endpoint's request frame for call `correlation`.
+    fn put_request(
+        &self,
+        b: &mut bytes::BytesMut,
+        correlation: u64,
+        message: u32,
+        format: SerializationFormat,
+        compressed: bool,
+        payload: &[u8],
+    ) {
+        wire::put_request(
+            b,
+            self.actor,
+            message,
+            correlation,
+            format,
+            compressed,
+            payload,
+        );
     }
 
     /// Sends a request and decodes its reply, waiting for room in the send queue if needed;
@@ -219,15 +232,7 @@ impl Endpoint {
             // Registered before the attempt, so a drain in between cannot be missed.
             room.as_mut().enable();
             let started = peer.start_request(until, len, |b, correlation| {
-                wire::put_request(
-                    b,
-                    self.actor,
-                    message,
-                    correlation,
-                    format,
-                    compressed,
-                    &payload,
-                );
+                self.put_request(b, correlation, message, format, compressed, &payload);
             });
             match started {
                 Ok((correlation, rx)) => {

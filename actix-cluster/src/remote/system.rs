@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use super::send::Endpoint;
 use super::watch::WatchMsg;
 use crate::codec::{self, SerializationFormat};
 use crate::node::NodeId;
+use crate::registrations::Registrations;
 use crate::transport::Peer;
 
 /// Actor id of the node itself.
@@ -72,14 +73,13 @@ pub(crate) enum SystemRequestError {
 
 /// The actor-0 handler table of one node.
 pub(crate) struct SystemRequests {
-    open: Mutex<Option<HashMap<u32, Handler>>>,
-    sealed: OnceLock<HashMap<u32, Handler>>,
+    table: Registrations<HashMap<u32, Handler>>,
 }
 
 impl std::fmt::Debug for SystemRequests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<u32> = self
-            .sealed
+            .table
             .get()
             .map_or_else(Vec::new, |t| t.keys().copied().collect());
         f.debug_struct("SystemRequests").field("ids", &ids).finish()
@@ -93,19 +93,20 @@ fn decode<Req: DeserializeOwned>(bytes: &[u8]) -> Result<Req, RemoteError> {
 impl SystemRequests {
     pub(crate) fn new() -> Self {
         Self {
-            open: Mutex::new(Some(HashMap::new())),
-            sealed: OnceLock::new(),
+            table: Registrations::new(),
         }
     }
 
     fn insert(&self, id: u32, handler: Handler) -> Result<(), SystemRequestError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let table = open.as_mut().ok_or(SystemRequestError::Sealed)?;
-        if table.contains_key(&id) {
-            return Err(SystemRequestError::Duplicate(id));
-        }
-        table.insert(id, handler);
-        Ok(())
+        self.table
+            .register(|table| {
+                if table.contains_key(&id) {
+                    return Err(SystemRequestError::Duplicate(id));
+                }
+                table.insert(id, handler);
+                Ok(())
+            })
+            .unwrap_or(Err(SystemRequestError::Sealed))
     }
 
     /// Registers the handler of request `id`: `f` gets the asking peer and the decoded
@@ -140,13 +141,7 @@ impl SystemRequests {
 
     /// Ends registration; called once when the node starts.
     pub(crate) fn seal(&self) {
-        let table = self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
-        let _ = self.sealed.set(table);
+        self.table.seal();
     }
 
     fn unknown(id: u32) -> RemoteError {
@@ -163,7 +158,7 @@ impl SystemRequests {
         id: u32,
         body: &[u8],
     ) -> Result<SystemReply, RemoteError> {
-        match self.sealed.get().and_then(|t| t.get(&id)) {
+        match self.table.get().and_then(|t| t.get(&id)) {
             Some(Handler::Request(run)) => run(peer, body),
             _ => Err(Self::unknown(id)),
         }
@@ -176,7 +171,7 @@ impl SystemRequests {
         id: u32,
         body: &[u8],
     ) -> Result<(), RemoteError> {
-        match self.sealed.get().and_then(|t| t.get(&id)) {
+        match self.table.get().and_then(|t| t.get(&id)) {
             Some(Handler::Tell(run)) => run(peer, body),
             _ => Err(Self::unknown(id)),
         }

@@ -73,7 +73,7 @@ impl ClusterSystem {
     }
 
     /// Builds an actor here with `make`, ships its serialized state to `node` and starts it
-    /// there. `node` must have registered `A` ([`ClusterSystemBuilder::register`]).
+    /// there. `node` must have registered `A` ([`ClusterSystemBuilder::register`](crate::ClusterSystemBuilder::register)).
     pub async fn remote_actor<A>(
         &self,
         node: &str,

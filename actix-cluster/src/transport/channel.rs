@@ -19,13 +19,14 @@
 //! no-op.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::Inbound;
 use super::calls::{Answer, CallError};
 use super::peer::{Peer, PushError};
+use crate::registrations::Registrations;
 use crate::wire;
 
 /// How a channel's frames queue behind the node's other traffic to a peer.
@@ -190,15 +191,13 @@ struct Sealed {
 }
 
 /// The channel table of one transport: open for registrations until sealed, read-only after.
-#[derive(Default)]
 pub(crate) struct Channels {
-    open: Mutex<Option<Sealed>>,
-    sealed: OnceLock<Sealed>,
+    table: Registrations<Sealed>,
 }
 
 impl std::fmt::Debug for Channels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kinds: Vec<_> = self.sealed.get().map_or_else(Vec::new, |s| {
+        let kinds: Vec<_> = self.table.get().map_or_else(Vec::new, |s| {
             s.by_kind
                 .values()
                 .map(|e| (e.spec.kind, e.spec.name))
@@ -211,8 +210,7 @@ impl std::fmt::Debug for Channels {
 impl Channels {
     pub(crate) fn new() -> Self {
         Self {
-            open: Mutex::new(Some(Sealed::default())),
-            sealed: OnceLock::new(),
+            table: Registrations::new(),
         }
     }
 
@@ -220,11 +218,7 @@ impl Channels {
         &self,
         f: impl FnOnce(&mut Sealed) -> Result<T, ChannelError>,
     ) -> Result<T, ChannelError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        match open.as_mut() {
-            Some(table) => f(table),
-            None => Err(ChannelError::Started),
-        }
+        self.table.register(f).unwrap_or(Err(ChannelError::Started))
     }
 
     pub(crate) fn register(
@@ -262,7 +256,7 @@ impl Channels {
 
     /// The data plane's receiver, once sealed.
     pub(crate) fn inbound(&self) -> Option<&Arc<dyn Inbound>> {
-        self.sealed.get()?.inbound.as_ref()
+        self.table.get()?.inbound.as_ref()
     }
 
     pub(crate) fn observe(&self, observer: Arc<dyn PeerObserver>) -> Result<(), ChannelError> {
@@ -274,18 +268,12 @@ impl Channels {
 
     /// Ends registration. Called once, when the transport starts.
     pub(crate) fn seal(&self) {
-        let table = self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
-        let _ = self.sealed.set(table);
+        self.table.seal();
     }
 
     /// Hands a channel frame to its handler; `false` if no subsystem owns the kind.
     pub(crate) fn deliver(&self, peer: &Arc<Peer>, kind: u8, body: Bytes) -> bool {
-        match self.sealed.get().and_then(|t| t.by_kind.get(&kind)) {
+        match self.table.get().and_then(|t| t.by_kind.get(&kind)) {
             Some(e) => {
                 e.handler.on_frame(peer, body);
                 true
@@ -295,7 +283,7 @@ impl Channels {
     }
 
     pub(crate) fn notify(&self, peer: &Arc<Peer>, event: PeerEvent) {
-        if let Some(t) = self.sealed.get() {
+        if let Some(t) = self.table.get() {
             for o in &t.observers {
                 o.on_peer(peer, event);
             }
