@@ -159,12 +159,7 @@ impl Endpoint {
             },
         )?;
         match started {
-            Ok((correlation, rx)) => Ok(Some(Pending {
-                peer: Arc::clone(peer),
-                correlation,
-                rx,
-                done: false,
-            })),
+            Ok((correlation, rx)) => Ok(Some(Pending::new(peer, correlation, rx))),
             Err(PushError::Full) => Ok(None),
             Err(e) => Err(push_error(e, peer)),
         }
@@ -227,28 +222,18 @@ impl Endpoint {
         let (payload, compressed) = encode_owned(format, &msg, &core.limits, peer.max_frame())?;
         drop(msg);
         let len = wire::request_frame_len(payload.len());
-        loop {
-            let mut room = std::pin::pin!(peer.space());
-            // Registered before the attempt, so a drain in between cannot be missed.
-            room.as_mut().enable();
-            let started = peer.start_request(until, len, |b, correlation| {
-                self.put_request(b, correlation, message, format, compressed, &payload);
-            });
-            match started {
-                Ok((correlation, rx)) => {
-                    return Ok(Pending {
-                        peer: Arc::clone(peer),
-                        correlation,
-                        rx,
-                        done: false,
-                    });
-                }
-                Err(PushError::Full) => {}
-                Err(e) => return Err(push_error(e, peer)),
-            }
-            if tokio::time::timeout_at(until, room).await.is_err() {
-                return Err(RemoteError::Timeout(timeout));
-            }
+        let started = peer
+            .when_room(Some(until), || {
+                peer.start_request(until, len, |b, correlation| {
+                    self.put_request(b, correlation, message, format, compressed, &payload);
+                })
+            })
+            .await;
+        match started {
+            Ok((correlation, rx)) => Ok(Pending::new(peer, correlation, rx)),
+            // Still full at the deadline.
+            Err(PushError::Full) => Err(RemoteError::Timeout(timeout)),
+            Err(e) => Err(push_error(e, peer)),
         }
     }
 
@@ -289,6 +274,17 @@ pub(crate) struct Pending {
     correlation: u64,
     rx: oneshot::Receiver<Reply>,
     done: bool,
+}
+
+impl Pending {
+    fn new(peer: &Arc<Peer>, correlation: u64, rx: oneshot::Receiver<Reply>) -> Self {
+        Self {
+            peer: Arc::clone(peer),
+            correlation,
+            rx,
+            done: false,
+        }
+    }
 }
 
 impl fmt::Debug for Pending {

@@ -105,8 +105,26 @@ impl CallTable {
         kind: u8,
         until: Option<Instant>,
     ) -> (u64, oneshot::Receiver<Reply>, bool) {
+        let correlation = self.next_id();
+        let (rx, earliest) = self.insert(correlation, kind, until);
+        (correlation, rx, earliest)
+    }
+
+    /// The id the next call gets; a caller that writes its request before registering it (so
+    /// that a request that does not fit is never registered) takes it first.
+    pub(crate) fn next_id(&mut self) -> u64 {
         self.next += 1;
-        let correlation = self.next;
+        self.next
+    }
+
+    /// Registers call `correlation` (from [`next_id`](Self::next_id)); see
+    /// [`register`](Self::register).
+    pub(crate) fn insert(
+        &mut self,
+        correlation: u64,
+        kind: u8,
+        until: Option<Instant>,
+    ) -> (oneshot::Receiver<Reply>, bool) {
         let (tx, rx) = oneshot::channel();
         let earliest = until.is_some_and(|u| self.deadlines.first().is_none_or(|(d, _)| u < *d));
         if let Some(u) = until {
@@ -114,7 +132,7 @@ impl CallTable {
         }
         self.waiting
             .insert(correlation, Waiting { kind, tx, until });
-        (correlation, rx, earliest)
+        (rx, earliest)
     }
 
     fn take(&mut self, correlation: u64) -> Option<Waiting> {

@@ -240,6 +240,22 @@ impl Peer {
     ) -> Result<(), PushError> {
         self.check_sendable()?;
         let mut q = lock(&self.queue);
+        let was_empty = self.append_counted(&mut q, len, write)?;
+        drop(q);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Appends one counted frame of `len` bytes to the locked queue if there is room; returns
+    /// whether the queue was empty (the writer must be woken).
+    fn append_counted(
+        &self,
+        q: &mut Queue,
+        len: usize,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Result<bool, PushError> {
         // An empty queue always takes one frame: config validation guarantees that the byte
         // bound holds a frame of the maximum size.
         if q.messages > 0
@@ -251,17 +267,35 @@ impl Peer {
         let was_empty = q.buf.is_empty();
         write(&mut q.buf);
         q.messages += 1;
-        drop(q);
-        if was_empty {
-            self.data_ready.notify_one();
-        }
-        Ok(())
+        Ok(was_empty)
     }
 
-    /// Resolves when queued bytes were taken by the writer (or the peer's state changed): a
-    /// sender that found the queue full tries again. Enable it before trying.
-    pub(crate) fn space(&self) -> tokio::sync::futures::Notified<'_> {
-        self.space.notified()
+    /// Retries `attempt` each time the writer makes room, for as long as it fails with
+    /// [`PushError::Full`]; gives up with `Full` at `until` (never, if `None`). The one
+    /// waiting loop behind every send that waits for room.
+    pub(crate) async fn when_room<T>(
+        &self,
+        until: Option<tokio::time::Instant>,
+        mut attempt: impl FnMut() -> Result<T, PushError>,
+    ) -> Result<T, PushError> {
+        loop {
+            let mut room = pin!(self.space.notified());
+            // Registered before the attempt, so a writer draining between the attempt and the
+            // await cannot be missed.
+            room.as_mut().enable();
+            match attempt() {
+                Err(PushError::Full) => {}
+                other => return other,
+            }
+            match until {
+                Some(until) => {
+                    if tokio::time::timeout_at(until, room).await.is_err() {
+                        return Err(PushError::Full);
+                    }
+                }
+                None => room.await,
+            }
+        }
     }
 
     /// Like [`try_push`](Self::try_push), but waits for room instead of failing when full.
@@ -271,21 +305,14 @@ impl Peer {
         write: impl FnOnce(&mut BytesMut),
     ) -> Result<(), PushError> {
         let mut write = Some(write);
-        loop {
-            let mut notified = pin!(self.space.notified());
-            // Registered before the check, so a writer draining between the check and the
-            // await cannot be missed.
-            notified.as_mut().enable();
-            let result = self.try_push(len, |buf| {
+        self.when_room(None, || {
+            self.try_push(len, |buf| {
                 if let Some(w) = write.take() {
                     w(buf);
                 }
-            });
-            match result {
-                Err(PushError::Full) => notified.await,
-                other => return other,
-            }
-        }
+            })
+        })
+        .await
     }
 
     /// Appends an uncounted protocol frame (ping, pong, error reply, node list). These are
@@ -348,18 +375,8 @@ impl Peer {
         body: &[u8],
         until: tokio::time::Instant,
     ) -> Result<(), PushError> {
-        loop {
-            let mut room = pin!(self.space.notified());
-            // Registered before the attempt, so a drain in between cannot be missed.
-            room.as_mut().enable();
-            match self.push_channel(spec, body, false) {
-                Err(PushError::Full) => {}
-                other => return other,
-            }
-            if tokio::time::timeout_at(until, room).await.is_err() {
-                return Err(PushError::Full);
-            }
-        }
+        self.when_room(Some(until), || self.push_channel(spec, body, false))
+            .await
     }
 
     /// Takes everything queued, if `conn` is the attached writer and no other writer still
@@ -411,16 +428,9 @@ impl Peer {
         // Again under the lock: a peer marked gone meanwhile has already failed its calls,
         // and one registered now would wait for a deadline task that has stopped.
         self.check_sendable()?;
-        if q.messages > 0
-            && (q.messages >= self.limits.send_queue_messages
-                || q.buf.len() + len > self.limits.send_queue_bytes)
-        {
-            return Err(PushError::Full);
-        }
-        let (correlation, rx, earliest) = q.calls.register(calls::DATA_PLANE, Some(until));
-        let was_empty = q.buf.is_empty();
-        write(&mut q.buf, correlation);
-        q.messages += 1;
+        let correlation = q.calls.next_id();
+        let was_empty = self.append_counted(&mut q, len, |b| write(b, correlation))?;
+        let (rx, earliest) = q.calls.insert(correlation, calls::DATA_PLANE, Some(until));
         drop(q);
         if was_empty {
             self.data_ready.notify_one();
