@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterSystem;
 use crate::membership::driver::Driver;
 use crate::membership::{ClusterEvent, Member, MemberState};
-use crate::node::NodeId;
+use crate::node::{NodeId, NodeRole};
 use crate::remote::system::{self as sys, SystemRequestError};
 use crate::remote::{RemoteContext, RemoteError};
 use crate::transport::PeerState;
@@ -95,15 +95,10 @@ impl ClusterSystem {
     pub async fn wait_for_peers(&self, peers: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let transport = &self.remote().transport;
-            let changed = transport.changed.notified();
+            let changed = self.remote().transport.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let up = transport
-                .peers()
-                .iter()
-                .filter(|p| p.state() == PeerState::Connected)
-                .count();
+            let up = self.connected_peers();
             if up >= peers {
                 return true;
             }
@@ -114,6 +109,35 @@ impl ClusterSystem {
             // The poll interval only bounds how late a missed notification is noticed.
             let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), changed)
                 .await;
+        }
+    }
+}
+
+impl ClusterSystem {
+    /// Connected peers as [`members`](Self::members) shows them, plus connected clients
+    /// (which are no members), so that the table read right after a wait agrees with it.
+    fn connected_peers(&self) -> usize {
+        let transport = &self.remote().transport;
+        let clients = transport
+            .peers()
+            .iter()
+            .filter(|p| p.state() == PeerState::Connected && p.info().role == NodeRole::Client)
+            .count();
+        match &self.node.membership {
+            Some(m) => {
+                let me = self.node_id();
+                let members = m.members();
+                clients
+                    + members
+                        .iter()
+                        .filter(|m| m.connected && m.id != *me)
+                        .count()
+            }
+            None => transport
+                .peers()
+                .iter()
+                .filter(|p| p.state() == PeerState::Connected)
+                .count(),
         }
     }
 }

@@ -486,8 +486,10 @@ impl Transport {
                     }
                 }
             }
-            self.changed.notify_waiters();
+            // Observers first: whoever wakes on `changed` finds their tables (the member
+            // table among them) already showing the new peer.
             self.channels.notify(&peer, PeerEvent::Connected);
+            self.changed.notify_waiters();
         }
         // A losing connection still runs both halves: its writer sends GoAway at once, and its
         // reader drains whatever the peer sent before it saw the same decision.
