@@ -150,6 +150,19 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
     bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
 }
 
+/// Bincode's writer for a `Vec`: its `std::io::Write` adapter counts bytes and maps I/O
+/// errors on each call, which for a `Vec<u8>` (serde writes one element per call) cost about
+/// as much as the copy.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// Appends `value` encoded in `format` to `out`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     format: SerializationFormat,
@@ -159,8 +172,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     let err = |detail: String| CodecError::Encode { format, detail };
     match format {
         SerializationFormat::Bincode => {
-            bincode::serde::encode_into_std_write(value, out, bincode_config())
-                .map(|_| ())
+            bincode::serde::encode_into_writer(value, VecWriter(out), bincode_config())
                 .map_err(|e| err(e.to_string()))
         }
         SerializationFormat::MessagePack => {

@@ -28,6 +28,13 @@ pub struct Tell8(pub [u8; 8]);
 #[rtype(result = "()")]
 pub struct Tell1k(pub Vec<u8>);
 
+/// [`Tell1k`] with its payload as [`bytes::Bytes`]: serde hands it to the format as one byte
+/// string, where a `Vec<u8>` is a sequence that every serde format walks one element at a
+/// time. The type a user picks for bulk bytes (or `#[serde(with = "serde_bytes")]`).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct Tell1kBytes(pub bytes::Bytes);
+
 /// Asks how many one-way messages the sink has processed.
 ///
 /// Because a mailbox is FIFO and messages from one sender arrive in order, the reply to this
@@ -58,6 +65,14 @@ impl Handler<Tell1k> for Sink {
     }
 }
 
+impl Handler<Tell1kBytes> for Sink {
+    type Result = ();
+    fn handle(&mut self, m: Tell1kBytes, _: &mut Context<Self>) {
+        std::hint::black_box(&m.0);
+        self.processed += 1;
+    }
+}
+
 impl Handler<Processed> for Sink {
     type Result = u64;
     fn handle(&mut self, _: Processed, _: &mut Context<Self>) -> u64 {
@@ -77,6 +92,7 @@ impl DistributedActor for Sink {
     fn messages(m: &mut Messages<Self>) {
         m.handle::<Tell8>("tell8")
             .handle::<Tell1k>("tell1k")
+            .handle::<Tell1kBytes>("tell1k_bytes")
             .handle::<Processed>("processed")
             .handle::<Ping>("ping");
     }

@@ -13,7 +13,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
 use crate::BenchResult;
-use crate::actors::{Ping, Processed, Sink, Tell1k, Tell8};
+use crate::actors::{Ping, Processed, Sink, Tell1k, Tell1kBytes, Tell8};
 use crate::baseline::rate;
 use crate::cpu;
 use crate::latency::Recorder;
@@ -137,6 +137,15 @@ impl Pair {
     pub fn tell_1k(&self, warmup: u64, messages: u64) -> BenchResult<TellRun> {
         let template = vec![0xA5u8; 1024];
         self.tell(warmup, messages, move |_| Tell1k(template.clone()))
+    }
+
+    /// [`tell`](Self::tell) with [`Tell1kBytes`] messages; each payload is a fresh 1 KiB
+    /// buffer, like [`tell_1k`](Self::tell_1k)'s.
+    pub fn tell_1k_bytes(&self, warmup: u64, messages: u64) -> BenchResult<TellRun> {
+        let template = vec![0xA5u8; 1024];
+        self.tell(warmup, messages, move |_| {
+            Tell1kBytes(bytes::Bytes::from(template.clone()))
+        })
     }
 
     /// Round trips of `send(Ping).await`, one request in flight, added to `recorder` (which

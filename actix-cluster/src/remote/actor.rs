@@ -7,7 +7,6 @@
 //! registered.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 
 use actix::dev::{MessageResponse, ToEnvelope};
 use actix::prelude::*;
@@ -219,7 +218,9 @@ where
 /// The message table of one actor type, built once per node.
 pub(crate) struct ActorType<A: Actor> {
     entries: Vec<MessageEntry<A>>,
-    by_id: HashMap<u32, usize>,
+    /// Message ids with their entry, sorted by id: a type has a handful of messages, for which
+    /// a binary search beats hashing the id on every delivery.
+    by_id: Vec<(u32, usize)>,
 }
 
 impl<A: DistributedActor> ActorType<A> {
@@ -229,12 +230,13 @@ impl<A: DistributedActor> ActorType<A> {
             conflicts: Vec::new(),
         };
         A::messages(&mut messages);
-        let by_id = messages
+        let mut by_id: Vec<(u32, usize)> = messages
             .entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.id, i))
             .collect();
+        by_id.sort_unstable();
         (
             Self {
                 entries: messages.entries,
@@ -245,7 +247,8 @@ impl<A: DistributedActor> ActorType<A> {
     }
 
     pub(crate) fn entry(&self, id: u32) -> Option<&MessageEntry<A>> {
-        self.by_id.get(&id).map(|&i| &self.entries[i])
+        let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(&self.entries[self.by_id[at].1])
     }
 
     /// The wire id of message type `M`, if `A` declared it.

@@ -2,6 +2,7 @@
 //! tells and requests in arrival order, replies and error replies back to the caller.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -32,7 +33,7 @@ impl Inbound for Inbox {
         match self.0.upgrade() {
             Some(ctx) => Box::new(Dispatch {
                 ctx,
-                cache: HashMap::new(),
+                cache: ActorCache::default(),
                 in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION)),
             }),
             // The node stopped: nothing is delivered any more.
@@ -53,8 +54,34 @@ impl ConnectionDispatch for Stopped {
 /// path takes no shared lock per message.
 struct Dispatch {
     ctx: Arc<RemoteContext>,
-    cache: HashMap<u64, Arc<dyn LocalActor>>,
+    cache: ActorCache,
     in_flight: Arc<Semaphore>,
+}
+
+/// The per-connection cache, keyed by actor id. Ids enter it only after the actor table
+/// found them (a peer cannot choose its keys), so it needs no flooding-resistant hash: one
+/// multiplication instead of SipHash on every delivered message.
+type ActorCache = HashMap<u64, Arc<dyn LocalActor>, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a `u64` id: spreads sequential ids over the high bits the table
+/// probes with.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl Dispatch {

@@ -155,6 +155,8 @@ fn run(plan: Plan) -> BenchResult<Value> {
     report_tell("tell_plain", &tell_plain);
     let tell_1k = plain.tell_1k(plan.tell_warmup, n)?;
     report_tell("tell_1k_plain", &tell_1k);
+    let tell_1k_bytes = plain.tell_1k_bytes(plan.tell_warmup, n)?;
+    report_tell("tell_1k_bytes_plain", &tell_1k_bytes);
     let tell_tls = tls.tell_8b(plan.tell_warmup, n)?;
     report_tell("tell_tls", &tell_tls);
 
@@ -200,6 +202,17 @@ fn run(plan: Plan) -> BenchResult<Value> {
     report_ask("ask_plain", &ask_plain);
     report_ask("ask_tls", &ask_tls);
     report_ask("ask_plain_home_thread", &ask_home);
+    // The same throughput runs in the opt-in topology, after its latency rounds.
+    let tell_home = home.tell_8b(plan.tell_warmup, n)?;
+    report_tell("tell_plain_home_thread", &tell_home);
+    let pipelined_home = home
+        .ask_pipelined(
+            PIPELINED_IN_FLIGHT,
+            plan.ask_warmup,
+            plan.pipelined_requests,
+        )
+        .map_err(|e| e.to_string());
+    report_pipelined("ask_pipelined_plain_home_thread", &pipelined_home);
     home.stop();
     // After the latency rounds, so that flooding the pair cannot change the machine state they
     // are measured in.
@@ -234,19 +247,29 @@ fn run(plan: Plan) -> BenchResult<Value> {
         })
     };
     let raw_1k_ok = raw_1k.as_ref().ok().copied();
-    let tell_1k_json = json!({
-        "msgs_per_s": tell_1k.msgs_per_s.round(),
-        "ratio_to_local_do_send": round(tell_1k.msgs_per_s / local, 3),
-        "payload_gb_per_s": round(tell_1k.msgs_per_s * PAYLOAD_1K / 1e9, 3),
-        "ratio_to_raw_framed_1k": raw_1k_ok
-            .filter(|r| *r > 0.0)
-            .map(|r| round(tell_1k.msgs_per_s / r, 3)),
-    });
+    let tell_1k_json = |run: &TellRun| {
+        json!({
+            "msgs_per_s": run.msgs_per_s.round(),
+            "ratio_to_local_do_send": round(run.msgs_per_s / local, 3),
+            "payload_gb_per_s": round(run.msgs_per_s * PAYLOAD_1K / 1e9, 3),
+            "ratio_to_raw_framed_1k": raw_1k_ok
+                .filter(|r| *r > 0.0)
+                .map(|r| round(run.msgs_per_s / r, 3)),
+        })
+    };
     // A pipelined run that stopped starting requests has no figures, only its error.
     let pipelined_done = pipelined
         .as_ref()
         .ok()
         .filter(|run| run.sent == plan.pipelined_requests && run.completed > 0);
+    let pipelined_json_home = pipelined_json(
+        &pipelined_home,
+        pipelined_home
+            .as_ref()
+            .ok()
+            .filter(|run| run.sent == plan.pipelined_requests && run.completed > 0),
+        tell_home.msgs_per_s,
+    );
     let pipelined_json = pipelined_json(&pipelined, pipelined_done, tell_plain.msgs_per_s);
     let cpu_json = cpu_per_message(
         &local_run,
@@ -270,11 +293,14 @@ fn run(plan: Plan) -> BenchResult<Value> {
         "scenarios": {
             "tell_plain": tell(&tell_plain),
             "tell_tls": tell(&tell_tls),
-            "tell_1k_plain": tell_1k_json,
+            "tell_1k_plain": tell_1k_json(&tell_1k),
+            "tell_1k_bytes_plain": tell_1k_json(&tell_1k_bytes),
+            "tell_plain_home_thread": tell(&tell_home),
             "ask_plain": ask(&ask_plain),
             "ask_tls": ask(&ask_tls),
             "ask_plain_home_thread": ask(&ask_home),
             "ask_pipelined_plain": pipelined_json,
+            "ask_pipelined_plain_home_thread": pipelined_json_home,
             "cpu_per_message": cpu_json,
             "wire_bytes_per_8b_tell": round(wire_bytes, 2),
             "formation": formation,
