@@ -640,6 +640,7 @@ pub fn error_kind(e: &RegistryError) -> &'static str {
         RegistryError::InvalidName { .. } => "invalid_name",
         RegistryError::NoQuorum => "no_quorum",
         RegistryError::Timeout(_) => "timeout",
+        RegistryError::NotFormed { .. } => "not_formed",
         RegistryError::Unavailable(_) => "unavailable",
         RegistryError::Create(_) => "create",
         RegistryError::Remote(_) => "remote",

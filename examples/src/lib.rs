@@ -186,6 +186,7 @@ pub fn registry_error_kind(e: &RegistryError) -> &'static str {
         RegistryError::InvalidName { .. } => "InvalidName",
         RegistryError::NoQuorum => "NoQuorum",
         RegistryError::Timeout(_) => "Timeout",
+        RegistryError::NotFormed { .. } => "NotFormed",
         RegistryError::Unavailable(_) => "Unavailable",
         RegistryError::Create(_) => "Create",
         RegistryError::Remote(_) => "Remote",

@@ -19,7 +19,7 @@ usage: node --name NAME --listen IP:PORT (--tls-dir DIR | --insecure-plaintext)
             [--seeds IP:PORT,IP:PORT] [--cluster NAME] [--exit-on-stdin-close]
             [--architecture decentralized|centralized] [--masters IP:PORT,...]
             [--role worker|master] [--discovery gossip|static] [--preset lan|conservative]
-            [--data-dir DIR] [--registry-voters N]
+            [--data-dir DIR] [--registry-voters N] [--registry-bootstrap-expect N]
 
 Runs one cluster node until SIGTERM or ctrl-c. It hosts a Counter (Add(u64) -> u64,
 Get -> u64) under the local name `counter`, lets other nodes spawn Counters here, and
@@ -45,8 +45,12 @@ prints `READY <name> <addr>` on stdout once it accepts connections.
                           its Raft identity and catches up from its own log. Without it
                           the registry replica lives in memory and a restarted node
                           joins as a new Raft member
-  --registry-voters N     number of registry voters: 1, 3 (default), 5 or 7; fewer while
-                          fewer members are up
+  --registry-voters N     number of registry voters: 1, 3 (default), 5 or 7; a Down
+                          voter is replaced by a live spare, never dropped
+  --registry-bootstrap-expect N
+                          members (1, 3, 5 or 7, at most the voters) that must be up
+                          before the registry forms, all of them its first voters;
+                          default min(voters, 3). A one-node cluster says 1
   --exit-on-stdin-close   watch stdin: end of file shuts the node down, so a supervising
                           process that dies takes its nodes with it, and a line `leave`
                           makes it leave the cluster gracefully (others see it Left) and
@@ -92,6 +96,9 @@ pub struct NodeOptions {
     pub data_dir: Option<PathBuf>,
     /// Number of registry voters (`--registry-voters`); `None` keeps the library default.
     pub registry_voters: Option<usize>,
+    /// Members the registry waits for before it forms (`--registry-bootstrap-expect`);
+    /// `None` keeps the library default.
+    pub registry_bootstrap_expect: Option<usize>,
 }
 
 impl NodeOptions {
@@ -116,6 +123,7 @@ impl NodeOptions {
                 "--preset",
                 "--data-dir",
                 "--registry-voters",
+                "--registry-bootstrap-expect",
             ],
             &["--insecure-plaintext", "--exit-on-stdin-close"],
         )?;
@@ -189,6 +197,17 @@ impl NodeOptions {
                 .validate()
                 .map_err(|e| UsageError::invalid(format!("--registry-voters {voters}: {e}")))?;
         }
+        let registry_bootstrap_expect: Option<usize> =
+            args.parsed("--registry-bootstrap-expect")?;
+        if let Some(expect) = registry_bootstrap_expect {
+            let mut config = RegistryConfig::new().bootstrap_expect(expect);
+            if let Some(voters) = registry_voters {
+                config = config.voters(voters);
+            }
+            config.validate().map_err(|e| {
+                UsageError::invalid(format!("--registry-bootstrap-expect {expect}: {e}"))
+            })?;
+        }
         Ok(NodeOptions {
             name: args.required("--name")?.to_owned(),
             listen: args.required("--listen")?.to_owned(),
@@ -203,6 +222,7 @@ impl NodeOptions {
             preset,
             data_dir,
             registry_voters,
+            registry_bootstrap_expect,
         })
     }
 
@@ -211,6 +231,9 @@ impl NodeOptions {
         let mut config = RegistryConfig::new();
         if let Some(voters) = self.registry_voters {
             config = config.voters(voters);
+        }
+        if let Some(expect) = self.registry_bootstrap_expect {
+            config = config.bootstrap_expect(expect);
         }
         match &self.data_dir {
             Some(dir) => config.durable(dir),

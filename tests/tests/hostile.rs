@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 
+use actix_cluster::RegistryConfig;
 use actix_cluster::prelude::*;
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::raw::{self, RawFrame};
@@ -24,7 +25,14 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        let a = TestNode::start(CLUSTER, plaintext("a").build().unwrap(), |b| b).unwrap();
+        // Two nodes: the registry forms with one voter, as a development cluster's does.
+        let registry = || RegistryConfig::new().bootstrap_expect(1);
+        let a = TestNode::start(
+            CLUSTER,
+            plaintext("a").registry(registry()).build().unwrap(),
+            |b| b,
+        )
+        .unwrap();
         let counter = a
             .run(|s| async move {
                 let c = s.start_actor(Counter::default());
@@ -35,7 +43,11 @@ impl Setup {
         let seed = a.system().local_addr().to_string();
         let b = TestNode::start(
             CLUSTER,
-            plaintext("b").seed_nodes([seed]).build().unwrap(),
+            plaintext("b")
+                .seed_nodes([seed])
+                .registry(registry())
+                .build()
+                .unwrap(),
             |b| b,
         )
         .unwrap();
@@ -239,11 +251,25 @@ fn lz4_bomb_is_refused_and_the_connection_and_node_keep_serving() {
 #[test]
 fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_working() {
     let t = Setup::new();
+    // Requests must name a's Raft id to get past the identity check to the chunk decoder.
+    let mut raft_id = None;
+    let formed = wait_until(TEST_DEADLINE, || {
+        raft_id =
+            t.a.run(|s| async move { s.registry_status().await })
+                .unwrap()
+                .ok()
+                .filter(|st| st.leader.is_some())
+                .and_then(|st| st.raft_id);
+        raft_id.is_some()
+    });
+    assert!(formed, "the registry of a and b never formed");
+    let to = raft_id.unwrap();
     let mut s = t.handshaken("raw-raft");
-    // Shorter than the Raft header, then every tag (request, response, unknown) with every
-    // rpc (known and unknown) and a body that is not a valid message.
-    let mut bodies = vec![Vec::new(), vec![1], garbage(9, 1)];
-    for tag in [1u8, 2, 7] {
+    // Shorter than the Raft header, then every tag (the retired request without ids,
+    // response, request, unknown) with every rpc (known and unknown) and a body that is not a
+    // valid message.
+    let mut bodies = vec![Vec::new(), vec![3], garbage(9, 1), garbage(25, 2)];
+    for tag in [1u8, 2, 3, 7] {
         for rpc in [1u8, 2, 3, 4, 5, 9] {
             let mut body = vec![tag];
             body.extend_from_slice(&u64::from(rpc).to_le_bytes());
@@ -255,25 +281,37 @@ fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_workin
     // Snapshot chunks (rpc 5): shorter than a chunk header, a declared size far over the limit,
     // a chunk of a transfer never started, and one that overruns its declared size.
     let chunk = |correlation: u64, transfer: u64, offset: u64, total: u64, data: &[u8]| {
-        let mut body = vec![1u8];
+        let mut body = vec![3u8];
         body.extend_from_slice(&correlation.to_le_bytes());
         body.push(5);
-        for field in [transfer, offset, total] {
+        for field in [0, to, transfer, offset, total] {
             body.extend_from_slice(&field.to_le_bytes());
         }
         body.extend_from_slice(data);
         body
     };
-    bodies.push(vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3]);
+    let mut short_chunk = vec![3, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+    short_chunk.extend_from_slice(&0u64.to_le_bytes());
+    short_chunk.extend_from_slice(&to.to_le_bytes());
+    short_chunk.extend_from_slice(&[1, 2, 3]);
+    bodies.push(short_chunk);
     bodies.push(chunk(901, 1, 0, u64::MAX, &[0; 16]));
     bodies.push(chunk(902, 2, 4096, 8192, &[0; 16]));
     bodies.push(chunk(903, 3, 0, 4, &[0; 16]));
+    // A vote request for a Raft member that a is not (a former self it has no state of).
+    let mut stale = vec![3u8];
+    stale.extend_from_slice(&904u64.to_le_bytes());
+    stale.push(2);
+    stale.extend_from_slice(&0u64.to_le_bytes());
+    stale.extend_from_slice(&to.wrapping_add(1).to_le_bytes());
+    stale.extend(garbage(40, 904));
+    bodies.push(stale);
     for body in &bodies {
         s.write_all(&raw::frame(raw::RAFT, 0, body)).unwrap();
     }
     // Each refused chunk is answered with the reason (the sender's transfer fails with it).
     let mut refusals = HashMap::new();
-    while !refusals.contains_key(&903u64) {
+    while !(refusals.contains_key(&903u64) && refusals.contains_key(&904u64)) {
         let f = raw::read_frame(&mut s).unwrap();
         if f.kind == raw::RAFT && f.body.len() > 10 && f.body[0] == 2 {
             let correlation = u64::from_le_bytes(f.body[1..9].try_into().unwrap());
@@ -287,6 +325,7 @@ fn malformed_raft_frames_are_dropped_and_the_connection_and_registry_keep_workin
         (901, "exceeds this node's limit"),
         (902, "no transfer 2 in progress"),
         (903, "ends past its declared size"),
+        (904, "raft identity mismatch"),
     ] {
         let got = refusals.get(&correlation).map(String::as_str).unwrap_or("");
         assert!(got.contains(reason), "chunk {correlation}: {got:?}");

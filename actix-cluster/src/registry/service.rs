@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant as TokioInstant;
 
-use super::raft::RaftHandle;
 use super::raft::network as raft_network;
 use super::raft::node::{self as raft_node, LocalError};
+use super::raft::{RaftHandle, RaftNode};
 use super::replica::Replica;
 use super::state::{Command, Outcome};
 use super::{NameEntry, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason};
-use crate::membership::Member;
 use crate::membership::driver::Driver;
+use crate::membership::{Member, MemberState};
 use crate::node::{Architecture, NodeId, NodeRole};
 use crate::remote::RemoteContext;
 use crate::remote::RemoteError;
@@ -65,6 +65,7 @@ pub(crate) enum Failure {
     NoQuorum,
     Timeout,
     Unavailable(String),
+    NotFormed { have: u32, expect: u32 },
 }
 
 impl Failure {
@@ -74,6 +75,10 @@ impl Failure {
             Failure::NoQuorum => RegistryError::NoQuorum,
             Failure::Timeout => RegistryError::Timeout(timeout),
             Failure::Unavailable(s) => RegistryError::Unavailable(s),
+            Failure::NotFormed { have, expect } => RegistryError::NotFormed {
+                have: have as usize,
+                expect: expect as usize,
+            },
         }
     }
 
@@ -81,6 +86,10 @@ impl Failure {
         match e {
             RegistryError::NoQuorum => Failure::NoQuorum,
             RegistryError::Timeout(_) => Failure::Timeout,
+            RegistryError::NotFormed { have, expect } => Failure::NotFormed {
+                have: u32::try_from(have).unwrap_or(u32::MAX),
+                expect: u32::try_from(expect).unwrap_or(u32::MAX),
+            },
             other => Failure::Unavailable(other.to_string()),
         }
     }
@@ -122,6 +131,8 @@ pub(crate) struct RegistryContext {
     pub(crate) architecture: Architecture,
     /// Asked first by client reads (`ctl names --seed X` shows X's replica).
     pub(crate) seeds: Vec<SocketAddr>,
+    /// Configured master addresses (the centralized default of `bootstrap_expect`).
+    pub(crate) masters: usize,
 }
 
 impl RegistryContext {
@@ -141,6 +152,16 @@ impl RegistryContext {
 
     fn me(&self) -> &NodeId {
         &self.remote.local.id
+    }
+
+    /// Members that may vote and are Up, this node included.
+    fn eligible_up(&self, members: &[Member]) -> usize {
+        members
+            .iter()
+            .filter(|m| {
+                m.state == MemberState::Up && raft_node::may_vote(self.architecture, m.role)
+            })
+            .count()
     }
 }
 
@@ -222,6 +243,22 @@ impl Registry {
         }
     }
 
+    /// Members the registry waits for before it forms.
+    fn expect(&self) -> usize {
+        self.config.expect(self.ctx.architecture, self.ctx.masters)
+    }
+
+    /// `NotFormed` if this node has joined no registry and too few members are Up for one to
+    /// form: a write then fails at once. With enough members up the registry is forming (or
+    /// formed without this node knowing yet), and the caller waits for it.
+    fn not_formed(&self, raft: &RaftHandle) -> Option<RegistryError> {
+        if raft.is_initialized() {
+            return None;
+        }
+        let (have, expect) = (self.ctx.eligible_up(&self.ctx.members()), self.expect());
+        (have < expect).then_some(RegistryError::NotFormed { have, expect })
+    }
+
     fn deadline(&self) -> TokioInstant {
         TokioInstant::now() + self.config.request_timeout
     }
@@ -266,6 +303,9 @@ impl Registry {
         Fut: Future<Output = Result<T, LocalError>>,
     {
         let me = self.ctx.me().name();
+        if let Some(e) = self.not_formed(raft) {
+            return Err(e);
+        }
         loop {
             if raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
                 return Err(RegistryError::NoQuorum);
@@ -291,8 +331,10 @@ impl Registry {
             }
             tokio::time::sleep(RETRY).await;
         }
-        Err(if !raft.is_initialized() {
-            RegistryError::Unavailable("the registry has not formed yet".into())
+        Err(if let Some(e) = self.not_formed(raft) {
+            e
+        } else if !raft.is_initialized() {
+            RegistryError::Unavailable("the registry is forming".into())
         } else if raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
             RegistryError::NoQuorum
         } else {
@@ -313,8 +355,8 @@ impl Registry {
             };
             let failed = match self.ask_any_member(req, deadline).await {
                 Ok(RegistryReply::Outcome(o)) => return Ok(o),
-                Ok(RegistryReply::Failed(Failure::NoQuorum)) => {
-                    return Err(RegistryError::NoQuorum);
+                Ok(RegistryReply::Failed(f @ (Failure::NoQuorum | Failure::NotFormed { .. }))) => {
+                    return Err(f.into_error(self.config.request_timeout));
                 }
                 Ok(RegistryReply::Failed(f)) => f.into_error(self.config.request_timeout),
                 Ok(_) => protocol_error(),
@@ -411,7 +453,11 @@ impl Registry {
             .read_any_member(RegistryRequest::Status, self.deadline())
             .await?
         {
-            RegistryReply::Status { status, .. } => Ok(status),
+            // The member's view of the registry; this client has no Raft id of its own.
+            RegistryReply::Status { status, .. } => Ok(RegistryStatus {
+                raft_id: None,
+                ..status
+            }),
             _ => Err(protocol_error()),
         }
     }
@@ -706,6 +752,7 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
             }
             if !bootstrapped
                 && last_change.elapsed() >= registry.config.bootstrap_delay
+                && registry.ctx.eligible_up(&members) >= registry.expect()
                 && raft_node::is_bootstrapper(
                     registry.ctx.me().name(),
                     registry.ctx.architecture,
@@ -725,10 +772,14 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
 }
 
 impl Registry {
-    /// Bootstraps unless another member already belongs to a registry. Returns whether this
-    /// node may stop considering it (it bootstrapped, or found an existing registry).
+    /// Forms the registry unless another member already belongs to one: the `expect`
+    /// lowest-named eligible Up members (this node, the lowest, among them) become the voters
+    /// of its first membership, so the first acknowledged write is already on a majority of
+    /// them. Returns whether this node may stop considering it (it formed the registry, or
+    /// found an existing one).
     async fn maybe_bootstrap(&self, raft: &RaftHandle, members: &[Member]) -> bool {
         let deadline = TokioInstant::now() + self.config.request_timeout;
+        let mut ids: Vec<(&Member, u64)> = Vec::new();
         for m in members {
             // Only members that completed joining are asked: Down and Left ones are gone, and
             // a peer stuck in Joining (one that never speaks membership) would otherwise stall
@@ -736,10 +787,7 @@ impl Registry {
             // settle delay, which restarts the wait.
             if m.id == *self.ctx.me()
                 || m.role == NodeRole::Client
-                || !matches!(
-                    m.state,
-                    crate::membership::MemberState::Up | crate::membership::MemberState::Suspect
-                )
+                || !matches!(m.state, MemberState::Up | MemberState::Suspect)
             {
                 continue;
             }
@@ -752,25 +800,61 @@ impl Registry {
             )
             .await
             {
-                Ok(RegistryReply::Status { initialized, .. }) => {
+                Ok(RegistryReply::Status {
+                    initialized,
+                    raft_id,
+                    ..
+                }) => {
                     if initialized {
                         return true;
+                    }
+                    if let Some(id) = raft_id {
+                        raft.remember_id(m.id.clone(), id);
+                        ids.push((m, id));
                     }
                 }
                 // A member that cannot answer might hold a registry: wait for it.
                 _ => return false,
             }
         }
-        match raft
-            .initialize(self.ctx.me().name(), self.ctx.remote.local.addr.to_string())
-            .await
-        {
+        let expect = self.expect();
+        let mut voters: Vec<(String, u64, String)> = ids
+            .iter()
+            .filter(|(m, _)| {
+                m.state == MemberState::Up && raft_node::may_vote(self.ctx.architecture, m.role)
+            })
+            .map(|(m, id)| (m.id.name().to_owned(), *id, m.addr.to_string()))
+            .collect();
+        voters.push((
+            self.ctx.me().name().to_owned(),
+            raft.id,
+            self.ctx.remote.local.addr.to_string(),
+        ));
+        voters.sort();
+        if voters.len() < expect {
+            return false;
+        }
+        voters.truncate(expect);
+        let names: Vec<&str> = voters.iter().map(|(n, _, _)| n.as_str()).collect();
+        let first = voters
+            .iter()
+            .map(|(name, id, addr)| {
+                (
+                    *id,
+                    RaftNode {
+                        name: name.clone(),
+                        addr: addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        match raft.initialize(first).await {
             Ok(()) => {
-                tracing::info!(node = %self.ctx.me(), "registry bootstrapped");
+                tracing::info!(node = %self.ctx.me(), voters = ?names, "registry formed");
                 true
             }
             Err(e) => {
-                tracing::warn!(node = %self.ctx.me(), "registry bootstrap failed: {e}");
+                tracing::warn!(node = %self.ctx.me(), "registry formation failed: {e}");
                 raft.is_initialized()
             }
         }

@@ -41,8 +41,16 @@ pub enum RegistryStorage {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RegistryConfig {
-    /// Number of Raft voters (odd: 1, 3, 5 or 7). Fewer when fewer eligible members are Up.
+    /// Number of Raft voters (odd: 1, 3, 5 or 7). The set never shrinks by itself: a Down
+    /// voter is replaced by a live spare, or stays a voter until an operator removes it.
     pub voters: usize,
+    /// How many eligible members must be Up before the registry forms, all of them voters of
+    /// its first membership (in the spirit of Consul's `bootstrap_expect`). Until then writes
+    /// fail with [`RegistryError::NotFormed`]. `None` (the default): `min(voters, 3)` in a
+    /// decentralized cluster, the number of configured masters (at most `voters`) in a
+    /// centralized one. A single-node development cluster sets `Some(1)`. 1, 3, 5 or 7, and
+    /// at most `voters`.
+    pub bootstrap_expect: Option<usize>,
     /// Ephemeral (default) or durable storage.
     pub storage: RegistryStorage,
     /// Interval of the leader's heartbeats to its followers.
@@ -84,6 +92,7 @@ impl RegistryConfig {
     pub fn new() -> Self {
         Self {
             voters: 3,
+            bootstrap_expect: None,
             storage: RegistryStorage::Ephemeral,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(600), Duration::from_millis(900)),
@@ -99,6 +108,26 @@ impl RegistryConfig {
     pub fn voters(mut self, voters: usize) -> Self {
         self.voters = voters;
         self
+    }
+
+    /// Sets how many eligible members must be Up before the registry forms (see
+    /// [`RegistryConfig::bootstrap_expect`]).
+    pub fn bootstrap_expect(mut self, members: usize) -> Self {
+        self.bootstrap_expect = Some(members);
+        self
+    }
+
+    /// [`bootstrap_expect`](Self::bootstrap_expect) as it applies: the configured number, or
+    /// the default for `architecture` with `masters` configured master addresses.
+    pub(crate) fn expect(&self, architecture: crate::node::Architecture, masters: usize) -> usize {
+        self.bootstrap_expect.unwrap_or(match architecture {
+            crate::node::Architecture::Decentralized => self.voters.min(3),
+            // An odd count, so the first membership has no even step either.
+            crate::node::Architecture::Centralized => {
+                let n = masters.clamp(1, self.voters);
+                if n.is_multiple_of(2) { n - 1 } else { n }
+            }
+        })
     }
 
     /// Keeps the Raft state in `dir` (see [`RegistryStorage::Durable`]).
@@ -123,6 +152,14 @@ impl RegistryConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !matches!(self.voters, 1 | 3 | 5 | 7) {
             return Err(format!("voters must be 1, 3, 5 or 7, not {}", self.voters));
+        }
+        if let Some(expect) = self.bootstrap_expect
+            && (!matches!(expect, 1 | 3 | 5 | 7) || expect > self.voters)
+        {
+            return Err(format!(
+                "bootstrap_expect must be 1, 3, 5 or 7 and at most voters ({}), not {expect}",
+                self.voters
+            ));
         }
         let (lo, hi) = self.election_timeout;
         if lo.is_zero() || hi <= lo {
@@ -205,6 +242,9 @@ pub enum NameEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RegistryStatus {
+    /// This node's Raft id (`None` on a client node, which holds no replica). A node that
+    /// restarts without its Raft state gets a new one and joins as a new member.
+    pub raft_id: Option<u64>,
     /// Node currently leading the registry, if known.
     pub leader: Option<String>,
     /// Nodes that vote.
@@ -260,8 +300,21 @@ pub enum RegistryError {
     /// The cluster did not answer in time. A write may still be applied later.
     #[error("the registry did not answer within {0:?}")]
     Timeout(Duration),
-    /// The registry has not formed yet (no node has bootstrapped it) or this node has not
-    /// joined it yet.
+    /// The registry has not formed: fewer than
+    /// [`bootstrap_expect`](RegistryConfig::bootstrap_expect) eligible members are Up. Nothing
+    /// was proposed; the call fails at once rather than waiting for members that may never
+    /// come.
+    #[error(
+        "the registry has not formed yet: {have} of the {expect} members it needs are up \
+         (bootstrap_expect)"
+    )]
+    NotFormed {
+        /// Eligible members this node sees Up, itself included.
+        have: usize,
+        /// Members the registry waits for before it forms.
+        expect: usize,
+    },
+    /// The registry is forming, or this node has not joined it yet, or no leader answered.
     #[error("the registry is not available yet: {0}")]
     Unavailable(String),
     /// Creating the actor for [`register_name_or_get`](crate::ClusterSystem::register_name_or_get)

@@ -190,6 +190,7 @@ impl ClusterSystemBuilder {
                 membership: membership.clone(),
                 architecture: config.architecture,
                 seeds: config.seed_nodes.clone(),
+                masters: config.master_nodes.len(),
             },
             replica,
         );

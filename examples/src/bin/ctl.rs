@@ -393,8 +393,10 @@ where
     let deadline = Instant::now() + wait;
     loop {
         match call().await {
-            Err(RegistryError::Unavailable(why)) if Instant::now() + FORMING_POLL < deadline => {
-                tracing::debug!(%why, "registry not available yet; trying again");
+            Err(e @ (RegistryError::Unavailable(_) | RegistryError::NotFormed { .. }))
+                if Instant::now() + FORMING_POLL < deadline =>
+            {
+                tracing::debug!(why = %e, "registry not available yet; trying again");
                 actix_rt::time::sleep(FORMING_POLL).await;
             }
             other => return other,

@@ -1,9 +1,15 @@
 //! Raft RPCs over the cluster transport, as `Raft` frames (kind `0x20`) on the existing mTLS
 //! connections: no second port, no second handshake, and the same peer authentication.
 //!
-//! Frame body: `tag u8` (1 request, 2 response) · `correlation u64 LE` · `rpc u8` · bincode of
+//! Frame body: `tag u8` (3 request, 2 response) · `correlation u64 LE` · `rpc u8`, then for a
+//! request the sender's and the intended receiver's Raft ids (`u64 LE` each), then bincode of
 //! the openraft message (a response carries `Result<Response, String>`). A malformed body is
 //! counted and dropped; the caller's RPC then times out and openraft retries.
+//!
+//! Raft ids are checked, not names: a request for another Raft id than the receiver's is
+//! refused with an error reply (the sender sees the member as unreachable). A node that
+//! restarted without its Raft state has a new id, so it never answers as its former self: the
+//! old member stays silent until the leader replaces it (see `node::plan`).
 //!
 //! Snapshots travel in chunks (rpc 5, [`super::transfer`]), one request per chunk and one
 //! chunk in flight, so a snapshot of any size up to the receiver's limit crosses connections
@@ -44,16 +50,21 @@ pub(crate) const CHANNEL: ChannelSpec = ChannelSpec {
     class: QueueClass::PriorityUpTo(64 << 10),
 };
 
-const TAG_REQUEST: u8 = 1;
+// 1 was a request without Raft ids, before identities were checked; never reused.
+const TAG_REQUEST: u8 = 3;
 const TAG_RESPONSE: u8 = 2;
+/// Starts the error of a reply that refuses a request addressed to another Raft id.
+const REFUSED: &str = "raft identity mismatch";
 const RPC_APPEND: u8 = 1;
 const RPC_VOTE: u8 = 2;
 const RPC_PRE_VOTE: u8 = 3;
 // 4 was a whole snapshot in one frame, before snapshots were chunked; never reused.
 const RPC_SNAPSHOT_CHUNK: u8 = 5;
 const RPC_TRANSFER_LEADER: u8 = 6;
-/// Bytes before the bincode body.
+/// Bytes before the bincode body of a response.
 const HEADER: usize = 1 + 8 + 1;
+/// Bytes before the body of a request: the header and both Raft ids.
+const REQUEST_HEADER: usize = HEADER + 16;
 /// Largest snapshot chunk request body; smaller when the peer's frame limit is.
 const MAX_CHUNK_BODY: usize = 1 << 20;
 /// An unfinished snapshot transfer with no chunk for this long is dropped by the receiver.
@@ -66,6 +77,8 @@ type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>)
 pub(crate) struct RaftWire {
     transport: Weak<Transport>,
     raft: OnceLock<Raft>,
+    /// This node's Raft id, set with `raft`.
+    id: OnceLock<u64>,
     runtime: tokio::runtime::Handle,
     /// Snapshot transfer ids.
     next_transfer: AtomicU64,
@@ -95,6 +108,18 @@ fn frame(tag: u8, correlation: u64, rpc: u8, payload: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// A request frame body: the header, the Raft ids of sender and receiver, then `payload`.
+fn request_frame(correlation: u64, rpc: u8, from: u64, to: u64, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(REQUEST_HEADER + payload.len());
+    b.put_u8(TAG_REQUEST);
+    b.put_u64_le(correlation);
+    b.put_u8(rpc);
+    b.put_u64_le(from);
+    b.put_u64_le(to);
+    b.put_slice(payload);
+    b.freeze()
+}
+
 fn encode<T: Serialize>(tag: u8, correlation: u64, rpc: u8, value: &T) -> Option<Bytes> {
     let mut body = Vec::with_capacity(64);
     codec::encode_into(SerializationFormat::Bincode, value, &mut body).ok()?;
@@ -109,12 +134,17 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// ([`Request::decode`], [`Chunk::parse`], or the waiting call's response type).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Frame {
-    /// A snapshot chunk request: a [`Chunk`] body.
-    SnapshotChunk { correlation: u64, body: Bytes },
-    /// Any other request: `rpc` says how to decode `body`.
+    /// A snapshot chunk request for Raft id `to`: a [`Chunk`] body.
+    SnapshotChunk {
+        correlation: u64,
+        to: u64,
+        body: Bytes,
+    },
+    /// Any other request for Raft id `to`: `rpc` says how to decode `body`.
     Request {
         correlation: u64,
         rpc: u8,
+        to: u64,
         body: Bytes,
     },
     /// A reply to the call waiting on `correlation`: a bincode `Result<Response, String>`.
@@ -139,14 +169,29 @@ impl Frame {
         let correlation = body.get_u64_le();
         let rpc = body.get_u8();
         match tag {
-            TAG_REQUEST if rpc == RPC_SNAPSHOT_CHUNK => {
-                Ok(Frame::SnapshotChunk { correlation, body })
+            TAG_REQUEST => {
+                if body.len() < REQUEST_HEADER - HEADER {
+                    return Err(FrameError::Short);
+                }
+                // The sender's id travels for operators reading a capture; only the
+                // receiver's is checked.
+                let _from = body.get_u64_le();
+                let to = body.get_u64_le();
+                Ok(if rpc == RPC_SNAPSHOT_CHUNK {
+                    Frame::SnapshotChunk {
+                        correlation,
+                        to,
+                        body,
+                    }
+                } else {
+                    Frame::Request {
+                        correlation,
+                        rpc,
+                        to,
+                        body,
+                    }
+                })
             }
-            TAG_REQUEST => Ok(Frame::Request {
-                correlation,
-                rpc,
-                body,
-            }),
             TAG_RESPONSE => Ok(Frame::Response { correlation, body }),
             other => Err(FrameError::UnknownTag(other)),
         }
@@ -216,6 +261,7 @@ impl RaftWire {
         Arc::new(Self {
             transport: Arc::downgrade(transport),
             raft: OnceLock::new(),
+            id: OnceLock::new(),
             runtime,
             next_transfer: AtomicU64::new(1),
             incoming: Mutex::new(Assembly::new(max_snapshot, TRANSFER_IDLE)),
@@ -225,8 +271,32 @@ impl RaftWire {
 
     /// Connects the server side once the local `Raft` exists; requests before that are
     /// dropped (the caller retries).
-    pub(super) fn set_raft(&self, raft: Raft) {
+    pub(super) fn set_raft(&self, raft: Raft, id: u64) {
+        let _ = self.id.set(id);
         let _ = self.raft.set(raft);
+    }
+
+    /// Whether a request for Raft id `to` is for this node; if not, refuses it with a reply
+    /// that names both ids.
+    fn addressed_here(&self, peer: &Peer, correlation: u64, rpc: u8, to: u64) -> bool {
+        let Some(&me) = self.id.get() else {
+            return false;
+        };
+        if to == me {
+            return true;
+        }
+        tracing::debug!(from = %peer.id, to, me, "raft request for another member refused");
+        crate::metrics::registry_frame_dropped();
+        self.reply::<()>(
+            peer,
+            correlation,
+            rpc,
+            &Err(format!(
+                "{REFUSED}: this node is Raft member {me}, not {to} (it restarted without \
+                 its Raft state, or the sender's membership is stale)"
+            )),
+        );
+        false
     }
 
     fn drop_frame(&self, why: &str) {
@@ -238,7 +308,7 @@ impl RaftWire {
     /// Sends one request to `node` and waits for its reply within `ttl`.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        node: &RaftNode,
+        node: &Addressee,
         rpc: u8,
         req: &Req,
         ttl: Duration,
@@ -253,16 +323,20 @@ impl RaftWire {
     /// send queue is waited on within `ttl` rather than failing the call at once.
     async fn call_raw<Resp: DeserializeOwned>(
         &self,
-        node: &RaftNode,
+        node: &Addressee,
         rpc: u8,
         payload: &[u8],
         ttl: Duration,
         wait_for_room: bool,
     ) -> Result<Resp, CallError> {
         let until = tokio::time::Instant::now() + ttl;
-        let peer = self.peer(node)?;
+        let from = *self
+            .id
+            .get()
+            .ok_or_else(|| CallError::Unreachable("raft not started".into()))?;
+        let peer = self.peer(&node.node)?;
         // A frame over the peer's limit would cost the whole connection.
-        if HEADER + payload.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
+        if REQUEST_HEADER + payload.len() + crate::wire::MAX_HEADER > peer.max_frame() as usize {
             return Err(CallError::Network(format!(
                 "raft message of {} bytes exceeds the frame limit",
                 payload.len()
@@ -270,7 +344,7 @@ impl RaftWire {
         }
         let reply = CHANNEL
             .call(&peer, until, wait_for_room, |correlation| {
-                frame(TAG_REQUEST, correlation, rpc, payload)
+                request_frame(correlation, rpc, from, node.id, payload)
             })
             .await
             .map_err(|e| match e {
@@ -278,11 +352,14 @@ impl RaftWire {
                 // Lost in flight: like a timeout, openraft retries.
                 transport::CallError::Gone => CallError::Network("connection lost".into()),
                 transport::CallError::Full | transport::CallError::Unreachable => {
-                    CallError::Unreachable(format!("{} is down or its queue is full", node.name))
+                    CallError::Unreachable(format!(
+                        "{} is down or its queue is full",
+                        node.node.name
+                    ))
                 }
             })?;
         let result: Result<Resp, String> = decode(&reply).map_err(CallError::Network)?;
-        result.map_err(CallError::Remote)
+        result.map_err(remote_error)
     }
 
     /// The connection to `node`, dialing it if we have never met it (the retry then finds it).
@@ -309,15 +386,15 @@ impl RaftWire {
     /// one's reply is the receiver's install result.
     async fn send_snapshot(
         &self,
-        node: &RaftNode,
+        node: &Addressee,
         req: &SnapshotRequest,
         ttl: Duration,
     ) -> Result<SnapshotResponse<TypeConfig>, CallError> {
         let mut bytes = Vec::new();
         codec::encode_into(SerializationFormat::Bincode, req, &mut bytes)
             .map_err(|e| CallError::Network(format!("snapshot did not encode: {e}")))?;
-        let max_body = (self.peer(node)?.max_frame() as usize)
-            .saturating_sub(crate::wire::MAX_HEADER + HEADER)
+        let max_body = (self.peer(&node.node)?.max_frame() as usize)
+            .saturating_sub(crate::wire::MAX_HEADER + REQUEST_HEADER)
             .min(MAX_CHUNK_BODY);
         let transfer = self.next_transfer.fetch_add(1, Ordering::Relaxed);
         let mut body = Vec::with_capacity(max_body);
@@ -456,6 +533,16 @@ impl RaftWire {
     }
 }
 
+/// The error a member answered with: a refusal for another Raft id makes the member
+/// unreachable to openraft (it backs off), anything else is the remote call's failure.
+fn remote_error(e: String) -> CallError {
+    if e.starts_with(REFUSED) {
+        CallError::Unreachable(e)
+    } else {
+        CallError::Remote(e)
+    }
+}
+
 /// Encodes a request's result as the response frame body; `None` if it does not encode (never
 /// expected).
 fn encode_response<Resp: Serialize, E: std::fmt::Display>(
@@ -475,14 +562,25 @@ impl RaftWire {
     /// A Raft frame from `peer` (the registry's channel handler passes them on).
     pub(crate) fn on_frame(self: &Arc<Self>, peer: &Arc<Peer>, body: Bytes) {
         match Frame::parse(body) {
-            Ok(Frame::SnapshotChunk { correlation, body }) => {
-                self.snapshot_chunk(peer, correlation, &body)
+            Ok(Frame::SnapshotChunk {
+                correlation,
+                to,
+                body,
+            }) => {
+                if self.addressed_here(peer, correlation, RPC_SNAPSHOT_CHUNK, to) {
+                    self.snapshot_chunk(peer, correlation, &body)
+                }
             }
             Ok(Frame::Request {
                 correlation,
                 rpc,
+                to,
                 body,
-            }) => self.serve(peer, correlation, rpc, body),
+            }) => {
+                if self.addressed_here(peer, correlation, rpc, to) {
+                    self.serve(peer, correlation, rpc, body)
+                }
+            }
             Ok(Frame::Response { correlation, body }) => {
                 if !CHANNEL.complete(peer, correlation, body) {
                     self.drop_frame("late or unknown response");
@@ -575,19 +673,30 @@ pub(crate) struct Factory {
 impl RaftNetworkFactory<TypeConfig> for Factory {
     type Network = Client;
 
-    async fn new_client(&mut self, _target: u64, node: &RaftNode) -> Client {
+    async fn new_client(&mut self, target: u64, node: &RaftNode) -> Client {
         Client {
             wire: Arc::clone(&self.wire),
-            node: node.clone(),
+            node: Addressee {
+                id: target,
+                node: node.clone(),
+            },
         }
     }
+}
+
+/// The member a request is for: its Raft id (checked by the receiver) and its node (by which
+/// the transport routes).
+#[derive(Debug, Clone)]
+struct Addressee {
+    id: u64,
+    node: RaftNode,
 }
 
 /// openraft's connection to one member.
 #[derive(Debug)]
 pub(crate) struct Client {
     wire: Arc<RaftWire>,
-    node: RaftNode,
+    node: Addressee,
 }
 
 impl RaftNetworkV2<TypeConfig> for Client {
@@ -661,27 +770,31 @@ mod tests {
     type Vote = VoteOf<TypeConfig>;
 
     #[test]
-    fn a_frame_body_is_split_into_header_and_payload() {
+    fn a_frame_body_is_split_into_header_ids_and_payload() {
         let vote = VoteRequest::<TypeConfig>::new(Vote::new(3, 1), None);
-        let body = encode(TAG_REQUEST, 42, RPC_PRE_VOTE, &vote).expect("encodes");
+        let mut payload = Vec::new();
+        codec::encode_into(SerializationFormat::Bincode, &vote, &mut payload).expect("encodes");
+        let body = request_frame(42, RPC_PRE_VOTE, 5, 6, &payload);
         let Ok(Frame::Request {
             correlation: 42,
             rpc: RPC_PRE_VOTE,
+            to: 6,
             body,
         }) = Frame::parse(body)
         else {
-            panic!("not a pre-vote request");
+            panic!("not a pre-vote request for Raft id 6");
         };
         let Some(Request::PreVote(back)) = Request::decode(RPC_PRE_VOTE, &body) else {
             panic!("pre-vote body did not decode");
         };
         assert_eq!(back, vote);
 
-        let chunk = frame(TAG_REQUEST, 7, RPC_SNAPSHOT_CHUNK, b"chunk");
+        let chunk = request_frame(7, RPC_SNAPSHOT_CHUNK, 5, 6, b"chunk");
         assert_eq!(
             Frame::parse(chunk),
             Ok(Frame::SnapshotChunk {
                 correlation: 7,
+                to: 6,
                 body: Bytes::from_static(b"chunk")
             })
         );
@@ -697,15 +810,30 @@ mod tests {
 
     #[test]
     fn short_frames_and_unknown_tags_are_refused() {
-        let whole = frame(TAG_REQUEST, 1, RPC_VOTE, &[]);
-        assert_eq!(whole.len(), HEADER);
-        for cut in 0..HEADER {
+        let whole = request_frame(1, RPC_VOTE, 5, 6, &[]);
+        assert_eq!(whole.len(), REQUEST_HEADER);
+        for cut in 0..REQUEST_HEADER {
             assert_eq!(Frame::parse(whole.slice(..cut)), Err(FrameError::Short));
         }
-        assert_eq!(
-            Frame::parse(frame(3, 1, RPC_VOTE, &[])),
-            Err(FrameError::UnknownTag(3))
-        );
+        // Tag 1, a request without Raft ids from before they were checked, is refused.
+        for tag in [1, 4] {
+            assert_eq!(
+                Frame::parse(frame(tag, 1, RPC_VOTE, &[0; 16])),
+                Err(FrameError::UnknownTag(tag))
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_reads_as_an_unreachable_member() {
+        let refusal: Result<(), String> = Err(format!("{REFUSED}: this node is Raft member 1"));
+        let mut body = Vec::new();
+        codec::encode_into(SerializationFormat::Bincode, &refusal, &mut body).expect("encodes");
+        // Whatever the caller waits for, the refusal decodes as its error.
+        let got: Result<VoteResponse<TypeConfig>, String> = decode(&body).expect("decodes");
+        let err = got.map_err(remote_error).expect_err("a refusal");
+        assert!(matches!(err, CallError::Unreachable(_)), "{err:?}");
+        assert!(matches!(remote_error("other".into()), CallError::Remote(_)));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub(crate) fn start(
             )
             .await
             .map_err(|e| std::io::Error::other(format!("raft start: {e}")))?;
-            for_wire.set_raft(raft.clone());
+            for_wire.set_raft(raft.clone(), storage.raft_id);
             Ok::<_, std::io::Error>((raft, storage.raft_id, storage.fresh))
         }
         .await;
@@ -239,6 +239,7 @@ impl RaftHandle {
         voters.sort();
         learners.sort();
         RegistryStatus {
+            raft_id: Some(self.id),
             leader: leader.and_then(name),
             voters,
             learners,
@@ -325,7 +326,7 @@ impl RaftHandle {
 
 /// Who may vote: every non-client member in a decentralized cluster, masters only in a
 /// centralized one.
-fn may_vote(architecture: Architecture, role: NodeRole) -> bool {
+pub(crate) fn may_vote(architecture: Architecture, role: NodeRole) -> bool {
     match architecture {
         Architecture::Decentralized => role != NodeRole::Client,
         Architecture::Centralized => role == NodeRole::Master,
@@ -374,14 +375,29 @@ pub(crate) struct View<'a> {
     pub(crate) owners: &'a BTreeSet<NodeId>,
 }
 
+/// Whether a Raft member is the live process it was added as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Its node is alive and reported this very Raft id.
+    Live,
+    /// Not known yet: its node is alive but has not told this leader its Raft id, or it is
+    /// Joining, or not in the member table yet (a new leader's view is still filling in).
+    Unknown,
+    /// Gone for good: its node is Down or Left, or alive under another Raft id (it restarted
+    /// without its state and is a new member now).
+    Dead,
+}
+
 /// Pure decision of the leader's reconciliation (sans-IO; unit-tested below).
 ///
 /// - every alive non-client member with a known Raft id joins as a learner;
-/// - Raft members whose node incarnation is Down, Left or replaced are removed (voters by a
-///   joint-consensus voter change, learners directly);
-/// - voters: the alive current voters, topped up from alive eligible learners in name order
-///   to `target`; a change is proposed only when the result is odd or reaches `target`, so
-///   that formation goes 1 → 3 → 5 without an even-sized step;
+/// - the voter set never shrinks by itself: each dead voter (see [`Standing`]) is replaced by
+///   a live spare (an Up learner that may vote, in name order) in one joint change of equal
+///   size; without a spare it stays a voter, and the live ones keep committing while they are
+///   a majority. A voter whose standing is unknown is never touched;
+/// - a set below `target` (formed with fewer, or `target` raised) grows from spares, in steps
+///   that end odd or at `target`;
+/// - dead learners are removed;
 /// - names held by Down, Left or replaced incarnations are released.
 pub(crate) fn plan(view: &View<'_>) -> Plan {
     let View {
@@ -395,7 +411,7 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
         owners,
     } = *view;
     let mut out = Plan::default();
-    // The live incarnation of each node name, and its raft id if known.
+    // The live incarnation of each node name.
     let current: HashMap<&str, &Member> = members
         .iter()
         .filter(|m| m.role != NodeRole::Client && alive(m.state))
@@ -408,10 +424,25 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
             known(&m.id)
         }
     };
-    let live_id = |id: u64, node: &RaftNode| -> bool {
-        current
-            .get(node.name.as_str())
-            .is_some_and(|m| id_of(m) == Some(id))
+    let standing = |id: u64, node: &RaftNode| -> Standing {
+        if id == me.0 {
+            return Standing::Live;
+        }
+        if let Some(m) = current.get(node.name.as_str()) {
+            return match id_of(m) {
+                Some(live) if live == id => Standing::Live,
+                Some(_) => Standing::Dead,
+                None => Standing::Unknown,
+            };
+        }
+        let gone = members.iter().any(|m| {
+            m.id.name() == node.name && matches!(m.state, MemberState::Down | MemberState::Left)
+        });
+        if gone {
+            Standing::Dead
+        } else {
+            Standing::Unknown
+        }
     };
     // Releases: owners that are Down/Left, or replaced by a newer incarnation.
     for owner in owners {
@@ -432,14 +463,9 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
     }
     out.ask.sort();
     // Voter set first: it is what keeps the registry writable.
-    let alive_voters: BTreeSet<u64> = voters
+    let mut spares: Vec<(&str, u64)> = raft_nodes
         .iter()
-        .copied()
-        .filter(|id| raft_nodes.get(id).is_some_and(|n| live_id(*id, n)))
-        .collect();
-    let mut candidates: Vec<(&str, u64)> = raft_nodes
-        .iter()
-        .filter(|(id, n)| !voters.contains(id) && live_id(**id, n))
+        .filter(|(id, n)| !voters.contains(id) && standing(**id, n) == Standing::Live)
         .filter(|(_, n)| {
             current
                 .get(n.name.as_str())
@@ -447,29 +473,45 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
         })
         .map(|(id, n)| (n.name.as_str(), *id))
         .collect();
-    candidates.sort();
-    let mut desired = alive_voters.clone();
-    for (_, id) in candidates {
-        if desired.len() >= target {
+    spares.sort();
+    let mut spares = spares.into_iter().map(|(_, id)| id);
+    let mut dead: Vec<(&str, u64)> = voters
+        .iter()
+        .filter_map(|id| raft_nodes.get(id).map(|n| (n.name.as_str(), *id)))
+        .filter(|(_, id)| {
+            raft_nodes
+                .get(id)
+                .is_some_and(|n| standing(*id, n) == Standing::Dead)
+        })
+        .collect();
+    dead.sort();
+    let mut desired = voters.clone();
+    for (_, id) in dead {
+        let Some(spare) = spares.next() else {
             break;
-        }
-        desired.insert(id);
+        };
+        desired.remove(&id);
+        desired.insert(spare);
     }
-    if &desired != voters
-        && !desired.is_empty()
-        && (desired.len() % 2 == 1 || desired.len() >= target)
-    {
+    if desired.len() < target {
+        let grown: Vec<u64> = spares.by_ref().take(target - desired.len()).collect();
+        let size = desired.len() + grown.len();
+        if size % 2 == 1 || size >= target {
+            desired.extend(grown);
+        }
+    }
+    if &desired != voters && !desired.is_empty() {
         out.change = Some(Change::Voters(desired));
         return out;
     }
     // Dead learners leave.
-    let dead: BTreeSet<u64> = raft_nodes
+    let dead_learners: BTreeSet<u64> = raft_nodes
         .iter()
-        .filter(|(id, n)| !voters.contains(id) && !live_id(**id, n))
+        .filter(|(id, n)| !voters.contains(id) && standing(**id, n) == Standing::Dead)
         .map(|(id, _)| *id)
         .collect();
-    if !dead.is_empty() {
-        out.change = Some(Change::RemoveNodes(dead));
+    if !dead_learners.is_empty() {
+        out.change = Some(Change::RemoveNodes(dead_learners));
         return out;
     }
     // New members join as learners, one per round, in name order.
@@ -513,16 +555,15 @@ impl RaftHandle {
         .map_err(local_error)
     }
 
-    /// Bootstraps a one-voter registry with this node. Only ever called once per process
-    /// lifetime, on a node whose storage has never held Raft state.
-    pub(crate) async fn initialize(&self, name: &str, addr: String) -> Result<(), LocalError> {
+    /// Forms the registry with `voters` as its first membership. Only ever called once per
+    /// process lifetime, on a node whose storage has never held Raft state, with this node
+    /// among `voters`.
+    pub(crate) async fn initialize(
+        &self,
+        voters: BTreeMap<u64, RaftNode>,
+    ) -> Result<(), LocalError> {
         let raft = self.raft.clone();
-        let node = RaftNode {
-            name: name.to_owned(),
-            addr,
-        };
-        let nodes = BTreeMap::from([(self.id, node)]);
-        self.on_runtime(async move { raft.initialize(nodes).await })
+        self.on_runtime(async move { raft.initialize(voters).await })
             .await?
             .map_err(|e| LocalError::Failed(e.to_string()))
     }
@@ -616,7 +657,7 @@ mod tests {
     }
 
     #[test]
-    fn formation_adds_learners_then_grows_voters_one_to_three() {
+    fn a_one_voter_registry_grows_to_three_without_an_even_step() {
         let members = vec![
             member("a", 1, MemberState::Up),
             member("b", 1, MemberState::Up),
@@ -657,6 +698,65 @@ mod tests {
         let voters: BTreeSet<u64> = [1, 2, 3].into();
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 3, 4].into())));
+    }
+
+    #[test]
+    fn a_down_voter_without_a_spare_stays_a_voter() {
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Down),
+            member("c", 1, MemberState::Up),
+        ];
+        let known = ids(&[("b", 2), ("c", 3)]);
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let voters: BTreeSet<u64> = [1, 2, 3].into();
+        let p = plan_as_a(&members, &nodes, &voters, &known);
+        assert_eq!(p.change, None);
+    }
+
+    #[test]
+    fn a_new_leader_that_knows_no_raft_ids_yet_changes_no_voter() {
+        // Five voters, two of them (the old leader and one more) Down, and a leader that has
+        // not heard anyone's Raft id yet: it must not shrink the set to the ones it knows.
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Up),
+            member("c", 1, MemberState::Up),
+            member("d", 1, MemberState::Down),
+            member("e", 1, MemberState::Down),
+        ];
+        let nodes: BTreeMap<u64, RaftNode> = [
+            (1, rn("a")),
+            (2, rn("b")),
+            (3, rn("c")),
+            (4, rn("d")),
+            (5, rn("e")),
+        ]
+        .into();
+        let voters: BTreeSet<u64> = [1, 2, 3, 4, 5].into();
+        let p = plan_as_a(&members, &nodes, &voters, &|_| None);
+        assert_eq!(p.change, None);
+        assert_eq!(p.ask, vec![NodeId::new("b", 1), NodeId::new("c", 1)]);
+    }
+
+    #[test]
+    fn a_voter_that_restarted_without_its_state_is_replaced_not_reused() {
+        // b restarted as incarnation 2 with a fresh Raft id 7: the old id 2 is dead, the new
+        // one joins as a learner first and then takes the old one's place in a joint change.
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 2, MemberState::Up),
+            member("c", 1, MemberState::Up),
+        ];
+        let known = ids(&[("b", 7), ("c", 3)]);
+        let voters: BTreeSet<u64> = [1, 2, 3].into();
+        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let p = plan_as_a(&members, &nodes, &voters, &known);
+        assert_eq!(p.change, Some(Change::AddLearner(7, rn("b"))));
+        let nodes: BTreeMap<u64, RaftNode> =
+            [(1, rn("a")), (2, rn("b")), (3, rn("c")), (7, rn("b"))].into();
+        let p = plan_as_a(&members, &nodes, &voters, &known);
+        assert_eq!(p.change, Some(Change::Voters([1, 3, 7].into())));
     }
 
     #[test]
