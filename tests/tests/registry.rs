@@ -361,6 +361,52 @@ fn a_dead_voter_is_replaced_by_a_spare_without_operator_action() {
     wait_writable(&refs, 0, "after-replace");
 }
 
+/// Five voters, the leader and one more voter killed: every status the survivors report while
+/// writes resume (and after) still lists five voters. A new leader that has not yet heard the
+/// others' Raft ids once shrank the set to itself.
+#[test]
+fn the_voter_set_never_shrinks_below_its_live_voters_when_two_of_five_die() {
+    let mut nodes = cluster("reg-no-shrink", 5, 5);
+    let before = status(&nodes[0]).expect("status");
+    let l = before.leader.clone().expect("leader");
+    let other = before
+        .voters
+        .iter()
+        .find(|v| **v != l)
+        .expect("another voter")
+        .clone();
+    for victim in [&l, &other] {
+        let i = index_of(&nodes, victim);
+        nodes.remove(i).kill();
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let addr = start_counter(refs[0]);
+    let mut seen = Vec::new();
+    let mut i = 0;
+    let resumed = wait_until(TEST_DEADLINE, || {
+        for node in &refs {
+            if let Some(s) = status(node) {
+                seen.push(s);
+            }
+        }
+        i += 1;
+        let (name, addr) = (format!("no-shrink/{i}"), addr.clone());
+        refs[0]
+            .run(move |s| async move { s.register_name(&name, &addr).await })
+            .expect("node answers")
+            .is_ok()
+    });
+    assert!(resumed, "writes did not resume: {:?}", seen.last());
+    for node in &refs {
+        seen.extend(status(node));
+    }
+    for s in &seen {
+        // No spare exists (all five were voters): the dead two stay voters.
+        assert_eq!(s.voters.len(), 5, "the voter set shrank: {s:?}");
+        assert!(s.voters.contains(&l) && s.voters.contains(&other), "{s:?}");
+    }
+}
+
 #[test]
 fn names_are_released_when_their_node_dies_or_their_actor_stops() {
     let mut nodes = cluster("reg-release", 3, 3);

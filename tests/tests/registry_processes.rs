@@ -209,7 +209,9 @@ fn parse_registry(stdout: &str) -> RegistryView {
     let top = doc.as_object().expect("a JSON object");
     assert_eq!(
         top.keys().collect::<Vec<_>>(),
-        ["applied", "leader", "learners", "names", "voters"],
+        [
+            "applied", "leader", "learners", "names", "raft_id", "voters"
+        ],
         "{stdout}"
     );
     let nodes = |key: &str| -> Vec<String> {
@@ -442,6 +444,133 @@ fn names_survive_a_sigkilled_registry_leader_and_new_registrations_succeed() {
 
     cluster.nodes.remove(leader);
     cluster.stop();
+}
+
+/// The scenario of issue 10: the first acknowledged registration, then `kill -9` of the
+/// first node at once. The registry formed with all three nodes as voters, so the name is on
+/// a majority and the other two keep it, elect a leader and take new registrations; the dead
+/// node stays a voter (there is no spare to replace it with).
+#[test]
+fn the_first_acknowledged_registration_survives_a_sigkill_of_the_first_node() {
+    let mut cluster = Cluster::new("reg-first-write", false);
+    cluster.start_all();
+    let via = cluster.addr("node-2");
+    // `ctl` itself retries while the registry forms; the loop covers a slow start.
+    let first = poll("the first registration", || {
+        cluster.register(via, "bars/a", "node-2")
+    });
+    cluster.kill("node-1");
+    let killed_at = Instant::now();
+    let fresh = poll("a registration after the first node's kill", || {
+        let names = cluster.names(via)?;
+        let row = names.get("bars/a");
+        assert!(
+            row.is_some_and(|r| r.node == "node-2" && r.version == first.version),
+            "the acknowledged bars/a is gone or changed: {row:?}"
+        );
+        cluster.register(via, "bars/b", "node-3")
+    });
+    println!(
+        "writes resumed {:?} after the kill of node-1",
+        killed_at.elapsed()
+    );
+    assert!(fresh.version > first.version, "{fresh:?} after {first:?}");
+    for node in ["node-2", "node-3"] {
+        let view = poll(&format!("three voters as seen through {node}"), || {
+            let view = cluster.registry(cluster.addr(node))?;
+            if view.leader.as_deref().is_some_and(|l| l != "node-1") {
+                Ok(view)
+            } else {
+                Err(format!("no live leader yet: {view:?}"))
+            }
+        });
+        let mut voters = view.voters.clone();
+        voters.sort_unstable();
+        assert_eq!(voters, NODES, "through {node}: {view:?}");
+    }
+    cluster.nodes.remove("node-1");
+    cluster.stop();
+}
+
+/// The Raft identity reproduction of issue 10: durable voters node-1..3 and learner node-4;
+/// `kill -9` node-3; a registration acknowledged by node-1 and node-2; `kill -9` both; node-1
+/// and node-2 restarted **without** their data, node-3 with its data. The restarted nodes are
+/// new Raft members that refuse requests for their former ids, so node-3 cannot assemble the
+/// old quorum: the registry stays unavailable instead of electing a leader that lacks the
+/// acknowledged name, and node-4's replica keeps it.
+#[test]
+fn voters_restarted_without_their_state_never_answer_as_their_former_selves() {
+    let mut cluster = Cluster::new("reg-identity", true);
+    cluster.start_all();
+    let seed = cluster.addr("node-1");
+    cluster.wait_for_leader(seed, &NODES, "durable registry formed");
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    cluster.start("node-4", any_port);
+    let learner = cluster.addr("node-4");
+    poll("node-4 is a learner", || {
+        let view = cluster.registry(learner)?;
+        if view.learners == ["node-4"] && view.voters.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("{view:?}"))
+        }
+    });
+    let addrs: BTreeMap<&str, SocketAddr> =
+        NODES.into_iter().map(|n| (n, cluster.addr(n))).collect();
+    cluster.kill("node-3");
+    let acked = poll("n/1 acknowledged with node-3 down", || {
+        cluster.register(learner, "n/1", "node-4")
+    });
+    poll("node-4's replica holds n/1", || {
+        let names = cluster.names(learner)?;
+        if names.get("n/1").is_some_and(|r| r.version == acked.version) {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    cluster.kill("node-1");
+    cluster.kill("node-2");
+    for node in ["node-1", "node-2", "node-3"] {
+        cluster.nodes.remove(node);
+    }
+    for node in ["node-1", "node-2"] {
+        let dir = cluster.data_dir(node).expect("durable mode");
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+    for node in ["node-1", "node-2", "node-3"] {
+        cluster.start(node, addrs[node]);
+    }
+    // A safety property, so it is watched for a bounded time: ten election timeouts and more.
+    // Every attempt to take n/1 for another node must fail, and n/1 must stay where it was.
+    let watch_until = Instant::now() + Duration::from_secs(10);
+    let mut attempts = 0;
+    while Instant::now() < watch_until {
+        attempts += 1;
+        let taken = cluster.register(addrs["node-1"], "n/1", "node-1");
+        assert!(
+            taken.is_err(),
+            "n/1 was registered again after the acknowledged registration was lost: {taken:?}"
+        );
+        let names = cluster.names(learner).expect("node-4 answers");
+        assert!(
+            names
+                .get("n/1")
+                .is_some_and(|r| r.node == "node-4" && r.version == acked.version),
+            "node-4 lost or changed the acknowledged n/1: {names:?}"
+        );
+        let view = cluster.registry(addrs["node-3"]);
+        assert!(
+            view.as_ref().is_ok_and(|v| v.leader.is_none()),
+            "node-3 found a quorum among voters that lost their state: {view:?}"
+        );
+    }
+    println!("{attempts} attempts refused while the old voters' state was gone");
+    for node in ["node-1", "node-2", "node-3", "node-4"] {
+        if let Some(mut p) = cluster.nodes.remove(node) {
+            let _ = p.kill();
+        }
+    }
 }
 
 #[test]

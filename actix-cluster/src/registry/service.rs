@@ -453,11 +453,8 @@ impl Registry {
             .read_any_member(RegistryRequest::Status, self.deadline())
             .await?
         {
-            // The member's view of the registry; this client has no Raft id of its own.
-            RegistryReply::Status { status, .. } => Ok(RegistryStatus {
-                raft_id: None,
-                ..status
-            }),
+            // The member's view of the registry, with its Raft id: a client has none.
+            RegistryReply::Status { status, .. } => Ok(status),
             _ => Err(protocol_error()),
         }
     }

@@ -242,8 +242,9 @@ pub enum NameEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RegistryStatus {
-    /// This node's Raft id (`None` on a client node, which holds no replica). A node that
-    /// restarts without its Raft state gets a new one and joins as a new member.
+    /// The Raft id of the node whose view this is: this node's, or on a client node (which
+    /// holds no replica) the member's it asked. A node that restarts without its Raft state
+    /// gets a new one and joins as a new member.
     pub raft_id: Option<u64>,
     /// Node currently leading the registry, if known.
     pub leader: Option<String>,

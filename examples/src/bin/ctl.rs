@@ -579,6 +579,10 @@ async fn registry(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
                 nodes.join(", ")
             }
         };
+        let raft_id = out
+            .raft_id
+            .map_or_else(|| "-".to_owned(), |id| id.to_string());
+        println!("raft id   {raft_id} (of the node asked)");
         println!("leader    {}", out.leader.as_deref().unwrap_or("-"));
         println!("voters    {}", list(&out.voters));
         println!("learners  {}", list(&out.learners));
@@ -592,6 +596,8 @@ async fn registry(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
 /// library's [`RegistryStatus`] grows).
 #[derive(Serialize)]
 struct RegistryJson {
+    /// The Raft id of the node that answered.
+    raft_id: Option<u64>,
     leader: Option<String>,
     voters: Vec<String>,
     learners: Vec<String>,
@@ -602,6 +608,7 @@ struct RegistryJson {
 impl From<&RegistryStatus> for RegistryJson {
     fn from(s: &RegistryStatus) -> Self {
         RegistryJson {
+            raft_id: s.raft_id,
             leader: s.leader.clone(),
             voters: s.voters.clone(),
             learners: s.learners.clone(),

@@ -86,6 +86,8 @@ pub(crate) struct RaftWire {
     incoming: Mutex<Assembly<NodeId>>,
     /// Malformed or unexpected frames dropped.
     pub(crate) dropped: AtomicU64,
+    /// When this node last accepted entries (or a heartbeat) from a leader.
+    leader_contact: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for RaftWire {
@@ -266,6 +268,7 @@ impl RaftWire {
             next_transfer: AtomicU64::new(1),
             incoming: Mutex::new(Assembly::new(max_snapshot, TRANSFER_IDLE)),
             dropped: AtomicU64::new(0),
+            leader_contact: Mutex::new(None),
         })
     }
 
@@ -479,6 +482,11 @@ impl RaftWire {
         });
     }
 
+    /// How long ago this node last accepted entries or a heartbeat from a leader.
+    pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
+        lock(&self.leader_contact).map(|t| t.elapsed())
+    }
+
     /// Forgets an unfinished snapshot transfer that has been idle too long (called from the
     /// registry's periodic round, so that an abandoned transfer's memory is freed even if no
     /// other snapshot ever arrives).
@@ -513,7 +521,18 @@ impl RaftWire {
         self.runtime.spawn(async move {
             let reply: Option<Bytes> = match Request::decode(rpc, &body) {
                 Some(Request::Append(r)) => {
-                    encode_response(correlation, rpc, raft.append_entries(r).await)
+                    let result = raft.append_entries(r).await;
+                    if result.as_ref().is_ok_and(|r| {
+                        matches!(
+                            r,
+                            AppendEntriesResponse::Success
+                                | AppendEntriesResponse::PartialSuccess(_)
+                                | AppendEntriesResponse::Conflict
+                        )
+                    }) {
+                        *lock(&this.leader_contact) = Some(Instant::now());
+                    }
+                    encode_response(correlation, rpc, result)
                 }
                 Some(Request::Vote(r)) => encode_response(correlation, rpc, raft.vote(r).await),
                 Some(Request::PreVote(r)) => {

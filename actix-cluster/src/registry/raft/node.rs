@@ -54,6 +54,9 @@ pub(crate) struct RaftHandle {
     known_ids: Arc<Mutex<HashMap<NodeId, u64>>>,
     /// Ends the runtime thread when taken (after Raft shut down).
     stop: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    /// The longest election timeout: a leader not heard from (or, on the leader, no quorum
+    /// acknowledgement) for longer is not reported as the leader.
+    lease: std::time::Duration,
 }
 
 impl std::fmt::Debug for RaftHandle {
@@ -141,6 +144,7 @@ pub(crate) fn start(
             runtime: handle,
             known_ids: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(Mutex::new(Some(stop_tx))),
+            lease: config.election_timeout.1,
         },
         fresh,
     ))
@@ -230,7 +234,7 @@ impl RaftHandle {
         let (stored, leader) = {
             let m = self.raft.metrics();
             let m = m.borrow_watched();
-            (Arc::clone(&m.membership_config), m.current_leader)
+            (Arc::clone(&m.membership_config), self.live_leader(&m))
         };
         let membership = stored.membership();
         let name = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
@@ -246,6 +250,29 @@ impl RaftHandle {
             changing_voters: membership.get_joint_config().len() > 1,
             applied: replica.applied(),
             names: replica.read(|n| n.len()),
+        }
+    }
+
+    /// The leader as far as this node can vouch for it: itself while a quorum acknowledged
+    /// it within the lease, another member while its entries or heartbeats arrived within it.
+    /// Raft's own `current_leader` keeps naming a leader after quorum is lost (a follower
+    /// remembers the last one it voted for, even across a restart), which an operator would
+    /// take for a working registry.
+    fn live_leader(&self, m: &openraft::RaftMetrics<TypeConfig>) -> Option<u64> {
+        let leader = m.current_leader?;
+        let fresh = |d: std::time::Duration| d <= self.lease;
+        if leader == self.id {
+            let alone = m.membership_config.membership().voter_ids().eq([self.id]);
+            let acked = m
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| fresh(openraft::Instant::elapsed(&**at)));
+            (m.state == ServerState::Leader && (alone || acked)).then_some(leader)
+        } else {
+            self.wire
+                .since_leader_contact()
+                .is_some_and(fresh)
+                .then_some(leader)
         }
     }
 
