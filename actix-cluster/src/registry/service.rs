@@ -95,6 +95,15 @@ impl Failure {
     }
 }
 
+/// What [`Registry::through_leader`] may try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A read: any failed attempt, until the deadline.
+    UntilDeadline,
+    /// A write: only attempts that certainly proposed nothing.
+    UntilProposed,
+}
+
 /// The registry of one node.
 pub(crate) struct Registry {
     pub(crate) replica: Arc<Replica>,
@@ -272,6 +281,7 @@ impl Registry {
         self.through_leader(
             raft,
             deadline,
+            Retry::UntilProposed,
             || raft.write_local(cmd.clone()),
             || RegistryRequest::Write {
                 cmd: cmd.clone(),
@@ -287,14 +297,18 @@ impl Registry {
 
     /// Runs `local` on this member's Raft node; when another member leads, sends it
     /// `forward()` instead and takes its answer through `accept`. Retries until `deadline`
-    /// while there is no leader (an election) or the attempt failed.
+    /// while there is no leader (an election) or, as `retry` allows, the attempt failed.
     ///
     /// On the minority side nothing is attempted: the call fails with `NoQuorum` before a
-    /// proposal reaches the log, so nothing can have changed.
+    /// proposal reaches the log, so nothing can have changed. Once an attempt may have reached
+    /// a log (a local proposal that failed or timed out, a forward whose answer was lost or
+    /// says nothing definite), a write is not tried again (a second copy could apply after
+    /// another client's write) and it fails with `Timeout`, which says it may still apply.
     async fn through_leader<T, Fut>(
         &self,
         raft: &RaftHandle,
         deadline: TokioInstant,
+        retry: Retry,
         local: impl Fn() -> Fut,
         forward: impl Fn() -> RegistryRequest,
         accept: impl Fn(RegistryReply) -> Option<T>,
@@ -306,32 +320,47 @@ impl Registry {
         if let Some(e) = self.not_formed(raft) {
             return Err(e);
         }
+        let mut attempted = false;
         loop {
-            if raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
+            if !attempted && raft.quorum_visible(&self.ctx.states(), me) == Some(false) {
                 return Err(RegistryError::NoQuorum);
             }
             match tokio::time::timeout_at(deadline, local()).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(LocalError::NotLeader(Some(leader)))) if leader != me => {
-                    if let Some(value) = self
-                        .ask(&leader, forward(), deadline)
-                        .await
-                        .ok()
-                        .and_then(&accept)
-                    {
-                        return Ok(value);
+                    match self.ask(&leader, forward(), deadline).await {
+                        // Refused before proposing: definitely not in any log.
+                        Ok(RegistryReply::Failed(
+                            Failure::NotLeader(_) | Failure::NoQuorum | Failure::NotFormed { .. },
+                        )) => {}
+                        Ok(reply) => match accept(reply) {
+                            Some(value) => return Ok(value),
+                            None => attempted = true,
+                        },
+                        Err(RegistryError::Remote(e)) if e.is_not_delivered() => {}
+                        Err(_) => attempted = true,
                     }
                 }
-                // No leader yet, the leader refused, or the core failed: try again.
-                Ok(Err(_)) => {}
-                Err(_) => break,
+                // No leader yet, or this node's view names itself: nothing was proposed.
+                Ok(Err(LocalError::NotLeader(_))) => {}
+                // The core failed with the proposal possibly in its log.
+                Ok(Err(LocalError::Failed(_))) => attempted = true,
+                Err(_) => {
+                    attempted = true;
+                    break;
+                }
+            }
+            if attempted && retry == Retry::UntilProposed {
+                break;
             }
             if TokioInstant::now() + RETRY >= deadline {
                 break;
             }
             tokio::time::sleep(RETRY).await;
         }
-        Err(if let Some(e) = self.not_formed(raft) {
+        Err(if attempted {
+            RegistryError::Timeout(self.config.request_timeout)
+        } else if let Some(e) = self.not_formed(raft) {
             e
         } else if !raft.is_initialized() {
             RegistryError::Unavailable("the registry is forming".into())
@@ -353,14 +382,23 @@ impl Registry {
                 cmd: cmd.clone(),
                 forward: true,
             };
+            // Tried again only when the member certainly proposed nothing: a second copy of
+            // a write that did apply could apply again after another client's write.
             let failed = match self.ask_any_member(req, deadline).await {
                 Ok(RegistryReply::Outcome(o)) => return Ok(o),
                 Ok(RegistryReply::Failed(f @ (Failure::NoQuorum | Failure::NotFormed { .. }))) => {
                     return Err(f.into_error(self.config.request_timeout));
                 }
-                Ok(RegistryReply::Failed(f)) => f.into_error(self.config.request_timeout),
-                Ok(_) => protocol_error(),
-                Err(e) => e,
+                Ok(RegistryReply::Failed(
+                    f @ (Failure::NotLeader(_) | Failure::Unavailable(_)),
+                )) => f.into_error(self.config.request_timeout),
+                Ok(RegistryReply::Failed(Failure::Timeout)) => {
+                    return Err(RegistryError::Timeout(self.config.request_timeout));
+                }
+                Ok(_) => return Err(protocol_error()),
+                Err(RegistryError::Remote(e)) if e.is_not_delivered() => RegistryError::Remote(e),
+                Err(e @ RegistryError::Unavailable(_)) => e,
+                Err(_) => return Err(RegistryError::Timeout(self.config.request_timeout)),
             };
             if TokioInstant::now() + RETRY >= deadline {
                 return Err(failed);
@@ -382,6 +420,7 @@ impl Registry {
             .through_leader(
                 raft,
                 self.deadline(),
+                Retry::UntilDeadline,
                 || raft.read_index_local(),
                 || RegistryRequest::ReadIndex,
                 |reply| match reply {
