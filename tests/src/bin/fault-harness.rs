@@ -1,0 +1,168 @@
+//! `fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both]
+//! [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]`
+//!
+//! Runs the registry workload under a seeded fault schedule on network-namespace hosts (needs
+//! root) and prints one JSON object per mode; exits 1 if any mode found a violation or a heal
+//! after which writes did not return. `cargo test --test faults` runs a bounded schedule; this
+//! runs longer ones (`--faults 40` is about ten minutes per mode).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_cluster_tests::faults::hosts::Net;
+use actix_cluster_tests::faults::registry::{self, Architecture, Plan, Storage};
+
+struct Options {
+    seed: u64,
+    faults: usize,
+    nodes: usize,
+    clients: usize,
+    names: usize,
+    storages: Vec<Storage>,
+    architectures: Vec<Architecture>,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs()),
+        faults: 20,
+        nodes: 5,
+        clients: 5,
+        names: 4,
+        storages: vec![Storage::Ephemeral, Storage::Durable],
+        architectures: vec![Architecture::Decentralized, Architecture::Centralized],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} {v:?}: not a number"))
+        };
+        match flag.as_str() {
+            "--seed" => o.seed = number(value()?)?,
+            "--faults" => o.faults = number(value()?)? as usize,
+            "--nodes" => o.nodes = (number(value()?)? as usize).max(3),
+            "--clients" => o.clients = (number(value()?)? as usize).max(1),
+            "--names" => o.names = (number(value()?)? as usize).max(1),
+            "--storage" => {
+                o.storages = match value()?.as_str() {
+                    "ephemeral" => vec![Storage::Ephemeral],
+                    "durable" => vec![Storage::Durable],
+                    "both" => vec![Storage::Ephemeral, Storage::Durable],
+                    v => return Err(format!("--storage {v:?}: ephemeral, durable or both")),
+                }
+            }
+            "--architecture" => {
+                o.architectures = match value()?.as_str() {
+                    "decentralized" => vec![Architecture::Decentralized],
+                    "centralized" => vec![Architecture::Centralized],
+                    "both" => vec![Architecture::Decentralized, Architecture::Centralized],
+                    v => {
+                        return Err(format!(
+                            "--architecture {v:?}: decentralized, centralized or both"
+                        ));
+                    }
+                }
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("fault-harness: {e}");
+            }
+            eprintln!(
+                "usage: fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both] \
+                 [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let program = match std::env::current_exe() {
+        Ok(me) => me.with_file_name("fault-node"),
+        Err(e) => {
+            eprintln!("fault-harness: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "fault-harness: seed {} (replay with --seed {})",
+        o.seed, o.seed
+    );
+    let mut failed = false;
+    for (k, storage) in o.storages.iter().enumerate() {
+        for (j, architecture) in o.architectures.iter().enumerate() {
+            let plan = Plan {
+                seed: o.seed,
+                nodes: o.nodes,
+                storage: *storage,
+                architecture: *architecture,
+                faults: o.faults,
+                clients: o.clients,
+                names: o.names,
+                op_timeout: Duration::from_secs(6),
+                recovery_bound: Duration::from_secs(20),
+            };
+            let run = format!("{}h{k}{j}", std::process::id() % 10_000);
+            let net = match Net::create(&run, plan.nodes) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("fault-harness: network namespaces (needs root): {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match registry::run(&net, &program, &plan, &|line| eprintln!("{line}")) {
+                Ok(r) => {
+                    failed |= !r.passed();
+                    let violations: Vec<_> = r
+                        .violations
+                        .iter()
+                        .map(|v| {
+                            serde_json::json!({
+                                "name": v.name,
+                                "at_operation": v.at_operation,
+                                "operations": v.operations,
+                            })
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "mode": r.label,
+                            "seed": o.seed,
+                            "schedule": r.schedule,
+                            "operations": r.operations,
+                            "answered": r.answered,
+                            "failed": r.failed,
+                            "unknown": r.unknown,
+                            "faults": r.faults,
+                            "recoveries_ms": r.recoveries_ms,
+                            "unrecovered": r.unrecovered,
+                            "violations": violations,
+                            "elapsed_s": r.elapsed.as_secs_f64(),
+                        })
+                    );
+                }
+                Err(e) => {
+                    eprintln!("fault-harness: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,475 @@
+//! The registry workload: concurrent clients registering, claiming, releasing and reading a
+//! few names through `fault-node` processes while the nemesis strikes; then the history is
+//! checked for linearizability and every heal for a bounded return of writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::checker::{self, Call, Operation, Releasable, Seen, Violation};
+use super::hosts::Net;
+use super::nemesis::{self, Fault, Rng, Step, Target};
+use super::node::{self, Node, NodeError, NodeSpec};
+
+/// Storage of every node's registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: every restart is a new Raft member.
+    Ephemeral,
+    /// On disk: a restart may keep its Raft state.
+    Durable,
+}
+
+/// Who votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Every node may vote (3 voters among the nodes).
+    Decentralized,
+    /// The first three nodes are masters and the voters; the rest are workers.
+    Centralized,
+}
+
+/// One run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Seed of the schedule and of the clients' choices.
+    pub seed: u64,
+    /// Nodes, one per host (at least 3).
+    pub nodes: usize,
+    /// Registry storage.
+    pub storage: Storage,
+    /// Who votes.
+    pub architecture: Architecture,
+    /// Faults in the schedule.
+    pub faults: usize,
+    /// Concurrent clients (spread over the nodes).
+    pub clients: usize,
+    /// Names the clients work on.
+    pub names: usize,
+    /// An operation with no answer after this long is recorded as unknown.
+    pub op_timeout: Duration,
+    /// After a heal, writes must succeed again within this long.
+    pub recovery_bound: Duration,
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// `storage/architecture/seed`.
+    pub label: String,
+    /// The schedule, as printed before the run.
+    pub schedule: Vec<String>,
+    /// Operations checked.
+    pub operations: usize,
+    /// Of those: definite successes or definite refusals (`ok`, `NameTaken`, `NotFound`).
+    pub answered: usize,
+    /// Definite failures (no effect).
+    pub failed: usize,
+    /// Indeterminate (no answer, or one that does not say).
+    pub unknown: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Time from each heal to the first successful write, in ms.
+    pub recoveries_ms: Vec<u64>,
+    /// Heals after which writes did not return within the bound.
+    pub unrecovered: Vec<String>,
+    /// Linearizability violations.
+    pub violations: Vec<Violation>,
+    /// Run time.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// No violation and every heal recovered in time.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.unrecovered.is_empty()
+    }
+}
+
+/// Why a run could not be carried out (as opposed to finding a violation).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A node did not start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The hosts could not be set up or changed.
+    #[error("hosts: {0}")]
+    Hosts(String),
+    /// The registry did not form in time at the start.
+    #[error("the registry did not form within {0:?}")]
+    NotFormed(Duration),
+}
+
+const PORT: u16 = 7000;
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The registry of a fresh cluster takes a settle delay and an election.
+const FORMATION: Duration = Duration::from_secs(30);
+
+/// The running cluster: a slot per node (empty while killed).
+struct Cluster<'a> {
+    net: &'a Net,
+    program: PathBuf,
+    specs: Vec<NodeSpec>,
+    nodes: RwLock<Vec<Option<Arc<Node>>>>,
+    t0: Instant,
+    releasable: Mutex<Vec<Releasable>>,
+    history: Mutex<Vec<Operation>>,
+    next_op: AtomicU64,
+    op_timeout: Duration,
+}
+
+impl Cluster<'_> {
+    fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_nanos() as u64
+    }
+
+    fn node(&self, i: usize) -> Option<Arc<Node>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())[i].clone()
+    }
+
+    fn start(&self, i: usize) -> Result<(), NodeError> {
+        let node = Node::start(self.net, &self.program, self.specs[i].clone(), START_TIMEOUT)?;
+        self.nodes.write().unwrap_or_else(|e| e.into_inner())[i] = Some(Arc::new(node));
+        Ok(())
+    }
+
+    /// From now on the names of node `i`'s current incarnation may be released.
+    fn touched(&self, i: usize) {
+        if let Some(n) = self.node(i) {
+            let at = self.ns(Instant::now());
+            self.releasable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Releasable {
+                    node: n.spec.name.clone(),
+                    incarnation: n.incarnation,
+                    at,
+                });
+        }
+    }
+
+    /// Runs one operation through node `i` and records it.
+    fn operate(&self, i: usize, name: &str, call: Call) -> Option<Seen> {
+        let node = self.node(i)?;
+        let line = match &call {
+            Call::Register(a) => format!("register {name} {}", slot_of(&node, a)?),
+            Call::RegisterOrGet(a) => format!("register-or-get {name} {}", slot_of(&node, a)?),
+            Call::Unregister => format!("unregister {name}"),
+            Call::Lookup => format!("lookup {name}"),
+        };
+        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let invoked = Instant::now();
+        let rx = node.send(id, &line);
+        let (completed, seen) = match rx.recv_timeout(self.op_timeout) {
+            Ok((at, answer)) => (Some(self.ns(at)), node::seen(&answer)),
+            Err(_) => (None, Seen::Unknown),
+        };
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Operation {
+                id,
+                name: name.to_owned(),
+                call,
+                invoked: self.ns(invoked),
+                completed,
+                seen: seen.clone(),
+            });
+        Some(seen)
+    }
+
+    /// The registry leader as node `i` reports it (`status` command).
+    fn leader(&self) -> Option<usize> {
+        for i in 0..self.specs.len() {
+            let Some(node) = self.node(i) else {
+                continue;
+            };
+            let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+            let rx = node.send(id, "status");
+            if let Ok((_, answer)) = rx.recv_timeout(Duration::from_secs(2)) {
+                let words: Vec<&str> = answer.split_whitespace().collect();
+                if let ["ok", "status", leader, ..] = words.as_slice() {
+                    return self.specs.iter().position(|s| s.name == *leader);
+                }
+            }
+        }
+        None
+    }
+
+    /// Registers a fresh probe name until a write succeeds or `bound` passes; `Some(ms)`.
+    fn probe(&self, tag: &str, bound: Duration) -> Option<u64> {
+        let start = Instant::now();
+        let mut k = 0;
+        while start.elapsed() < bound {
+            for i in 0..self.specs.len() {
+                let Some(node) = self.node(i) else {
+                    continue;
+                };
+                let Some(actor) = node.slots.first().cloned() else {
+                    continue;
+                };
+                k += 1;
+                let name = format!("probe/{tag}/{k}");
+                if let Some(Seen::Bound(_)) = self.operate(i, &name, Call::Register(actor)) {
+                    return Some(start.elapsed().as_millis() as u64);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {
+    node.slots.iter().position(|a| a == actor)
+}
+
+/// The node specifications of `plan` on `net`, data under `data`.
+fn specs(plan: &Plan, net: &Net, data: &Path) -> Vec<NodeSpec> {
+    let addr = |i: usize| format!("{}:{PORT}", net.addr(i));
+    let masters: Vec<String> = (0..plan.nodes.min(3)).map(addr).collect();
+    (0..plan.nodes)
+        .map(|i| {
+            let seeds: Vec<String> = (0..plan.nodes).filter(|j| *j != i).map(addr).collect();
+            let mut args = vec![
+                "--cluster".to_owned(),
+                "faults".to_owned(),
+                "--seeds".to_owned(),
+                seeds.join(","),
+                "--voters".to_owned(),
+                "3".to_owned(),
+                "--slots".to_owned(),
+                "3".to_owned(),
+            ];
+            if plan.architecture == Architecture::Centralized {
+                args.extend([
+                    "--architecture".to_owned(),
+                    "centralized".to_owned(),
+                    "--masters".to_owned(),
+                    masters.join(","),
+                    "--role".to_owned(),
+                    if i < 3 { "master" } else { "worker" }.to_owned(),
+                ]);
+            }
+            NodeSpec {
+                name: format!("n{i}"),
+                host: i,
+                port: PORT,
+                args,
+                data_dir: (plan.storage == Storage::Durable).then(|| data.join(format!("n{i}"))),
+            }
+        })
+        .collect()
+}
+
+/// Runs `plan` on `net` with the `fault-node` binary `program`; `log` gets progress lines
+/// (the schedule first).
+pub fn run(
+    net: &Net,
+    program: &Path,
+    plan: &Plan,
+    log: &dyn Fn(&str),
+) -> Result<Report, HarnessError> {
+    let label = format!(
+        "{}/{}/seed={}",
+        match plan.storage {
+            Storage::Ephemeral => "ephemeral",
+            Storage::Durable => "durable",
+        },
+        match plan.architecture {
+            Architecture::Decentralized => "decentralized",
+            Architecture::Centralized => "centralized",
+        },
+        plan.seed
+    );
+    let steps = nemesis::schedule(plan.seed, plan.nodes, plan.storage == Storage::Durable, plan.faults);
+    let schedule: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    log(&format!("{label}: schedule"));
+    for (i, s) in schedule.iter().enumerate() {
+        log(&format!("  {i}: {s}"));
+    }
+    let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
+    let cluster = Cluster {
+        net,
+        program: program.to_owned(),
+        specs: specs(plan, net, data.path()),
+        nodes: RwLock::new(vec![None; plan.nodes]),
+        t0: Instant::now(),
+        releasable: Mutex::new(Vec::new()),
+        history: Mutex::new(Vec::new()),
+        next_op: AtomicU64::new(1),
+        op_timeout: plan.op_timeout,
+    };
+    let started = Instant::now();
+    for i in 0..plan.nodes {
+        cluster.start(i)?;
+    }
+    if cluster.probe("formed", FORMATION).is_none() {
+        return Err(HarnessError::NotFormed(FORMATION));
+    }
+    log(&format!("{label}: formed after {:?}", started.elapsed()));
+
+    let stop = AtomicBool::new(false);
+    let mut recoveries_ms = Vec::new();
+    let mut unrecovered = Vec::new();
+    let outcome: Result<(), HarnessError> = std::thread::scope(|scope| {
+        for c in 0..plan.clients {
+            let (cluster, stop) = (&cluster, &stop);
+            let mut rng = Rng::new(plan.seed ^ (0xC11E_47 + c as u64));
+            scope.spawn(move || client(cluster, stop, &mut rng, c % plan.nodes, plan.names));
+        }
+        let result = (|| {
+            for (k, step) in steps.iter().enumerate() {
+                std::thread::sleep(step.quiet);
+                let touched = inject(&cluster, step)?;
+                log(&format!("{label}: {k}: {} (nodes {touched:?})", step.fault));
+                std::thread::sleep(step.lasts);
+                heal(&cluster, step, &touched)?;
+                match cluster.probe(&format!("heal{k}"), plan.recovery_bound) {
+                    Some(ms) => recoveries_ms.push(ms),
+                    None => unrecovered.push(format!(
+                        "no write within {:?} after healing step {k}: {step}",
+                        plan.recovery_bound
+                    )),
+                }
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Release);
+        result
+    });
+    outcome?;
+    let nodes: Vec<Arc<Node>> = cluster
+        .nodes
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .flatten()
+        .collect();
+    for n in &nodes {
+        n.stop(Duration::from_secs(5));
+    }
+    let history = std::mem::take(&mut *cluster.history.lock().unwrap_or_else(|e| e.into_inner()));
+    let releasable = cluster.releasable.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let violations = checker::check(&history, &releasable);
+    let count = |f: fn(&Seen) -> bool| history.iter().filter(|o| f(&o.seen)).count();
+    Ok(Report {
+        label,
+        schedule,
+        operations: history.len(),
+        answered: count(|s| !matches!(s, Seen::Failed | Seen::Unknown)),
+        failed: count(|s| matches!(s, Seen::Failed)),
+        unknown: count(|s| matches!(s, Seen::Unknown)),
+        faults: steps.len(),
+        recoveries_ms,
+        unrecovered,
+        violations,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One client: random operations on a few names through node `home`, until `stop`.
+fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, names: usize) {
+    while !stop.load(Ordering::Acquire) {
+        let Some(node) = cluster.node(home) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let name = format!("k{}", rng.below(names as u64));
+        let slot = rng.below(node.slots.len() as u64) as usize;
+        let actor = node.slots[slot].clone();
+        let call = match rng.below(100) {
+            0..35 => Call::Register(actor),
+            35..55 => Call::RegisterOrGet(actor),
+            55..70 => Call::Unregister,
+            _ => Call::Lookup,
+        };
+        cluster.operate(home, &name, call);
+    }
+}
+
+fn resolve(cluster: &Cluster<'_>, target: Target) -> usize {
+    match target {
+        Target::Node(i) => i,
+        Target::Leader => cluster.leader().unwrap_or(0),
+    }
+}
+
+fn hosts(e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Hosts(e.to_string())
+}
+
+/// Starts `step`'s fault; returns the nodes it touches.
+fn inject(cluster: &Cluster<'_>, step: &Step) -> Result<Vec<usize>, HarnessError> {
+    let net = cluster.net;
+    let touched = match &step.fault {
+        Fault::Kill { target, .. } => {
+            let i = resolve(cluster, *target);
+            cluster.touched(i);
+            if let Some(n) = cluster.nodes.write().unwrap_or_else(|e| e.into_inner())[i].take() {
+                n.kill();
+            }
+            vec![i]
+        }
+        Fault::Pause(target) => {
+            let i = resolve(cluster, *target);
+            cluster.touched(i);
+            if let Some(n) = cluster.node(i) {
+                n.pause();
+            }
+            vec![i]
+        }
+        Fault::Isolate(target) => {
+            let i = resolve(cluster, *target);
+            cluster.touched(i);
+            net.partition(&[i]).map_err(hosts)?;
+            vec![i]
+        }
+        Fault::Partition { minority } => {
+            for i in 0..cluster.specs.len() {
+                cluster.touched(i);
+            }
+            net.partition(minority).map_err(hosts)?;
+            (0..cluster.specs.len()).collect()
+        }
+        Fault::CutOneWay { from, to } => {
+            cluster.touched(*from);
+            cluster.touched(*to);
+            net.cut(*from, *to).map_err(hosts)?;
+            vec![*from, *to]
+        }
+        Fault::Loss { a, b, p } => {
+            cluster.touched(*a);
+            cluster.touched(*b);
+            net.loss(*a, *b, *p).map_err(hosts)?;
+            net.loss(*b, *a, *p).map_err(hosts)?;
+            vec![*a, *b]
+        }
+    };
+    Ok(touched)
+}
+
+/// Ends `step`'s fault: links healed, paused nodes resumed, killed ones restarted.
+fn heal(cluster: &Cluster<'_>, step: &Step, touched: &[usize]) -> Result<(), HarnessError> {
+    cluster.net.heal().map_err(hosts)?;
+    match &step.fault {
+        Fault::Pause(_) => {
+            for &i in touched {
+                if let Some(n) = cluster.node(i) {
+                    n.resume();
+                }
+            }
+        }
+        Fault::Kill { fresh, .. } => {
+            for &i in touched {
+                if *fresh && let Some(dir) = &cluster.specs[i].data_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                cluster.start(i)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
