@@ -138,7 +138,15 @@ fn address_looked_up_by_name_reaches_the_actor_registered_after_a_move() {
     // Once c's replica has applied the new registration, the very next send through the same
     // address reaches b's counter (which counts from 100), and a's counter sees nothing more.
     wait_for_owner(&c, "svc/counter", "b");
+    // Not used since the move: its target as last resolved is still a's counter, node and
+    // actor id from that one registration.
+    assert_eq!(
+        held.resolved_target(),
+        (first.node(), first.actor_id()),
+        "last resolved target, without asking the registry"
+    );
     assert_eq!(add(&c, &held, 1), Ok(101), "reaches b's counter");
+    assert_eq!(held.resolved_target(), (second.node(), second.actor_id()));
     assert_eq!(held.node().name(), "b");
     assert_eq!(held.actor_id(), second.actor_id());
     assert!(held == second);

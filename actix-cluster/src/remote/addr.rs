@@ -265,6 +265,29 @@ impl<A: DistributedActor> RemoteAddr<A> {
         self.resolve().ep.actor
     }
 
+    /// The node and actor id this address points at as last resolved, read together and
+    /// without consulting the registry.
+    ///
+    /// For an address fresh from a registry call ([`ClusterSystem::lookup`],
+    /// `lookup_linearizable`, `register_name_or_get`) this is exactly the registration the
+    /// call returned, even if the name has been registered again since. [`node`](Self::node)
+    /// and [`actor_id`](Self::actor_id) each follow the name on their own, so when it moves
+    /// between the two calls they describe two different registrations; this never mixes
+    /// them. For an address not obtained by name it is `(self.node(), self.actor_id())`.
+    ///
+    /// [`ClusterSystem::lookup`]: crate::ClusterSystem::lookup
+    pub fn resolved_target(&self) -> (NodeId, u64) {
+        let held;
+        let ep = match &self.inner.target {
+            Binding::Fixed(r) => &r.ep,
+            Binding::Named(b) => {
+                held = b.held().1;
+                &held.ep
+            }
+        };
+        (ep.node.clone(), ep.actor)
+    }
+
     /// The cluster-wide name this address follows, if it was obtained by name.
     pub fn registered_name(&self) -> Option<&str> {
         match &self.inner.target {
