@@ -97,9 +97,15 @@ impl ClusterSystem {
             if tokio::time::Instant::now() >= deadline {
                 return Err(RegistryError::Timeout(registry.config.request_timeout));
             }
-            // Already there: no write at all.
-            if let Some(entry) = registry.local_entry(name) {
-                return self.addr_for::<A>(&entry);
+            // Already there: no write, but a confirmation that this replica is current (a
+            // binding released elsewhere may still be in it, and handing out a released actor
+            // would break "one actor per name").
+            if registry.local_entry(name).is_some() {
+                match registry.linearizable_get(name).await {
+                    Ok(entry) => return self.addr_for::<A>(&entry),
+                    Err(RegistryError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             let token = rand::rng().random::<u64>() | 1;
             let claim = Command::Claim {

@@ -446,12 +446,14 @@ enum Op {
     RegisterOrGet { name: String, slot: usize },
     Unregister { name: String },
     Lookup { name: String },
+    /// The registry's state as this node sees it (the harness finds the leader with it).
+    Status,
 }
 
 impl Op {
-    /// A lookup changes nothing, so every failure of one is definite.
+    /// A lookup (or a status) changes nothing, so every failure of one is definite.
     fn is_read(&self) -> bool {
-        matches!(self, Op::Lookup { .. })
+        matches!(self, Op::Lookup { .. } | Op::Status)
     }
 }
 
@@ -536,13 +538,16 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
         ["lookup", name] => Op::Lookup {
             name: name.to_owned(),
         },
+        ["status"] => Op::Status,
         [] => return Err(bad("missing command".into())),
         [verb, ..] => {
             return Err(bad(match verb {
                 "register" | "register-or-get" => format!("usage: <op-id> {verb} <name> <slot>"),
                 "unregister" | "lookup" => format!("usage: <op-id> {verb} <name>"),
+                "status" => "usage: <op-id> status".to_owned(),
                 other => format!(
-                    "unknown command {:?} (known: register, register-or-get, unregister, lookup)",
+                    "unknown command {:?} (known: register, register-or-get, unregister, lookup, \
+                     status)",
                     echo(other)
                 ),
             }));
@@ -565,6 +570,8 @@ enum Answer {
     Bound(NodeId, u64),
     Released(NodeId, u64),
     Nothing,
+    /// `status`: the leader this node vouches for, and the voters.
+    Status(Option<String>, Vec<String>),
     /// Definitely not applied.
     Fail(&'static str, String),
     /// Maybe applied.
@@ -589,6 +596,15 @@ impl Answer {
                 )
             }
             Answer::Nothing => format!("{id} ok none"),
+            Answer::Status(leader, voters) => format!(
+                "{id} ok status {} {}",
+                leader.as_deref().unwrap_or("-"),
+                if voters.is_empty() {
+                    "-".to_owned()
+                } else {
+                    voters.join(",")
+                }
+            ),
             Answer::Fail(kind, msg) => format!("{id} fail {kind} {}", one_line(msg)),
             Answer::Info(kind, msg) => format!("{id} info {kind} {}", one_line(msg)),
         }
@@ -655,6 +671,10 @@ async fn execute(system: &ClusterSystem, slots: &[RemoteAddr<Counter>], op: Op) 
         },
         Op::Lookup { name } => match system.lookup_linearizable::<Counter>(&name).await {
             Ok(found) => bound(&found),
+            Err(e) => read_failure(&e),
+        },
+        Op::Status => match system.registry_status().await {
+            Ok(s) => Answer::Status(s.leader, s.voters),
             Err(e) => read_failure(&e),
         },
     }

@@ -103,6 +103,9 @@ pub struct Releasable {
     pub at: u64,
 }
 
+/// Operations a violation report lists: the last ones invoked before it.
+const REPORTED: usize = 30;
+
 /// The verdict on one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -110,7 +113,8 @@ pub struct Violation {
     pub name: String,
     /// The operation at whose completion the last explanation ran out.
     pub at_operation: u64,
-    /// The name's operations, in invocation order, as the report shows them.
+    /// The name's last operations invoked before the unexplained completion, in invocation
+    /// order (at most 30).
     pub operations: Vec<String>,
 }
 
@@ -232,10 +236,14 @@ fn check_name(name: &str, ops: &[&Operation], releasable: &[Releasable]) -> Opti
             })
             .collect();
         if configs.is_empty() {
+            // The operations that could matter: those invoked before the failing one
+            // completed, the latest ones last.
+            let before: Vec<&&Operation> = ops.iter().filter(|o| o.invoked <= now).collect();
+            let from = before.len().saturating_sub(REPORTED);
             return Some(Violation {
                 name: name.to_owned(),
                 at_operation: ops[i].id,
-                operations: ops.iter().map(|o| describe(o)).collect(),
+                operations: before[from..].iter().map(|o| describe(o)).collect(),
             });
         }
     }

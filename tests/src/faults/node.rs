@@ -86,9 +86,12 @@ impl Node {
             node: spec.name.clone(),
             detail,
         };
-        let mut cmd = net.command(spec.host, program);
+        let mut cmd = net
+            .command(spec.host, program)
+            .map_err(|e| io(e.to_string()))?;
+        let addr = net.addr(spec.host).map_err(|e| io(e.to_string()))?;
         cmd.args(["--name", &spec.name])
-            .args(["--listen", &format!("{}:{}", net.addr(spec.host), spec.port)])
+            .args(["--listen", &format!("{addr}:{}", spec.port)])
             .args(&spec.args);
         if let Some(dir) = &spec.data_dir {
             cmd.arg("--data-dir").arg(dir);

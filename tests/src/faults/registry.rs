@@ -227,7 +227,8 @@ fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {
 
 /// The node specifications of `plan` on `net`, data under `data`.
 fn specs(plan: &Plan, net: &Net, data: &Path) -> Vec<NodeSpec> {
-    let addr = |i: usize| format!("{}:{PORT}", net.addr(i));
+    let addrs = net.addrs();
+    let addr = |i: usize| format!("{}:{PORT}", addrs[i]);
     let masters: Vec<String> = (0..plan.nodes.min(3)).map(addr).collect();
     (0..plan.nodes)
         .map(|i| {
