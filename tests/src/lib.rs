@@ -6,6 +6,7 @@ use actix::prelude::*;
 use actix_cluster::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub mod faults;
 pub mod raw;
 
 /// Polls `cond` until it holds or `deadline` passes; returns whether it held.
