@@ -1,8 +1,17 @@
-//! The fault-injection harness: real hosts (network namespaces), `fault-node` processes, a
-//! seeded nemesis, client workloads that record histories, and checkers that judge them.
+//! The fault-injection harness: a Jepsen-style harness on real processes.
 //!
-//! Each subsystem adds its workload and checker here; `registry` is the first. The bounded
-//! schedule runs in CI (`tests/tests/faults.rs`); `fault-harness` runs longer ones.
+//! - [`hosts`]: separate network hosts on one machine (one network namespace per node
+//!   process), with link cuts and packet loss between them. Unlike the in-process `faults()`
+//!   of `actix-cluster` (feature `fault-injection`), which drops connections inside the
+//!   library, these faults happen in the kernel, below the transport, so the library sees what
+//!   it would see on a real network: silent timeouts, not errors.
+//! - [`node`]: a `fault-node` process on a host, driven over stdin and stdout.
+//! - [`nemesis`]: seeded fault schedules.
+//! - [`registry`]: the registry workload, run under a schedule; [`checker`] judges its history.
+//!
+//! Each subsystem adds its workload and checker here. The bounded schedule runs in CI
+//! (`tests/tests/faults.rs`); the `fault-harness` binary runs longer ones. Everything needs root
+//! (network namespaces, veth pairs, a bridge and `iptables`).
 
 pub mod checker;
 pub mod hosts;
