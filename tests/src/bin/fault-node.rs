@@ -442,10 +442,20 @@ fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Raw
 /// One registry operation, as a command line asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
-    Register { name: String, slot: usize },
-    RegisterOrGet { name: String, slot: usize },
-    Unregister { name: String },
-    Lookup { name: String },
+    Register {
+        name: String,
+        slot: usize,
+    },
+    RegisterOrGet {
+        name: String,
+        slot: usize,
+    },
+    Unregister {
+        name: String,
+    },
+    Lookup {
+        name: String,
+    },
     /// The registry's state as this node sees it (the harness finds the leader with it).
     Status,
 }

@@ -132,7 +132,10 @@ enum Claimant {
 enum Slot {
     Free,
     /// Claimed by a `register_name_or_get` for actor `actor` (whose node owns the claim).
-    Claimed { by: Claimant, actor: u32 },
+    Claimed {
+        by: Claimant,
+        actor: u32,
+    },
     Bound(u32),
 }
 
@@ -577,9 +580,21 @@ mod tests {
         let a = actor("x", 1);
         assert!(ok(&[
             op(1, Call::Lookup, 0.0, Some(1.0), Seen::NotFound),
-            op(2, Call::Register(a.clone()), 2.0, Some(3.0), Seen::Bound(a.clone())),
+            op(
+                2,
+                Call::Register(a.clone()),
+                2.0,
+                Some(3.0),
+                Seen::Bound(a.clone())
+            ),
             op(3, Call::Lookup, 4.0, Some(5.0), Seen::Bound(a.clone())),
-            op(4, Call::Unregister, 6.0, Some(7.0), Seen::Released(a.clone())),
+            op(
+                4,
+                Call::Unregister,
+                6.0,
+                Some(7.0),
+                Seen::Released(a.clone())
+            ),
             op(5, Call::Unregister, 8.0, Some(9.0), Seen::Nothing),
             op(6, Call::Lookup, 10.0, Some(11.0), Seen::NotFound),
         ]));
@@ -589,7 +604,13 @@ mod tests {
     fn a_lost_acknowledged_registration_is_a_violation_unless_its_owner_was_faulted() {
         let a = actor("x", 1);
         let history = [
-            op(1, Call::Register(a.clone()), 0.0, Some(1.0), Seen::Bound(a.clone())),
+            op(
+                1,
+                Call::Register(a.clone()),
+                0.0,
+                Some(1.0),
+                Seen::Bound(a.clone()),
+            ),
             op(2, Call::Lookup, 5.0, Some(6.0), Seen::NotFound),
         ];
         let v = check(&history, &[]);
@@ -613,8 +634,20 @@ mod tests {
     fn a_stale_read_after_an_acknowledged_unregister_is_a_violation() {
         let a = actor("x", 1);
         assert!(!ok(&[
-            op(1, Call::Register(a.clone()), 0.0, Some(1.0), Seen::Bound(a.clone())),
-            op(2, Call::Unregister, 2.0, Some(3.0), Seen::Released(a.clone())),
+            op(
+                1,
+                Call::Register(a.clone()),
+                0.0,
+                Some(1.0),
+                Seen::Bound(a.clone())
+            ),
+            op(
+                2,
+                Call::Unregister,
+                2.0,
+                Some(3.0),
+                Seen::Released(a.clone())
+            ),
             op(3, Call::Lookup, 4.0, Some(5.0), Seen::Bound(a.clone())),
         ]));
     }
@@ -624,21 +657,69 @@ mod tests {
         let (a, b) = (actor("x", 1), actor("y", 2));
         // Both `register_name_or_get` calls overlap: either may win, but both must agree.
         assert!(ok(&[
-            op(1, Call::RegisterOrGet(a.clone()), 0.0, Some(3.0), Seen::Bound(b.clone())),
-            op(2, Call::RegisterOrGet(b.clone()), 1.0, Some(2.0), Seen::Bound(b.clone())),
+            op(
+                1,
+                Call::RegisterOrGet(a.clone()),
+                0.0,
+                Some(3.0),
+                Seen::Bound(b.clone())
+            ),
+            op(
+                2,
+                Call::RegisterOrGet(b.clone()),
+                1.0,
+                Some(2.0),
+                Seen::Bound(b.clone())
+            ),
         ]));
         assert!(!ok(&[
-            op(1, Call::RegisterOrGet(a.clone()), 0.0, Some(3.0), Seen::Bound(a.clone())),
-            op(2, Call::RegisterOrGet(b.clone()), 1.0, Some(2.0), Seen::Bound(b.clone())),
+            op(
+                1,
+                Call::RegisterOrGet(a.clone()),
+                0.0,
+                Some(3.0),
+                Seen::Bound(a.clone())
+            ),
+            op(
+                2,
+                Call::RegisterOrGet(b.clone()),
+                1.0,
+                Some(2.0),
+                Seen::Bound(b.clone())
+            ),
         ]));
         assert!(!ok(&[
-            op(1, Call::Register(a.clone()), 0.0, Some(3.0), Seen::Bound(a.clone())),
-            op(2, Call::Register(b.clone()), 1.0, Some(2.0), Seen::Bound(b.clone())),
+            op(
+                1,
+                Call::Register(a.clone()),
+                0.0,
+                Some(3.0),
+                Seen::Bound(a.clone())
+            ),
+            op(
+                2,
+                Call::Register(b.clone()),
+                1.0,
+                Some(2.0),
+                Seen::Bound(b.clone())
+            ),
         ]));
         // The same actor again is idempotent.
         assert!(ok(&[
-            op(1, Call::Register(a.clone()), 0.0, Some(1.0), Seen::Bound(a.clone())),
-            op(2, Call::Register(a.clone()), 2.0, Some(3.0), Seen::Bound(a.clone())),
+            op(
+                1,
+                Call::Register(a.clone()),
+                0.0,
+                Some(1.0),
+                Seen::Bound(a.clone())
+            ),
+            op(
+                2,
+                Call::Register(a.clone()),
+                2.0,
+                Some(3.0),
+                Seen::Bound(a.clone())
+            ),
             op(3, Call::Register(b.clone()), 4.0, Some(5.0), Seen::Taken),
         ]));
     }
@@ -668,7 +749,13 @@ mod tests {
     fn a_failed_register_or_get_may_leave_its_claim_behind() {
         let (a, b) = (actor("x", 1), actor("y", 2));
         let history = [
-            op(1, Call::RegisterOrGet(a.clone()), 0.0, Some(1.0), Seen::Failed),
+            op(
+                1,
+                Call::RegisterOrGet(a.clone()),
+                0.0,
+                Some(1.0),
+                Seen::Failed,
+            ),
             op(2, Call::Register(b.clone()), 2.0, Some(3.0), Seen::Taken),
             op(3, Call::Lookup, 4.0, Some(5.0), Seen::NotFound),
         ];
@@ -694,7 +781,13 @@ mod tests {
                 _ => Call::Unregister,
             };
             history.push(op(2 * k, call, t, None, Seen::Unknown));
-            history.push(op(2 * k + 1, Call::Lookup, t + 0.5, Some(t + 0.6), Seen::NotFound));
+            history.push(op(
+                2 * k + 1,
+                Call::Lookup,
+                t + 0.5,
+                Some(t + 0.6),
+                Seen::NotFound,
+            ));
         }
         assert!(ok(&history));
         // And a lookup that no pending write explains is still caught among them.

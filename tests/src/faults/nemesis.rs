@@ -208,7 +208,8 @@ mod tests {
         assert_eq!(a, schedule(42, 5, true, 50));
         assert_ne!(a, schedule(43, 5, true, 50));
         for step in &a {
-            let node_ok = |t: &Target| matches!(t, Target::Leader) || matches!(t, Target::Node(i) if *i < 5);
+            let node_ok =
+                |t: &Target| matches!(t, Target::Leader) || matches!(t, Target::Node(i) if *i < 5);
             match &step.fault {
                 Fault::Kill { target, .. } | Fault::Pause(target) | Fault::Isolate(target) => {
                     assert!(node_ok(target), "{step}");

@@ -129,7 +129,12 @@ impl Cluster<'_> {
     }
 
     fn start(&self, i: usize) -> Result<(), NodeError> {
-        let node = Node::start(self.net, &self.program, self.specs[i].clone(), START_TIMEOUT)?;
+        let node = Node::start(
+            self.net,
+            &self.program,
+            self.specs[i].clone(),
+            START_TIMEOUT,
+        )?;
         self.nodes.write().unwrap_or_else(|e| e.into_inner())[i] = Some(Arc::new(node));
         Ok(())
     }
@@ -284,7 +289,12 @@ pub fn run(
         },
         plan.seed
     );
-    let steps = nemesis::schedule(plan.seed, plan.nodes, plan.storage == Storage::Durable, plan.faults);
+    let steps = nemesis::schedule(
+        plan.seed,
+        plan.nodes,
+        plan.storage == Storage::Durable,
+        plan.faults,
+    );
     let schedule: Vec<String> = steps.iter().map(ToString::to_string).collect();
     log(&format!("{label}: schedule"));
     for (i, s) in schedule.iter().enumerate() {
@@ -352,7 +362,11 @@ pub fn run(
         n.stop(Duration::from_secs(5));
     }
     let history = std::mem::take(&mut *cluster.history.lock().unwrap_or_else(|e| e.into_inner()));
-    let releasable = cluster.releasable.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let releasable = cluster
+        .releasable
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let violations = checker::check(&history, &releasable);
     let count = |f: fn(&Seen) -> bool| history.iter().filter(|o| f(&o.seen)).count();
     Ok(Report {
