@@ -1,10 +1,15 @@
 //! `fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both]
 //! [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]`
+//! `fault-harness --figures [--runs N] [--storage ephemeral|durable]`
 //!
 //! Runs the registry workload under a seeded fault schedule on network-namespace hosts (needs
 //! root) and prints one JSON object per mode; exits 1 if any mode found a violation or a heal
 //! after which writes did not return. `cargo test --test faults` runs a bounded schedule; this
 //! runs longer ones (`--faults 40` is about ten minutes per mode).
+//!
+//! `--figures` measures instead: the time from the first node's start to the first accepted
+//! write (3 and 5 nodes), and write unavailability after `kill -9`, isolation and `SIGSTOP` of
+//! the registry leader (5 nodes, `--runs` times each, default 3); one JSON object.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +25,8 @@ struct Options {
     names: usize,
     storages: Vec<Storage>,
     architectures: Vec<Architecture>,
+    figures: bool,
+    runs: usize,
 }
 
 fn parse() -> Result<Options, String> {
@@ -33,6 +40,8 @@ fn parse() -> Result<Options, String> {
         names: 4,
         storages: vec![Storage::Ephemeral, Storage::Durable],
         architectures: vec![Architecture::Decentralized, Architecture::Centralized],
+        figures: false,
+        runs: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -47,6 +56,8 @@ fn parse() -> Result<Options, String> {
             "--nodes" => o.nodes = (number(value()?)? as usize).max(3),
             "--clients" => o.clients = (number(value()?)? as usize).max(1),
             "--names" => o.names = (number(value()?)? as usize).max(1),
+            "--runs" => o.runs = (number(value()?)? as usize).max(1),
+            "--figures" => o.figures = true,
             "--storage" => {
                 o.storages = match value()?.as_str() {
                     "ephemeral" => vec![Storage::Ephemeral],
@@ -83,7 +94,8 @@ fn main() -> ExitCode {
             }
             eprintln!(
                 "usage: fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both] \
-                 [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]"
+                 [--architecture decentralized|centralized|both] [--nodes N] [--clients N] \
+                 [--names N]\n       fault-harness --figures [--runs N] [--storage ephemeral|durable]"
             );
             return ExitCode::from(2);
         }
@@ -95,6 +107,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if o.figures {
+        return figures(&o, &program);
+    }
     eprintln!(
         "fault-harness: seed {} (replay with --seed {})",
         o.seed, o.seed
@@ -164,5 +179,53 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn figures(o: &Options, program: &std::path::Path) -> ExitCode {
+    let storage = o.storages.first().copied().unwrap_or(Storage::Ephemeral);
+    let net = match Net::create(&format!("{}f", std::process::id() % 10_000), 5) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("fault-harness: network namespaces (needs root): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match registry::figures(&net, program, storage, o.runs, &|line| eprintln!("{line}")) {
+        Ok(f) => {
+            let median = |v: &[u64]| {
+                let mut v = v.to_vec();
+                v.sort_unstable();
+                v.get(v.len() / 2).copied()
+            };
+            let formation: serde_json::Map<String, serde_json::Value> = f
+                .formation_ms
+                .iter()
+                .map(|(n, ms)| (format!("nodes_{n}"), serde_json::json!(ms)))
+                .collect();
+            let unavailability: serde_json::Map<String, serde_json::Value> = f
+                .unavailability_ms
+                .iter()
+                .map(|(fault, runs)| {
+                    (
+                        (*fault).to_owned(),
+                        serde_json::json!({ "runs_ms": runs, "median_ms": median(runs) }),
+                    )
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "storage": format!("{storage:?}").to_lowercase(),
+                    "first_write_after_start_ms": formation,
+                    "write_unavailability": unavailability,
+                })
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fault-harness: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -125,6 +125,9 @@ enum Claimant {
     Op(usize),
     /// Some unanswered `register_name_or_get` for this actor: those are interchangeable.
     Unanswered(u32),
+    /// A `register_name_or_get` that failed after claiming: nobody binds this claim any more,
+    /// and which operation left it no longer matters.
+    Orphan,
 }
 
 /// The state of one name's slot. Actors are numbered (see [`Actors`]).
@@ -305,6 +308,14 @@ fn check_name(name: &str, ops: &[&Operation], releasable: &[Releasable]) -> Opti
             .into_iter()
             .filter_map(|mut c| {
                 let phase = c.open.remove(&i)?;
+                if let Slot::Claimed { by, actor } = c.slot
+                    && by == Claimant::Op(i)
+                {
+                    c.slot = Slot::Claimed {
+                        by: Claimant::Orphan,
+                        actor,
+                    };
+                }
                 finishes(ops[i], phase, &want, &actors).then_some(c)
             })
             .collect();

@@ -367,7 +367,13 @@ pub fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let checking = Instant::now();
     let violations = checker::check(&history, &releasable);
+    log(&format!(
+        "{label}: checked {} operations in {:.1} s",
+        history.len(),
+        checking.elapsed().as_secs_f64()
+    ));
     let count = |f: fn(&Seen) -> bool| history.iter().filter(|o| f(&o.seen)).count();
     Ok(Report {
         label,
@@ -487,4 +493,196 @@ fn heal(cluster: &Cluster<'_>, step: &Step, touched: &[usize]) -> Result<(), Har
         _ => {}
     }
     Ok(())
+}
+
+/// Failover and formation figures, measured on real hosts (see [`figures`]).
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Cluster size → ms from the first node's start to the first accepted write.
+    pub formation_ms: Vec<(usize, u64)>,
+    /// Fault on the leader → ms from the fault to the first accepted write, one per run.
+    pub unavailability_ms: Vec<(&'static str, Vec<u64>)>,
+}
+
+/// What a failover figure does to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaderFault {
+    Kill,
+    Isolate,
+    Pause,
+}
+
+impl LeaderFault {
+    fn name(self) -> &'static str {
+        match self {
+            LeaderFault::Kill => "kill -9 leader",
+            LeaderFault::Isolate => "isolate leader",
+            LeaderFault::Pause => "SIGSTOP leader",
+        }
+    }
+}
+
+impl Cluster<'_> {
+    /// Sends a registration of a fresh name every 50 ms through the nodes of `via` in turn,
+    /// without waiting for answers, until one is accepted or `bound` passes: the time from
+    /// `since` to the first accepted one's answer. A write forwarded to a silent leader waits
+    /// out its request timeout; the ones sent after it do not queue behind it.
+    fn first_write(&self, via: &[usize], tag: &str, since: Instant, bound: Duration) -> Option<u64> {
+        let mut waiting = Vec::new();
+        let mut k = 0usize;
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if let Some(node) = via
+                .get(k % via.len().max(1))
+                .and_then(|&i| self.node(i))
+                && !node.slots.is_empty()
+            {
+                let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+                waiting.push(node.send(id, &format!("register probe/{tag}/{k} 0")));
+            }
+            k += 1;
+            let tick = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < tick {
+                for rx in &waiting {
+                    if let Ok((at, answer)) = rx.try_recv()
+                        && answer.starts_with("ok bound")
+                    {
+                        return Some(at.saturating_duration_since(since).as_millis() as u64);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        None
+    }
+
+    fn stop_all(&self) {
+        let nodes: Vec<Arc<Node>> = self
+            .nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .flatten()
+            .collect();
+        for n in &nodes {
+            n.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Measures, on `net` (at least five hosts), the time from the first node's start to the
+/// first accepted write with three and with five nodes, and the write unavailability after
+/// `kill -9`, isolation and `SIGSTOP` of the registry leader of a five-node cluster, `runs`
+/// times each. Each figure counts to the answer of the first write accepted afterwards, sent
+/// through the other nodes every 50 ms.
+pub fn figures(
+    net: &Net,
+    program: &Path,
+    storage: Storage,
+    runs: usize,
+    log: &dyn Fn(&str),
+) -> Result<Figures, HarnessError> {
+    let mut out = Figures::default();
+    let plan = |nodes| Plan {
+        seed: 0,
+        nodes,
+        storage,
+        architecture: Architecture::Decentralized,
+        faults: 0,
+        clients: 0,
+        names: 1,
+        op_timeout: Duration::from_secs(6),
+        recovery_bound: Duration::from_secs(20),
+    };
+    let cluster_of = |plan: &Plan, data: &Path| Cluster {
+        net,
+        program: program.to_owned(),
+        specs: specs(plan, net, data),
+        nodes: RwLock::new(vec![None; plan.nodes]),
+        t0: Instant::now(),
+        releasable: Mutex::new(Vec::new()),
+        history: Mutex::new(Vec::new()),
+        next_op: AtomicU64::new(1),
+        op_timeout: plan.op_timeout,
+    };
+    for n in [3, 5] {
+        let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
+        let plan = plan(n);
+        let cluster = cluster_of(&plan, data.path());
+        let started = Instant::now();
+        for i in 0..n {
+            cluster.start(i)?;
+        }
+        let all: Vec<usize> = (0..n).collect();
+        let ms = cluster
+            .first_write(&all, "formed", started, FORMATION)
+            .ok_or(HarnessError::NotFormed(FORMATION))?;
+        log(&format!("formation of {n}: first accepted write {ms} ms after the first start"));
+        out.formation_ms.push((n, ms));
+        cluster.stop_all();
+    }
+    let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
+    let plan = plan(5);
+    let cluster = cluster_of(&plan, data.path());
+    for i in 0..plan.nodes {
+        cluster.start(i)?;
+    }
+    let all: Vec<usize> = (0..plan.nodes).collect();
+    cluster
+        .first_write(&all, "formed", Instant::now(), FORMATION)
+        .ok_or(HarnessError::NotFormed(FORMATION))?;
+    for fault in [LeaderFault::Kill, LeaderFault::Isolate, LeaderFault::Pause] {
+        let mut figures = Vec::new();
+        for run in 0..runs {
+            // A settled cluster with a leader that every node follows.
+            let leader = (0..50)
+                .find_map(|_| {
+                    let l = cluster.leader();
+                    if l.is_none() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    l
+                })
+                .ok_or(HarnessError::NotFormed(Duration::from_secs(5)))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let others: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
+            let at = Instant::now();
+            match fault {
+                LeaderFault::Kill => {
+                    if let Some(n) =
+                        cluster.nodes.write().unwrap_or_else(|e| e.into_inner())[leader].take()
+                    {
+                        n.kill();
+                    }
+                }
+                LeaderFault::Isolate => net.partition(&[leader]).map_err(hosts)?,
+                LeaderFault::Pause => {
+                    if let Some(n) = cluster.node(leader) {
+                        n.pause();
+                    }
+                }
+            }
+            let ms = cluster.first_write(&others, &format!("{fault:?}{run}"), at, plan.recovery_bound);
+            log(&format!(
+                "{} (n{leader}), run {run}: writes resumed after {ms:?} ms",
+                fault.name()
+            ));
+            figures.extend(ms);
+            match fault {
+                LeaderFault::Kill => cluster.start(leader)?,
+                LeaderFault::Isolate => net.heal().map_err(hosts)?,
+                LeaderFault::Pause => {
+                    if let Some(n) = cluster.node(leader) {
+                        n.resume();
+                    }
+                }
+            }
+            cluster
+                .first_write(&all, &format!("healed{fault:?}{run}"), Instant::now(), plan.recovery_bound)
+                .ok_or(HarnessError::NotFormed(plan.recovery_bound))?;
+        }
+        out.unavailability_ms.push((fault.name(), figures));
+    }
+    cluster.stop_all();
+    Ok(out)
 }
