@@ -191,11 +191,11 @@ pub fn check(history: &[Operation], releasable: &[Releasable]) -> Vec<Violation>
     for op in history {
         // A read without an answer, and a plain write that certainly did not apply, change
         // nothing and are explained by any order.
-        let inert = match (&op.call, &op.seen) {
-            (Call::Lookup, Seen::Failed | Seen::Unknown) => true,
-            (Call::Register(_) | Call::Unregister, Seen::Failed) => true,
-            _ => false,
-        };
+        let inert = matches!(
+            (&op.call, &op.seen),
+            (Call::Lookup, Seen::Failed | Seen::Unknown)
+                | (Call::Register(_) | Call::Unregister, Seen::Failed)
+        );
         if !inert {
             by_name.entry(&op.name).or_default().push(op);
         }
@@ -446,13 +446,18 @@ fn close(
     Some(seen.into_configs())
 }
 
+/// The phase of each open answered operation, by index.
+type OpenPhases = BTreeMap<usize, Phase>;
+/// How many unanswered operations of each kind have not taken effect.
+type PendingCounts = BTreeMap<Pending, u32>;
+
 /// Configurations kept up to dominance: of two that agree on the slot and the open answered
 /// operations, the one with at least as many of every kind of unanswered operation left can do
 /// everything the other can (an unanswered operation may also never take effect), so only it
 /// is kept. Without this the unanswered operations of a fault multiply the search.
 #[derive(Default)]
 struct Frontier {
-    groups: HashMap<(Slot, BTreeMap<usize, Phase>), Vec<BTreeMap<Pending, u32>>>,
+    groups: HashMap<(Slot, OpenPhases), Vec<PendingCounts>>,
     len: usize,
 }
 
@@ -632,7 +637,7 @@ mod tests {
             incarnation: 1,
             at: 3_000_000_000,
         };
-        assert!(check(&history, &[faulted.clone()]).is_empty());
+        assert!(check(&history, std::slice::from_ref(&faulted)).is_empty());
         // A fault after the lookup explains nothing.
         let late = Releasable {
             at: 7_000_000_000,

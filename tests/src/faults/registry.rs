@@ -327,7 +327,7 @@ pub fn run(
     let outcome: Result<(), HarnessError> = std::thread::scope(|scope| {
         for c in 0..plan.clients {
             let (cluster, stop) = (&cluster, &stop);
-            let mut rng = Rng::new(plan.seed ^ (0xC11E_47 + c as u64));
+            let mut rng = Rng::new(plan.seed ^ (0x00C1_1E47 + c as u64));
             scope.spawn(move || client(cluster, stop, &mut rng, c % plan.nodes, plan.names));
         }
         let result = (|| {
