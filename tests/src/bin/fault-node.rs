@@ -35,6 +35,11 @@
 //! <op-id or -> error <reason>                          malformed line: nothing was attempted
 //! ```
 //!
+//! `<op-id> status` answers `<op-id> ok status <leader or -> <voters, comma-separated>`. Besides
+//! answers, the node prints `- down <node> <incarnation>` whenever its membership declares a
+//! member Down or Left: the registry releases that incarnation's names, so the harness's
+//! checker allows those releases from then on.
+//!
 //! `<Kind>` names the [`RegistryError`] variant (`registry_error_kind`); a `fail NameTaken`
 //! message starts with the holder's node name. A command that the node could not finish
 //! because it was stopping is answered with kind `Shutdown` (`info` for writes, `fail` for
@@ -53,8 +58,9 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
+use actix::prelude::*;
 use actix_cluster::prelude::*;
-use actix_cluster::{RegistryConfig, RegistryError};
+use actix_cluster::{ClusterEvent, MemberState, RegistryConfig, RegistryError};
 use actix_cluster_examples::args::{Args, UsageError};
 use actix_cluster_examples::registry_error_kind;
 use actix_cluster_tests::Counter;
@@ -258,6 +264,7 @@ async fn run(options: Options) -> Result<(), Box<dyn Error>> {
         .map(|_| system.start_actor(Counter::default()))
         .collect();
 
+    system.subscribe(DownWatcher.start().recipient());
     let ids: Vec<String> = slots.iter().map(|s| s.actor_id().to_string()).collect();
     let me = system.node_id();
     emit(&format!(
@@ -435,6 +442,31 @@ fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Raw
         input.consume(used);
         if end.is_some() {
             return Ok(Some(line));
+        }
+    }
+}
+
+/// Prints `- down <node> <incarnation>` for every member this node sees go Down or Left.
+struct DownWatcher;
+
+impl Actor for DownWatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<ClusterEvent> for DownWatcher {
+    type Result = ();
+
+    fn handle(&mut self, event: ClusterEvent, _: &mut Context<Self>) {
+        let gone = match &event {
+            ClusterEvent::Snapshot(members) => members
+                .iter()
+                .filter(|m| matches!(m.state, MemberState::Down | MemberState::Left))
+                .collect(),
+            ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => vec![m],
+            _ => Vec::new(),
+        };
+        for m in gone {
+            answer(&format!("- down {} {}", m.id.name(), m.id.incarnation()));
         }
     }
 }

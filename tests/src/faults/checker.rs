@@ -17,10 +17,10 @@
 //!
 //! The model follows `registry/state.rs`: a slot is free, claimed by a `register_name_or_get`
 //! in progress, or bound to an actor. `register_name_or_get` has two steps (claim, then bind)
-//! and may end between them. A slot owned by a node incarnation that a fault touched (killed,
-//! paused, cut off or lossy) may be released at any instant after the fault: membership may
-//! have declared it Down, which releases its names and claims. That makes the checker unable
-//! to catch a spurious release of such a name, and nothing else.
+//! and may end between them. A slot owned by a node incarnation that was killed, or that any
+//! node declared Down or Left (the nodes report their verdicts), may be released at any instant
+//! after that: the registry releases the names of Down incarnations. A spurious release of a
+//! live, never-suspected node's name is a violation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -92,7 +92,7 @@ pub struct Operation {
 }
 
 /// From `at` on, the names and claims of node incarnation `(node, incarnation)` may be
-/// released: a fault touched it.
+/// released: it was killed, or a node declared it Down or Left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Releasable {
     /// Node name.

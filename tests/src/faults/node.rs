@@ -50,6 +50,10 @@ pub enum NodeError {
 
 type Pending = Arc<Mutex<HashMap<u64, Sender<(Instant, String)>>>>;
 
+/// Down verdicts the nodes printed (`- down <node> <incarnation>`), with the instant each line
+/// was read; shared by every node of a run.
+pub type Downs = Arc<Mutex<Vec<(Instant, String, u64)>>>;
+
 /// A running node process.
 pub struct Node {
     /// Its start specification.
@@ -81,6 +85,7 @@ impl Node {
         program: &Path,
         spec: NodeSpec,
         timeout: Duration,
+        downs: &Downs,
     ) -> Result<Node, NodeError> {
         let io = |detail: String| NodeError::Io {
             node: spec.name.clone(),
@@ -105,9 +110,10 @@ impl Node {
         let (ready_tx, ready_rx) = channel::<String>();
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let answers = Arc::clone(&pending);
+        let downs = Arc::clone(downs);
         std::thread::Builder::new()
             .name(format!("out-{}", spec.name))
-            .spawn(move || read_answers(BufReader::new(stdout), &ready_tx, &answers))
+            .spawn(move || read_answers(BufReader::new(stdout), &ready_tx, &answers, &downs))
             .map_err(|e| io(format!("reader thread: {e}")))?;
         let not_ready = |detail: String| NodeError::NotReady {
             node: spec.name.clone(),
@@ -239,7 +245,7 @@ fn parse_ready(line: &str, name: &str) -> Option<(u64, Vec<u64>)> {
     Some((incarnation, slots))
 }
 
-fn read_answers(out: impl BufRead, ready: &Sender<String>, pending: &Pending) {
+fn read_answers(out: impl BufRead, ready: &Sender<String>, pending: &Pending, downs: &Downs) {
     let mut lines = out.lines();
     match lines.next() {
         Some(Ok(line)) => {
@@ -252,6 +258,15 @@ fn read_answers(out: impl BufRead, ready: &Sender<String>, pending: &Pending) {
             break;
         };
         let at = Instant::now();
+        if let Some(down) = line.strip_prefix("- down ") {
+            let mut words = down.split_whitespace();
+            if let (Some(node), Some(Ok(incarnation))) =
+                (words.next(), words.next().map(str::parse))
+            {
+                lock(downs).push((at, node.to_owned(), incarnation));
+            }
+            continue;
+        }
         let Some((op, rest)) = line.split_once(' ') else {
             continue;
         };

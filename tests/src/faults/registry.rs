@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::checker::{self, Call, Operation, Releasable, Seen, Violation};
 use super::hosts::Net;
 use super::nemesis::{self, Fault, Rng, Step, Target};
-use super::node::{self, Node, NodeError, NodeSpec};
+use super::node::{self, Downs, Node, NodeError, NodeSpec};
 
 /// Storage of every node's registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,12 +114,38 @@ struct Cluster<'a> {
     nodes: RwLock<Vec<Option<Arc<Node>>>>,
     t0: Instant,
     releasable: Mutex<Vec<Releasable>>,
+    /// Down verdicts the nodes reported.
+    downs: Downs,
     history: Mutex<Vec<Operation>>,
     next_op: AtomicU64,
     op_timeout: Duration,
 }
 
+/// A release may be committed a little before the line announcing the verdict behind it is
+/// read (another node's verdict, or output buffered behind answers): releases count from this
+/// long before the line.
+const VERDICT_MARGIN: Duration = Duration::from_millis(500);
+
 impl Cluster<'_> {
+    /// Every incarnation the run may have seen released, and since when: those that were
+    /// killed, and those that any node declared Down or Left.
+    fn releasable(&self) -> Vec<Releasable> {
+        let mut all = self
+            .releasable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let downs = self.downs.lock().unwrap_or_else(|e| e.into_inner());
+        for (at, node, incarnation) in downs.iter() {
+            all.push(Releasable {
+                node: node.clone(),
+                incarnation: *incarnation,
+                at: self.ns(at.checked_sub(VERDICT_MARGIN).unwrap_or(self.t0)),
+            });
+        }
+        all
+    }
+
     fn ns(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.t0).as_nanos() as u64
     }
@@ -134,12 +160,14 @@ impl Cluster<'_> {
             &self.program,
             self.specs[i].clone(),
             START_TIMEOUT,
+            &self.downs,
         )?;
         self.nodes.write().unwrap_or_else(|e| e.into_inner())[i] = Some(Arc::new(node));
         Ok(())
     }
 
-    /// From now on the names of node `i`'s current incarnation may be released.
+    /// From now on the names of node `i`'s current incarnation may be released: it is being
+    /// killed (its Down verdicts may come only from nodes killed later).
     fn touched(&self, i: usize) {
         if let Some(n) = self.node(i) {
             let at = self.ns(Instant::now());
@@ -308,6 +336,7 @@ pub fn run(
         nodes: RwLock::new(vec![None; plan.nodes]),
         t0: Instant::now(),
         releasable: Mutex::new(Vec::new()),
+        downs: Downs::default(),
         history: Mutex::new(Vec::new()),
         next_op: AtomicU64::new(1),
         op_timeout: plan.op_timeout,
@@ -362,11 +391,7 @@ pub fn run(
         n.stop(Duration::from_secs(5));
     }
     let history = std::mem::take(&mut *cluster.history.lock().unwrap_or_else(|e| e.into_inner()));
-    let releasable = cluster
-        .releasable
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let releasable = cluster.releasable();
     let checking = Instant::now();
     let violations = checker::check(&history, &releasable);
     log(&format!(
@@ -435,7 +460,6 @@ fn inject(cluster: &Cluster<'_>, step: &Step) -> Result<Vec<usize>, HarnessError
         }
         Fault::Pause(target) => {
             let i = resolve(cluster, *target);
-            cluster.touched(i);
             if let Some(n) = cluster.node(i) {
                 n.pause();
             }
@@ -443,26 +467,18 @@ fn inject(cluster: &Cluster<'_>, step: &Step) -> Result<Vec<usize>, HarnessError
         }
         Fault::Isolate(target) => {
             let i = resolve(cluster, *target);
-            cluster.touched(i);
             net.partition(&[i]).map_err(hosts)?;
             vec![i]
         }
         Fault::Partition { minority } => {
-            for i in 0..cluster.specs.len() {
-                cluster.touched(i);
-            }
             net.partition(minority).map_err(hosts)?;
             (0..cluster.specs.len()).collect()
         }
         Fault::CutOneWay { from, to } => {
-            cluster.touched(*from);
-            cluster.touched(*to);
             net.cut(*from, *to).map_err(hosts)?;
             vec![*from, *to]
         }
         Fault::Loss { a, b, p } => {
-            cluster.touched(*a);
-            cluster.touched(*b);
             net.loss(*a, *b, *p).map_err(hosts)?;
             net.loss(*b, *a, *p).map_err(hosts)?;
             vec![*a, *b]
@@ -527,14 +543,18 @@ impl Cluster<'_> {
     /// without waiting for answers, until one is accepted or `bound` passes: the time from
     /// `since` to the first accepted one's answer. A write forwarded to a silent leader waits
     /// out its request timeout; the ones sent after it do not queue behind it.
-    fn first_write(&self, via: &[usize], tag: &str, since: Instant, bound: Duration) -> Option<u64> {
+    fn first_write(
+        &self,
+        via: &[usize],
+        tag: &str,
+        since: Instant,
+        bound: Duration,
+    ) -> Option<u64> {
         let mut waiting = Vec::new();
         let mut k = 0usize;
         let deadline = Instant::now() + bound;
         while Instant::now() < deadline {
-            if let Some(node) = via
-                .get(k % via.len().max(1))
-                .and_then(|&i| self.node(i))
+            if let Some(node) = via.get(k % via.len().max(1)).and_then(|&i| self.node(i))
                 && !node.slots.is_empty()
             {
                 let id = self.next_op.fetch_add(1, Ordering::Relaxed);
@@ -601,12 +621,14 @@ pub fn figures(
         nodes: RwLock::new(vec![None; plan.nodes]),
         t0: Instant::now(),
         releasable: Mutex::new(Vec::new()),
+        downs: Downs::default(),
         history: Mutex::new(Vec::new()),
         next_op: AtomicU64::new(1),
         op_timeout: plan.op_timeout,
     };
     for n in [3, 5] {
-        let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
+        let data =
+            tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
         let plan = plan(n);
         let cluster = cluster_of(&plan, data.path());
         let started = Instant::now();
@@ -617,7 +639,9 @@ pub fn figures(
         let ms = cluster
             .first_write(&all, "formed", started, FORMATION)
             .ok_or(HarnessError::NotFormed(FORMATION))?;
-        log(&format!("formation of {n}: first accepted write {ms} ms after the first start"));
+        log(&format!(
+            "formation of {n}: first accepted write {ms} ms after the first start"
+        ));
         out.formation_ms.push((n, ms));
         cluster.stop_all();
     }
@@ -662,7 +686,8 @@ pub fn figures(
                     }
                 }
             }
-            let ms = cluster.first_write(&others, &format!("{fault:?}{run}"), at, plan.recovery_bound);
+            let ms =
+                cluster.first_write(&others, &format!("{fault:?}{run}"), at, plan.recovery_bound);
             log(&format!(
                 "{} (n{leader}), run {run}: writes resumed after {ms:?} ms",
                 fault.name()
@@ -678,7 +703,12 @@ pub fn figures(
                 }
             }
             cluster
-                .first_write(&all, &format!("healed{fault:?}{run}"), Instant::now(), plan.recovery_bound)
+                .first_write(
+                    &all,
+                    &format!("healed{fault:?}{run}"),
+                    Instant::now(),
+                    plan.recovery_bound,
+                )
                 .ok_or(HarnessError::NotFormed(plan.recovery_bound))?;
         }
         out.unavailability_ms.push((fault.name(), figures));
