@@ -26,7 +26,8 @@ impl ClusterSystem {
     /// - [`RegistryError::InvalidName`];
     /// - [`RegistryError::NoQuorum`]: this node cannot reach a majority (nothing changed);
     /// - [`RegistryError::Timeout`]: no answer in time; the registration may still commit;
-    /// - [`RegistryError::Unavailable`]: the registry has not formed yet.
+    /// - [`RegistryError::NotFormed`]: fewer members are up than the registry forms with;
+    /// - [`RegistryError::Unavailable`]: the registry is forming.
     pub async fn register_name<A: DistributedActor>(
         &self,
         name: &str,
