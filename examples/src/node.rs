@@ -56,6 +56,68 @@ prints `READY <name> <addr>` on stdout once it accepts connections.
                           makes it leave the cluster gracefully (others see it Left) and
                           exit 0";
 
+/// A node's place in the cluster's architecture, from `--architecture`, `--role` and
+/// `--masters` (shared by the programs that start nodes: `node`, and the test suite's
+/// `fault-node`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Decentralized (default) or centralized.
+    pub architecture: Architecture,
+    /// Worker (default) or master.
+    pub role: NodeRole,
+    /// The masters' addresses (centralized only, required there).
+    pub masters: Vec<SocketAddr>,
+}
+
+impl Topology {
+    /// Reads the three flags. Centralized-only settings are refused elsewhere rather than
+    /// ignored: a node started with them by mistake would silently run another kind of cluster.
+    pub fn from_args(args: &Args) -> Result<Self, UsageError> {
+        let architecture = args.choice(
+            "--architecture",
+            &[
+                ("decentralized", Architecture::Decentralized),
+                ("centralized", Architecture::Centralized),
+            ],
+            Architecture::Decentralized,
+        )?;
+        let role = args.choice(
+            "--role",
+            &[("worker", NodeRole::Worker), ("master", NodeRole::Master)],
+            NodeRole::Worker,
+        )?;
+        let masters = args
+            .list("--masters")
+            .iter()
+            .map(|m| {
+                m.parse::<SocketAddr>()
+                    .map_err(|_| UsageError::invalid(format!("--masters: {m:?} is not IP:PORT")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let centralized = architecture == Architecture::Centralized;
+        if centralized && masters.is_empty() {
+            return Err(UsageError::invalid(
+                "--architecture centralized needs --masters IP:PORT,...",
+            ));
+        }
+        if !centralized && !masters.is_empty() {
+            return Err(UsageError::invalid(
+                "--masters only applies to --architecture centralized",
+            ));
+        }
+        if !centralized && role == NodeRole::Master {
+            return Err(UsageError::invalid(
+                "--role master only applies to --architecture centralized",
+            ));
+        }
+        Ok(Self {
+            architecture,
+            role,
+            masters,
+        })
+    }
+}
+
 /// Timing preset of a node, as `--preset` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preset {
@@ -132,14 +194,6 @@ impl NodeOptions {
                 "unexpected argument {extra:?}"
             )));
         }
-        let architecture = args.choice(
-            "--architecture",
-            &[
-                ("decentralized", Architecture::Decentralized),
-                ("centralized", Architecture::Centralized),
-            ],
-            Architecture::Decentralized,
-        )?;
         let discovery = args.choice(
             "--discovery",
             &[
@@ -153,37 +207,11 @@ impl NodeOptions {
             &[("lan", Preset::Lan), ("conservative", Preset::Conservative)],
             Preset::Lan,
         )?;
-        let role = args.choice(
-            "--role",
-            &[("worker", NodeRole::Worker), ("master", NodeRole::Master)],
-            NodeRole::Worker,
-        )?;
-        let masters = args
-            .list("--masters")
-            .iter()
-            .map(|m| {
-                m.parse::<SocketAddr>()
-                    .map_err(|_| UsageError::invalid(format!("--masters: {m:?} is not IP:PORT")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Centralized-only settings are refused elsewhere rather than ignored: a node started
-        // with them by mistake would silently run another kind of cluster.
-        let centralized = architecture == Architecture::Centralized;
-        if centralized && masters.is_empty() {
-            return Err(UsageError::invalid(
-                "--architecture centralized needs --masters IP:PORT,...",
-            ));
-        }
-        if !centralized && !masters.is_empty() {
-            return Err(UsageError::invalid(
-                "--masters only applies to --architecture centralized",
-            ));
-        }
-        if !centralized && role == NodeRole::Master {
-            return Err(UsageError::invalid(
-                "--role master only applies to --architecture centralized",
-            ));
-        }
+        let Topology {
+            architecture,
+            role,
+            masters,
+        } = Topology::from_args(&args)?;
         let data_dir: Option<PathBuf> = args.value("--data-dir").map(PathBuf::from);
         if data_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
             return Err(UsageError::invalid("--data-dir needs a directory"));

@@ -62,7 +62,7 @@ use actix::prelude::*;
 use actix_cluster::prelude::*;
 use actix_cluster::{ClusterEvent, MemberState, RegistryConfig, RegistryError};
 use actix_cluster_examples::args::{Args, UsageError};
-use actix_cluster_examples::registry_error_kind;
+use actix_cluster_examples::{Topology, registry_error_kind};
 use actix_cluster_tests::Counter;
 use tokio::sync::{Notify, mpsc};
 
@@ -148,40 +148,11 @@ impl Options {
                 "unexpected argument {extra:?}"
             )));
         }
-        let architecture = args.choice(
-            "--architecture",
-            &[
-                ("decentralized", Architecture::Decentralized),
-                ("centralized", Architecture::Centralized),
-            ],
-            Architecture::Decentralized,
-        )?;
-        let role = args.choice(
-            "--role",
-            &[("worker", NodeRole::Worker), ("master", NodeRole::Master)],
-            NodeRole::Worker,
-        )?;
-        let masters = args
-            .list("--masters")
-            .iter()
-            .map(|m| {
-                m.parse::<SocketAddr>()
-                    .map_err(|_| UsageError::invalid(format!("--masters: {m:?} is not IP:PORT")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Refused rather than ignored: a node started with them by mistake would run another
-        // kind of cluster than the harness thinks.
-        let centralized = architecture == Architecture::Centralized;
-        if centralized && masters.is_empty() {
-            return Err(UsageError::invalid(
-                "--architecture centralized needs --masters IP:PORT,...",
-            ));
-        }
-        if !centralized && (!masters.is_empty() || role == NodeRole::Master) {
-            return Err(UsageError::invalid(
-                "--masters and --role master only apply to --architecture centralized",
-            ));
-        }
+        let Topology {
+            architecture,
+            role,
+            masters,
+        } = Topology::from_args(&args)?;
 
         let mut registry = RegistryConfig::new();
         if let Some(voters) = args.parsed::<usize>("--voters")? {
