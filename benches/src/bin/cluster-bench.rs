@@ -205,25 +205,22 @@ fn run(plan: Plan) -> BenchResult<Value> {
     // The same throughput runs in the opt-in topology, after its latency rounds.
     let tell_home = home.tell_8b(plan.tell_warmup, n)?;
     report_tell("tell_plain_home_thread", &tell_home);
-    let pipelined_home = home
-        .ask_pipelined(
-            PIPELINED_IN_FLIGHT,
-            plan.ask_warmup,
-            plan.pipelined_requests,
-        )
-        .map_err(|e| e.to_string());
-    report_pipelined("ask_pipelined_plain_home_thread", &pipelined_home);
+    let pipelined = |pair: &Pair, name: &str| {
+        let run = pair
+            .ask_pipelined(
+                PIPELINED_IN_FLIGHT,
+                plan.ask_warmup,
+                plan.pipelined_requests,
+            )
+            .map_err(|e| e.to_string());
+        report_pipelined(name, &run);
+        run
+    };
+    let pipelined_home = pipelined(&home, "ask_pipelined_plain_home_thread");
     home.stop();
     // After the latency rounds, so that flooding the pair cannot change the machine state they
     // are measured in.
-    let pipelined = plain
-        .ask_pipelined(
-            PIPELINED_IN_FLIGHT,
-            plan.ask_warmup,
-            plan.pipelined_requests,
-        )
-        .map_err(|e| e.to_string());
-    report_pipelined("ask_pipelined_plain", &pipelined);
+    let pipelined = pipelined(&plain, "ask_pipelined_plain");
     plain.stop();
     tls.stop();
 
@@ -257,17 +254,10 @@ fn run(plan: Plan) -> BenchResult<Value> {
                 .map(|r| round(run.msgs_per_s / r, 3)),
         })
     };
-    // A pipelined run that stopped starting requests has no figures, only its error.
-    let pipelined_done = pipelined
-        .as_ref()
-        .ok()
-        .filter(|run| run.sent == plan.pipelined_requests && run.completed > 0);
+    let pipelined_done = completed(&pipelined, plan.pipelined_requests);
     let pipelined_json_home = pipelined_json(
         &pipelined_home,
-        pipelined_home
-            .as_ref()
-            .ok()
-            .filter(|run| run.sent == plan.pipelined_requests && run.completed > 0),
+        completed(&pipelined_home, plan.pipelined_requests),
         tell_home.msgs_per_s,
     );
     let pipelined_json = pipelined_json(&pipelined, pipelined_done, tell_plain.msgs_per_s);
@@ -318,6 +308,14 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
         },
     }))
+}
+
+/// A pipelined run that started every planned request and got answers; one that stopped
+/// starting requests has no figures, only its error.
+fn completed(run: &Result<PipelinedRun, String>, planned: u64) -> Option<&PipelinedRun> {
+    run.as_ref()
+        .ok()
+        .filter(|run| run.sent == planned && run.completed > 0)
 }
 
 /// `ask_pipelined_plain`: the figure is `null` (with the error) if the run failed or stopped

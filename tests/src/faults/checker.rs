@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// An actor a name can be bound to: one actor of one node incarnation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Actor {
     /// Node name.
     pub node: String,
@@ -316,7 +316,7 @@ fn check_name(name: &str, ops: &[&Operation], releasable: &[Releasable]) -> Opti
                         actor,
                     };
                 }
-                finishes(ops[i], phase, &want, &actors).then_some(c)
+                finishes(ops[i], phase, want).then_some(c)
             })
             .collect();
         if configs.is_empty() {
@@ -326,40 +326,25 @@ fn check_name(name: &str, ops: &[&Operation], releasable: &[Releasable]) -> Opti
     None
 }
 
-/// What a completed operation's phase must be, given what the client saw.
-enum Want {
-    Bound(u32),
-    Released(u32),
-    Nothing,
-    Taken,
-    NotFound,
-    /// Failed: no step taken (a register-or-get may hold its claim).
-    NoEffect,
-}
-
-fn expected(seen: &Seen, actors: &Actors) -> Want {
+/// The effect a completed operation must have had, given what the client saw; `None`: none
+/// (a failure: no step taken, though a register-or-get may hold its claim).
+fn expected(seen: &Seen, actors: &Actors) -> Option<Effect> {
     match seen {
-        Seen::Bound(a) => Want::Bound(actors.index(a)),
-        Seen::Released(a) => Want::Released(actors.index(a)),
-        Seen::Nothing => Want::Nothing,
-        Seen::Taken => Want::Taken,
-        Seen::NotFound => Want::NotFound,
+        Seen::Bound(a) => Some(Effect::Bound(actors.index(a))),
+        Seen::Released(a) => Some(Effect::Released(actors.index(a))),
+        Seen::Nothing => Some(Effect::Nothing),
+        Seen::Taken => Some(Effect::Taken),
+        Seen::NotFound => Some(Effect::NotFound),
         // Unknown never completes; Failed takes no step.
-        Seen::Failed | Seen::Unknown => Want::NoEffect,
+        Seen::Failed | Seen::Unknown => None,
     }
 }
 
-fn finishes(op: &Operation, phase: Phase, want: &Want, _actors: &Actors) -> bool {
+fn finishes(op: &Operation, phase: Phase, want: Option<Effect>) -> bool {
     match (want, phase) {
-        (Want::NoEffect, Phase::Start) => true,
-        (Want::NoEffect, Phase::Claimed) => matches!(op.call, Call::RegisterOrGet(_)),
-        (Want::NoEffect, Phase::Done(_)) => false,
-        (_, Phase::Start | Phase::Claimed) => false,
-        (Want::Bound(a), Phase::Done(Effect::Bound(b))) => *a == b,
-        (Want::Released(a), Phase::Done(Effect::Released(b))) => *a == b,
-        (Want::Nothing, Phase::Done(Effect::Nothing)) => true,
-        (Want::Taken, Phase::Done(Effect::Taken)) => true,
-        (Want::NotFound, Phase::Done(Effect::NotFound)) => true,
+        (None, Phase::Start) => true,
+        (None, Phase::Claimed) => matches!(op.call, Call::RegisterOrGet(_)),
+        (Some(want), Phase::Done(effect)) => want == effect,
         _ => false,
     }
 }
@@ -404,11 +389,13 @@ fn close(
             });
         }
         for (&i, &phase) in &c.open {
-            let own = match &ops[i].call {
-                Call::Register(a) | Call::RegisterOrGet(a) => actors.index(a),
-                _ => u32::MAX,
+            let (kind, own) = match &ops[i].call {
+                Call::Register(a) => (Kind::Register, actors.index(a)),
+                Call::RegisterOrGet(a) => (Kind::RegisterOrGet, actors.index(a)),
+                Call::Unregister => (Kind::Unregister, u32::MAX),
+                Call::Lookup => (Kind::Lookup, u32::MAX),
             };
-            for (slot, phase) in step(&ops[i].call, Claimant::Op(i), own, phase, c.slot) {
+            if let Some((slot, phase)) = step(kind, Claimant::Op(i), own, phase, c.slot) {
                 let mut n = c.clone();
                 n.slot = slot;
                 n.open.insert(i, phase);
@@ -416,15 +403,13 @@ fn close(
             }
         }
         for (&key, _) in c.pending.iter().filter(|(_, n)| **n > 0) {
-            let (call, own, phase) = match key {
-                Pending::Register(a) => (Call::Register(Actor::default()), a, Phase::Start),
-                Pending::Unregister => (Call::Unregister, u32::MAX, Phase::Start),
-                Pending::RegisterOrGet(a) => {
-                    (Call::RegisterOrGet(Actor::default()), a, Phase::Start)
-                }
-                Pending::Binding(a) => (Call::RegisterOrGet(Actor::default()), a, Phase::Claimed),
+            let (kind, own, phase) = match key {
+                Pending::Register(a) => (Kind::Register, a, Phase::Start),
+                Pending::Unregister => (Kind::Unregister, u32::MAX, Phase::Start),
+                Pending::RegisterOrGet(a) => (Kind::RegisterOrGet, a, Phase::Start),
+                Pending::Binding(a) => (Kind::RegisterOrGet, a, Phase::Claimed),
             };
-            for (slot, phase) in step(&call, Claimant::Unanswered(own), own, phase, c.slot) {
+            if let Some((slot, phase)) = step(kind, Claimant::Unanswered(own), own, phase, c.slot) {
                 let mut n = c.clone();
                 n.slot = slot;
                 take(&mut n.pending, key);
@@ -513,41 +498,50 @@ fn take(pending: &mut BTreeMap<Pending, u32>, key: Pending) {
     }
 }
 
-/// The steps a `call` by `me` (for actor number `own`) can take from `phase` with the slot
-/// in `slot`.
-fn step(call: &Call, me: Claimant, own: u32, phase: Phase, slot: Slot) -> Vec<(Slot, Phase)> {
+/// What an operation does, without its actor (which the model numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Register,
+    RegisterOrGet,
+    Unregister,
+    Lookup,
+}
+
+/// The step (at most one) an operation of `kind` by `me`, for actor number `own`, can take
+/// from `phase` with the slot in `slot`.
+fn step(kind: Kind, me: Claimant, own: u32, phase: Phase, slot: Slot) -> Option<(Slot, Phase)> {
     let done = Phase::Done;
-    match (call, phase) {
-        (_, Phase::Done(_)) => Vec::new(),
-        (Call::Register(_), Phase::Start) => vec![match slot {
+    Some(match (kind, phase) {
+        (_, Phase::Done(_)) => return None,
+        (Kind::Register, Phase::Start) => match slot {
             Slot::Free => (Slot::Bound(own), done(Effect::Bound(own))),
             Slot::Bound(b) if b == own => (slot, done(Effect::Bound(own))),
             Slot::Bound(_) | Slot::Claimed { .. } => (slot, done(Effect::Taken)),
-        }],
-        (Call::Unregister, Phase::Start) => vec![match slot {
+        },
+        (Kind::Unregister, Phase::Start) => match slot {
             Slot::Bound(b) => (Slot::Free, done(Effect::Released(b))),
             Slot::Free | Slot::Claimed { .. } => (Slot::Free, done(Effect::Nothing)),
-        }],
-        (Call::Lookup, Phase::Start) => vec![match slot {
+        },
+        (Kind::Lookup, Phase::Start) => match slot {
             Slot::Bound(b) => (slot, done(Effect::Bound(b))),
             Slot::Free | Slot::Claimed { .. } => (slot, done(Effect::NotFound)),
-        }],
-        (Call::RegisterOrGet(_), Phase::Start) => match slot {
-            Slot::Free => vec![(Slot::Claimed { by: me, actor: own }, Phase::Claimed)],
-            Slot::Bound(b) => vec![(slot, done(Effect::Bound(b)))],
-            // Another caller's claim: it waits for the binding (or the claim's release).
-            Slot::Claimed { .. } => Vec::new(),
         },
-        (Call::RegisterOrGet(_), Phase::Claimed) => vec![match slot {
+        (Kind::RegisterOrGet, Phase::Start) => match slot {
+            Slot::Free => (Slot::Claimed { by: me, actor: own }, Phase::Claimed),
+            Slot::Bound(b) => (slot, done(Effect::Bound(b))),
+            // Another caller's claim: it waits for the binding (or the claim's release).
+            Slot::Claimed { .. } => return None,
+        },
+        (Kind::RegisterOrGet, Phase::Claimed) => match slot {
             // The bind carries the claim's token: it binds if the claim is still its own or
             // the slot is free (the claim was released meanwhile).
             Slot::Claimed { by, .. } if by == me => (Slot::Bound(own), done(Effect::Bound(own))),
             Slot::Free => (Slot::Bound(own), done(Effect::Bound(own))),
             Slot::Bound(b) if b == own => (slot, done(Effect::Bound(own))),
             Slot::Bound(_) | Slot::Claimed { .. } => (slot, done(Effect::Taken)),
-        }],
-        (_, Phase::Claimed) => Vec::new(),
-    }
+        },
+        (_, Phase::Claimed) => return None,
+    })
 }
 
 fn describe(op: &Operation) -> String {
@@ -668,74 +662,29 @@ mod tests {
         ]));
     }
 
+    /// Operation 1 from 0 to 3 s around operation 2 from 1 to 2 s.
+    fn nested(first: (Call, Seen), second: (Call, Seen)) -> [Operation; 2] {
+        [
+            op(1, first.0, 0.0, Some(3.0), first.1),
+            op(2, second.0, 1.0, Some(2.0), second.1),
+        ]
+    }
+
     #[test]
     fn two_actors_for_one_name_are_a_violation_and_overlap_decides_the_winner() {
         let (a, b) = (actor("x", 1), actor("y", 2));
+        let rog =
+            |x: &Actor, saw: &Actor| (Call::RegisterOrGet(x.clone()), Seen::Bound(saw.clone()));
+        let reg = |x: &Actor| (Call::Register(x.clone()), Seen::Bound(x.clone()));
         // Both `register_name_or_get` calls overlap: either may win, but both must agree.
-        assert!(ok(&[
-            op(
-                1,
-                Call::RegisterOrGet(a.clone()),
-                0.0,
-                Some(3.0),
-                Seen::Bound(b.clone())
-            ),
-            op(
-                2,
-                Call::RegisterOrGet(b.clone()),
-                1.0,
-                Some(2.0),
-                Seen::Bound(b.clone())
-            ),
-        ]));
-        assert!(!ok(&[
-            op(
-                1,
-                Call::RegisterOrGet(a.clone()),
-                0.0,
-                Some(3.0),
-                Seen::Bound(a.clone())
-            ),
-            op(
-                2,
-                Call::RegisterOrGet(b.clone()),
-                1.0,
-                Some(2.0),
-                Seen::Bound(b.clone())
-            ),
-        ]));
-        assert!(!ok(&[
-            op(
-                1,
-                Call::Register(a.clone()),
-                0.0,
-                Some(3.0),
-                Seen::Bound(a.clone())
-            ),
-            op(
-                2,
-                Call::Register(b.clone()),
-                1.0,
-                Some(2.0),
-                Seen::Bound(b.clone())
-            ),
-        ]));
+        assert!(ok(&nested(rog(&a, &b), rog(&b, &b))));
+        assert!(!ok(&nested(rog(&a, &a), rog(&b, &b))));
+        assert!(!ok(&nested(reg(&a), reg(&b))));
         // The same actor again is idempotent.
+        let (again, bound) = reg(&a);
         assert!(ok(&[
-            op(
-                1,
-                Call::Register(a.clone()),
-                0.0,
-                Some(1.0),
-                Seen::Bound(a.clone())
-            ),
-            op(
-                2,
-                Call::Register(a.clone()),
-                2.0,
-                Some(3.0),
-                Seen::Bound(a.clone())
-            ),
+            op(1, again.clone(), 0.0, Some(1.0), bound.clone()),
+            op(2, again, 2.0, Some(3.0), bound),
             op(3, Call::Register(b.clone()), 4.0, Some(5.0), Seen::Taken),
         ]));
     }

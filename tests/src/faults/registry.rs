@@ -126,7 +126,23 @@ struct Cluster<'a> {
 /// long before the line.
 const VERDICT_MARGIN: Duration = Duration::from_millis(500);
 
-impl Cluster<'_> {
+impl<'a> Cluster<'a> {
+    /// `plan`'s nodes on `net`, not started yet, with their data under `data`.
+    fn new(net: &'a Net, program: &Path, plan: &Plan, data: &Path) -> Self {
+        Cluster {
+            net,
+            program: program.to_owned(),
+            specs: specs(plan, net, data),
+            nodes: RwLock::new(vec![None; plan.nodes]),
+            t0: Instant::now(),
+            releasable: Mutex::new(Vec::new()),
+            downs: Downs::default(),
+            history: Mutex::new(Vec::new()),
+            next_op: AtomicU64::new(1),
+            op_timeout: plan.op_timeout,
+        }
+    }
+
     /// Every incarnation the run may have seen released, and since when: those that were
     /// killed, and those that any node declared Down or Left.
     fn releasable(&self) -> Vec<Releasable> {
@@ -229,29 +245,6 @@ impl Cluster<'_> {
         }
         None
     }
-
-    /// Registers a fresh probe name until a write succeeds or `bound` passes; `Some(ms)`.
-    fn probe(&self, tag: &str, bound: Duration) -> Option<u64> {
-        let start = Instant::now();
-        let mut k = 0;
-        while start.elapsed() < bound {
-            for i in 0..self.specs.len() {
-                let Some(node) = self.node(i) else {
-                    continue;
-                };
-                let Some(actor) = node.slots.first().cloned() else {
-                    continue;
-                };
-                k += 1;
-                let name = format!("probe/{tag}/{k}");
-                if let Some(Seen::Bound(_)) = self.operate(i, &name, Call::Register(actor)) {
-                    return Some(start.elapsed().as_millis() as u64);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
 }
 
 fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {
@@ -329,23 +322,16 @@ pub fn run(
         log(&format!("  {i}: {s}"));
     }
     let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
-    let cluster = Cluster {
-        net,
-        program: program.to_owned(),
-        specs: specs(plan, net, data.path()),
-        nodes: RwLock::new(vec![None; plan.nodes]),
-        t0: Instant::now(),
-        releasable: Mutex::new(Vec::new()),
-        downs: Downs::default(),
-        history: Mutex::new(Vec::new()),
-        next_op: AtomicU64::new(1),
-        op_timeout: plan.op_timeout,
-    };
+    let cluster = Cluster::new(net, program, plan, data.path());
     let started = Instant::now();
     for i in 0..plan.nodes {
         cluster.start(i)?;
     }
-    if cluster.probe("formed", FORMATION).is_none() {
+    let all: Vec<usize> = (0..plan.nodes).collect();
+    if cluster
+        .first_write(&all, "formed", Instant::now(), FORMATION)
+        .is_none()
+    {
         return Err(HarnessError::NotFormed(FORMATION));
     }
     log(&format!("{label}: formed after {:?}", started.elapsed()));
@@ -366,7 +352,8 @@ pub fn run(
                 log(&format!("{label}: {k}: {} (nodes {touched:?})", step.fault));
                 std::thread::sleep(step.lasts);
                 heal(&cluster, step, &touched)?;
-                match cluster.probe(&format!("heal{k}"), plan.recovery_bound) {
+                let healed = Instant::now();
+                match cluster.first_write(&all, &format!("heal{k}"), healed, plan.recovery_bound) {
                     Some(ms) => recoveries_ms.push(ms),
                     None => unrecovered.push(format!(
                         "no write within {:?} after healing step {k}: {step}",
@@ -380,16 +367,7 @@ pub fn run(
         result
     });
     outcome?;
-    let nodes: Vec<Arc<Node>> = cluster
-        .nodes
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .flatten()
-        .collect();
-    for n in &nodes {
-        n.stop(Duration::from_secs(5));
-    }
+    cluster.stop_all();
     let history = std::mem::take(&mut *cluster.history.lock().unwrap_or_else(|e| e.into_inner()));
     let releasable = cluster.releasable();
     let checking = Instant::now();
@@ -614,23 +592,11 @@ pub fn figures(
         op_timeout: Duration::from_secs(6),
         recovery_bound: Duration::from_secs(20),
     };
-    let cluster_of = |plan: &Plan, data: &Path| Cluster {
-        net,
-        program: program.to_owned(),
-        specs: specs(plan, net, data),
-        nodes: RwLock::new(vec![None; plan.nodes]),
-        t0: Instant::now(),
-        releasable: Mutex::new(Vec::new()),
-        downs: Downs::default(),
-        history: Mutex::new(Vec::new()),
-        next_op: AtomicU64::new(1),
-        op_timeout: plan.op_timeout,
-    };
     for n in [3, 5] {
         let data =
             tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
         let plan = plan(n);
-        let cluster = cluster_of(&plan, data.path());
+        let cluster = Cluster::new(net, program, &plan, data.path());
         let started = Instant::now();
         for i in 0..n {
             cluster.start(i)?;
@@ -647,7 +613,7 @@ pub fn figures(
     }
     let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
     let plan = plan(5);
-    let cluster = cluster_of(&plan, data.path());
+    let cluster = Cluster::new(net, program, &plan, data.path());
     for i in 0..plan.nodes {
         cluster.start(i)?;
     }
