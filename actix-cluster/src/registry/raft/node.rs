@@ -652,6 +652,11 @@ mod tests {
         }
     }
 
+    /// Raft members by id.
+    fn raft_nodes(entries: &[(u64, &str)]) -> BTreeMap<u64, RaftNode> {
+        entries.iter().map(|&(id, name)| (id, rn(name))).collect()
+    }
+
     fn rn(name: &str) -> RaftNode {
         RaftNode {
             name: name.into(),
@@ -691,15 +696,15 @@ mod tests {
             member("c", 1, MemberState::Up),
         ];
         let known = ids(&[("b", 2), ("c", 3)]);
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
+        let nodes = raft_nodes(&[(1, "a")]);
         let voters: BTreeSet<u64> = [1].into();
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::AddLearner(2, rn("b"))));
         // b joined: 2 voters would be even and below target, so c joins first.
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b"))].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b")]);
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::AddLearner(3, rn("c"))));
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c")]);
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 2, 3].into())));
     }
@@ -714,14 +719,7 @@ mod tests {
             member("e", 1, MemberState::Up),
         ];
         let known = ids(&[("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
-        let nodes: BTreeMap<u64, RaftNode> = [
-            (1, rn("a")),
-            (2, rn("b")),
-            (3, rn("c")),
-            (4, rn("d")),
-            (5, rn("e")),
-        ]
-        .into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
         let voters: BTreeSet<u64> = [1, 2, 3].into();
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 3, 4].into())));
@@ -735,7 +733,7 @@ mod tests {
             member("c", 1, MemberState::Up),
         ];
         let known = ids(&[("b", 2), ("c", 3)]);
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c")]);
         let voters: BTreeSet<u64> = [1, 2, 3].into();
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, None);
@@ -752,14 +750,7 @@ mod tests {
             member("d", 1, MemberState::Down),
             member("e", 1, MemberState::Down),
         ];
-        let nodes: BTreeMap<u64, RaftNode> = [
-            (1, rn("a")),
-            (2, rn("b")),
-            (3, rn("c")),
-            (4, rn("d")),
-            (5, rn("e")),
-        ]
-        .into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
         let voters: BTreeSet<u64> = [1, 2, 3, 4, 5].into();
         let p = plan_as_a(&members, &nodes, &voters, &|_| None);
         assert_eq!(p.change, None);
@@ -777,11 +768,10 @@ mod tests {
         ];
         let known = ids(&[("b", 7), ("c", 3)]);
         let voters: BTreeSet<u64> = [1, 2, 3].into();
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a")), (2, rn("b")), (3, rn("c"))].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c")]);
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::AddLearner(7, rn("b"))));
-        let nodes: BTreeMap<u64, RaftNode> =
-            [(1, rn("a")), (2, rn("b")), (3, rn("c")), (7, rn("b"))].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c"), (7, "b")]);
         let p = plan_as_a(&members, &nodes, &voters, &known);
         assert_eq!(p.change, Some(Change::Voters([1, 3, 7].into())));
     }
@@ -799,7 +789,7 @@ mod tests {
             NodeId::new("c", 1),
         ]
         .into();
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("a"))].into();
+        let nodes = raft_nodes(&[(1, "a")]);
         let p = plan(&View {
             me: (1, "a"),
             architecture: Architecture::Decentralized,
@@ -823,7 +813,7 @@ mod tests {
             member("w2", 1, MemberState::Up),
         ];
         let known = ids(&[("w1", 2), ("w2", 3)]);
-        let nodes: BTreeMap<u64, RaftNode> = [(1, rn("m")), (2, rn("w1")), (3, rn("w2"))].into();
+        let nodes = raft_nodes(&[(1, "m"), (2, "w1"), (3, "w2")]);
         let p = plan(&View {
             me: (1, "m"),
             architecture: Architecture::Centralized,
