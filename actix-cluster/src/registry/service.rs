@@ -167,9 +167,7 @@ impl RegistryContext {
     fn eligible_up(&self, members: &[Member]) -> usize {
         members
             .iter()
-            .filter(|m| {
-                m.state == MemberState::Up && raft_node::may_vote(self.architecture, m.role)
-            })
+            .filter(|m| raft_node::eligible(self.architecture, m))
             .count()
     }
 }
@@ -856,9 +854,7 @@ impl Registry {
         let expect = self.expect();
         let mut voters: Vec<(String, u64, String)> = ids
             .iter()
-            .filter(|(m, _)| {
-                m.state == MemberState::Up && raft_node::may_vote(self.ctx.architecture, m.role)
-            })
+            .filter(|(m, _)| raft_node::eligible(self.ctx.architecture, m))
             .map(|(m, id)| (m.id.name().to_owned(), *id, m.addr.to_string()))
             .collect();
         voters.push((

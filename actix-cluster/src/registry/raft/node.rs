@@ -353,11 +353,16 @@ impl RaftHandle {
 
 /// Who may vote: every non-client member in a decentralized cluster, masters only in a
 /// centralized one.
-pub(crate) fn may_vote(architecture: Architecture, role: NodeRole) -> bool {
+fn may_vote(architecture: Architecture, role: NodeRole) -> bool {
     match architecture {
         Architecture::Decentralized => role != NodeRole::Client,
         Architecture::Centralized => role == NodeRole::Master,
     }
+}
+
+/// An Up member that may vote: one the registry forms with and promotes.
+pub(crate) fn eligible(architecture: Architecture, m: &Member) -> bool {
+    m.state == MemberState::Up && may_vote(architecture, m.role)
 }
 
 fn alive(state: MemberState) -> bool {
@@ -496,7 +501,7 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
         .filter(|(_, n)| {
             current
                 .get(n.name.as_str())
-                .is_some_and(|m| m.state == MemberState::Up && may_vote(architecture, m.role))
+                .is_some_and(|m| eligible(architecture, m))
         })
         .map(|(id, n)| (n.name.as_str(), *id))
         .collect();
@@ -626,7 +631,7 @@ impl RaftHandle {
 pub(crate) fn is_bootstrapper(me: &str, architecture: Architecture, members: &[Member]) -> bool {
     members
         .iter()
-        .filter(|m| m.state == MemberState::Up && may_vote(architecture, m.role))
+        .filter(|m| eligible(architecture, m))
         .map(|m| m.id.name())
         .min()
         == Some(me)
