@@ -17,6 +17,6 @@ pub(crate) use service::{Registry, RegistryContext};
 
 pub(crate) use types::validate_name;
 pub use types::{
-    MAX_NAME_LEN, NameEntry, NameEvent, RegistryConfig, RegistryError, RegistryStatus,
-    RegistryStorage, ReleaseReason,
+    MAX_NAME_LEN, NameEntry, NameEvent, RecoveryReport, RegistryConfig, RegistryError,
+    RegistryStatus, RegistryStorage, ReleaseReason,
 };

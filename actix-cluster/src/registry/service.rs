@@ -15,7 +15,9 @@ use super::raft::node::{self as raft_node, LocalError};
 use super::raft::{RaftHandle, RaftNode};
 use super::replica::Replica;
 use super::state::{Command, Outcome};
-use super::{NameEntry, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason};
+use super::{
+    NameEntry, RecoveryReport, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason,
+};
 use crate::membership::driver::Driver;
 use crate::membership::{Member, MemberState};
 use crate::node::{Architecture, NodeId, NodeRole};
@@ -41,6 +43,11 @@ pub(crate) enum RegistryRequest {
     List { prefix: String },
     /// The receiver's Raft id and view of the registry.
     Status,
+    /// Operator action: remove `node`'s voter for good. Forwarded like a write.
+    RemoveVoter { node: String, forward: bool },
+    /// Operator action: re-form the registry from the receiver's replica after a lost
+    /// majority.
+    Recover,
 }
 
 /// Answer to a [`RegistryRequest`].
@@ -55,6 +62,7 @@ pub(crate) enum RegistryReply {
         initialized: bool,
         status: RegistryStatus,
     },
+    Recovered(RecoveryReport),
     Failed(Failure),
 }
 
@@ -66,6 +74,7 @@ pub(crate) enum Failure {
     Timeout,
     Unavailable(String),
     NotFormed { have: u32, expect: u32 },
+    Refused(String),
 }
 
 impl Failure {
@@ -79,6 +88,7 @@ impl Failure {
                 have: have as usize,
                 expect: expect as usize,
             },
+            Failure::Refused(why) => RegistryError::Refused(why),
         }
     }
 
@@ -90,6 +100,7 @@ impl Failure {
                 have: u32::try_from(have).unwrap_or(u32::MAX),
                 expect: u32::try_from(expect).unwrap_or(u32::MAX),
             },
+            RegistryError::Refused(why) => Failure::Refused(why),
             other => Failure::Unavailable(other.to_string()),
         }
     }
@@ -331,6 +342,9 @@ impl Registry {
                         Ok(RegistryReply::Failed(
                             Failure::NotLeader(_) | Failure::NoQuorum | Failure::NotFormed { .. },
                         )) => {}
+                        Ok(RegistryReply::Failed(Failure::Refused(why))) => {
+                            return Err(RegistryError::Refused(why));
+                        }
                         Ok(reply) => match accept(reply) {
                             Some(value) => return Ok(value),
                             None => attempted = true,
@@ -341,6 +355,7 @@ impl Registry {
                 }
                 // No leader yet, or this node's view names itself: nothing was proposed.
                 Ok(Err(LocalError::NotLeader(_))) => {}
+                Ok(Err(LocalError::Refused(why))) => return Err(RegistryError::Refused(why)),
                 // The core failed with the proposal possibly in its log.
                 Ok(Err(LocalError::Failed(_))) => attempted = true,
                 Err(_) => {
@@ -667,6 +682,143 @@ impl Registry {
         }
     }
 
+    /// Removes `node`'s voter for good (`ctl registry remove-voter`), through the leader.
+    /// Returns the registry as the leader sees it afterwards.
+    pub(crate) async fn remove_voter(&self, node: &str) -> Result<RegistryStatus, RegistryError> {
+        let deadline = self.deadline();
+        let Some(raft) = self.raft.get() else {
+            let req = RegistryRequest::RemoveVoter {
+                node: node.to_owned(),
+                forward: true,
+            };
+            return match self.ask_any_member(req, deadline).await? {
+                RegistryReply::Status { status, .. } => Ok(status),
+                RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
+                _ => Err(protocol_error()),
+            };
+        };
+        let members = self.ctx.members();
+        let me = self.ctx.me().name();
+        self.through_leader(
+            raft,
+            deadline,
+            Retry::UntilProposed,
+            || async {
+                raft.remove_voter(me, self.ctx.architecture, &members, node)
+                    .await
+                    .map(|()| raft.status(&self.replica))
+            },
+            || RegistryRequest::RemoveVoter {
+                node: node.to_owned(),
+                forward: false,
+            },
+            |reply| match reply {
+                RegistryReply::Status { status, .. } => Some(status),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Re-forms the registry from member `from`'s replica after a lost majority
+    /// (`ctl registry recover --from`).
+    pub(crate) async fn recover(&self, from: &str) -> Result<RecoveryReport, RegistryError> {
+        if from == self.ctx.me().name()
+            && let Some(raft) = self.raft.get()
+        {
+            return self.recover_here(raft).await;
+        }
+        // Probing the old members takes up to one request timeout, restarting Raft a little.
+        let deadline = TokioInstant::now() + self.config.request_timeout * 2;
+        match self.ask(from, RegistryRequest::Recover, deadline).await? {
+            RegistryReply::Recovered(report) => Ok(report),
+            RegistryReply::Failed(f) => Err(f.into_error(self.config.request_timeout)),
+            _ => Err(protocol_error()),
+        }
+    }
+
+    /// Recovery on this member: refused when a quorum of the old voters still answers with
+    /// its Raft state (the registry then recovers by itself, and a second one would fork it)
+    /// or when another member that answers holds a longer log (recover from that one, or
+    /// acknowledged names would be lost). Otherwise this member becomes the only voter of a
+    /// new term over its own log ([`RaftHandle::force_single_voter`]).
+    async fn recover_here(&self, raft: &RaftHandle) -> Result<RecoveryReport, RegistryError> {
+        let me = self.ctx.me().name();
+        if !raft.is_initialized() {
+            return Err(RegistryError::Refused(format!(
+                "{me} holds no registry state to recover from"
+            )));
+        }
+        let own = raft.status(&self.replica);
+        let others = raft.other_members();
+        let deadline = self.deadline();
+        let answers = futures::future::join_all(
+            others
+                .iter()
+                .map(|(_, node, _)| self.ask(&node.name, RegistryRequest::Status, deadline)),
+        )
+        .await;
+        let mut answered = Vec::new();
+        let mut voters_answering = usize::from(own.voters.iter().any(|v| v == me));
+        let mut above_term = own.term;
+        for ((id, node, voter), answer) in others.iter().zip(answers) {
+            let Ok(RegistryReply::Status {
+                raft_id: Some(rid),
+                status,
+                ..
+            }) = answer
+            else {
+                continue;
+            };
+            // A member that restarted without its state answers under a new id: it holds
+            // nothing of the old registry.
+            if rid != *id {
+                continue;
+            }
+            if status.last_log > own.last_log {
+                let (term, index) = status.last_log.unwrap_or_default();
+                return Err(RegistryError::Refused(format!(
+                    "{} holds a longer registry log (term {term}, index {index}) than {me}: \
+                     recover from {}",
+                    node.name, node.name
+                )));
+            }
+            above_term = above_term.max(status.term);
+            voters_answering += usize::from(*voter);
+            answered.push(node.name.clone());
+        }
+        let voters = own.voters.len();
+        if voters_answering * 2 > voters {
+            return Err(RegistryError::Refused(format!(
+                "{voters_answering} of the {voters} voters answer: a quorum is reachable, so \
+                 the registry recovers by itself; recovering would fork it"
+            )));
+        }
+        let node = raft.own_node().unwrap_or_else(|| RaftNode {
+            name: me.to_owned(),
+            addr: self.ctx.remote.local.addr.to_string(),
+        });
+        let entry = raft
+            .force_single_voter(node, above_term)
+            .await
+            .map_err(|e| RegistryError::Unavailable(format!("recovery failed: {e}")))?;
+        answered.sort();
+        tracing::warn!(
+            node = %self.ctx.me(),
+            old_voters = ?own.voters,
+            ?answered,
+            ?entry,
+            "registry re-formed from this member's replica by an operator"
+        );
+        Ok(RecoveryReport {
+            node: me.to_owned(),
+            old_voters: own.voters,
+            answered,
+            entry,
+            names: self.replica.read(|n| n.len()),
+        })
+    }
+
     /// Answers another node's registry request.
     pub(crate) async fn serve(&self, req: RegistryRequest) -> RegistryReply {
         let Some(raft) = self.raft.get() else {
@@ -689,7 +841,7 @@ impl Registry {
                     Ok(Err(LocalError::NotLeader(l))) => {
                         RegistryReply::Failed(Failure::NotLeader(l))
                     }
-                    Ok(Err(LocalError::Failed(e))) => {
+                    Ok(Err(LocalError::Failed(e) | LocalError::Refused(e))) => {
                         RegistryReply::Failed(Failure::Unavailable(e))
                     }
                     Err(_) => RegistryReply::Failed(Failure::Timeout),
@@ -703,7 +855,7 @@ impl Registry {
                     Ok(Err(LocalError::NotLeader(l))) => {
                         RegistryReply::Failed(Failure::NotLeader(l))
                     }
-                    Ok(Err(LocalError::Failed(e))) => {
+                    Ok(Err(LocalError::Failed(e) | LocalError::Refused(e))) => {
                         RegistryReply::Failed(Failure::Unavailable(e))
                     }
                     Err(_) => RegistryReply::Failed(Failure::Timeout),
@@ -729,6 +881,46 @@ impl Registry {
                 raft_id: Some(raft.id),
                 initialized: raft.is_initialized(),
                 status: raft.status(&self.replica),
+            },
+            RegistryRequest::RemoveVoter {
+                node,
+                forward: true,
+            } => match self.remove_voter(&node).await {
+                Ok(status) => RegistryReply::Status {
+                    raft_id: Some(raft.id),
+                    initialized: true,
+                    status,
+                },
+                Err(e) => RegistryReply::Failed(Failure::from_error(e)),
+            },
+            RegistryRequest::RemoveVoter {
+                node,
+                forward: false,
+            } => {
+                let members = self.ctx.members();
+                let me = self.ctx.me().name();
+                let removed = raft.remove_voter(me, self.ctx.architecture, &members, &node);
+                match tokio::time::timeout(self.config.request_timeout, removed).await {
+                    Ok(Ok(())) => RegistryReply::Status {
+                        raft_id: Some(raft.id),
+                        initialized: true,
+                        status: raft.status(&self.replica),
+                    },
+                    Ok(Err(LocalError::NotLeader(l))) => {
+                        RegistryReply::Failed(Failure::NotLeader(l))
+                    }
+                    Ok(Err(LocalError::Refused(why))) => {
+                        RegistryReply::Failed(Failure::Refused(why))
+                    }
+                    Ok(Err(LocalError::Failed(e))) => {
+                        RegistryReply::Failed(Failure::Unavailable(e))
+                    }
+                    Err(_) => RegistryReply::Failed(Failure::Timeout),
+                }
+            }
+            RegistryRequest::Recover => match self.recover_here(raft).await {
+                Ok(report) => RegistryReply::Recovered(report),
+                Err(e) => RegistryReply::Failed(Failure::from_error(e)),
             },
         }
     }

@@ -259,6 +259,29 @@ pub struct RegistryStatus {
     pub applied: u64,
     /// Registered names in this node's replica.
     pub names: usize,
+    /// The highest Raft term this node has seen.
+    pub term: u64,
+    /// The term and index of the last entry in this node's log, `None` while it is empty:
+    /// how up to date its replica can get. Recovery after a lost majority
+    /// ([`ClusterSystem::registry_recover`](crate::ClusterSystem::registry_recover)) starts
+    /// from the member with the highest.
+    pub last_log: Option<(u64, u64)>,
+}
+
+/// What [`registry_recover`](crate::ClusterSystem::registry_recover) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The member the registry was re-formed from; its only voter until others are added.
+    pub node: String,
+    /// The voters before recovery.
+    pub old_voters: Vec<String>,
+    /// The other members of the old Raft membership that answered (with their Raft state).
+    pub answered: Vec<String>,
+    /// The term and index of the membership entry that made `node` the only voter.
+    pub entry: (u64, u64),
+    /// Names in `node`'s replica: what survived.
+    pub names: usize,
 }
 
 /// Why a registry call failed. Unless a variant says otherwise, the registry did not change.
@@ -328,6 +351,11 @@ pub enum RegistryError {
     /// The node was shut down.
     #[error("the cluster node is shut down")]
     SystemStopped,
+    /// An operator action ([`registry_remove_voter`](crate::ClusterSystem::registry_remove_voter),
+    /// [`registry_recover`](crate::ClusterSystem::registry_recover)) was refused because it
+    /// would be unsafe or has nothing to do; the reason says which. Nothing changed.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Checks a name before it is proposed.

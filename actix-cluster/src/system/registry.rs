@@ -8,8 +8,8 @@ use rand::RngExt;
 use super::ClusterSystem;
 use crate::registry::state::{Command, Location, Outcome};
 use crate::registry::{
-    NameEntry, NameEvent, Registry, RegistryError, RegistryStatus, ReleaseReason, location,
-    validate_name,
+    NameEntry, NameEvent, RecoveryReport, Registry, RegistryError, RegistryStatus, ReleaseReason,
+    location, validate_name,
 };
 use crate::remote::{DistributedActor, RemoteAddr, RemoteError};
 
@@ -237,6 +237,33 @@ impl ClusterSystem {
     /// The registry as this node sees it (on client nodes: as the member it asks sees it).
     pub async fn registry_status(&self) -> Result<RegistryStatus, RegistryError> {
         self.registry()?.status().await
+    }
+
+    /// Removes node `node` from the registry's voters for good: an operator action for a
+    /// voter that is gone and will not come back (`ctl registry remove-voter`). A live spare
+    /// (a member that may vote but does not) takes its place when there is one; otherwise the
+    /// voter set shrinks by one.
+    ///
+    /// Refused with [`RegistryError::Refused`] when `node` is not a voter, when it is alive
+    /// (reconciliation would add it straight back: stop it or let it leave first), or when
+    /// the new voter set would hold fewer than a quorum of live voters. Returns the registry
+    /// as the leader sees it afterwards.
+    pub async fn registry_remove_voter(&self, node: &str) -> Result<RegistryStatus, RegistryError> {
+        self.registry()?.remove_voter(node).await
+    }
+
+    /// Re-forms the registry from member `from`'s replica after a majority of its voters was
+    /// lost for good (`ctl registry recover --from`), the way etcd's `--force-new-cluster`
+    /// does: `from` becomes the only voter of a new term over its whole log, and the voter
+    /// set then grows back to [`voters`](crate::RegistryConfig::voters) as members are Up.
+    /// The names in `from`'s replica survive; entries only the lost voters held do not.
+    ///
+    /// Refused with [`RegistryError::Refused`] when a quorum of the old voters still answers
+    /// (the registry recovers by itself, and recovering would fork it), when another member
+    /// that answers holds a longer log (recover from that one: `ctl registry` on each member
+    /// shows `last_log`), or when `from` holds no registry state.
+    pub async fn registry_recover(&self, from: &str) -> Result<RecoveryReport, RegistryError> {
+        self.registry()?.recover(from).await
     }
 
     fn registry(&self) -> Result<&std::sync::Arc<Registry>, RegistryError> {

@@ -76,7 +76,7 @@ type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>)
 /// side's handle on the local `Raft`.
 pub(crate) struct RaftWire {
     transport: Weak<Transport>,
-    raft: OnceLock<Raft>,
+    raft: Mutex<Option<Raft>>,
     /// This node's Raft id, set with `raft`.
     id: OnceLock<u64>,
     runtime: tokio::runtime::Handle,
@@ -262,7 +262,7 @@ impl RaftWire {
     ) -> Arc<Self> {
         Arc::new(Self {
             transport: Arc::downgrade(transport),
-            raft: OnceLock::new(),
+            raft: Mutex::new(None),
             id: OnceLock::new(),
             runtime,
             next_transfer: AtomicU64::new(1),
@@ -272,11 +272,17 @@ impl RaftWire {
         })
     }
 
-    /// Connects the server side once the local `Raft` exists; requests before that are
-    /// dropped (the caller retries).
+    /// Connects the server side once the local `Raft` exists (and again when registry
+    /// recovery restarted it, under the same id); requests before that are dropped (the
+    /// caller retries).
     pub(super) fn set_raft(&self, raft: Raft, id: u64) {
         let _ = self.id.set(id);
-        let _ = self.raft.set(raft);
+        *self.raft.lock().unwrap_or_else(|e| e.into_inner()) = Some(raft);
+    }
+
+    /// The local `Raft`, once started.
+    fn local_raft(&self) -> Option<Raft> {
+        self.raft.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether a request for Raft id `to` is for this node; if not, refuses it with a reply
@@ -427,7 +433,7 @@ impl RaftWire {
     /// Takes one snapshot chunk. Every chunk but the last is acknowledged at once; the last
     /// one's snapshot is installed on the Raft runtime and answered with the result.
     fn snapshot_chunk(self: &Arc<Self>, peer: &Arc<Peer>, correlation: u64, body: &[u8]) {
-        let Some(raft) = self.raft.get().cloned() else {
+        let Some(raft) = self.local_raft() else {
             self.drop_frame("raft not started");
             return;
         };
@@ -510,7 +516,7 @@ impl RaftWire {
     }
 
     fn serve(self: &Arc<Self>, peer: &Arc<Peer>, correlation: u64, rpc: u8, body: Bytes) {
-        let Some(raft) = self.raft.get().cloned() else {
+        let Some(raft) = self.local_raft() else {
             self.drop_frame("raft not started");
             return;
         };
@@ -615,7 +621,7 @@ impl RaftWire {
     /// lease exists so that a leader that merely went quiet keeps its place, and a process
     /// that is certainly gone has none to keep. Silence still waits out lease and timeout.
     pub(crate) fn process_gone(&self, peer: &Arc<Peer>) {
-        let Some(raft) = self.raft.get().cloned() else {
+        let Some(raft) = self.local_raft() else {
             return;
         };
         let name = peer.id.name().to_owned();

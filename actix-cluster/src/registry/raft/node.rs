@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex};
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
-use openraft::type_config::alias::StoredMembershipOf;
+use openraft::storage::RaftLogStorage;
+use openraft::type_config::alias::{LeaderIdOf, StoredMembershipOf};
+use openraft::vote::RaftLeaderId;
 
 use super::network::{Factory, Raft, RaftWire};
+use super::store::{Entry, LogId, LogStore, Resume, Vote};
 use super::{RaftNode, TypeConfig};
 use crate::membership::{Member, MemberState};
 use crate::node::Architecture;
@@ -28,6 +31,9 @@ pub(crate) enum LocalError {
     /// The Raft core failed or is shutting down.
     #[error("{0}")]
     Failed(String),
+    /// An operator action was refused before anything was proposed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A failed openraft call, as the registry service sees it.
@@ -46,7 +52,8 @@ where
 /// The handle the registry service uses; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RaftHandle {
-    pub(crate) raft: Raft,
+    /// The running Raft; replaced only by [`RaftHandle::force_single_voter`].
+    raft: Arc<Mutex<Raft>>,
     pub(crate) id: u64,
     pub(crate) wire: Arc<RaftWire>,
     runtime: tokio::runtime::Handle,
@@ -57,6 +64,18 @@ pub(crate) struct RaftHandle {
     /// The longest election timeout: a leader not heard from (or, on the leader, no quorum
     /// acknowledgement) for longer is not reported as the leader.
     lease: std::time::Duration,
+    /// What it takes to start Raft again over the same storage (registry recovery).
+    restart: Arc<Restart>,
+}
+
+/// The parts of a Raft start that a restart in this process reuses.
+struct Restart {
+    config: Arc<Config>,
+    factory: Factory,
+    log: LogStore,
+    sm: Resume,
+    /// One recovery at a time.
+    busy: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RaftHandle {
@@ -118,27 +137,30 @@ pub(crate) fn start(
     handle.spawn(async move {
         let result = async {
             let storage = super::store::open(&storage_kind, replica)?;
-            let raft = Raft::new(
-                storage.raft_id,
-                Arc::new(raft_config),
-                factory,
-                storage.log,
-                storage.sm,
-            )
-            .await
-            .map_err(|e| std::io::Error::other(format!("raft start: {e}")))?;
+            let config = Arc::new(raft_config);
+            let restart = Restart {
+                config: Arc::clone(&config),
+                factory: factory.clone(),
+                log: storage.log.clone(),
+                sm: storage.sm.resume(),
+                busy: tokio::sync::Mutex::new(()),
+            };
+            let raft = Raft::new(storage.raft_id, config, factory, storage.log, storage.sm)
+                .await
+                .map_err(|e| std::io::Error::other(format!("raft start: {e}")))?;
             for_wire.set_raft(raft.clone(), storage.raft_id);
-            Ok::<_, std::io::Error>((raft, storage.raft_id, storage.fresh))
+            Ok::<_, std::io::Error>((raft, storage.raft_id, storage.fresh, restart))
         }
         .await;
         let _ = tx.send(result);
     });
-    let (raft, id, fresh) = rx
+    let (raft, id, fresh, restart) = rx
         .recv()
         .map_err(|_| std::io::Error::other("registry runtime stopped during start"))??;
     Ok((
         RaftHandle {
-            raft,
+            raft: Arc::new(Mutex::new(raft)),
+            restart: Arc::new(restart),
             id,
             wire,
             runtime: handle,
@@ -151,6 +173,11 @@ pub(crate) fn start(
 }
 
 impl RaftHandle {
+    /// The running Raft (a cheap handle clone).
+    fn raft(&self) -> Raft {
+        lock(&self.raft).clone()
+    }
+
     /// Runs `fut` on the registry runtime, where openraft's API is driven, and waits for it.
     async fn on_runtime<T: Send + 'static>(
         &self,
@@ -164,7 +191,7 @@ impl RaftHandle {
 
     /// Proposes `cmd` if this node leads.
     pub(crate) async fn write_local(&self, cmd: Command) -> Result<Outcome, LocalError> {
-        let raft = self.raft.clone();
+        let raft = self.raft();
         self.on_runtime(async move { raft.client_write(cmd).await })
             .await?
             .map(|resp| resp.data)
@@ -174,7 +201,7 @@ impl RaftHandle {
     /// Confirms leadership with a quorum and returns the log index a linearizable read must
     /// see applied.
     pub(crate) async fn read_index_local(&self) -> Result<u64, LocalError> {
-        let raft = self.raft.clone();
+        let raft = self.raft();
         self.on_runtime(async move {
             raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
                 .await
@@ -186,11 +213,11 @@ impl RaftHandle {
 
     /// The current Raft membership (a cheap `Arc` copy, not the whole metrics).
     fn membership(&self) -> Arc<StoredMembershipOf<TypeConfig>> {
-        Arc::clone(&self.raft.metrics().borrow_watched().membership_config)
+        Arc::clone(&self.raft().metrics().borrow_watched().membership_config)
     }
 
     pub(crate) fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow_watched().state == ServerState::Leader
+        self.raft().metrics().borrow_watched().state == ServerState::Leader
     }
 
     /// Whether this node has ever been part of a Raft membership.
@@ -232,11 +259,12 @@ impl RaftHandle {
 
     pub(crate) fn status(&self, replica: &Replica) -> RegistryStatus {
         let (stored, leader) = {
-            let m = self.raft.metrics();
+            let m = self.raft().metrics();
             let m = m.borrow_watched();
             (Arc::clone(&m.membership_config), self.live_leader(&m))
         };
         let membership = stored.membership();
+        let (term, last_log) = self.log_position();
         let name = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
         let mut voters: Vec<String> = membership.voter_ids().filter_map(name).collect();
         let mut learners: Vec<String> = membership.learner_ids().filter_map(name).collect();
@@ -250,6 +278,8 @@ impl RaftHandle {
             changing_voters: membership.get_joint_config().len() > 1,
             applied: replica.applied(),
             names: replica.read(|n| n.len()),
+            term,
+            last_log,
         }
     }
 
@@ -295,7 +325,7 @@ impl RaftHandle {
     /// lease and an election timeout). `true` if another node leads when it returns.
     pub(crate) async fn hand_off(&self, within: std::time::Duration) -> bool {
         let target = {
-            let m = self.raft.metrics();
+            let m = self.raft().metrics();
             let m = m.borrow_watched();
             if m.current_leader != Some(self.id) {
                 return false;
@@ -315,7 +345,7 @@ impl RaftHandle {
         let Some(target) = target else {
             return false;
         };
-        let (raft, me) = (self.raft.clone(), self.id);
+        let (raft, me) = (self.raft(), self.id);
         // Bounded here too, on the caller's clock: the registry thread may be busy (building
         // or installing a snapshot) and not run the inner bound on time.
         let outer = within + std::time::Duration::from_secs(1);
@@ -338,9 +368,99 @@ impl RaftHandle {
         matches!(handed, Ok(Ok(true)))
     }
 
+    /// This member's current term and last log id `(term, index)`, as stored: what registry
+    /// recovery compares replicas by.
+    pub(crate) fn log_position(&self) -> (u64, Option<(u64, u64)>) {
+        let (vote, last) = self.restart.log.state();
+        let term = vote.map_or(0, |v| v.leader_id().term);
+        (term, last.map(|l| (l.leader_id.term, l.index)))
+    }
+
+    /// Registry recovery after a lost majority: stops Raft, appends to this member's own log
+    /// a membership with this member as the only voter, in a term above `above_term` and
+    /// above any it has seen, and starts Raft again over the same storage. Alone in its
+    /// voter set, it elects itself and commits its whole log with the new membership, the
+    /// way etcd's `--force-new-cluster` does; reconciliation then adds the other live members
+    /// back. The caller has checked that no quorum of the old voters is reachable: with one,
+    /// this would fork the registry.
+    ///
+    /// Returns the log id of the new membership entry.
+    pub(crate) async fn force_single_voter(
+        &self,
+        me: RaftNode,
+        above_term: u64,
+    ) -> Result<(u64, u64), LocalError> {
+        let (cell, restart, id, wire) = (
+            Arc::clone(&self.raft),
+            Arc::clone(&self.restart),
+            self.id,
+            Arc::clone(&self.wire),
+        );
+        self.on_runtime(async move {
+            let _busy = restart.busy.lock().await;
+            let old = lock(&cell).clone();
+            old.shutdown()
+                .await
+                .map_err(|e| LocalError::Failed(format!("raft shutdown: {e}")))?;
+            let Some(sm) = restart.sm.take(std::time::Duration::from_secs(10)).await else {
+                return Err(LocalError::Failed(
+                    "the registry state machine did not stop; restart this node".into(),
+                ));
+            };
+            let mut log = restart.log.clone();
+            let rewritten = async {
+                let (vote, last) = log.state();
+                let seen = vote
+                    .map_or(0, |v| v.leader_id().term)
+                    .max(last.map_or(0, |l| l.leader_id.term))
+                    .max(above_term);
+                let term = seen + 1;
+                let index = last.map_or(0, |l| l.index + 1);
+                // A vote above the entry's term: this member is a candidate of the next term,
+                // as after any restart, and wins its own election.
+                log.save_vote(&Vote::new(term + 1, id)).await?;
+                let log_id = LogId::new(
+                    LeaderIdOf::<TypeConfig>::new(term, id).to_committed(),
+                    index,
+                );
+                let entry = Entry {
+                    log_id,
+                    payload: openraft::EntryPayload::Membership(
+                        openraft::Membership::new(
+                            vec![BTreeSet::from([id])],
+                            BTreeMap::from([(id, me)]),
+                        )
+                        .map_err(std::io::Error::other)?,
+                    ),
+                };
+                let (tx, rx) = <TypeConfig as openraft::type_config::TypeConfigExt>::oneshot();
+                log.append([entry], openraft::storage::IOFlushed::signal(tx))
+                    .await?;
+                rx.await
+                    .map_err(|_| std::io::Error::other("log writer stopped"))??;
+                Ok::<_, std::io::Error>((term, index))
+            }
+            .await;
+            // Started again whatever happened: with the old membership if the rewrite failed.
+            let raft = Raft::new(
+                id,
+                Arc::clone(&restart.config),
+                restart.factory.clone(),
+                log,
+                sm,
+            )
+            .await
+            .map_err(|e| LocalError::Failed(format!("raft restart: {e}")))?;
+            wire.set_raft(raft.clone(), id);
+            *lock(&cell) = raft;
+            rewritten.map_err(|e| LocalError::Failed(format!("rewriting the log: {e}")))
+        })
+        .await?
+    }
+
     /// Stops Raft, then lets the runtime thread end (best effort).
     pub(crate) fn shutdown(&self) {
-        let raft = self.raft.clone();
+        let raft = self.raft();
         let stop = lock(&self.stop).take();
         self.runtime.spawn(async move {
             let _ = raft.shutdown().await;
@@ -420,6 +540,78 @@ enum Standing {
     Dead,
 }
 
+/// The [`Standing`] of Raft members, from a leader's [`View`].
+struct Standings<'a> {
+    me: (u64, &'a str),
+    members: &'a [Member],
+    known: &'a dyn Fn(&NodeId) -> Option<u64>,
+    /// The live incarnation of each node name.
+    current: HashMap<&'a str, &'a Member>,
+}
+
+impl<'a> Standings<'a> {
+    fn new(view: &View<'a>) -> Self {
+        Self {
+            me: view.me,
+            members: view.members,
+            known: view.known,
+            current: view
+                .members
+                .iter()
+                .filter(|m| m.role != NodeRole::Client && alive(m.state))
+                .map(|m| (m.id.name(), m))
+                .collect(),
+        }
+    }
+
+    /// The Raft id a live member reported (this node's own, for this node).
+    fn id_of(&self, m: &Member) -> Option<u64> {
+        if m.id.name() == self.me.1 {
+            Some(self.me.0)
+        } else {
+            (self.known)(&m.id)
+        }
+    }
+
+    fn of(&self, id: u64, node: &RaftNode) -> Standing {
+        if id == self.me.0 {
+            return Standing::Live;
+        }
+        if let Some(m) = self.current.get(node.name.as_str()) {
+            return match self.id_of(m) {
+                Some(live) if live == id => Standing::Live,
+                Some(_) => Standing::Dead,
+                None => Standing::Unknown,
+            };
+        }
+        let gone = self.members.iter().any(|m| {
+            m.id.name() == node.name && matches!(m.state, MemberState::Down | MemberState::Left)
+        });
+        if gone {
+            Standing::Dead
+        } else {
+            Standing::Unknown
+        }
+    }
+
+    /// Live learners that may vote, in name order: the spares that replace or add voters.
+    fn spares(&self, view: &View<'_>) -> Vec<u64> {
+        let mut spares: Vec<(&str, u64)> = view
+            .raft_nodes
+            .iter()
+            .filter(|(id, n)| !view.voters.contains(id) && self.of(**id, n) == Standing::Live)
+            .filter(|(_, n)| {
+                self.current
+                    .get(n.name.as_str())
+                    .is_some_and(|m| eligible(view.architecture, m))
+            })
+            .map(|(id, n)| (n.name.as_str(), *id))
+            .collect();
+        spares.sort();
+        spares.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
 /// Pure decision of the leader's reconciliation (sans-IO; unit-tested below).
 ///
 /// - every alive non-client member with a known Raft id joins as a learner;
@@ -434,7 +626,7 @@ enum Standing {
 pub(crate) fn plan(view: &View<'_>) -> Plan {
     let View {
         me,
-        architecture,
+        architecture: _,
         target,
         members,
         raft_nodes,
@@ -443,39 +635,10 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
         owners,
     } = *view;
     let mut out = Plan::default();
-    // The live incarnation of each node name.
-    let current: HashMap<&str, &Member> = members
-        .iter()
-        .filter(|m| m.role != NodeRole::Client && alive(m.state))
-        .map(|m| (m.id.name(), m))
-        .collect();
-    let id_of = |m: &Member| {
-        if m.id.name() == me.1 {
-            Some(me.0)
-        } else {
-            known(&m.id)
-        }
-    };
-    let standing = |id: u64, node: &RaftNode| -> Standing {
-        if id == me.0 {
-            return Standing::Live;
-        }
-        if let Some(m) = current.get(node.name.as_str()) {
-            return match id_of(m) {
-                Some(live) if live == id => Standing::Live,
-                Some(_) => Standing::Dead,
-                None => Standing::Unknown,
-            };
-        }
-        let gone = members.iter().any(|m| {
-            m.id.name() == node.name && matches!(m.state, MemberState::Down | MemberState::Left)
-        });
-        if gone {
-            Standing::Dead
-        } else {
-            Standing::Unknown
-        }
-    };
+    let standings = Standings::new(view);
+    let current = &standings.current;
+    let id_of = |m: &Member| standings.id_of(m);
+    let standing = |id: u64, node: &RaftNode| standings.of(id, node);
     // Releases: owners that are Down/Left, or replaced by a newer incarnation.
     for owner in owners {
         let gone = members.iter().any(|m| {
@@ -495,18 +658,7 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
     }
     out.ask.sort();
     // Voter set first: it is what keeps the registry writable.
-    let mut spares: Vec<(&str, u64)> = raft_nodes
-        .iter()
-        .filter(|(id, n)| !voters.contains(id) && standing(**id, n) == Standing::Live)
-        .filter(|(_, n)| {
-            current
-                .get(n.name.as_str())
-                .is_some_and(|m| eligible(architecture, m))
-        })
-        .map(|(id, n)| (n.name.as_str(), *id))
-        .collect();
-    spares.sort();
-    let mut spares = spares.into_iter().map(|(_, id)| id);
+    let mut spares = standings.spares(view).into_iter();
     let mut dead: Vec<(&str, u64)> = voters
         .iter()
         .filter_map(|id| raft_nodes.get(id).map(|n| (n.name.as_str(), *id)))
@@ -565,10 +717,69 @@ pub(crate) fn plan(view: &View<'_>) -> Plan {
     out
 }
 
+/// What `ctl registry remove-voter NAME` proposes: the voter set without `name`'s voter, a
+/// live spare taking its place when there is one. Refused (with the reason) when `name` is no
+/// voter, when its node is alive (reconciliation would add it straight back), or when the
+/// new set would not hold a quorum of live voters. Returns the new voter set and the Raft
+/// ids removed.
+pub(crate) fn removal(
+    view: &View<'_>,
+    name: &str,
+) -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
+    let standings = Standings::new(view);
+    let removed: BTreeSet<u64> = view
+        .voters
+        .iter()
+        .filter(|id| view.raft_nodes.get(id).is_some_and(|n| n.name == name))
+        .copied()
+        .collect();
+    if removed.is_empty() {
+        let mut voters: Vec<&str> = view
+            .voters
+            .iter()
+            .filter_map(|id| view.raft_nodes.get(id).map(|n| n.name.as_str()))
+            .collect();
+        voters.sort_unstable();
+        return Err(format!(
+            "{name} is not a voter (voters: {})",
+            voters.join(", ")
+        ));
+    }
+    for id in &removed {
+        if view
+            .raft_nodes
+            .get(id)
+            .is_some_and(|n| standings.of(*id, n) == Standing::Live)
+        {
+            return Err(format!(
+                "{name} is alive and would be added back at once; stop it or let it leave \
+                 the cluster first"
+            ));
+        }
+    }
+    let mut desired: BTreeSet<u64> = view.voters.difference(&removed).copied().collect();
+    desired.extend(standings.spares(view).into_iter().take(removed.len()));
+    let live = desired
+        .iter()
+        .filter(|id| {
+            view.raft_nodes
+                .get(id)
+                .is_some_and(|n| standings.of(**id, n) == Standing::Live)
+        })
+        .count();
+    if live * 2 <= desired.len() {
+        return Err(format!(
+            "that would leave {live} live voter(s) of {}, fewer than a quorum",
+            desired.len()
+        ));
+    }
+    Ok((desired, removed))
+}
+
 impl RaftHandle {
     /// Proposes one membership change (leader only; errors are retried next round).
     pub(crate) async fn apply_change(&self, change: Change) -> Result<(), LocalError> {
-        let raft = self.raft.clone();
+        let raft = self.raft();
         self.on_runtime(async move {
             match change {
                 Change::AddLearner(id, node) => raft.add_learner(id, node, false).await,
@@ -587,6 +798,49 @@ impl RaftHandle {
         .map_err(local_error)
     }
 
+    /// `ctl registry remove-voter`: on the leader, proposes [`removal`]'s voter set, then
+    /// drops the removed member from the membership. `NotLeader` elsewhere and while another
+    /// voter change is under way (the caller tries again).
+    pub(crate) async fn remove_voter(
+        &self,
+        me: &str,
+        architecture: Architecture,
+        members: &[Member],
+        name: &str,
+    ) -> Result<(), LocalError> {
+        if !self.is_leader() {
+            let leader = {
+                let m = self.raft().metrics();
+                let m = m.borrow_watched();
+                m.current_leader.and_then(|l| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.name.clone())
+                })
+            };
+            return Err(LocalError::NotLeader(leader));
+        }
+        if self.changing_voters() {
+            return Err(LocalError::NotLeader(None));
+        }
+        let (voters, removed) = self
+            .removal(me, architecture, members, name)
+            .map_err(LocalError::Refused)?;
+        tracing::info!(
+            node = me,
+            removed = name,
+            ?voters,
+            "registry voter removed by an operator"
+        );
+        self.apply_change(Change::Voters(voters)).await?;
+        // Best effort: reconciliation removes a dead learner anyway.
+        if let Err(e) = self.apply_change(Change::RemoveNodes(removed)).await {
+            tracing::debug!("removing the demoted voter: {e}");
+        }
+        Ok(())
+    }
+
     /// Forms the registry with `voters` as its first membership. Only ever called once per
     /// process lifetime, on a node whose storage has never held Raft state, with this node
     /// among `voters`.
@@ -594,10 +848,59 @@ impl RaftHandle {
         &self,
         voters: BTreeMap<u64, RaftNode>,
     ) -> Result<(), LocalError> {
-        let raft = self.raft.clone();
+        let raft = self.raft();
         self.on_runtime(async move { raft.initialize(voters).await })
             .await?
             .map_err(|e| LocalError::Failed(e.to_string()))
+    }
+
+    /// [`removal`] with this node's state.
+    pub(crate) fn removal(
+        &self,
+        me: &str,
+        architecture: Architecture,
+        members: &[Member],
+        name: &str,
+    ) -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
+        let stored = self.membership();
+        let membership = stored.membership();
+        let raft_nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters = membership.voter_ids().collect();
+        removal(
+            &View {
+                me: (self.id, me),
+                architecture,
+                target: 0,
+                members,
+                raft_nodes: &raft_nodes,
+                voters: &voters,
+                known: &|id| self.known_id(id),
+                owners: &BTreeSet::new(),
+            },
+            name,
+        )
+    }
+
+    /// Whether a voter change (joint consensus) is under way.
+    pub(crate) fn changing_voters(&self) -> bool {
+        self.membership().membership().get_joint_config().len() > 1
+    }
+
+    /// This member as its Raft membership records it, if it is in it.
+    pub(crate) fn own_node(&self) -> Option<RaftNode> {
+        self.membership().membership().get_node(&self.id).cloned()
+    }
+
+    /// The Raft members other than this one, by id.
+    pub(crate) fn other_members(&self) -> Vec<(u64, RaftNode, bool)> {
+        let stored = self.membership();
+        let membership = stored.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, n)| (*id, n.clone(), voters.contains(id)))
+            .collect()
     }
 
     /// [`plan`] with this node's state.
@@ -830,6 +1133,72 @@ mod tests {
             owners: &BTreeSet::new(),
         });
         assert_eq!(p.change, None);
+    }
+
+    /// [`removal`] of `name` as node `a` (Raft id 1), decentralized.
+    fn remove_as_a(
+        members: &[Member],
+        raft_nodes: &BTreeMap<u64, RaftNode>,
+        voters: &BTreeSet<u64>,
+        known: &dyn Fn(&NodeId) -> Option<u64>,
+        name: &str,
+    ) -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
+        let view = View {
+            me: (1, "a"),
+            architecture: Architecture::Decentralized,
+            target: 3,
+            members,
+            raft_nodes,
+            voters,
+            known,
+            owners: &BTreeSet::new(),
+        };
+        removal(&view, name)
+    }
+
+    #[test]
+    fn removing_a_dead_voter_takes_a_spare_or_shrinks_the_set() {
+        let mut members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Down),
+            member("c", 1, MemberState::Up),
+        ];
+        let known = ids(&[("b", 2), ("c", 3), ("d", 4)]);
+        let voters: BTreeSet<u64> = [1, 2, 3].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c")]);
+        assert_eq!(
+            remove_as_a(&members, &nodes, &voters, &known, "b"),
+            Ok(([1, 3].into(), [2].into()))
+        );
+        // With a live learner that may vote, it takes b's place: the set keeps its size.
+        members.push(member("d", 1, MemberState::Up));
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+        assert_eq!(
+            remove_as_a(&members, &nodes, &voters, &known, "b"),
+            Ok(([1, 3, 4].into(), [2].into()))
+        );
+    }
+
+    #[test]
+    fn removing_a_live_voter_an_unknown_node_or_a_quorum_is_refused() {
+        let members = vec![
+            member("a", 1, MemberState::Up),
+            member("b", 1, MemberState::Down),
+            member("c", 1, MemberState::Up),
+        ];
+        let voters: BTreeSet<u64> = [1, 2, 3].into();
+        let nodes = raft_nodes(&[(1, "a"), (2, "b"), (3, "c")]);
+        let known = ids(&[("b", 2), ("c", 3)]);
+        let refused = remove_as_a(&members, &nodes, &voters, &known, "c").unwrap_err();
+        assert!(refused.contains("alive"), "{refused}");
+        let refused = remove_as_a(&members, &nodes, &voters, &known, "x").unwrap_err();
+        assert!(
+            refused.contains("not a voter (voters: a, b, c)"),
+            "{refused}"
+        );
+        // c's Raft id is not known yet: only a counts as live in {a, c}, not a quorum.
+        let refused = remove_as_a(&members, &nodes, &voters, &ids(&[("b", 2)]), "b").unwrap_err();
+        assert!(refused.contains("fewer than a quorum"), "{refused}");
     }
 
     #[test]

@@ -99,6 +99,12 @@ impl LogStore {
         }
     }
 
+    /// The vote and last log id as stored (or being stored), for registry recovery.
+    pub(crate) fn state(&self) -> (Option<Vote>, Option<LogId>) {
+        let m = lock(&self.mirror);
+        (m.vote, m.last_log_id())
+    }
+
     /// Write transactions committed by the durable store (`None` in memory).
     #[cfg(test)]
     pub(super) fn commits(&self) -> Option<u64> {

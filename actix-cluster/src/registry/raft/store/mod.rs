@@ -20,14 +20,14 @@ use openraft::type_config::alias::{
 };
 
 pub(crate) use self::log::LogStore;
-pub(crate) use self::sm::StateMachine;
+pub(crate) use self::sm::{Resume, StateMachine};
 use super::TypeConfig;
 use crate::registry::RegistryStorage;
 use crate::registry::replica::Replica;
 
-type Entry = EntryOf<TypeConfig>;
-type LogId = LogIdOf<TypeConfig>;
-type Vote = VoteOf<TypeConfig>;
+pub(crate) type Entry = EntryOf<TypeConfig>;
+pub(crate) type LogId = LogIdOf<TypeConfig>;
+pub(crate) type Vote = VoteOf<TypeConfig>;
 type Membership = StoredMembershipOf<TypeConfig>;
 type SnapshotMeta = SnapshotMetaOf<TypeConfig>;
 type Snapshot = SnapshotOf<TypeConfig, Vec<u8>>;

@@ -83,6 +83,11 @@ impl StoredSnapshot {
 /// held across the disk write so that two snapshots cannot be stored out of order.
 type Current = Arc<Mutex<Option<StoredSnapshot>>>;
 
+/// What a state machine has applied: kept beside it so that a Raft restarted in this process
+/// (registry recovery) resumes where the old one stopped instead of re-applying onto a
+/// replica that already holds the entries.
+type Progress = Arc<std::sync::Mutex<(Option<LogId>, Membership)>>;
+
 /// The state machine openraft applies committed entries to.
 pub(crate) struct StateMachine {
     replica: Arc<Replica>,
@@ -90,6 +95,55 @@ pub(crate) struct StateMachine {
     membership: Membership,
     current: Current,
     writer: Option<Writer>,
+    progress: Progress,
+    /// Dropped with the state machine: [`Resume::take`] waits for that.
+    _alive: Arc<()>,
+}
+
+/// What it takes to build the state machine again after its Raft was shut down, from where
+/// it stopped.
+#[derive(Clone)]
+pub(crate) struct Resume {
+    replica: Arc<Replica>,
+    current: Current,
+    writer: Option<Writer>,
+    progress: Progress,
+    alive: std::sync::Weak<()>,
+}
+
+impl fmt::Debug for Resume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resume").finish_non_exhaustive()
+    }
+}
+
+impl Resume {
+    /// The state machine again, once the old one is gone (its Raft shut down and dropped
+    /// it); `None` if it is still alive after `within`.
+    pub(crate) async fn take(&self, within: std::time::Duration) -> Option<StateMachine> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.alive.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let (last_applied, membership) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let alive = Arc::new(());
+        Some(StateMachine {
+            replica: Arc::clone(&self.replica),
+            last_applied,
+            membership,
+            current: Arc::clone(&self.current),
+            writer: self.writer.clone(),
+            progress: Arc::clone(&self.progress),
+            _alive: alive,
+        })
+    }
 }
 
 impl fmt::Debug for StateMachine {
@@ -118,7 +172,25 @@ impl StateMachine {
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(snapshot)),
             writer,
+            progress: Progress::default(),
+            _alive: Arc::new(()),
         }
+    }
+
+    /// A handle to build this state machine again after its Raft is gone.
+    pub(crate) fn resume(&self) -> Resume {
+        Resume {
+            replica: Arc::clone(&self.replica),
+            current: Arc::clone(&self.current),
+            writer: self.writer.clone(),
+            progress: Arc::clone(&self.progress),
+            alive: Arc::downgrade(&self._alive),
+        }
+    }
+
+    fn record_progress(&self) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) =
+            (self.last_applied, self.membership.clone());
     }
 }
 
@@ -219,6 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responder.send(outcome);
             }
         }
+        self.record_progress();
         Ok(())
     }
 
@@ -260,6 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.replica.install(decoded.names, index);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.record_progress();
         *current = Some(StoredSnapshot {
             meta: meta.clone(),
             data: snapshot,
