@@ -191,6 +191,7 @@ pub fn registry_error_kind(e: &RegistryError) -> &'static str {
         RegistryError::Create(_) => "Create",
         RegistryError::Remote(_) => "Remote",
         RegistryError::SystemStopped => "SystemStopped",
+        RegistryError::Refused(_) => "Refused",
         // The enum is non-exhaustive: a newer library may add variants.
         _ => "RegistryError",
     }

@@ -129,6 +129,22 @@ impl Cluster {
         Ok(parse_registry(&stdout))
     }
 
+    /// `ctl registry ARGS` through `via` that must fail as refused, with `why` in the reason.
+    fn refused(&self, via: SocketAddr, args: &[&str], why: &str) {
+        let out = self.ctl("registry", via, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} was not refused: {stderr}"
+        );
+        assert!(
+            stderr.contains("Refused") && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+        println!("{args:?} refused: {}", stderr.trim_end());
+    }
+
     /// `ctl names --json` through `via`: name → row.
     fn names(&self, via: SocketAddr) -> Result<BTreeMap<String, NameRow>, String> {
         let out = self.ctl("names", via, &["--json"]);
@@ -210,7 +226,7 @@ fn parse_registry(stdout: &str) -> RegistryView {
     assert_eq!(
         top.keys().collect::<Vec<_>>(),
         [
-            "applied", "leader", "learners", "names", "raft_id", "voters"
+            "applied", "last_log", "leader", "learners", "names", "raft_id", "term", "voters"
         ],
         "{stdout}"
     );
@@ -492,6 +508,58 @@ fn the_first_acknowledged_registration_survives_a_sigkill_of_the_first_node() {
     cluster.stop();
 }
 
+/// Operator actions on a 3-voter registry with one voter SIGKILLed: recovery is refused while
+/// a quorum answers, removing a live voter is refused, removing the dead one leaves the two
+/// live voters, and the registry keeps accepting writes. When one of those two is lost as
+/// well, recovery from the other brings writes back with its names.
+#[test]
+fn an_operator_removes_a_dead_voter_and_later_recovers_the_registry_from_the_last_one() {
+    let mut cluster = Cluster::new("reg-remove-voter", false);
+    cluster.start_all();
+    let via = cluster.addr("node-2");
+    cluster.wait_for_leader(via, &NODES, "registry formed");
+    cluster.kill("node-1");
+    cluster.nodes.remove("node-1");
+    poll("a registration after the kill of node-1", || {
+        cluster.register(via, "svc/a", "node-2")
+    });
+    cluster.refused(via, &["recover", "--from", "node-2"], "quorum");
+    cluster.refused(via, &["remove-voter", "node-3"], "alive");
+    cluster.refused(via, &["remove-voter", "node-9"], "not a voter");
+    // node-1 may still be Suspect (alive) for a moment after its kill: retried until Down.
+    let out = poll("node-1 removed from the voters", || {
+        succeeded(&cluster.ctl("registry", via, &["remove-voter", "node-1", "--json"]))
+    });
+    let view = parse_registry(&out);
+    assert_eq!(view.voters, ["node-2", "node-3"], "{out}");
+    poll("a registration with two voters", || {
+        cluster.register(cluster.addr("node-3"), "svc/b", "node-3")
+    });
+    let view = cluster
+        .registry(cluster.addr("node-3"))
+        .expect("node-3 answers");
+    assert_eq!(view.voters, ["node-2", "node-3"], "{view:?}");
+    assert!(
+        view.learners.is_empty(),
+        "the removed voter is gone: {view:?}"
+    );
+    // Losing node-3 too leaves one of two voters: no quorum, until the operator re-forms the
+    // registry from node-2's replica (in memory: ephemeral storage).
+    let svc_a = cluster.names(via).expect("node-2 answers")["svc/a"].clone();
+    cluster.kill("node-3");
+    cluster.nodes.remove("node-3");
+    let out = cluster.ctl("registry", via, &["recover", "--from", "node-2"]);
+    println!("{}", succeeded(&out).expect("recovery from node-2"));
+    poll("a registration after recovery", || {
+        cluster.register(via, "svc/c", "node-2")
+    });
+    let names = cluster.names(via).expect("node-2 answers");
+    assert_eq!(names.get("svc/a"), Some(&svc_a), "{names:?}");
+    let view = cluster.registry(via).expect("node-2 answers");
+    assert_eq!(view.voters, ["node-2"], "{view:?}");
+    cluster.stop();
+}
+
 /// The Raft identity reproduction of issue 10: durable voters node-1..3 and learner node-4;
 /// `kill -9` node-3; a registration acknowledged by node-1 and node-2; `kill -9` both; node-1
 /// and node-2 restarted **without** their data, node-3 with its data. The restarted nodes are
@@ -499,7 +567,8 @@ fn the_first_acknowledged_registration_survives_a_sigkill_of_the_first_node() {
 /// old quorum: the registry stays unavailable instead of electing a leader that lacks the
 /// acknowledged name, and node-4's replica keeps it.
 #[test]
-fn voters_restarted_without_their_state_never_answer_as_their_former_selves() {
+fn voters_restarted_without_their_state_never_answer_as_their_former_selves_until_an_operator_recovers()
+ {
     let mut cluster = Cluster::new("reg-identity", true);
     cluster.start_all();
     let seed = cluster.addr("node-1");
@@ -566,6 +635,43 @@ fn voters_restarted_without_their_state_never_answer_as_their_former_selves() {
         );
     }
     println!("{attempts} attempts refused while the old voters' state was gone");
+    // The operator recovers. node-3 kept its state but missed n/1: refused in favour of
+    // node-4, whose replica is the most up to date.
+    cluster.refused(
+        learner,
+        &["recover", "--from", "node-3"],
+        "node-4 holds a longer registry log",
+    );
+    let out = cluster.ctl("registry", learner, &["recover", "--from", "node-4"]);
+    let report = succeeded(&out).expect("recovery from node-4");
+    println!("{report}");
+    let recovered_at = Instant::now();
+    let again = poll("a registration after recovery", || {
+        cluster.register(addrs["node-1"], "n/2", "node-1")
+    });
+    println!("writes resumed {:?} after recovery", recovered_at.elapsed());
+    assert!(again.version > acked.version, "{again:?} after {acked:?}");
+    for node in ["node-1", "node-2", "node-3"] {
+        poll(
+            &format!("{node}'s replica holds n/1 after recovery"),
+            || {
+                let names = cluster.names(addrs[node])?;
+                match names.get("n/1") {
+                    Some(r) if r.node == "node-4" && r.version == acked.version => Ok(()),
+                    Some(r) => panic!("the acknowledged n/1 changed in recovery: {r:?}"),
+                    None => Err(format!("{names:?}")),
+                }
+            },
+        );
+    }
+    poll("three voters again after recovery", || {
+        let view = cluster.registry(learner)?;
+        if view.voters.len() == 3 && view.voters.contains(&"node-4".to_owned()) {
+            Ok(view)
+        } else {
+            Err(format!("{view:?}"))
+        }
+    });
     for node in ["node-1", "node-2", "node-3", "node-4"] {
         if let Some(mut p) = cluster.nodes.remove(node) {
             let _ = p.kill();
@@ -690,6 +796,14 @@ fn ctl_registry_commands_refuse_bad_command_lines_with_code_2() {
             vec!["registry", "--node", "node-1"],
             "unknown option --node",
         ),
+        (vec!["registry", "remove-voter"], "NODE"),
+        (
+            vec!["registry", "remove-voter", "a", "b"],
+            "unexpected argument",
+        ),
+        (vec!["registry", "recover"], "--from"),
+        (vec!["registry", "--from", "a"], "--from belongs"),
+        (vec!["registry", "rebuild"], "unknown registry subcommand"),
     ] {
         // The connection flags go between the command and its own arguments, so that a
         // value-less flag at the end is really at the end.

@@ -5,6 +5,8 @@
 //! ctl register svc/main --node node-2 --seed 127.0.0.1:7001 --insecure-plaintext
 //! ctl names --seed 127.0.0.1:7001 --insecure-plaintext [--json] [--prefix svc/]
 //! ctl registry --seed 127.0.0.1:7001 --insecure-plaintext [--json]
+//! ctl registry remove-voter node-3 --seed 127.0.0.1:7001 --insecure-plaintext
+//! ctl registry recover --from node-1 --seed 127.0.0.1:7001 --insecure-plaintext
 //! ```
 
 use std::error::Error;
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
-use actix_cluster::{LoadReport, NameEntry, RegistryError, RegistryStatus};
+use actix_cluster::{LoadReport, NameEntry, RecoveryReport, RegistryError, RegistryStatus};
 use actix_cluster_examples::args::{Args, UsageError};
 use actix_cluster_examples::{
     COUNTER_NAME, Counter, Security, client_node_name, error_kind, init_tracing,
@@ -32,7 +34,8 @@ commands:
   status    the member table as one node sees it
   register  register a node's `counter` actor under a cluster-wide name
   names     the cluster-wide names, with their node and version
-  registry  the registry's leader, voters, learners and applied index
+  registry  the registry's leader, voters, learners and log position;
+            `registry remove-voter NODE` and `registry recover --from NODE` repair it
 
 Run `ctl COMMAND --help` for the flags of a command.";
 
@@ -117,21 +120,37 @@ when the cluster cannot be reached or the registry does not answer."
 
 const REGISTRY_USAGE: &str = concat!(
     "\
-usage: ctl registry --seed IP:PORT (--tls-dir DIR | --insecure-plaintext)
+usage: ctl registry [remove-voter NODE | recover --from NODE]
+                    --seed IP:PORT (--tls-dir DIR | --insecure-plaintext)
                     [--json] [--cluster NAME] [--name NAME] [--wait SECS]
 
-Prints the state of the cluster-wide name registry as a member sees it: the current
-leader (if known), the voters, the learners (replicas without a vote), the last log index
-applied to that member's replica, and how many names it holds.
+Without a subcommand, prints the state of the cluster-wide name registry as a member sees
+it: the current leader (if known), the voters, the learners (replicas without a vote), the
+highest term it has seen, the term and index of the last entry in its log, the last log
+index applied to its replica, and how many names it holds.
 
-  --json                  print {\"leader\", \"voters\", \"learners\", \"applied\",
-                          \"names\"}, leader a node name or null
+remove-voter NODE
+    Removes NODE from the registry's voters for good: for a voter whose machine is gone.
+    A live spare takes its place when there is one. Refused when NODE is alive, is not a
+    voter, or when the voters left would hold fewer than a quorum of live ones.
+recover --from NODE
+    After a majority of the voters is lost for good, re-forms the registry from NODE's
+    replica: NODE becomes the only voter and the others are added back as they are Up.
+    Names only the lost voters held are lost. Refused while a quorum of the old voters
+    answers, and when another member holds a longer log (its `last log` is higher: run
+    `ctl registry --seed` against each survivor, then recover from the highest).
+
+  --json                  print {\"raft_id\", \"leader\", \"voters\", \"learners\", \"term\",
+                          \"last_log\", \"applied\", \"names\"}, leader a node name or
+                          null, last_log [term, index] or null (status and remove-voter);
+                          recover prints {\"node\", \"old_voters\", \"answered\",
+                          \"entry\", \"names\"}
 ",
     connect_flags!(),
     "
 
-Exit codes: 0 on success, 2 for a bad command line, 1 when the cluster cannot be reached or
-the registry does not answer."
+Exit codes: 0 on success, 2 for a bad command line, 1 when the cluster cannot be reached,
+the registry does not answer, or the action is refused (the reason is printed)."
 );
 
 fn main() -> ExitCode {
@@ -142,7 +161,7 @@ fn main() -> ExitCode {
         Some("status") => connect_json_main(argv, STATUS_USAGE, status),
         Some("register") => register_main(argv),
         Some("names") => names_main(argv),
-        Some("registry") => connect_json_main(argv, REGISTRY_USAGE, registry),
+        Some("registry") => registry_main(argv),
         Some("-h" | "--help") => UsageError::Help.report(USAGE),
         Some(other) => UsageError::invalid(format!("unknown command {other:?}")).report(USAGE),
         None => UsageError::invalid("a command is required").report(USAGE),
@@ -563,33 +582,153 @@ fn names_table(names: &[NameEntry]) -> String {
     render_table(&["NAME", "NODE", "VERSION"], &rows)
 }
 
-async fn registry(connect: Connect, json: bool) -> Result<(), Box<dyn Error>> {
+/// What `ctl registry` does.
+#[derive(Debug)]
+enum RegistryAction {
+    Status,
+    RemoveVoter(String),
+    Recover(String),
+}
+
+fn registry_main(argv: impl Iterator<Item = String>) -> ExitCode {
+    let parsed = Args::parse(
+        argv,
+        &value_flags(&["--from"]),
+        &["--insecure-plaintext", "--json"],
+    )
+    .and_then(|args| {
+        let positionals = args.positionals();
+        let unexpected =
+            |extra: &String| UsageError::invalid(format!("unexpected argument {extra:?}"));
+        let action = match (
+            positionals.first().map(String::as_str),
+            args.value("--from"),
+        ) {
+            (None, None) => RegistryAction::Status,
+            (Some("remove-voter"), None) => match &positionals[1..] {
+                [node] => RegistryAction::RemoveVoter(node.clone()),
+                [] => return Err(UsageError::invalid("remove-voter needs the NODE to remove")),
+                [_, extra, ..] => return Err(unexpected(extra)),
+            },
+            (Some("recover"), Some(from)) => match &positionals[1..] {
+                [] => RegistryAction::Recover(from.to_owned()),
+                [extra, ..] => return Err(unexpected(extra)),
+            },
+            (Some("recover"), None) => {
+                return Err(UsageError::invalid("recover needs --from NODE"));
+            }
+            (_, Some(_)) => {
+                return Err(UsageError::invalid("--from belongs to `registry recover`"));
+            }
+            (Some(other), None) => {
+                return Err(UsageError::invalid(format!(
+                    "unknown registry subcommand {other:?}"
+                )));
+            }
+        };
+        Ok((Connect::from_args(&args)?, action, args.switch("--json")))
+    });
+    match parsed {
+        Ok((connect, action, json)) => run(registry(connect, action, json)),
+        Err(e) => e.report(REGISTRY_USAGE),
+    }
+}
+
+async fn registry(
+    connect: Connect,
+    action: RegistryAction,
+    json: bool,
+) -> Result<(), Box<dyn Error>> {
     let (system, _) = connect.join().await?;
-    let answer = while_forming(connect.wait, || system.registry_status()).await;
-    system.shutdown().await;
-    let status = answer.map_err(|e| registry_failure("asking for the registry status", &e))?;
+    let status = match &action {
+        RegistryAction::Status => {
+            let answer = while_forming(connect.wait, || system.registry_status()).await;
+            system.shutdown().await;
+            answer.map_err(|e| registry_failure("asking for the registry status", &e))?
+        }
+        RegistryAction::RemoveVoter(node) => {
+            let answer = system.registry_remove_voter(node).await;
+            system.shutdown().await;
+            answer.map_err(|e| registry_failure(&format!("removing voter {node}"), &e))?
+        }
+        RegistryAction::Recover(from) => {
+            let answer = system.registry_recover(from).await;
+            system.shutdown().await;
+            let report =
+                answer.map_err(|e| registry_failure(&format!("recovering from {from}"), &e))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&RecoveryJson::from(&report))?
+                );
+            } else {
+                println!(
+                    "registry re-formed from {}: its only voter at term {} index {}; {} names \
+                     kept",
+                    report.node, report.entry.0, report.entry.1, report.names
+                );
+                println!("old voters  {}", list(&report.old_voters));
+                println!("answered    {}", list(&report.answered));
+                println!(
+                    "the other members join again as they are Up; `ctl registry` shows the voters"
+                );
+            }
+            return Ok(());
+        }
+    };
     let out = RegistryJson::from(&status);
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let list = |nodes: &[String]| {
-            if nodes.is_empty() {
-                "-".to_owned()
-            } else {
-                nodes.join(", ")
-            }
-        };
         let raft_id = out
             .raft_id
             .map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let last_log = out.last_log.map_or_else(
+            || "-".to_owned(),
+            |(term, index)| format!("term {term}, index {index}"),
+        );
         println!("raft id   {raft_id} (of the node asked)");
         println!("leader    {}", out.leader.as_deref().unwrap_or("-"));
         println!("voters    {}", list(&out.voters));
         println!("learners  {}", list(&out.learners));
+        println!("term      {}", out.term);
+        println!("last log  {last_log}");
         println!("applied   {}", out.applied);
         println!("names     {}", out.names);
     }
     Ok(())
+}
+
+/// Node names, comma-separated, or `-` for none.
+fn list(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        "-".to_owned()
+    } else {
+        nodes.join(", ")
+    }
+}
+
+/// `ctl registry recover --json`.
+#[derive(Serialize)]
+struct RecoveryJson {
+    node: String,
+    old_voters: Vec<String>,
+    answered: Vec<String>,
+    /// `[term, index]` of the membership entry that made `node` the only voter.
+    entry: (u64, u64),
+    names: usize,
+}
+
+impl From<&RecoveryReport> for RecoveryJson {
+    fn from(r: &RecoveryReport) -> Self {
+        RecoveryJson {
+            node: r.node.clone(),
+            old_voters: r.old_voters.clone(),
+            answered: r.answered.clone(),
+            entry: r.entry,
+            names: r.names,
+        }
+    }
 }
 
 /// `ctl registry --json`: exactly these fields, in this order (independent of how the
@@ -601,6 +740,9 @@ struct RegistryJson {
     leader: Option<String>,
     voters: Vec<String>,
     learners: Vec<String>,
+    term: u64,
+    /// `[term, index]` of the last log entry.
+    last_log: Option<(u64, u64)>,
     applied: u64,
     names: usize,
 }
@@ -612,6 +754,8 @@ impl From<&RegistryStatus> for RegistryJson {
             leader: s.leader.clone(),
             voters: s.voters.clone(),
             learners: s.learners.clone(),
+            term: s.term,
+            last_log: s.last_log,
             applied: s.applied,
             names: s.names,
         }
