@@ -7,7 +7,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterConfigBuilder, NetworkStats};
+use actix_cluster::{
+    ClusterConfigBuilder, FailureDetectorConfig, MembershipConfig, NetworkStats, Timeouts,
+};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{
     Add, Blob, Counter, Delay, Explode, Get, NewerCounter, Recorder, Seen, Seq, Sleep, Undeclared,
@@ -282,9 +284,37 @@ fn payload_above_max_frame_size_is_payload_too_large_and_nothing_is_sent() {
 
 #[test]
 fn request_in_flight_to_a_killed_node_fails_with_node_gone_before_its_timeout() {
+    request_in_flight_to_a_killed_node("node-gone", false);
+}
+
+/// An in-process kill must look like a crash to the peers even while a handle on the killed
+/// node stays alive (here its `ClusterSystem`; in the benchmarks, addresses of its actors):
+/// the fault-injection build keeps a second handle on every socket, which once kept the
+/// killed node's connections open, so its peers saw no crash until an idle timeout.
+#[test]
+fn a_killed_node_looks_crashed_to_its_peers_while_a_handle_on_it_is_held() {
+    request_in_flight_to_a_killed_node("node-gone-held", true);
+}
+
+/// Kills `b` while `a` waits for a reply from it, holding a clone of `b`'s system through the
+/// kill when `hold` is set; the request must fail with `NodeGone` long before its timeout.
+fn request_in_flight_to_a_killed_node(cluster: &str, hold: bool) {
+    // Failure detection that takes far longer than the test waits: only the connection's end
+    // can fail the request in time.
+    let mut detector = FailureDetectorConfig::lan();
+    detector.acceptable_pause = Duration::from_secs(120);
+    let mut membership = MembershipConfig::lan();
+    membership.suspect_to_down = Duration::from_secs(120);
+    // Nor may a silent connection be given up on: b must be seen to close it.
+    let mut timeouts = Timeouts::lan();
+    timeouts.idle_timeout = Duration::from_secs(120);
+    timeouts.request = Duration::from_secs(30);
     let (a, b) = pair(
-        "node-gone",
-        plaintext("a").request_timeout(Duration::from_secs(30)),
+        cluster,
+        plaintext("a")
+            .timeouts(timeouts)
+            .failure_detector(detector)
+            .membership(membership),
     );
     let counter = a
         .run(|s| async move { s.remote_actor::<Counter>("b", |_| Counter { n: 0 }).await })
@@ -303,13 +333,15 @@ fn request_in_flight_to_a_killed_node_fails_with_node_gone_before_its_timeout() 
         wait_until(TEST_DEADLINE, || stats(&a).messages_sent > sent_before),
         "the request never left a"
     );
+    let held = hold.then(|| b.system().clone());
     b.kill();
-    // A correctness deadline, well below the 30 s request timeout: the request must fail
-    // because the connection dropped, not because it timed out.
+    // A correctness deadline, well below the 30 s request timeout and the 20 s idle timeout:
+    // the request must fail because the connection dropped, not because it timed out.
     let result = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the request was still pending 10 s after its node was killed");
     assert_eq!(result, Err(RemoteError::NodeGone { node: b_id }));
+    drop(held);
 }
 
 #[test]

@@ -128,6 +128,27 @@ impl FaultState {
     }
 }
 
+/// Releases connection `conn`'s entry when dropped: held by the connection's reader task, so
+/// that the duplicate socket handle is closed even when the task is dropped unfinished (its
+/// arbiter stopped, as in an in-process crash). Otherwise the duplicate would keep the
+/// connection open, and the peer would see no crash at all.
+pub(crate) struct Held {
+    transport: Arc<Transport>,
+    conn: u64,
+}
+
+impl Held {
+    pub(crate) fn new(transport: Arc<Transport>, conn: u64) -> Self {
+        Self { transport, conn }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.transport.faults.release(self.conn);
+    }
+}
+
 fn duplicate(tcp: &tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
     #[cfg(unix)]
     {

@@ -500,7 +500,11 @@ impl Transport {
             }
         });
         let this = Arc::clone(self);
+        #[cfg(feature = "fault-injection")]
+        let held = faults::Held::new(Arc::clone(self), conn);
         actix_rt::spawn(async move {
+            #[cfg(feature = "fault-injection")]
+            let held = held;
             let result = conn::run_reader(
                 Arc::clone(&this),
                 Arc::clone(&peer),
@@ -512,7 +516,7 @@ impl Transport {
             .await;
             done.set();
             #[cfg(feature = "fault-injection")]
-            this.faults.release(conn);
+            drop(held);
             match &result {
                 Ok(_) => tracing::debug!(node = %peer.id, conn, "connection closed"),
                 Err(e) => tracing::info!(node = %peer.id, conn, error = %e, "connection lost"),
