@@ -129,10 +129,12 @@ fn a_dead_runs_leftovers_are_removed_and_a_live_run_is_left_alone() {
     let pid = std::process::id();
     let (dead, next) = (format!("d{pid}"), format!("n{pid}"));
     let record = format!("/run/acf-hosts/{dead}.pid");
-    // Leftovers as a run killed midway leaves them. While they are being made, the record
-    // names this live process, so that a concurrent sweep keeps off.
+    // Leftovers as a run killed midway leaves them, made under the lock `Net::create` sweeps
+    // under: a concurrent sweep reads the records before it lists namespaces and links, so
+    // a record naming this live process would not keep it off those made in between.
     std::fs::create_dir_all("/run/acf-hosts").expect("state dir");
-    std::fs::write(&record, format!("{pid} {}\n", start_time(pid))).expect("record");
+    let lock = std::fs::File::create("/run/acf-hosts/lock").expect("lock file");
+    lock.lock().expect("lock");
     let (ns, bridge) = (format!("acf{dead}h0"), format!("acf{dead}br"));
     let (veth, peer) = (format!("acf{dead}v0"), format!("acf{dead}p0"));
     sh(&["ip", "netns", "add", &ns]);
@@ -145,10 +147,11 @@ fn a_dead_runs_leftovers_are_removed_and_a_live_run_is_left_alone() {
     sh(&[
         "iptables", "-w", "-I", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
     ]);
-    // Now the owner dies: a pid that has exited (and, were it recycled, a start time of 1).
+    // The owner is dead: a pid that has exited (and, were it recycled, a start time of 1).
     let mut gone = Command::new("true").spawn().expect("spawn true");
     gone.wait().expect("wait");
     std::fs::write(&record, format!("{} 1\n", gone.id())).expect("record");
+    drop(lock);
 
     let net = create(&next, 1);
     assert_gone(&dead, 1);
@@ -212,15 +215,6 @@ fn sh(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn start_time(pid: u32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let (_, rest) = stat.rsplit_once(')').expect("stat format");
-    rest.split_whitespace()
-        .nth(19)
-        .expect("start time")
-        .to_owned()
 }
 
 /// A TCP echo server in the root namespace on the bridge's address; where it listens.
