@@ -1,7 +1,7 @@
 //! The registry under faults on real hosts: five `fault-node` processes, each in its own
 //! network namespace, with concurrent clients while a seeded nemesis kills (`-9`), pauses,
-//! isolates, partitions, cuts one way and drops packets, in both storage modes and both
-//! architectures. Every history must be linearizable and writes must return after every heal.
+//! isolates, partitions, cuts one way, drops packets and delays links, in both storage modes and
+//! both architectures. Every history must be linearizable and writes must return after every heal.
 //!
 //! The seed is printed; `FAULT_SEED=N` replays one, and the `fault-harness` binary runs longer
 //! schedules. Needs root (network namespaces): without it the test fails, it does not skip.

@@ -1,7 +1,9 @@
 //! `faults::hosts`: hosts in network namespaces reach each other and the root; a cut drops one
 //! direction of one link, established connections included, while every other link works;
-//! `heal` restores it; loss drops some but not all datagrams; a dropped net leaves nothing
-//! behind, and a crashed run's leftovers never stop the next run.
+//! `heal` restores it; loss drops some but not all datagrams; a delay slows the connections
+//! one host opens to another, those open before it included (they are reset and reconnect),
+//! until `heal` stops its relay; a dropped net leaves nothing behind, and a crashed run's
+//! leftovers never stop the next run.
 //!
 //! Needs root, iproute2 (`ip netns`) and iptables: without them these tests fail, they do not
 //! skip. No probe tool (nc, socat, ping) is assumed: each host runs an *agent*, this very test
@@ -12,9 +14,9 @@ use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_cluster_tests::faults::hosts::{HostError, Net};
 
@@ -29,6 +31,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Datagrams per UDP burst.
 const BURST: usize = 200;
+
+/// The delay the delay tests add to each direction: round trips on the machine are well below
+/// it, and twice it fits in an `rtt` probe's timeout with room to spare.
+const DELAY: Duration = Duration::from_millis(150);
+
+/// What an agent's server sends unasked on `greet`.
+const GREETING: &[u8; 4] = b"helo";
+
+/// How long an `rtt` probe waits for its echo.
+const RTT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn hosts_reach_each_other_until_a_cut_and_lose_part_of_a_lossy_link() {
@@ -125,14 +137,139 @@ fn hosts_reach_each_other_until_a_cut_and_lose_part_of_a_lossy_link() {
 }
 
 #[test]
+fn a_delay_slows_the_connections_one_host_opens_to_another_until_healed() {
+    let run = format!("y{}", std::process::id());
+    let net = create(&run, 3);
+    let at = |host| format!("{}:{PORT}", net.addr(host).expect("host"));
+    {
+        let mut agents = (0..net.len())
+            .map(|host| Agent::start(&net, host))
+            .collect::<Vec<_>>();
+        assert_eq!(agents[0].ask(&format!("connect {}", at(1))), "ok");
+        let clean = agents[0].rtt();
+        assert!(clean < DELAY, "0 -> 1 before the delay: {clean:?}");
+        assert_eq!(agents[0].listening(), [PORT], "host 0 before the delay");
+
+        // Through the relay, each direction takes the delay.
+        net.delay(0, 1, DELAY).expect("delay");
+        assert_eq!(agents[0].ask(&format!("connect {}", at(1))), "ok");
+        let delayed = agents[0].rtt();
+        assert!(
+            delayed >= 2 * DELAY,
+            "0 -> 1 delayed by {DELAY:?}: {delayed:?}"
+        );
+        assert_eq!(agents[0].listening().len(), 2, "host 0 runs a relay");
+
+        // Other links, and connections the other host opens, are left alone.
+        assert_eq!(agents[2].ask(&format!("connect {}", at(1))), "ok");
+        let other = agents[2].rtt();
+        assert!(other < DELAY, "2 -> 1: {other:?}");
+        assert_eq!(agents[1].ask(&format!("connect {}", at(0))), "ok");
+        let back = agents[1].rtt();
+        assert!(back < DELAY, "1 -> 0, opened by 1: {back:?}");
+
+        // A new delay on the same link applies to the open connection, without a reset.
+        net.delay(0, 1, 2 * DELAY).expect("delay again");
+        let longer = agents[0].rtt();
+        assert!(
+            longer >= 4 * DELAY,
+            "0 -> 1 delayed by twice as much: {longer:?}"
+        );
+
+        // Heal closes the relayed connection and frees the relay's port; a new connection is
+        // direct.
+        net.heal().expect("heal");
+        let closed = agents[0].ask("echo");
+        assert!(
+            closed == "closed" || closed == "reset",
+            "a relayed connection after heal: {closed}"
+        );
+        assert_eq!(agents[0].listening(), [PORT], "host 0 after heal");
+        assert_eq!(agents[0].ask(&format!("connect {}", at(1))), "ok");
+        let healed = agents[0].rtt();
+        assert!(healed < DELAY, "0 -> 1 healed: {healed:?}");
+        eprintln!(
+            "round trips 0 -> 1: {clean:?} clean, {delayed:?} at {DELAY:?}, {longer:?} at \
+             twice that, {healed:?} healed"
+        );
+
+        assert!(matches!(
+            net.delay(0, 1, Duration::ZERO),
+            Err(HostError::InvalidDelay { .. })
+        ));
+        assert!(matches!(
+            net.delay(1, 1, DELAY),
+            Err(HostError::SameHost { host: 1 })
+        ));
+    }
+    drop(net);
+    assert_gone(&run, 3);
+}
+
+#[test]
+fn connections_open_before_a_delay_are_reset_and_reconnect_through_it() {
+    let run = format!("z{}", std::process::id());
+    let net = create(&run, 2);
+    let at = |host| format!("{}:{PORT}", net.addr(host).expect("host"));
+    {
+        let mut agents = (0..net.len())
+            .map(|host| Agent::start(&net, host))
+            .collect::<Vec<_>>();
+        // One connection opened each way.
+        assert_eq!(agents[0].ask(&format!("connect {}", at(1))), "ok");
+        assert_eq!(agents[1].ask(&format!("connect {}", at(0))), "ok");
+        assert_eq!(agents[0].ask("echo"), "ok");
+        assert_eq!(agents[1].ask("echo"), "ok");
+
+        // Delaying 0 -> 1 resets the connection 0 opened, even when 1 speaks first on it (0's
+        // acknowledgement is reset), rather than after a timeout, and leaves the one 1 opened
+        // alone.
+        net.delay(0, 1, DELAY).expect("delay");
+        assert_eq!(agents[1].ask("greet"), "greeted 1");
+        assert_eq!(
+            agents[0].ask("echo"),
+            "reset",
+            "opened by 0 before the delay"
+        );
+        let untouched = agents[1].rtt();
+        assert!(untouched < DELAY, "opened by 1: {untouched:?}");
+        assert_eq!(agents[0].ask(&format!("connect {}", at(1))), "ok");
+        let reconnected = agents[0].rtt();
+        assert!(reconnected >= 2 * DELAY, "0 reconnected: {reconnected:?}");
+
+        // The other way too, as the nemesis's delay does.
+        net.delay(1, 0, DELAY).expect("delay");
+        assert_eq!(agents[0].ask("greet"), "greeted 1");
+        assert_eq!(
+            agents[1].ask("echo"),
+            "reset",
+            "opened by 1 before its delay"
+        );
+        assert_eq!(agents[1].ask(&format!("connect {}", at(0))), "ok");
+        let both = agents[1].rtt();
+        assert!(both >= 2 * DELAY, "1 reconnected: {both:?}");
+        let still = agents[0].rtt();
+        assert!(
+            still >= 2 * DELAY,
+            "0's relayed connection is kept: {still:?}"
+        );
+    }
+    // Dropped with its delays in force: the relays stop with it.
+    drop(net);
+    assert_gone(&run, 2);
+}
+
+#[test]
 fn a_dead_runs_leftovers_are_removed_and_a_live_run_is_left_alone() {
     let pid = std::process::id();
     let (dead, next) = (format!("d{pid}"), format!("n{pid}"));
     let record = format!("/run/acf-hosts/{dead}.pid");
-    // Leftovers as a run killed midway leaves them. While they are being made, the record
-    // names this live process, so that a concurrent sweep keeps off.
+    // Leftovers as a run killed midway leaves them, made under the lock `Net::create` sweeps
+    // under: a concurrent sweep reads the records before it lists namespaces and links, so
+    // a record naming this live process would not keep it off those made in between.
     std::fs::create_dir_all("/run/acf-hosts").expect("state dir");
-    std::fs::write(&record, format!("{pid} {}\n", start_time(pid))).expect("record");
+    let lock = std::fs::File::create("/run/acf-hosts/lock").expect("lock file");
+    lock.lock().expect("lock");
     let (ns, bridge) = (format!("acf{dead}h0"), format!("acf{dead}br"));
     let (veth, peer) = (format!("acf{dead}v0"), format!("acf{dead}p0"));
     sh(&["ip", "netns", "add", &ns]);
@@ -145,10 +282,11 @@ fn a_dead_runs_leftovers_are_removed_and_a_live_run_is_left_alone() {
     sh(&[
         "iptables", "-w", "-I", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
     ]);
-    // Now the owner dies: a pid that has exited (and, were it recycled, a start time of 1).
+    // The owner is dead: a pid that has exited (and, were it recycled, a start time of 1).
     let mut gone = Command::new("true").spawn().expect("spawn true");
     gone.wait().expect("wait");
     std::fs::write(&record, format!("{} 1\n", gone.id())).expect("record");
+    drop(lock);
 
     let net = create(&next, 1);
     assert_gone(&dead, 1);
@@ -214,15 +352,6 @@ fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn start_time(pid: u32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let (_, rest) = stat.rsplit_once(')').expect("stat format");
-    rest.split_whitespace()
-        .nth(19)
-        .expect("start time")
-        .to_owned()
-}
-
 /// A TCP echo server in the root namespace on the bridge's address; where it listens.
 fn root_echo_server(addr: Ipv4Addr) -> SocketAddr {
     let listener = TcpListener::bind((addr, 0)).expect("bind on the bridge address");
@@ -279,6 +408,31 @@ impl Agent {
         agent
     }
 
+    /// The round trip of 4 bytes over the agent's connection; panics on anything else.
+    fn rtt(&mut self) -> Duration {
+        let reply = self.ask("rtt");
+        reply
+            .strip_prefix("rtt ")
+            .and_then(|micros| micros.parse().ok())
+            .map(Duration::from_micros)
+            .unwrap_or_else(|| panic!("unexpected agent reply {reply:?}"))
+    }
+
+    /// The TCP ports listening in the agent's host, sorted.
+    fn listening(&mut self) -> Vec<u16> {
+        let reply = self.ask("listening");
+        let ports = reply.strip_prefix("listening").map(|ports| {
+            ports
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<Vec<u16>, _>>()
+        });
+        match ports {
+            Some(Ok(ports)) => ports,
+            _ => panic!("unexpected agent reply {reply:?}"),
+        }
+    }
+
     fn ask(&mut self, command: &str) -> String {
         let stdin = self.stdin.as_mut().expect("agent stdin");
         writeln!(stdin, "{command}").expect("write to agent");
@@ -314,18 +468,29 @@ impl Drop for Agent {
 /// line `agent: ...` each, until stdin closes.
 ///
 /// - `connect ADDR` opens a TCP connection (replacing the previous one): `ok`, `timeout`.
-/// - `echo` sends 4 bytes over it and waits for them to come back: `ok`, `timeout`.
+/// - `echo` sends 4 bytes over it and waits for them to come back: `ok`, `timeout`, `reset`,
+///   `closed`.
+/// - `rtt` does the same with a longer timeout: `rtt MICROS` or what `echo` says.
 /// - `udp ADDR N` sends N numbered datagrams and counts the distinct echoes: `received K`.
+/// - `greet` sends [`GREETING`] over every connection its server accepted: `greeted N`.
+/// - `listening` lists the TCP ports listening in the host: `listening PORT...`.
 ///
 /// Anything else is `error ...`.
 fn agent_main() -> ! {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).expect("bind tcp");
     let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)).expect("bind udp");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || echo(stream));
-        }
-    });
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    {
+        let accepted = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Ok(clone) = stream.try_clone() {
+                    accepted.lock().expect("accepted").push(clone);
+                }
+                std::thread::spawn(move || echo(stream));
+            }
+        });
+    }
     std::thread::spawn(move || {
         let mut buf = [0; 64];
         while let Ok((n, from)) = udp.recv_from(&mut buf) {
@@ -351,6 +516,25 @@ fn agent_main() -> ! {
             ["echo"] => match connection.as_mut() {
                 Some(stream) => ping(stream),
                 None => "error no connection".to_owned(),
+            },
+            ["rtt"] => match connection.as_mut() {
+                Some(stream) => round_trip(stream),
+                None => "error no connection".to_owned(),
+            },
+            ["greet"] => {
+                let mut greeted = 0;
+                for stream in accepted.lock().expect("accepted").iter_mut() {
+                    if stream.write_all(GREETING).is_ok() {
+                        greeted += 1;
+                    }
+                }
+                format!("greeted {greeted}")
+            }
+            ["listening"] => match listening() {
+                Ok(ports) => ports.iter().fold("listening".to_owned(), |line, port| {
+                    format!("{line} {port}")
+                }),
+                Err(e) => format!("error {e}"),
             },
             ["udp", addr, count] => match (addr.parse(), count.parse()) {
                 (Ok(addr), Ok(count)) => match udp_burst(addr, count) {
@@ -393,10 +577,48 @@ fn ping(stream: &mut TcpStream) -> String {
     }
 }
 
+/// Like [`ping`], with [`RTT_TIMEOUT`]: `rtt MICROS` when the echo came back.
+fn round_trip(stream: &mut TcpStream) -> String {
+    let mut back = [0; 4];
+    let start = Instant::now();
+    let result = stream
+        .set_read_timeout(Some(RTT_TIMEOUT))
+        .and_then(|()| stream.write_all(b"ping"))
+        .and_then(|()| stream.read_exact(&mut back));
+    let rtt = start.elapsed();
+    match result {
+        Ok(()) if &back == b"ping" => format!("rtt {}", rtt.as_micros()),
+        Ok(()) => format!("error echoed {back:?}"),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// The ports in state LISTEN in `/proc/net/tcp`, which shows the reader's own namespace.
+fn listening() -> io::Result<Vec<u16>> {
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    let mut ports = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // "  0: 0100007F:1B58 00000000:0000 0A ...": local address, remote, state.
+            let fields = line.split_whitespace().collect::<Vec<_>>();
+            let (_, port) = fields.get(1)?.split_once(':')?;
+            (fields.get(3) == Some(&"0A"))
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+        .collect::<Vec<_>>();
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
 fn outcome(e: &io::Error) -> String {
     match e.kind() {
         // A read timeout surfaces as EAGAIN on Linux.
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timeout".to_owned(),
+        io::ErrorKind::ConnectionReset => "reset".to_owned(),
+        io::ErrorKind::UnexpectedEof => "closed".to_owned(),
         _ => format!("error {e}"),
     }
 }

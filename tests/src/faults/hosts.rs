@@ -27,6 +27,26 @@
 //!
 //! The root namespace is never cut: it is the observer's vantage point, not a node.
 //!
+//! # Delay
+//!
+//! This kernel has no `netem` qdisc, so [`Net::delay`] delays in userspace, in a relay: a
+//! thread of the test process that enters the *sending* host's namespace and listens on its
+//! `127.0.0.1`. A `REDIRECT` rule in that host's `nat` table (chain `ACF`, jumped to from
+//! `OUTPUT`) sends it every TCP connection the host opens to the delayed peer; the relay reads
+//! the original destination (`SO_ORIGINAL_DST`), connects there from the host's own address
+//! and copies both directions, holding every chunk of bytes for the delay. Its own outbound
+//! connections carry a socket mark the rule exempts. Only TCP is delayed.
+//!
+//! NAT decides on a connection's first packet only, so the connections a host already has open
+//! to the peer would escape the fault. A `REJECT --reject-with tcp-reset` rule in the sender's
+//! `filter` chain `ACFOUT` (jumped to from `OUTPUT`) resets each of them on its next packet,
+//! before it leaves: the application sees a broken connection and reconnects, now through the
+//! relay. Resetting rather than waiting for old connections to end is deliberate: nodes keep
+//! their connections for good, so most of them would never be delayed. `ACFOUT` is jumped to
+//! only for connections the host opened (`-m conntrack --ctdir ORIGINAL`); that jump, made with
+//! the host, also turns connection tracking on before any node runs, so that every connection
+//! is tracked from its first packet and its opener is known.
+//!
 //! # What it changes outside its namespaces
 //!
 //! With `br_netfilter` loaded and `net.bridge.bridge-nf-call-iptables = 1` (Docker does both),
@@ -44,7 +64,9 @@
 //! considered owned by the harness. Each run records its owner process (pid and start time,
 //! so a recycled pid does not count) in `/run/acf-hosts/{run}.pid` before it creates
 //! anything, and [`Net::create`] removes whatever belongs to a run whose owner is gone or
-//! unrecorded. A crashed or killed test therefore costs the next one a few `ip` invocations,
+//! unrecorded. The rules of cuts, losses and delays live in the hosts' namespaces and go with
+//! them, and delay relays are threads of the owner process, which end with it: nothing else
+//! needs sweeping. A crashed or killed test therefore costs the next one a few `ip` invocations,
 //! never a failure. Creation and sweeping hold the lock file `/run/acf-hosts/lock`, so
 //! concurrent runs neither sweep each other nor pick the same subnet.
 
@@ -56,6 +78,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::relay::Relay;
 
 /// Where runs record their owner and the lock that serializes creation lives.
 const STATE_DIR: &str = "/run/acf-hosts";
@@ -63,8 +88,26 @@ const STATE_DIR: &str = "/run/acf-hosts";
 /// Prefix of every name the harness owns.
 const PREFIX: &str = "acf";
 
-/// The chain, in each host's `filter` table, that holds the harness's rules.
+/// The chain, in each host's `filter` table, that holds the harness's drop rules (jumped to
+/// from `INPUT`).
 const CHAIN: &str = "ACF";
+
+/// The chain, in each host's `nat` table, that holds the redirections to delay relays (jumped
+/// to from `OUTPUT`).
+const NAT_CHAIN: &str = "ACF";
+
+/// The chain, in each host's `filter` table, that resets the connections a delay finds open
+/// (jumped to from `OUTPUT`).
+const OUT_CHAIN: &str = "ACFOUT";
+
+/// The socket mark of a relay's outbound connections, which its host's rules let pass.
+const RELAY_MARK: u32 = 0xacf0;
+
+/// Where `ip netns` binds the namespaces, which a relay enters.
+const NETNS_DIR: &str = "/run/netns";
+
+/// The longest delay [`Net::delay`] accepts: far beyond any timeout of interest.
+const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// The host side of each veth pair, renamed inside its namespace.
 const HOST_IF: &str = "eth0";
@@ -141,6 +184,20 @@ pub enum HostError {
         /// The probability given.
         p: f64,
     },
+    /// A delay is zero (use [`Net::heal`]) or longer than 60 s. Nothing changed.
+    #[error("delay {delay:?} is not between 0 and {MAX_DELAY:?}")]
+    InvalidDelay {
+        /// The delay given.
+        delay: Duration,
+    },
+    /// The relay of [`Net::delay`] could not start: its thread, entering the host's
+    /// namespace, or binding its port failed. Nothing changed.
+    #[error("cannot start the delay relay: {source}")]
+    Relay {
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// An external command could not be started (not installed, or not allowed). During
     /// [`Net::create`], whatever was created so far has been removed again; a nemesis method
     /// may have applied the rules preceding the failing one.
@@ -182,9 +239,9 @@ pub enum HostError {
 /// several threads; each keeps the rules and its own bookkeeping consistent, but a
 /// [`Net::partition`] is applied rule by rule, not atomically.
 ///
-/// Dropping the net removes its namespaces, veth pairs, bridge and root `FORWARD` rule. Node
-/// processes still running inside a host are not killed (their owner holds their `Child`),
-/// but they lose the network: stop them first.
+/// Dropping the net stops its relays and removes its namespaces, veth pairs, bridge and root
+/// `FORWARD` rule. Node processes still running inside a host are not killed (their owner
+/// holds their `Child`), but they lose the network: stop them first.
 #[derive(Debug)]
 pub struct Net {
     run: String,
@@ -197,13 +254,16 @@ pub struct Net {
     built: Built,
 }
 
-/// The rules in force, mirrored so that [`Net::cut`] and [`Net::loss`] stay idempotent and a
-/// changed loss rate replaces its rule.
+/// The rules in force, mirrored so that [`Net::cut`], [`Net::loss`] and [`Net::delay`] stay
+/// idempotent and a changed loss rate or delay replaces the old one.
 #[derive(Debug, Default)]
 struct Rules {
     cuts: BTreeSet<(usize, usize)>,
     /// The probability exactly as passed to `iptables`, which `-D` needs to match the rule.
     losses: BTreeMap<(usize, usize), String>,
+    /// The relay of each delayed link, whose rules are in the sender's chains; dropping one
+    /// stops it.
+    delays: BTreeMap<(usize, usize), Relay>,
 }
 
 #[derive(Debug, Default)]
@@ -226,7 +286,8 @@ impl Net {
     /// taken; host `i` gets .(i+1), the root .254.
     ///
     /// Before creating, removes the leftovers of runs whose owner process is gone. Needs root,
-    /// `ip` (iproute2) and `iptables` with the `statistic` match.
+    /// `ip` (iproute2) and `iptables` with the `nat` table and the `statistic`, `conntrack` and
+    /// `mark` matches.
     pub fn create(run: &str, n: usize) -> Result<Net, HostError> {
         if run.is_empty() || !run.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(HostError::InvalidRun {
@@ -308,6 +369,27 @@ impl Net {
             run_ok(Command::new("ip").args(["link", "set", &veth, "up"]))?;
             run_ok(&mut self.iptables(host, ["-N", CHAIN]))?;
             run_ok(&mut self.iptables(host, ["-A", "INPUT", "-j", CHAIN]))?;
+            run_ok(&mut self.iptables(host, ["-N", OUT_CHAIN]))?;
+            // The conntrack match is what turns connection tracking on in the namespace (a
+            // `nat` table alone does not): from now on, not only once a delay starts, so that
+            // the reset rules know who opened each connection. Otherwise a connection picked
+            // up mid-stream counts as opened by whichever end spoke first after the delay
+            // started, and its first packet from this host would be NATed like a new one.
+            run_ok(&mut self.iptables(
+                host,
+                [
+                    "-A",
+                    "OUTPUT",
+                    "-m",
+                    "conntrack",
+                    "--ctdir",
+                    "ORIGINAL",
+                    "-j",
+                    OUT_CHAIN,
+                ],
+            ))?;
+            run_ok(&mut self.iptables(host, ["-t", "nat", "-N", NAT_CHAIN]))?;
+            run_ok(&mut self.iptables(host, ["-t", "nat", "-A", "OUTPUT", "-j", NAT_CHAIN]))?;
         }
         Ok(())
     }
@@ -407,7 +489,93 @@ impl Net {
         Ok(())
     }
 
-    /// Removes every cut and loss rule, in every host.
+    /// Delays the TCP connections that `from` opens to `to` by `delay` in each direction:
+    /// every chunk of bytes, either way, is passed on `delay` after it was sent, so a round
+    /// trip takes twice `delay` longer. Connections that `to` opens to `from` are left alone
+    /// (delay `to` to `from` too for a slow link both ways), and so are UDP and ICMP.
+    ///
+    /// Connections `from` already has open to `to` are reset on their next packet, and new
+    /// ones go through a relay (see the module docs). A connection through the relay is
+    /// established at once, whether or not `to` accepts it: the relay connects onward only
+    /// then, and resets it if that fails. The relay connects from `from`'s address, so cuts
+    /// and losses of the link still apply.
+    ///
+    /// Calling it again on a delayed link changes the delay of the bytes sent from then on,
+    /// and resets nothing. [`Net::heal`] ends it.
+    pub fn delay(&self, from: usize, to: usize, delay: Duration) -> Result<(), HostError> {
+        self.check_link(from, to)?;
+        if delay.is_zero() || delay > MAX_DELAY {
+            return Err(HostError::InvalidDelay { delay });
+        }
+        let mut rules = self.rules();
+        if let Some(relay) = rules.delays.get(&(from, to)) {
+            relay.set_delay(delay);
+            return Ok(());
+        }
+        let namespace = Path::new(NETNS_DIR).join(namespace_name(&self.run, from));
+        let relay = Relay::start(&namespace, delay, RELAY_MARK)
+            .map_err(|source| HostError::Relay { source })?;
+        let target = format!("{}/32", self.host_addr(to));
+        let (port, mark) = (relay.port().to_string(), format!("{RELAY_MARK:#x}"));
+        // On failure the relay is dropped, which stops it: nothing changed.
+        run_ok(&mut self.iptables(
+            from,
+            [
+                "-t",
+                "nat",
+                "-A",
+                NAT_CHAIN,
+                "-d",
+                &target,
+                "-p",
+                "tcp",
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                &mark,
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                &port,
+            ],
+        ))?;
+        rules.delays.insert((from, to), relay);
+        // Only packets of connections `from` opened reach this chain. Redirected ones have
+        // 127.0.0.1 as destination by now (`nat` comes before `filter`), so `-d` spares them,
+        // and the mark spares the relay's: what is left is a connection opened before the
+        // redirection. Letting resets through lets `from` answer `to`'s next packet on a
+        // connection already reset here, so that `to` learns of it too.
+        run_ok(&mut self.iptables(
+            from,
+            [
+                "-A",
+                OUT_CHAIN,
+                "-d",
+                &target,
+                "-p",
+                "tcp",
+                "!",
+                "--tcp-flags",
+                "RST",
+                "RST",
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                &mark,
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
+            ],
+        ))?;
+        Ok(())
+    }
+
+    /// Removes every cut, loss and delay, in every host. A delay's relay stops, closing every
+    /// connection that went through it, with whatever bytes it still held; the applications
+    /// reconnect, directly.
     pub fn heal(&self) -> Result<(), HostError> {
         let mut rules = self.rules();
         for host in 0..self.n {
@@ -415,6 +583,11 @@ impl Net {
             // Per host, so that a failure further on leaves the mirror true to the rules.
             rules.cuts.retain(|&(_, to)| to != host);
             rules.losses.retain(|&(_, to), _| to != host);
+            // Resets first: once redirection stops, new connections would be reset otherwise.
+            run_ok(&mut self.iptables(host, ["-F", OUT_CHAIN]))?;
+            run_ok(&mut self.iptables(host, ["-t", "nat", "-F", NAT_CHAIN]))?;
+            // Only now, with nothing redirected to them any more, the relays stop.
+            rules.delays.retain(|&(from, _), _| from != host);
         }
         Ok(())
     }
@@ -502,6 +675,12 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // Relays first, while their namespaces still exist; each joins its thread.
+        self.rules
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .delays
+            .clear();
         let mut failures = Vec::new();
         let mut attempt = |command: &mut Command| {
             if let Err(e) = run_ok(command) {

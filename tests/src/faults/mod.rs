@@ -1,10 +1,11 @@
 //! The fault-injection harness: a Jepsen-style harness on real processes.
 //!
 //! - [`hosts`]: separate network hosts on one machine (one network namespace per node
-//!   process), with link cuts and packet loss between them. Unlike the in-process `faults()`
-//!   of `actix-cluster` (feature `fault-injection`), which drops connections inside the
-//!   library, these faults happen in the kernel, below the transport, so the library sees what
-//!   it would see on a real network: silent timeouts, not errors.
+//!   process), with link cuts, packet loss and delay between them. Unlike the in-process
+//!   `faults()` of `actix-cluster` (feature `fault-injection`), which drops connections inside
+//!   the library, these faults happen below the transport (in the kernel; delay in a relay the
+//!   kernel redirects connections through), so the library sees what it would see on a real
+//!   network: silent timeouts and slow answers, not errors.
 //! - [`node`]: a `fault-node` process on a host, driven over stdin and stdout.
 //! - [`nemesis`]: seeded fault schedules.
 //! - [`registry`]: the registry workload, run under a schedule; [`checker`] judges its history.
@@ -18,3 +19,4 @@ pub mod hosts;
 pub mod nemesis;
 pub mod node;
 pub mod registry;
+mod relay;

@@ -97,6 +97,16 @@ pub enum Fault {
         /// Fraction dropped.
         p: f64,
     },
+    /// Hold every byte between `a` and `b`, both directions, for `delay` (TCP only; the
+    /// connections between them are reset once so that they go through the delay).
+    Delay {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+        /// Added to each direction, so twice that to a round trip.
+        delay: Duration,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -114,6 +124,9 @@ impl fmt::Display for Fault {
             Fault::Partition { minority } => write!(f, "partition {minority:?} | rest"),
             Fault::CutOneWay { from, to } => write!(f, "cut n{from} -> n{to}"),
             Fault::Loss { a, b, p } => write!(f, "loss {:.0}% n{a} <-> n{b}", p * 100.0),
+            Fault::Delay { a, b, delay } => {
+                write!(f, "delay {}ms n{a} <-> n{b}", delay.as_millis())
+            }
         }
     }
 }
@@ -155,7 +168,7 @@ pub fn schedule(seed: u64, nodes: usize, durable: bool, steps: usize) -> Vec<Ste
                     Target::Node(rng.below(n) as usize)
                 }
             };
-            let fault = match rng.below(6) {
+            let fault = match rng.below(7) {
                 0 => Fault::Kill {
                     target: node(&mut rng),
                     fresh: !durable || rng.chance(0.25),
@@ -179,13 +192,22 @@ pub fn schedule(seed: u64, nodes: usize, durable: bool, steps: usize) -> Vec<Ste
                     let to = (from + 1 + rng.below(n - 1) as usize) % nodes;
                     Fault::CutOneWay { from, to }
                 }
-                _ => {
+                5 => {
                     let a = rng.below(n) as usize;
                     let b = (a + 1 + rng.below(n - 1) as usize) % nodes;
                     Fault::Loss {
                         a,
                         b,
                         p: 0.2 + rng.below(30) as f64 / 100.0,
+                    }
+                }
+                _ => {
+                    let a = rng.below(n) as usize;
+                    let b = (a + 1 + rng.below(n - 1) as usize) % nodes;
+                    Fault::Delay {
+                        a,
+                        b,
+                        delay: rng.millis(50, 400),
                     }
                 }
             };
@@ -221,8 +243,17 @@ mod tests {
                 Fault::CutOneWay { from: a, to: b } | Fault::Loss { a, b, .. } => {
                     assert!(a != b && *a < 5 && *b < 5, "{step}");
                 }
+                Fault::Delay { a, b, delay } => {
+                    assert!(a != b && *a < 5 && *b < 5, "{step}");
+                    let ms = delay.as_millis();
+                    assert!((50..=400).contains(&ms), "{step}");
+                }
             }
         }
+        assert!(
+            a.iter().any(|s| matches!(s.fault, Fault::Delay { .. })),
+            "50 steps include a delay"
+        );
         // Ephemeral: every restart is without data.
         assert!(schedule(7, 3, false, 50).iter().all(|s| match s.fault {
             Fault::Kill { fresh, .. } => fresh,

@@ -461,6 +461,11 @@ fn inject(cluster: &Cluster<'_>, step: &Step) -> Result<Vec<usize>, HarnessError
             net.loss(*b, *a, *p).map_err(hosts)?;
             vec![*a, *b]
         }
+        Fault::Delay { a, b, delay } => {
+            net.delay(*a, *b, *delay).map_err(hosts)?;
+            net.delay(*b, *a, *delay).map_err(hosts)?;
+            vec![*a, *b]
+        }
     };
     Ok(touched)
 }
