@@ -393,9 +393,20 @@ pub fn run(
     })
 }
 
+/// After a failed operation a client waits this long before the next, doubling up to
+/// [`BACKOFF_MAX`] while failures go on: a node that fails fast (`NoQuorum` on the minority
+/// side) would otherwise be asked thousands of times a second, and the history would grow
+/// past what the checker handles quickly without telling it anything new.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_millis(80);
+
 /// One client: random operations on a few names through node `home`, until `stop`.
 fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, names: usize) {
+    let mut backoff = Duration::ZERO;
     while !stop.load(Ordering::Acquire) {
+        if !backoff.is_zero() {
+            std::thread::sleep(backoff);
+        }
         let Some(node) = cluster.node(home) else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
@@ -409,7 +420,10 @@ fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, 
             55..70 => Call::Unregister,
             _ => Call::Lookup,
         };
-        cluster.operate(home, &name, call);
+        backoff = match cluster.operate(home, &name, call) {
+            Some(Seen::Failed) => (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX),
+            _ => Duration::ZERO,
+        };
     }
 }
 
