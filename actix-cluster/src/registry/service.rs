@@ -964,6 +964,7 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             raft.wire.sweep_transfers();
+            raft.report_quiet();
             let members = registry.ctx.members();
             let view: Vec<(NodeId, u8)> = members
                 .iter()

@@ -73,6 +73,13 @@ pub struct RegistryConfig {
     /// larger one is refused before any byte is kept, and the node cannot catch up until the
     /// limit is raised.
     pub max_snapshot_bytes: u64,
+    /// Pass openraft's own log events through unchanged. Off by default: openraft logs each
+    /// failed heartbeat at WARN (ten lines a second per unreachable member) and whole Raft
+    /// states at INFO, so the registry drops its INFO events, lets each of its warnings
+    /// through once per 10 s and reports how many it held back in one line of its own
+    /// (target `actix_cluster::registry`). Its DEBUG and TRACE events always pass. The filter
+    /// sits in front of the global default subscriber set when the node starts.
+    pub verbose_raft_logs: bool,
 }
 
 /// The smallest accepted [`RegistryConfig::max_snapshot_bytes`].
@@ -101,7 +108,15 @@ impl RegistryConfig {
             bootstrap_delay: Duration::from_millis(500),
             snapshot_every: 20_000,
             max_snapshot_bytes: 512 << 20,
+            verbose_raft_logs: false,
         }
+    }
+
+    /// Passes openraft's log events through unfiltered (see
+    /// [`verbose_raft_logs`](Self::verbose_raft_logs)).
+    pub fn verbose_raft_logs(mut self, verbose: bool) -> Self {
+        self.verbose_raft_logs = verbose;
+        self
     }
 
     /// Sets the number of voters.

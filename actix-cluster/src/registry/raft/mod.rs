@@ -7,6 +7,7 @@
 
 pub(crate) mod network;
 pub(crate) mod node;
+mod quiet;
 pub(crate) mod store;
 mod transfer;
 

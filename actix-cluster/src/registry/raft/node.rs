@@ -66,6 +66,8 @@ pub(crate) struct RaftHandle {
     lease: std::time::Duration,
     /// What it takes to start Raft again over the same storage (registry recovery).
     restart: Arc<Restart>,
+    /// openraft's output filter on the registry thread, when installed.
+    quiet: Option<Arc<super::quiet::Quiet>>,
 }
 
 /// The parts of a Raft start that a restart in this process reuses.
@@ -102,14 +104,30 @@ pub(crate) fn start(
         .build()?;
     let handle = runtime.handle().clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (quiet_tx, quiet_rx) = std::sync::mpsc::channel();
+    let verbose = config.verbose_raft_logs;
     std::thread::Builder::new()
         .name(format!("registry-{node_name}"))
         .spawn(move || {
+            // Every openraft task runs on this thread: openraft's output is filtered here,
+            // in front of the application's dispatcher (the global default, as a fresh
+            // thread sees it), unless asked not to.
+            let filter = (!verbose && tracing::dispatcher::has_been_set()).then(|| {
+                let app = tracing::dispatcher::get_default(Clone::clone);
+                super::quiet::Quiet::install(app)
+            });
+            let _ = quiet_tx.send(filter.as_ref().map(|(_, q)| Arc::clone(q)));
+            let _scope = filter
+                .as_ref()
+                .map(|(d, _)| tracing::dispatcher::set_default(d));
             // The runtime lives as long as the node: Raft's tasks run here until shutdown.
             runtime.block_on(async move {
                 let _ = stop_rx.await;
             });
         })?;
+    let quiet = quiet_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("registry thread ended during start"))?;
     let wire = RaftWire::new(transport, handle.clone(), config.max_snapshot_bytes);
     // A log batch must fit one frame. An entry is a name (at most 512 bytes), a node identity,
     // an address and an actor type name: 2 KiB covers it unless type names are very long.
@@ -161,6 +179,7 @@ pub(crate) fn start(
         RaftHandle {
             raft: Arc::new(Mutex::new(raft)),
             restart: Arc::new(restart),
+            quiet,
             id,
             wire,
             runtime: handle,
@@ -456,6 +475,23 @@ impl RaftHandle {
             rewritten.map_err(|e| LocalError::Failed(format!("rewriting the log: {e}")))
         })
         .await?
+    }
+
+    /// Logs, in one line, how many of openraft's warnings the registry thread held back since
+    /// the last such line (at most once per 10 s).
+    pub(crate) fn report_quiet(&self) {
+        if let Some(n) = self
+            .quiet
+            .as_ref()
+            .and_then(|q| q.take_report(std::time::Instant::now()))
+        {
+            tracing::warn!(
+                target: "actix_cluster::registry",
+                repeated = n,
+                "registry consensus: {n} repeated openraft warnings held back (a member is \
+                 unreachable or slow; RegistryConfig::verbose_raft_logs shows them all)"
+            );
+        }
     }
 
     /// Stops Raft, then lets the runtime thread end (best effort).
