@@ -198,10 +198,10 @@ mod tests {
         assert!(quiet.admit(Level::WARN, site.clone(), t0 + WINDOW));
         assert!(!quiet.admit(Level::ERROR, site, t0 + WINDOW));
         assert_eq!(
-            quiet.take_report(t0 + Duration::from_secs(16)),
+            quiet.take_report(t0 + Duration::from_secs(15)),
             None,
             "once per window"
         );
-        assert_eq!(quiet.take_report(t0 + Duration::from_secs(17)), Some(1));
+        assert_eq!(quiet.take_report(t0 + Duration::from_secs(16)), Some(1));
     }
 }
