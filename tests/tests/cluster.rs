@@ -113,6 +113,71 @@ fn every_node_spawns_actors_on_every_other_node() {
     }
 }
 
+/// An actor that keeps its node's handle, as [`ClusterSystemBuilder::local_actor`] hands it.
+struct Home {
+    system: ClusterSystem,
+}
+
+impl actix::Actor for Home {
+    type Context = actix::Context<Self>;
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WhereAmI;
+
+impl actix::Message for WhereAmI {
+    type Result = String;
+}
+
+impl actix::Handler<WhereAmI> for Home {
+    type Result = String;
+    fn handle(&mut self, _: WhereAmI, _: &mut actix::Context<Self>) -> String {
+        self.system.node_id().name().to_owned()
+    }
+}
+
+impl DistributedActor for Home {
+    const NAME: &'static str = "tests.home";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<WhereAmI>("where-am-i");
+    }
+}
+
+/// Actors the builder starts exist before the node is visible: a peer that has just seen it
+/// resolves them at once, and each one got its own node's handle.
+#[test]
+fn actors_started_by_the_builder_are_there_as_soon_as_the_node_is_seen() {
+    let seed_node =
+        TestNode::start("builder-actors", plaintext("a").build().unwrap(), |b| b).unwrap();
+    let seed = seed_node.system().local_addr().to_string();
+    let _b = TestNode::start(
+        "builder-actors",
+        plaintext("b").seed_nodes([seed]).build().unwrap(),
+        |builder| {
+            builder
+                .local_actor("counter", |_| Counter { n: 7 })
+                .local_actor("home", |system| Home {
+                    system: system.clone(),
+                })
+        },
+    )
+    .unwrap();
+    let (total, home) = seed_node
+        .run(|s| async move {
+            assert!(s.wait_for_peers(1, TEST_DEADLINE).await, "b never seen");
+            let counter = s.actor_on::<Counter>("b", "counter").await?;
+            let home = s.actor_on::<Home>("b", "home").await?;
+            Ok::<_, RemoteError>((counter.send(Get).await?, home.send(WhereAmI).await?))
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, 7);
+    assert_eq!(
+        home, "b",
+        "the actor reached its own node through the handle it was given"
+    );
+}
+
 #[test]
 fn local_names_resolve_from_every_other_node() {
     let [a, b, c] = three_nodes("names");

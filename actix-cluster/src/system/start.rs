@@ -7,8 +7,9 @@
 //! 3. membership (members only): registers its channel and peer events;
 //! 4. the registry: its channel, peer events and system requests;
 //! 5. the system's own system requests (member tables);
-//! 6. registration ends (system table sealed), then the transport starts on the network
-//!    arbiter (channel table sealed there), membership takes its first step;
+//! 6. registration ends (system table sealed), the builder's local actors start, then the
+//!    transport starts on the network arbiter (channel table sealed there), membership takes
+//!    its first step;
 //! 7. the registry's Raft node starts (storage opens off the caller's arbiter).
 
 use std::collections::HashMap;
@@ -31,12 +32,17 @@ use crate::transport::{Transport, TransportConfig};
 
 type SpawnerEntry = (&'static str, SpawnerFn, Vec<String>);
 
+/// An actor [`ClusterSystemBuilder::local_actor`] starts: its local name, and what starts it
+/// on the node's home arbiter and gives that name.
+type LocalActorEntry = (String, Box<dyn FnOnce(&ClusterSystem, &str)>);
+
 /// Configures a node before it starts. See [`ClusterSystem::new`].
 #[must_use = "the node only runs once .start() is awaited"]
 pub struct ClusterSystemBuilder {
     cluster: String,
     config: ClusterConfig,
     spawners: Vec<SpawnerEntry>,
+    local_actors: Vec<LocalActorEntry>,
 }
 
 impl std::fmt::Debug for ClusterSystemBuilder {
@@ -58,6 +64,7 @@ impl ClusterSystemBuilder {
             cluster,
             config,
             spawners: Vec::new(),
+            local_actors: Vec::new(),
         }
     }
 
@@ -65,6 +72,59 @@ impl ClusterSystemBuilder {
     /// [`ClusterSystem::remote_actor`].
     pub fn register<A: DistributedActor + DeserializeOwned>(mut self) -> Self {
         self.spawners.push(remote::spawner::<A>());
+        self
+    }
+
+    /// Starts an actor as part of [`start`](Self::start) and gives it the local name `name`,
+    /// before the node listens or dials anyone: a node that another node can see always has
+    /// it, so [`actor_on`](ClusterSystem::actor_on)`(node, name)` never fails for lack of it.
+    /// `make` gets this node's [`ClusterSystem`], which the actor may keep to reach its
+    /// node (to send to other nodes' actors, to register cluster-wide names once the
+    /// registry has formed). Actors start in the order they were added, on the arbiter that
+    /// awaits `start`; a name given twice ends with the later actor.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use actix_cluster::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Audit(String);
+    /// # impl Message for Audit { type Result = (); }
+    /// struct Auditor {
+    ///     system: ClusterSystem,
+    /// }
+    /// impl Actor for Auditor {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<Audit> for Auditor {
+    ///     type Result = ();
+    ///     fn handle(&mut self, _: Audit, _: &mut Context<Self>) {}
+    /// }
+    /// impl DistributedActor for Auditor {
+    ///     const NAME: &'static str = "app.auditor";
+    ///     fn messages(m: &mut Messages<Self>) {
+    ///         m.handle::<Audit>("audit");
+    ///     }
+    /// }
+    /// # async fn run(config: ClusterConfig) -> Result<(), actix_cluster::StartError> {
+    /// let system = ClusterSystem::new("demo", config)
+    ///     .local_actor("auditor", |system| Auditor { system: system.clone() })
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_actor<A, F>(mut self, name: impl Into<String>, make: F) -> Self
+    where
+        A: DistributedActor,
+        F: FnOnce(&ClusterSystem) -> A + 'static,
+    {
+        let start = move |system: &ClusterSystem, name: &str| {
+            let addr = system.start_actor(make(system));
+            system
+                .remote()
+                .actors
+                .set_name(name.to_owned(), addr.actor_id());
+        };
+        self.local_actors.push((name.into(), Box::new(start)));
         self
     }
 
@@ -199,7 +259,8 @@ impl ClusterSystemBuilder {
         // 5. The system's own requests.
         members::register(&remote, membership.as_ref()).map_err(wiring)?;
 
-        // 6. Registration ends; the network side starts.
+        // 6. Registration ends; the builder's local actors start (on this, the home arbiter)
+        // before anyone can see this node; then the network side starts.
         remote.system.seal();
         let node = Arc::new(Node {
             remote,
@@ -208,6 +269,12 @@ impl ClusterSystemBuilder {
             config,
             net,
         });
+        let system = ClusterSystem {
+            node: Arc::clone(&node),
+        };
+        for (name, start) in self.local_actors {
+            start(&system, &name);
+        }
         let (tx, rx) = oneshot::channel();
         let for_net = Arc::clone(&node);
         let spawned = node.net.handle().spawn_fn(move || {
@@ -246,7 +313,7 @@ impl ClusterSystemBuilder {
             }
         }
         tracing::info!(node = %node.remote.local.id, addr = %node.remote.local.addr, tls = node.config.is_tls(), "cluster node started");
-        Ok(ClusterSystem { node })
+        Ok(system)
     }
 }
 
