@@ -77,6 +77,7 @@ mod limits;
 mod membership;
 mod metrics;
 mod node;
+pub mod placement;
 mod registrations;
 mod registry;
 mod remote;

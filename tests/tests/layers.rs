@@ -33,6 +33,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("remote", &["remote"]),
     // Cluster-wide names on Raft.
     ("registry", &["registry"]),
+    // Where actors go: strategies over the member table (spawning by strategy builds on the
+    // registry and the remote layer).
+    ("placement", &["placement"]),
     // The public handle and its configuration.
     ("system", &["system", "config"]),
     // The crate root: re-exports and the prelude.
