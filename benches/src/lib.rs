@@ -16,6 +16,7 @@ pub mod baseline;
 pub mod cpu;
 pub mod latency;
 pub mod membership;
+pub mod placement;
 pub mod registry;
 pub mod scenario;
 

@@ -146,6 +146,26 @@ pub struct Member {
     pub queued: usize,
 }
 
+impl Member {
+    /// An Up member without labels, capabilities or load report, as a row built by hand: for
+    /// trying [`Placer`](crate::placement::Placer) decisions on a table of one's own. Set the
+    /// other fields directly.
+    pub fn new(id: NodeId, addr: SocketAddr, role: NodeRole) -> Self {
+        Self {
+            id,
+            addr,
+            role,
+            labels: BTreeMap::new(),
+            capabilities: Vec::new(),
+            state: MemberState::Up,
+            phi: 0.0,
+            load: None,
+            connected: false,
+            queued: 0,
+        }
+    }
+}
+
 /// A change in the cluster, delivered to actors that subscribed with
 /// [`ClusterSystem::subscribe`](crate::ClusterSystem::subscribe).
 ///

@@ -10,9 +10,9 @@ use actix_cluster_benches::baseline::{self, RawRtt};
 use actix_cluster_benches::cpu;
 use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
-use actix_cluster_benches::registry;
 use actix_cluster_benches::scenario::{Pair, PipelinedRun, Security, TellRun};
 use actix_cluster_benches::{BenchResult, median, ms, round};
+use actix_cluster_benches::{placement, registry};
 use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
@@ -52,6 +52,8 @@ struct Plan {
     idle: Duration,
     /// Sizes of the registry scenarios.
     registry: registry::Plan,
+    /// Timed decisions per placement strategy.
+    placement_samples: usize,
 }
 
 impl Plan {
@@ -71,6 +73,7 @@ impl Plan {
                 idle_nodes: 10,
                 idle: Duration::from_secs(5),
                 registry: registry::Plan::quick(),
+                placement_samples: 20_000,
             }
         } else {
             Self {
@@ -87,6 +90,7 @@ impl Plan {
                 idle_nodes: 10,
                 idle: Duration::from_secs(60),
                 registry: registry::Plan::full(),
+                placement_samples: 200_000,
             }
         }
     }
@@ -227,6 +231,13 @@ fn run(plan: Plan) -> BenchResult<Value> {
     let formation = formation(&plan)?;
     let detection = detection(&plan)?;
     let registry = registry::scenarios(&plan.registry, &progress);
+    let placement_decisions = placement::decisions(plan.placement_samples)
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let placement_spread = placement::spread(10, 10_000);
+    progress(&format!(
+        "placement: decisions over {} members {placement_decisions}; spread {placement_spread}",
+        placement::MEMBERS
+    ));
 
     let tell = |run: &TellRun| {
         json!({
@@ -298,6 +309,8 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "registry_write": registry.write,
             "registry_lookup": registry.lookup,
             "registry_failover": registry.failover,
+            "placement_decision": placement_decisions,
+            "placement_spread": placement_spread,
         },
         "machine": machine(),
         "config": {
