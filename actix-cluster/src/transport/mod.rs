@@ -11,6 +11,7 @@
 pub(crate) mod calls;
 pub(crate) mod channel;
 mod conn;
+mod diagnose;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod faults;
 pub(crate) mod peer;
@@ -80,8 +81,11 @@ pub(crate) enum HandshakeError {
     Io(std::io::Error),
     #[error("handshake timed out")]
     Timeout,
+    /// Kept as the I/O error so that the rustls error inside can be classified.
     #[error("tls handshake failed: {0}")]
-    Tls(String),
+    Tls(std::io::Error),
+    #[error("peer speaks TLS but this node runs insecure plaintext")]
+    TlsPeer,
     #[error("peer certificate: {0}")]
     Certificate(String),
     #[error("peer claims to be {claimed:?} but its certificate names {certified:?}")]
@@ -140,6 +144,8 @@ pub(crate) struct Transport {
     handshakes: Semaphore,
     handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
+    /// Configuration mistakes already reported per dialled address.
+    reported: Mutex<diagnose::Reported>,
     /// Which subsystem handles each channel frame kind, and who follows peer events.
     pub(crate) channels: Channels,
     /// Node names this node refuses to talk to, set by tests through `ClusterSystem::faults`.
@@ -182,6 +188,7 @@ impl Transport {
             handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
             handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
+            reported: Mutex::new(diagnose::Reported::default()),
             channels: Channels::new(),
             #[cfg(feature = "fault-injection")]
             faults: faults::FaultState::default(),
@@ -293,7 +300,7 @@ impl Transport {
             if known {
                 return;
             }
-            match conn::dial(&self, seed, None).await {
+            match self.dial(seed, None).await {
                 Ok(h) => {
                     let dialer = self.local.id.clone();
                     self.establish(h, dialer);
@@ -311,6 +318,27 @@ impl Transport {
             }
             backoff = (backoff * 2).min(t.reconnect_max);
         }
+    }
+
+    /// Dials `addr`; a failure caused by a configuration mistake is logged at WARN, once per
+    /// address and cause (retries would otherwise repeat it every few seconds).
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+        expected: Option<&str>,
+    ) -> Result<Handshaken, HandshakeError> {
+        let result = conn::dial(self, addr, expected).await;
+        match &result {
+            Ok(_) => lock(&self.reported).connected(addr),
+            Err(e) => {
+                if let Some(cause) = diagnose::Misconfig::classify(e, self.tls.is_some())
+                    && let Some(line) = lock(&self.reported).failed(addr, cause)
+                {
+                    tracing::warn!(%addr, error = %e, "{line}");
+                }
+            }
+        }
+        result
     }
 
     /// Keeps one peer connected: redials with exponential backoff and jitter whenever it has
@@ -334,7 +362,7 @@ impl Transport {
                 }
                 continue;
             }
-            match conn::dial(&self, peer.addr(), Some(peer.id.name())).await {
+            match self.dial(peer.addr(), Some(peer.id.name())).await {
                 Ok(h) if h.peer.id == peer.id => {
                     let dialer = self.local.id.clone();
                     self.establish(h, dialer);
@@ -562,7 +590,7 @@ impl Transport {
         }
         let this = Arc::clone(self);
         self.spawn(move || async move {
-            match conn::dial(&this, addr, None).await {
+            match this.dial(addr, None).await {
                 Ok(h) => {
                     let dialer = this.local.id.clone();
                     this.establish(h, dialer);
