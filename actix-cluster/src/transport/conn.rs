@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::admission::BudgetShare;
 use super::calls::{Answer, DATA_PLANE};
 use super::channel::PeerEvent;
 use super::peer::{Peer, Signal, TakeBatch};
@@ -467,9 +468,35 @@ pub(crate) async fn run_reader(
     transport: Arc<Transport>,
     peer: Arc<Peer>,
     mut rd: ReadHalf<Stream>,
-    mut buf: BytesMut,
+    buf: BytesMut,
     retire: Arc<Signal>,
     predecessor: Option<Arc<Signal>>,
+    budget: BudgetShare,
+) -> Result<Option<u16>, ConnError> {
+    let result = read_loop(
+        &transport,
+        &peer,
+        &mut rd,
+        buf,
+        &retire,
+        predecessor,
+        &budget,
+    )
+    .await;
+    if matches!(result, Err(ConnError::OverBudget)) {
+        transport.over_budget(&peer);
+    }
+    result
+}
+
+async fn read_loop(
+    transport: &Arc<Transport>,
+    peer: &Arc<Peer>,
+    rd: &mut ReadHalf<Stream>,
+    mut buf: BytesMut,
+    retire: &Signal,
+    predecessor: Option<Arc<Signal>>,
+    budget: &BudgetShare,
 ) -> Result<Option<u16>, ConnError> {
     let decoder = FrameDecoder::new(transport.config.limits.max_frame_size);
     let idle = transport.config.timeouts.idle_timeout;
@@ -495,7 +522,7 @@ pub(crate) async fn run_reader(
                     let Some(dispatch) = dispatch.as_mut() else {
                         continue;
                     };
-                    if let Some(wait) = dispatch.dispatch(&peer, frame) {
+                    if let Some(wait) = dispatch.dispatch(peer, frame) {
                         // Backpressure: the target's mailbox is full. Reading stops here, so
                         // the peer's writer blocks on TCP and its senders on their queue.
                         wait.await;
@@ -519,7 +546,7 @@ pub(crate) async fn run_reader(
                     peer.push_control(|b| wire::put_pong(b, nonce));
                 }
                 Frame::Channel { kind, body } => {
-                    if !transport.channels.deliver(&peer, kind, body) {
+                    if !transport.channels.deliver(peer, kind, body) {
                         tracing::debug!(node = %peer.id, kind, "skipping a frame of a channel nobody handles");
                     }
                 }
@@ -533,7 +560,7 @@ pub(crate) async fn run_reader(
                         // This incarnation left for good (a restart is a new incarnation):
                         // fail its requests now and stop redialling it.
                         peer.mark_gone();
-                        transport.channels.notify(&peer, PeerEvent::Goodbye);
+                        transport.channels.notify(peer, PeerEvent::Goodbye);
                         transport.changed.notify_waiters();
                     }
                 }
@@ -543,6 +570,10 @@ pub(crate) async fn run_reader(
                 }
             }
         }
+        // What is left is the start of a frame still arriving: it counts against the budget.
+        if !budget.hold(buf.len()) {
+            return Err(ConnError::OverBudget);
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 << 10);
         }
@@ -551,6 +582,7 @@ pub(crate) async fn run_reader(
             // A retired connection keeps reading until the peer's GoAway and EOF, so frames
             // it already sent on this connection are not lost.
             () = retire.wait(), if !goaway => { goaway = true; continue; }
+            () = budget.closed() => return Err(ConnError::OverBudget),
         };
         match read {
             Err(_) => return Err(ConnError::Idle(idle)),
@@ -582,4 +614,6 @@ pub(crate) enum ConnError {
     Wire(wire::WireError),
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    #[error("closed: its partial frame was the largest when inbound memory ran over budget")]
+    OverBudget,
 }
