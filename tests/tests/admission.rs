@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_cluster::prelude::*;
 use actix_cluster::{Limits, RegistryConfig, Timeouts};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::raw;
 use actix_cluster_tests::{Add, Counter, wait_until};
+use actix_cluster_tests::{logs, raw};
 
 const CLUSTER: &str = "admission";
 const MAX_HANDSHAKES: usize = 8;
@@ -86,6 +86,7 @@ fn slowloris(
 
 #[test]
 fn members_and_a_new_client_are_served_while_hostile_connections_are_evicted_and_closed() {
+    logs::capture();
     let registry = || RegistryConfig::new().bootstrap_expect(1);
     let a = TestNode::start(
         CLUSTER,
@@ -142,6 +143,14 @@ fn members_and_a_new_client_are_served_while_hostile_connections_are_evicted_and
         a.system().stats()
     );
     assert!(a.system().stats().handshaking <= MAX_HANDSHAKES as u64);
+    // Every eviction is counted, but they are logged at most once a second: the flood took
+    // far fewer seconds than it evicted handshakes.
+    let evicted = a.system().stats().handshakes_evicted;
+    let lines = logs::warnings(&["handshake table full", &format!("local={addr}")]);
+    assert!(
+        !lines.is_empty() && (lines.len() as u64) < evicted,
+        "{evicted} evictions logged as {lines:#?}"
+    );
 
     // The member that was connected all along is served.
     let (first, second) = b

@@ -3,56 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
-
 use actix_cluster::{ClusterConfigBuilder, TlsConfig};
 use actix_cluster_testkit::{TEST_DEADLINE, TestCa, TestNode, plaintext, with_tls};
+use actix_cluster_tests::logs;
 use actix_cluster_tests::{Counter, wait_until};
 
 /// Redials the joining node must have made before the test counts its warnings.
 const REDIALS: u64 = 4;
-
-/// Every line logged at WARN or above by any node of this test binary. Nodes log from their
-/// own threads, so a thread-local subscriber would miss them; tests tell their lines apart by
-/// the seed's address, which is unique per test.
-fn captured() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    static INIT: OnceLock<()> = OnceLock::new();
-    let log = LOG.get_or_init(|| Mutex::new(Vec::new()));
-    INIT.get_or_init(|| {
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .init();
-    });
-    log
-}
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        captured().lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// WARN lines that mention `addr` and contain `text`.
-fn warnings(addr: SocketAddr, text: &str) -> Vec<String> {
-    let log = captured().lock().unwrap();
-    String::from_utf8_lossy(&log)
-        .lines()
-        .filter(|l| l.contains(" WARN ") && l.contains(&addr.to_string()) && l.contains(text))
-        .map(str::to_owned)
-        .collect()
-}
 
 fn start(cluster: &str, config: ClusterConfigBuilder) -> TestNode {
     TestNode::start(cluster, config.build().unwrap(), |b| {
@@ -64,7 +21,7 @@ fn start(cluster: &str, config: ClusterConfigBuilder) -> TestNode {
 /// Starts `joiner` against `seed`, lets it redial several times, and asserts that it logged
 /// `text` about the seed exactly once.
 fn assert_warned_once(seed: &TestNode, cluster: &str, joiner: ClusterConfigBuilder, text: &str) {
-    captured();
+    logs::capture();
     let addr = seed.system().local_addr();
     let joiner = start(cluster, joiner.seed_nodes([addr.to_string()]));
     assert!(
@@ -73,7 +30,7 @@ fn assert_warned_once(seed: &TestNode, cluster: &str, joiner: ClusterConfigBuild
         }),
         "the joiner did not redial"
     );
-    let lines = warnings(addr, text);
+    let lines = logs::warnings(&[&addr.to_string(), text]);
     assert_eq!(
         lines.len(),
         1,

@@ -738,7 +738,7 @@ impl Transport {
     /// line says how many of its kind were not logged since the previous one.
     fn hostile(&self, kind: &'static str, what: &std::fmt::Arguments<'_>) {
         if let Some(suppressed) = self.hostile_log.allow(kind, tokio::time::Instant::now()) {
-            tracing::warn!(kind, suppressed, "{what}");
+            tracing::warn!(local = %self.local.addr, kind, suppressed, "{what}");
         }
     }
 
