@@ -9,6 +9,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
 use actix_cluster::{Limits, RegistryConfig, Timeouts};
@@ -79,9 +80,37 @@ fn slowloris(
                 }
                 at += 1;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
     })
+}
+
+/// Starts a client node (as `ctl` is) seeded with `addr`, has it add `n` to a's counter, and
+/// returns the answer and how long joining and asking took.
+fn client_asks(addr: SocketAddr, name: &str, n: u64) -> (u64, Duration) {
+    let started = Instant::now();
+    let client = TestNode::start(
+        CLUSTER,
+        plaintext(name)
+            .node_role(NodeRole::Client)
+            .seed_nodes([addr.to_string()])
+            .build()
+            .unwrap(),
+        |b| b,
+    )
+    .unwrap();
+    let answer = client
+        .run(move |s| async move {
+            assert!(
+                s.wait_for_peers(1, TEST_DEADLINE).await,
+                "the client never connected"
+            );
+            let counter = s.actor_on::<Counter>("a", "counter").await?;
+            counter.send(Add(n)).await
+        })
+        .unwrap()
+        .unwrap();
+    (answer, started.elapsed())
 }
 
 #[test]
@@ -121,6 +150,9 @@ fn members_and_a_new_client_are_served_while_hostile_connections_are_evicted_and
             .unwrap(),
         "b never connected to a"
     );
+
+    // An unloaded baseline for the report below (not asserted: timing is not a test).
+    let (_, unloaded) = client_asks(addr, "ctl-0", 0);
 
     // Hogs first (they must complete their handshake), then the idle flood, then a slowloris
     // that is still in the handshake table when the client arrives.
@@ -165,28 +197,12 @@ fn members_and_a_new_client_are_served_while_hostile_connections_are_evicted_and
 
     // A client (as `ctl` is) joins through the full handshake table and gets an answer.
     let evicted_before = a.system().stats().handshakes_evicted;
-    let client = TestNode::start(
-        CLUSTER,
-        plaintext("ctl")
-            .node_role(NodeRole::Client)
-            .seed_nodes([addr.to_string()])
-            .build()
-            .unwrap(),
-        |b| b,
-    )
-    .unwrap();
-    let answer = client
-        .run(|s| async move {
-            assert!(
-                s.wait_for_peers(1, TEST_DEADLINE).await,
-                "the client never connected"
-            );
-            let counter = s.actor_on::<Counter>("a", "counter").await?;
-            counter.send(Add(10)).await
-        })
-        .unwrap()
-        .unwrap();
+    let (answer, loaded) = client_asks(addr, "ctl", 10);
     assert_eq!(answer, second + 10);
+    eprintln!(
+        "client join and answer: {loaded:?} under load, {unloaded:?} unloaded (ratio {:.2})",
+        loaded.as_secs_f64() / unloaded.as_secs_f64()
+    );
     assert!(
         a.system().stats().handshakes_evicted > evicted_before,
         "the client got in without evicting a handshake: the table was not full"
