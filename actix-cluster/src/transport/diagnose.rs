@@ -81,7 +81,8 @@ impl Misconfig {
                  this node with cluster name {theirs:?} or give it seeds of its own cluster"
             ),
             Self::Refused(reason) => {
-                format!("the node at {addr} refused this node's handshake: {reason}")
+                // Quoted: the text comes from the peer.
+                format!("the node at {addr} refused this node's handshake: {reason:?}")
             }
         }
     }
