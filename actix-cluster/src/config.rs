@@ -607,6 +607,24 @@ fn validate_limits(l: &Limits) -> Result<(), ConfigError> {
         "must hold at least one frame of max_frame_size",
     )?;
     range(
+        "max_connections",
+        l.max_connections as u64,
+        l.max_connections >= 2,
+        "at least 2",
+    )?;
+    range(
+        "max_handshakes",
+        l.max_handshakes as u64,
+        (1..=l.max_connections).contains(&l.max_handshakes),
+        "at least 1, at most max_connections",
+    )?;
+    range(
+        "inbound_memory_bytes",
+        l.inbound_memory_bytes as u64,
+        l.inbound_memory_bytes >= l.max_frame_size as usize + crate::wire::MAX_HEADER,
+        "must hold at least one frame of max_frame_size",
+    )?;
+    range(
         "mailbox_capacity",
         l.mailbox_capacity as u64,
         l.mailbox_capacity >= 1,
@@ -751,6 +769,28 @@ mod tests {
                 ..
             })
         ));
+        let admission = |f: fn(&mut Limits)| {
+            let mut l = Limits::default();
+            f(&mut l);
+            match base().limits(l).build() {
+                Err(ConfigError::InvalidLimit { field, .. }) => Some(field),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            admission(|l| l.max_connections = 1),
+            Some("max_connections")
+        );
+        assert_eq!(admission(|l| l.max_handshakes = 0), Some("max_handshakes"));
+        assert_eq!(
+            admission(|l| l.max_handshakes = l.max_connections + 1),
+            Some("max_handshakes")
+        );
+        assert_eq!(
+            admission(|l| l.inbound_memory_bytes = l.max_frame_size as usize),
+            Some("inbound_memory_bytes")
+        );
+        assert_eq!(admission(|_| {}), None);
     }
 
     #[test]

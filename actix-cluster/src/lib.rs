@@ -94,7 +94,9 @@ pub use limits::{Limits, Timeouts};
 pub use membership::{
     ClusterEvent, FailureDetectorConfig, LoadReport, Member, MemberState, MembershipConfig,
 };
-pub use node::{Architecture, MAX_NODE_NAME_LEN, NodeId, NodeRole, validate_node_name};
+pub use node::{
+    Architecture, MAX_NODE_NAME_LEN, NodeId, NodeRole, validate_cluster_name, validate_node_name,
+};
 pub use registry::{
     MAX_NAME_LEN, NameEntry, NameEvent, RecoveryReport, RegistryConfig, RegistryError,
     RegistryStatus, RegistryStorage, ReleaseReason,

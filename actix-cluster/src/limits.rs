@@ -23,6 +23,18 @@ pub struct Limits {
     /// Payloads at least this large are LZ4-compressed when that saves space. Default 32 KiB;
     /// `None` disables compression.
     pub compression_threshold: Option<usize>,
+    /// Connections open at once: established ones (inbound and outbound) plus inbound ones
+    /// still in the handshake. When full, the oldest inbound handshake is closed to make room;
+    /// with no handshake to close, the new connection is. Default 1,024; at least 2.
+    pub max_connections: usize,
+    /// Inbound handshakes in progress at once; when full, the oldest is closed to make room
+    /// (a real handshake completes in milliseconds, so the oldest is the likeliest stalled).
+    /// Default 256; at least 1, at most `max_connections`.
+    pub max_handshakes: usize,
+    /// Bytes of partially received frames all connections together may hold. Over it, the
+    /// connection holding the largest partial frame is closed. Default 128 MiB; at least one
+    /// frame of `max_frame_size`.
+    pub inbound_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +45,9 @@ impl Default for Limits {
             send_queue_bytes: 64 << 20,
             mailbox_capacity: 1024,
             compression_threshold: Some(32 << 10),
+            max_connections: 1024,
+            max_handshakes: 256,
+            inbound_memory_bytes: 128 << 20,
         }
     }
 }

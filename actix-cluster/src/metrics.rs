@@ -24,6 +24,8 @@ pub(crate) const CONNECTIONS_ESTABLISHED: &str = "actix_cluster_connections_esta
 pub(crate) const CONNECTIONS_OPEN: &str = "actix_cluster_connections_open";
 /// Connections refused or failed during the handshake.
 pub(crate) const HANDSHAKES_FAILED: &str = "actix_cluster_handshakes_failed_total";
+/// Inbound connections closed by admission control, by event.
+pub(crate) const ADMISSION: &str = "actix_cluster_admission_closed_total";
 /// Membership messages not sent (peer down, lane full).
 pub(crate) const MEMBERSHIP_DROPPED: &str = "actix_cluster_membership_dropped_total";
 /// Membership messages from peers that did not decode.
@@ -73,6 +75,11 @@ pub(crate) fn describe() {
         HANDSHAKES_FAILED,
         Unit::Count,
         "Connections refused or failed during the TLS or cluster handshake."
+    );
+    describe_counter!(
+        ADMISSION,
+        Unit::Count,
+        "Inbound connections closed by admission control; label event: handshake_evicted (the oldest handshake, to make room), connection_refused (max_connections established) or over_budget (largest partial frame over the inbound memory budget)."
     );
     describe_counter!(
         MEMBERSHIP_DROPPED,
@@ -127,6 +134,11 @@ pub(crate) fn connections_open(n: usize) {
 
 pub(crate) fn handshake_failed() {
     metrics::counter!(HANDSHAKES_FAILED).increment(1);
+}
+
+/// `event`: `handshake_evicted`, `connection_refused` or `over_budget`.
+pub(crate) fn admission(event: &'static str, n: u64) {
+    metrics::counter!(ADMISSION, "event" => event).increment(n);
 }
 
 pub(crate) fn membership_dropped() {

@@ -151,12 +151,27 @@ pub(crate) struct NodeInfo {
 /// Checks that `name` can serve as a node name: a DNS name made of lower-case ASCII letters,
 /// digits, `-` and `.`, so that it can appear in a certificate's subjectAltName.
 pub fn validate_node_name(name: &str) -> Result<(), String> {
+    validate_dns_name("node name", name)
+}
+
+/// Checks that `name` can be a cluster name: the same DNS-style rules as a node name
+/// (lower-case letters, digits, `-` and `.`; at most [`MAX_NODE_NAME_LEN`] bytes).
+///
+/// # Errors
+///
+/// What is wrong, naming the cluster name and the allowed characters.
+pub fn validate_cluster_name(name: &str) -> Result<(), String> {
+    validate_dns_name("cluster name", name)
+}
+
+/// `what` names the setting in the error: "node name" or "cluster name".
+fn validate_dns_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("node name is empty".into());
+        return Err(format!("{what} is empty"));
     }
     if name.len() > MAX_NODE_NAME_LEN {
         return Err(format!(
-            "node name is {} bytes long, the limit is {MAX_NODE_NAME_LEN}",
+            "{what} is {} bytes long, the limit is {MAX_NODE_NAME_LEN}",
             name.len()
         ));
     }
@@ -165,14 +180,14 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
     {
         return Err(format!(
-            "node name {name:?} contains {c:?}; use lower-case letters, digits, '-' and '.'"
+            "{what} {name:?} contains {c:?}; use lower-case letters, digits, '-' and '.'"
         ));
     }
     if name.split('.').any(|label| {
         label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-')
     }) {
         return Err(format!(
-            "node name {name:?} is not a valid DNS name (empty label, label over 63 bytes, or a label starting or ending with '-')"
+            "{what} {name:?} is not a valid DNS name (empty label, label over 63 bytes, or a label starting or ending with '-')"
         ));
     }
     Ok(())
@@ -190,6 +205,11 @@ mod tests {
         assert!(validate_node_name("Node").is_err());
         assert!(validate_node_name("-x").is_err());
         assert!(validate_node_name("a..b").is_err());
+        let e = validate_cluster_name("Aearly1").expect_err("upper case");
+        assert!(
+            e.starts_with("cluster name \"Aearly1\" contains 'A'"),
+            "{e}"
+        );
         assert!(validate_node_name("a b").is_err());
         assert!(validate_node_name(&"a".repeat(64)).is_err());
     }

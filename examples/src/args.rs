@@ -117,6 +117,15 @@ impl Args {
         self.values.get(flag).map(String::as_str)
     }
 
+    /// The cluster name given with `--cluster` (default `demo`), checked with the library's
+    /// rule so that a bad one is a usage error (exit 2), not a node that fails to start.
+    pub fn cluster(&self) -> Result<String, UsageError> {
+        let cluster = self.value("--cluster").unwrap_or("demo");
+        actix_cluster::validate_cluster_name(cluster)
+            .map_err(|e| UsageError::invalid(format!("--cluster: {e}")))?;
+        Ok(cluster.to_owned())
+    }
+
     /// The value of `flag`, or an error naming it.
     pub fn required(&self, flag: &str) -> Result<&str, UsageError> {
         self.value(flag)

@@ -240,7 +240,7 @@ impl NodeOptions {
             name: args.required("--name")?.to_owned(),
             listen: args.required("--listen")?.to_owned(),
             seeds: args.list("--seeds"),
-            cluster: args.value("--cluster").unwrap_or("demo").to_owned(),
+            cluster: args.cluster()?,
             security: Security::from_args(&args)?,
             exit_on_stdin_close: args.switch("--exit-on-stdin-close"),
             architecture,

@@ -7,6 +7,7 @@ use actix_cluster::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub mod faults;
+pub mod logs;
 pub mod raw;
 
 /// Polls `cond` until it holds or `deadline` passes; returns whether it held.

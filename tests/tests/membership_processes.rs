@@ -482,6 +482,10 @@ fn node_refuses_bad_membership_flags_with_code_2() {
         (&["--discovery", "dns"][..], "--discovery"),
         (&["--preset", "fast"][..], "--preset"),
         (&["--architecture", "centralized"][..], "--masters"),
+        (
+            &["--cluster", "Aearly1"][..],
+            "--cluster: cluster name \"Aearly1\" contains 'A'; use lower-case letters, digits, '-' and '.'",
+        ),
     ] {
         let out = Command::new(binary("node"))
             .args([
@@ -521,6 +525,20 @@ fn ctl_reports_usage_errors_with_code_2_and_an_unreachable_seed_with_code_1() {
     let (code, stderr) = run(&["status", "--insecure-plaintext"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--seed"), "{stderr}");
+
+    let (code, stderr) = run(&[
+        "status",
+        "--seed",
+        "127.0.0.1:1",
+        "--insecure-plaintext",
+        "--cluster",
+        "Aearly1",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--cluster: cluster name \"Aearly1\" contains 'A'"),
+        "{stderr}"
+    );
 
     // Nothing listens there: ctl must give up at its deadline with a message, not hang.
     let nobody = free_addr().to_string();

@@ -27,7 +27,7 @@ pub enum StartError {
     #[error("ClusterSystem::start must be called inside a running actix System")]
     NoSystem,
     /// The cluster name is not a DNS-style name (lower-case letters, digits, `-` and `.`).
-    #[error("invalid cluster name {name:?}: {reason}")]
+    #[error("{reason}")]
     InvalidClusterName {
         /// The name given to [`ClusterSystem::new`](crate::ClusterSystem::new).
         name: String,

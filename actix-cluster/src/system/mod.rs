@@ -113,6 +113,16 @@ pub struct NetworkStats {
     pub connections_established: u64,
     /// Connections refused or failed during the handshake.
     pub handshakes_failed: u64,
+    /// Inbound handshakes closed to make room for newer ones (`Limits::max_handshakes`,
+    /// `Limits::max_connections`).
+    pub handshakes_evicted: u64,
+    /// Inbound connections closed at once because `Limits::max_connections` were established.
+    pub connections_refused: u64,
+    /// Connections closed for holding the largest partial frame while inbound memory was over
+    /// `Limits::inbound_memory_bytes`.
+    pub closed_over_budget: u64,
+    /// Inbound connections in the handshake right now.
+    pub handshaking: u64,
 }
 
 /// Bound on the whole of [`ClusterSystem::leave`]'s announcements.
@@ -157,6 +167,10 @@ impl ClusterSystem {
             messages_undeliverable: self.remote().actors.undeliverable.load(Ordering::Relaxed),
             connections_established: s.connections_established.load(Ordering::Relaxed),
             handshakes_failed: s.handshakes_failed.load(Ordering::Relaxed),
+            handshakes_evicted: s.handshakes_evicted.load(Ordering::Relaxed),
+            connections_refused: s.connections_refused.load(Ordering::Relaxed),
+            closed_over_budget: s.closed_over_budget.load(Ordering::Relaxed),
+            handshaking: transport.handshaking() as u64,
         }
     }
 

@@ -24,7 +24,7 @@ use super::{ClusterSystem, NetArbiter, Node, StartError, members};
 use crate::config::{ClusterConfig, DiscoveryMethod, NetworkThread, Security};
 use crate::membership::core::{Membership, Mode, Settings};
 use crate::membership::driver::Driver;
-use crate::node::{Architecture, NodeId, NodeInfo, NodeRole, validate_node_name};
+use crate::node::{Architecture, NodeId, NodeInfo, NodeRole, validate_cluster_name};
 use crate::registry::{Registry, RegistryContext, Replica};
 use crate::remote::dispatch::Inbox;
 use crate::remote::{self, DistributedActor, LocalActors, NameResolver, RemoteContext, SpawnerFn};
@@ -137,7 +137,7 @@ impl ClusterSystemBuilder {
             return Err(StartError::NoSystem);
         }
         let home: ArbiterHandle = Arbiter::try_current().ok_or(StartError::NoSystem)?;
-        validate_node_name(&self.cluster).map_err(|reason| StartError::InvalidClusterName {
+        validate_cluster_name(&self.cluster).map_err(|reason| StartError::InvalidClusterName {
             name: self.cluster.clone(),
             reason,
         })?;

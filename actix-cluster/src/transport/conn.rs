@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::admission::BudgetShare;
 use super::calls::{Answer, DATA_PLANE};
 use super::channel::PeerEvent;
 use super::peer::{Peer, Signal, TakeBatch};
@@ -28,6 +29,9 @@ pub(crate) mod goaway {
     pub(crate) const SHUTDOWN: u16 = 2;
     /// The peer's handshake was refused (wrong cluster, version, name, certificate).
     pub(crate) const REJECTED: u16 = 3;
+    /// The peer's hello named another cluster; the reason is this node's cluster name, so that
+    /// the refused node can say which cluster it reached.
+    pub(crate) const WRONG_CLUSTER: u16 = 4;
 }
 
 /// Largest handshake frame accepted, so that a stray client cannot make a node reserve the
@@ -147,7 +151,7 @@ pub(crate) async fn dial(
                     .connector
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| HandshakeError::Tls(e.to_string()))?;
+                    .map_err(HandshakeError::Tls)?;
                 Stream::Client(Box::new(s))
             }
         };
@@ -171,7 +175,7 @@ pub(crate) async fn accept(
                     .acceptor
                     .accept(tcp)
                     .await
-                    .map_err(|e| HandshakeError::Tls(e.to_string()))?;
+                    .map_err(HandshakeError::Tls)?;
                 Stream::Server(Box::new(s))
             }
         };
@@ -193,10 +197,30 @@ async fn exchange_hellos(
     if dialer {
         send_hello(transport, &mut stream).await?;
     }
-    let hello = match read_handshake_frame(&mut stream, &mut buf, transport.tls.is_none()).await? {
-        Frame::Hello(h) => h,
-        Frame::GoAway { code: _, reason } => return Err(HandshakeError::Rejected(reason)),
-        _ => return Err(HandshakeError::Protocol("expected a hello frame".into())),
+    let plaintext = transport.tls.is_none();
+    let hello = match read_handshake_frame(&mut stream, &mut buf, plaintext).await {
+        Ok(Frame::Hello(h)) => h,
+        Ok(Frame::GoAway { code, reason }) if code == goaway::WRONG_CLUSTER => {
+            return Err(HandshakeError::WrongCluster {
+                ours: transport.cluster.clone(),
+                theirs: reason,
+            });
+        }
+        Ok(Frame::GoAway { code: _, reason }) => return Err(HandshakeError::Rejected(reason)),
+        Ok(_) => return Err(HandshakeError::Protocol("expected a hello frame".into())),
+        Err(HandshakeError::TlsPeer) if !dialer => {
+            // A TLS dialer reads this frame as a record of an invalid content type, which is
+            // how it tells a plaintext node from one that just closed.
+            let mut out = BytesMut::new();
+            wire::put_goaway(
+                &mut out,
+                goaway::REJECTED,
+                "this node runs insecure plaintext and does not speak TLS",
+            );
+            refuse(&mut stream, &out).await;
+            return Err(HandshakeError::TlsPeer);
+        }
+        Err(e) => return Err(e),
     };
     if let Err(e) = check_hello(transport, &stream, &hello, expected) {
         if matches!(e, HandshakeError::SelfConnection) && !dialer {
@@ -207,7 +231,12 @@ async fn exchange_hellos(
             return Err(e);
         }
         let mut out = BytesMut::new();
-        wire::put_goaway(&mut out, goaway::REJECTED, &e.to_string());
+        match &e {
+            HandshakeError::WrongCluster { .. } => {
+                wire::put_goaway(&mut out, goaway::WRONG_CLUSTER, &transport.cluster);
+            }
+            _ => wire::put_goaway(&mut out, goaway::REJECTED, &e.to_string()),
+        }
         // Best effort: the connection is refused whether or not the peer reads why.
         let _ = stream.write_all(&out).await;
         let _ = stream.shutdown().await;
@@ -222,6 +251,25 @@ async fn exchange_hellos(
         peer: hello.node,
         leftover: buf,
     })
+}
+
+/// Writes a refusal, closes the sending direction and reads until the peer closes (bounded):
+/// closing with unread bytes would reset the connection, and a reset may discard the refusal
+/// before the peer reads it.
+async fn refuse(stream: &mut Stream, refusal: &[u8]) {
+    let _ = stream.write_all(refusal).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 async fn send_hello(transport: &Transport, stream: &mut Stream) -> Result<(), HandshakeError> {
@@ -247,12 +295,17 @@ async fn read_handshake_frame(
 ) -> Result<Frame, HandshakeError> {
     let decoder = FrameDecoder::new(HANDSHAKE_FRAME_LIMIT);
     loop {
-        // A TLS record starts with content type 0x16 (handshake) and version 0x03 0x0X: a TLS
-        // dialer has reached this plaintext node. Say so instead of "frame too large".
-        if plaintext && buf.len() >= 2 && buf[0] == 0x16 && buf[1] == 0x03 {
-            return Err(HandshakeError::Protocol(
-                "peer speaks TLS but this node runs insecure plaintext".into(),
-            ));
+        // A TLS record starts with a content type (0x14..=0x17: a ClientHello from a TLS
+        // dialer, an alert from a TLS acceptor that could not parse our hello) and version
+        // 0x03 0x0X. Say so instead of "frame too large".
+        // A valid handshake frame has a zero third byte (its length is below 64 KiB).
+        if plaintext
+            && buf.len() >= 3
+            && (0x14..=0x17).contains(&buf[0])
+            && buf[1] == 0x03
+            && (0x01..=0x04).contains(&buf[2])
+        {
+            return Err(HandshakeError::TlsPeer);
         }
         match decoder.decode(buf) {
             Ok(Some(frame)) => return Ok(frame),
@@ -415,9 +468,35 @@ pub(crate) async fn run_reader(
     transport: Arc<Transport>,
     peer: Arc<Peer>,
     mut rd: ReadHalf<Stream>,
-    mut buf: BytesMut,
+    buf: BytesMut,
     retire: Arc<Signal>,
     predecessor: Option<Arc<Signal>>,
+    budget: BudgetShare,
+) -> Result<Option<u16>, ConnError> {
+    let result = read_loop(
+        &transport,
+        &peer,
+        &mut rd,
+        buf,
+        &retire,
+        predecessor,
+        &budget,
+    )
+    .await;
+    if matches!(result, Err(ConnError::OverBudget)) {
+        transport.over_budget(&peer);
+    }
+    result
+}
+
+async fn read_loop(
+    transport: &Arc<Transport>,
+    peer: &Arc<Peer>,
+    rd: &mut ReadHalf<Stream>,
+    mut buf: BytesMut,
+    retire: &Signal,
+    predecessor: Option<Arc<Signal>>,
+    budget: &BudgetShare,
 ) -> Result<Option<u16>, ConnError> {
     let decoder = FrameDecoder::new(transport.config.limits.max_frame_size);
     let idle = transport.config.timeouts.idle_timeout;
@@ -443,7 +522,7 @@ pub(crate) async fn run_reader(
                     let Some(dispatch) = dispatch.as_mut() else {
                         continue;
                     };
-                    if let Some(wait) = dispatch.dispatch(&peer, frame) {
+                    if let Some(wait) = dispatch.dispatch(peer, frame) {
                         // Backpressure: the target's mailbox is full. Reading stops here, so
                         // the peer's writer blocks on TCP and its senders on their queue.
                         wait.await;
@@ -467,7 +546,7 @@ pub(crate) async fn run_reader(
                     peer.push_control(|b| wire::put_pong(b, nonce));
                 }
                 Frame::Channel { kind, body } => {
-                    if !transport.channels.deliver(&peer, kind, body) {
+                    if !transport.channels.deliver(peer, kind, body) {
                         tracing::debug!(node = %peer.id, kind, "skipping a frame of a channel nobody handles");
                     }
                 }
@@ -481,7 +560,7 @@ pub(crate) async fn run_reader(
                         // This incarnation left for good (a restart is a new incarnation):
                         // fail its requests now and stop redialling it.
                         peer.mark_gone();
-                        transport.channels.notify(&peer, PeerEvent::Goodbye);
+                        transport.channels.notify(peer, PeerEvent::Goodbye);
                         transport.changed.notify_waiters();
                     }
                 }
@@ -491,6 +570,10 @@ pub(crate) async fn run_reader(
                 }
             }
         }
+        // What is left is the start of a frame still arriving: it counts against the budget.
+        if !budget.hold(buf.len()) {
+            return Err(ConnError::OverBudget);
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 << 10);
         }
@@ -499,6 +582,7 @@ pub(crate) async fn run_reader(
             // A retired connection keeps reading until the peer's GoAway and EOF, so frames
             // it already sent on this connection are not lost.
             () = retire.wait(), if !goaway => { goaway = true; continue; }
+            () = budget.closed() => return Err(ConnError::OverBudget),
         };
         match read {
             Err(_) => return Err(ConnError::Idle(idle)),
@@ -530,4 +614,6 @@ pub(crate) enum ConnError {
     Wire(wire::WireError),
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    #[error("closed: its partial frame was the largest when inbound memory ran over budget")]
+    OverBudget,
 }

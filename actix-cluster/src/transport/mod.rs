@@ -8,9 +8,11 @@
 //! subsystems above go to their [`channel`]s, answers complete [`calls`], and every failure is
 //! reported as this layer's own error ([`PushError`], [`CallError`]).
 
+mod admission;
 pub(crate) mod calls;
 pub(crate) mod channel;
 mod conn;
+mod diagnose;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod faults;
 pub(crate) mod peer;
@@ -26,7 +28,7 @@ use actix_rt::ArbiterHandle;
 use futures::future::LocalBoxFuture;
 use rand::RngExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 pub(crate) use calls::{Answer, CallError, Reply};
 pub(crate) use channel::{
@@ -41,9 +43,8 @@ use crate::wire::{self, Frame};
 use conn::Handshaken;
 use peer::Attached;
 
-/// Handshakes in progress at once; more inbound connections wait. Keeps a connection flood
-/// from tying up memory in half-open TLS sessions.
-const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+/// Shortest gap between two log lines about the same kind of hostile-connection event.
+const HOSTILE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Handshakes in progress from one source address; more are closed at once. Without it, a
 /// single host holding silent connections open could take every slot above and keep real
 /// nodes from joining. A real node opens at most two at a time (a dial and a redial).
@@ -80,8 +81,11 @@ pub(crate) enum HandshakeError {
     Io(std::io::Error),
     #[error("handshake timed out")]
     Timeout,
+    /// Kept as the I/O error so that the rustls error inside can be classified.
     #[error("tls handshake failed: {0}")]
-    Tls(String),
+    Tls(std::io::Error),
+    #[error("peer speaks TLS but this node runs insecure plaintext")]
+    TlsPeer,
     #[error("peer certificate: {0}")]
     Certificate(String),
     #[error("peer claims to be {claimed:?} but its certificate names {certified:?}")]
@@ -119,6 +123,12 @@ pub(crate) struct Stats {
     pub(crate) frames_received: AtomicU64,
     pub(crate) connections_established: AtomicU64,
     pub(crate) handshakes_failed: AtomicU64,
+    /// Inbound handshakes closed to make room for newer ones.
+    pub(crate) handshakes_evicted: AtomicU64,
+    /// Inbound connections closed at once because `max_connections` were established.
+    pub(crate) connections_refused: AtomicU64,
+    /// Connections closed for holding the largest partial frame over the memory budget.
+    pub(crate) closed_over_budget: AtomicU64,
 }
 
 /// The network side of one node.
@@ -137,9 +147,12 @@ pub(crate) struct Transport {
     pub(crate) aborted: std::sync::atomic::AtomicBool,
     /// Notified whenever a peer connects or disconnects.
     pub(crate) changed: Notify,
-    handshakes: Semaphore,
+    admission: Arc<admission::Admission>,
+    hostile_log: admission::LogLimiter,
     handshakes_by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
+    /// Configuration mistakes already reported per dialled address.
+    reported: Mutex<diagnose::Reported>,
     /// Which subsystem handles each channel frame kind, and who follows peer events.
     pub(crate) channels: Channels,
     /// Node names this node refuses to talk to, set by tests through `ClusterSystem::faults`.
@@ -167,6 +180,7 @@ impl Transport {
         tls: Option<TlsContext>,
         net: ArbiterHandle,
     ) -> Self {
+        let limits = config.limits;
         Self {
             cluster,
             local,
@@ -179,9 +193,11 @@ impl Transport {
             shutdown: Signal::default(),
             aborted: std::sync::atomic::AtomicBool::new(false),
             changed: Notify::new(),
-            handshakes: Semaphore::new(MAX_CONCURRENT_HANDSHAKES),
+            admission: Arc::new(admission::Admission::new(&limits)),
+            hostile_log: admission::LogLimiter::new(HOSTILE_LOG_INTERVAL),
             handshakes_by_ip: Mutex::new(HashMap::new()),
             open: std::sync::atomic::AtomicUsize::new(0),
+            reported: Mutex::new(diagnose::Reported::default()),
             channels: Channels::new(),
             #[cfg(feature = "fault-injection")]
             faults: faults::FaultState::default(),
@@ -253,25 +269,62 @@ impl Transport {
                     continue;
                 }
             };
-            let Some(_slot) = IpSlot::take(&self, from.ip()) else {
+            let Some(ip_slot) = IpSlot::take(&self, from.ip()) else {
                 self.handshake_failed();
-                tracing::warn!(%from, "too many handshakes in progress from this address; closing");
+                self.hostile(
+                    "per_ip",
+                    &format_args!(
+                        "{from}: too many handshakes in progress from this address; closing"
+                    ),
+                );
                 continue;
+            };
+            let slot = match self.admission.admit(self.open_connections()) {
+                Ok((slot, evicted)) => {
+                    if evicted > 0 {
+                        self.count_hostile(
+                            &self.stats.handshakes_evicted,
+                            "handshake_evicted",
+                            evicted,
+                        );
+                        self.hostile(
+                            "handshake_evicted",
+                            &format_args!(
+                                "handshake table full: closed the oldest handshake to admit {from}"
+                            ),
+                        );
+                    }
+                    slot
+                }
+                Err(refusal) => {
+                    self.count_hostile(&self.stats.connections_refused, "connection_refused", 1);
+                    self.hostile(
+                        "connection_refused",
+                        &format_args!("{from}: refused: {refusal}"),
+                    );
+                    continue;
+                }
             };
             let this = Arc::clone(&self);
             actix_rt::spawn(async move {
-                let _slot = _slot;
-                let Ok(_permit) = this.handshakes.acquire().await else {
-                    return;
+                let _ip_slot = ip_slot;
+                let accepted = tokio::select! {
+                    r = conn::accept(&this, tcp) => r,
+                    // The socket is dropped with the accept future: the connection closes.
+                    () = slot.evicted() => return,
                 };
-                match conn::accept(&this, tcp).await {
+                drop(slot);
+                match accepted {
                     Ok(h) => {
                         let dialer = h.peer.id.clone();
                         this.establish(h, dialer);
                     }
                     Err(e) => {
                         this.handshake_failed();
-                        tracing::warn!(%from, error = %e, "inbound handshake refused");
+                        this.hostile(
+                            "handshake_refused",
+                            &format_args!("{from}: inbound handshake refused: {e}"),
+                        );
                     }
                 }
             });
@@ -293,7 +346,7 @@ impl Transport {
             if known {
                 return;
             }
-            match conn::dial(&self, seed, None).await {
+            match self.dial(seed, None).await {
                 Ok(h) => {
                     let dialer = self.local.id.clone();
                     self.establish(h, dialer);
@@ -311,6 +364,27 @@ impl Transport {
             }
             backoff = (backoff * 2).min(t.reconnect_max);
         }
+    }
+
+    /// Dials `addr`; a failure caused by a configuration mistake is logged at WARN, once per
+    /// address and cause (retries would otherwise repeat it every few seconds).
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+        expected: Option<&str>,
+    ) -> Result<Handshaken, HandshakeError> {
+        let result = conn::dial(self, addr, expected).await;
+        match &result {
+            Ok(_) => lock(&self.reported).connected(addr),
+            Err(e) => {
+                if let Some(cause) = diagnose::Misconfig::classify(e, self.tls.is_some())
+                    && let Some(line) = lock(&self.reported).failed(addr, cause)
+                {
+                    tracing::warn!(%addr, error = %e, "{line}");
+                }
+            }
+        }
+        result
     }
 
     /// Keeps one peer connected: redials with exponential backoff and jitter whenever it has
@@ -334,7 +408,7 @@ impl Transport {
                 }
                 continue;
             }
-            match conn::dial(&self, peer.addr(), Some(peer.id.name())).await {
+            match self.dial(peer.addr(), Some(peer.id.name())).await {
                 Ok(h) if h.peer.id == peer.id => {
                     let dialer = self.local.id.clone();
                     self.establish(h, dialer);
@@ -500,6 +574,7 @@ impl Transport {
             }
         });
         let this = Arc::clone(self);
+        let budget = self.admission.share(conn);
         #[cfg(feature = "fault-injection")]
         let held = faults::Held::new(Arc::clone(self), conn);
         actix_rt::spawn(async move {
@@ -512,6 +587,7 @@ impl Transport {
                 h.leftover,
                 Arc::clone(&retire),
                 predecessor,
+                budget,
             )
             .await;
             done.set();
@@ -562,7 +638,7 @@ impl Transport {
         }
         let this = Arc::clone(self);
         self.spawn(move || async move {
-            match conn::dial(&this, addr, None).await {
+            match this.dial(addr, None).await {
                 Ok(h) => {
                     let dialer = this.local.id.clone();
                     this.establish(h, dialer);
@@ -656,6 +732,36 @@ impl Transport {
     /// All peers, for the member table.
     pub(crate) fn peers(&self) -> Vec<Arc<Peer>> {
         lock(&self.peers).values().cloned().collect()
+    }
+
+    /// Logs a hostile-connection event at WARN, at most one line per kind and interval; the
+    /// line says how many of its kind were not logged since the previous one.
+    fn hostile(&self, kind: &'static str, what: &std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.hostile_log.allow(kind, tokio::time::Instant::now()) {
+            tracing::warn!(local = %self.local.addr, kind, suppressed, "{what}");
+        }
+    }
+
+    fn count_hostile(&self, counter: &AtomicU64, event: &'static str, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        crate::metrics::admission(event, n as u64);
+    }
+
+    /// Counts and (rate-limited) logs a connection closed by the inbound memory budget.
+    fn over_budget(&self, peer: &Peer) {
+        self.count_hostile(&self.stats.closed_over_budget, "over_budget", 1);
+        self.hostile(
+            "over_budget",
+            &format_args!(
+                "inbound memory over budget: closed the connection of {} holding the largest partial frame",
+                peer.id
+            ),
+        );
+    }
+
+    /// Inbound handshakes in progress.
+    pub(crate) fn handshaking(&self) -> usize {
+        self.admission.handshaking()
     }
 
     fn handshake_failed(&self) {

@@ -90,7 +90,7 @@ fn parse() -> Result<Options, UsageError> {
     Ok(Options {
         seeds,
         node: args.required("--node")?.to_owned(),
-        cluster: args.value("--cluster").unwrap_or("demo").to_owned(),
+        cluster: args.cluster()?,
         security: Security::from_args(&args)?,
         name: args.value("--name").map(str::to_owned),
         repeat,

@@ -203,7 +203,7 @@ impl Connect {
             seed: args
                 .parsed("--seed")?
                 .ok_or_else(|| UsageError::invalid("--seed IP:PORT is required"))?,
-            cluster: args.value("--cluster").unwrap_or("demo").to_owned(),
+            cluster: args.cluster()?,
             security: Security::from_args(args)?,
             name: args.value("--name").map(str::to_owned),
             wait: Duration::from_secs(args.parsed("--wait")?.unwrap_or(10)),
