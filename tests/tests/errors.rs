@@ -12,8 +12,8 @@ use actix_cluster::{
 };
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{
-    Add, Blob, Counter, Delay, Explode, Get, NewerCounter, Recorder, Seen, Seq, Sleep, Undeclared,
-    wait_until,
+    Add, AddReadAsText, AddUnencodable, Blob, Counter, Delay, Explode, Get, MisreadCounter,
+    NewerCounter, Recorder, Seen, Seq, Sleep, Undeclared, wait_until,
 };
 
 /// Caller `a` and callee `b`, connected; both can host `Counter`s, neither a `Recorder`.
@@ -264,6 +264,10 @@ fn payload_above_max_frame_size_is_payload_too_large_and_nothing_is_sent() {
         .unwrap();
     let too_large = |e: &RemoteError| matches!(e, RemoteError::PayloadTooLarge { size, limit: 4096 } if *size > 4096);
     assert!(send.as_ref().is_err_and(too_large), "{send:?}");
+    assert!(
+        send.as_ref().is_err_and(RemoteError::is_not_delivered),
+        "an oversized request never reaches the handler: {send:?}"
+    );
     assert!(tell.as_ref().is_err_and(too_large), "{tell:?}");
     match try_send {
         Ok((8192, e)) => assert!(too_large(&e), "{e:?}"),
@@ -378,7 +382,7 @@ fn reply_above_the_callers_frame_limit_fails_only_that_request() {
     })
     .unwrap()
     .unwrap();
-    let (seen, bystander) = a
+    let (seen, bystander, request) = a
         .run(|s| async move {
             let recorder = s.actor_on::<Recorder>("b", "recorder").await.unwrap();
             let counter = s
@@ -392,16 +396,89 @@ fn reply_above_the_callers_frame_limit_fails_only_that_request() {
             let in_flight = counter.send(Delay(Duration::from_millis(300)));
             let in_flight = actix_rt::spawn(async move { in_flight.await });
             let seen = recorder.send(Seen).await.map(|v| v.len());
-            (seen, in_flight.await.unwrap())
+            // A request of the same size, for comparison.
+            let request = counter.send(Blob(vec![7; 9000])).await;
+            (seen, in_flight.await.unwrap(), request)
         })
         .unwrap();
+    let Err(seen) = seen else {
+        panic!("the oversized reply arrived: {seen:?}")
+    };
     assert!(
-        matches!(seen, Err(RemoteError::PayloadTooLarge { limit: 4096, .. })),
+        matches!(seen, RemoteError::ReplyTooLarge { size, limit: 4096 } if size > 4096),
         "{seen:?}"
+    );
+    assert!(
+        seen.to_string().starts_with("the reply of ")
+            && seen
+                .to_string()
+                .ends_with("exceeds this node's frame limit of 4096; the handler ran"),
+        "{seen}"
+    );
+    assert!(
+        !seen.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    let request = request.unwrap_err();
+    assert!(
+        matches!(request, RemoteError::PayloadTooLarge { .. }),
+        "{request:?}"
+    );
+    assert!(request.is_not_delivered());
+    assert_ne!(
+        seen.to_string().split(" bytes").nth(1),
+        request.to_string().split(" bytes").nth(1),
+        "an oversized reply and an oversized request read differently"
     );
     assert_eq!(
         bystander,
         Ok(()),
         "an unrelated request in flight must not fail"
     );
+}
+
+#[test]
+fn reply_the_receiver_cannot_encode_is_reply_encode_after_the_handler_ran() {
+    let (a, b) = pair("reply-encode", plaintext("a"));
+    named_counter(&b);
+    let (failed, after) = a
+        .run(|s| async move {
+            let counter = s.actor_on::<Counter>("b", "counter").await.unwrap();
+            let failed = counter.send(AddUnencodable(10)).await.map(|_| ());
+            (failed, counter.send(Get).await)
+        })
+        .unwrap();
+    let err = failed.unwrap_err();
+    assert!(matches!(err, RemoteError::ReplyEncode(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("refuses to be encoded"),
+        "the encoder's reason reaches the caller: {err}"
+    );
+    assert!(
+        !err.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    assert_eq!(after, Ok(15), "the handler's effect is visible");
+}
+
+#[test]
+fn reply_the_caller_cannot_decode_is_reply_decode_after_the_handler_ran() {
+    let (a, b) = pair("reply-decode", plaintext("a"));
+    named_counter(&b);
+    let (failed, after) = a
+        .run(|s| async move {
+            // a's build expects text back from "add"; b's counter answers a number.
+            let misread = s.actor_on::<MisreadCounter>("b", "counter").await.unwrap();
+            let failed = misread.send(AddReadAsText(1)).await;
+            let counter = s.actor_on::<Counter>("b", "counter").await.unwrap();
+            (failed, counter.send(Get).await)
+        })
+        .unwrap();
+    let err = failed.unwrap_err();
+    assert!(matches!(err, RemoteError::ReplyDecode(_)), "{err:?}");
+    assert!(
+        !err.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    assert_eq!(after, Ok(6), "the handler's effect is visible");
 }

@@ -203,7 +203,7 @@ where
     Ok(Box::pin(async move {
         match reply.await {
             Ok(result) => {
-                codec::encode(format, &result).map_err(|e| RemoteError::from_codec(e, false))
+                codec::encode(format, &result).map_err(|e| RemoteError::from_reply_codec(e, false))
             }
             Err(MailboxError::Closed) => Err(RemoteError::HandlerFailed(
                 "the actor stopped or panicked while handling the request".into(),

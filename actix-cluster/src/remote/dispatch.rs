@@ -212,7 +212,7 @@ async fn send_response(
         send_error(
             peer,
             correlation,
-            &RemoteError::PayloadTooLarge {
+            &RemoteError::ReplyTooLarge {
                 size: bytes.len() as u64,
                 limit: u64::from(max_frame),
             },

@@ -11,8 +11,12 @@ use crate::node::NodeId;
 
 /// Why a remote call failed.
 ///
-/// Unless a variant says otherwise, the message was **not** delivered. `NodeGone` and
-/// `Timeout` are the exceptions: the request may or may not have been handled.
+/// Every variant says whether the handler may have run; [`is_not_delivered`] sums it up.
+/// Errors about the request (`Encode`, `Decode`, `PayloadTooLarge`) are kept apart from errors
+/// about its reply (`ReplyEncode`, `ReplyDecode`, `ReplyTooLarge`): after a reply-side error
+/// the handler **has run**, so retrying would run it again.
+///
+/// [`is_not_delivered`]: RemoteError::is_not_delivered
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
@@ -76,18 +80,37 @@ pub enum RemoteError {
         /// Actor type's wire name.
         actor_type: String,
     },
-    /// The message or reply could not be serialized; nothing was sent.
+    /// The message could not be serialized on this node; nothing was sent.
     #[error("cannot encode: {0}")]
     Encode(String),
-    /// The receiver could not decode the message, or we could not decode the reply.
+    /// The receiving node could not decode the message; the handler did not run.
     #[error("cannot decode: {0}")]
     Decode(String),
-    /// The encoded payload exceeds the frame limit; nothing was sent.
+    /// The encoded message exceeds the frame limit (this node's or the receiver's); it was
+    /// not sent, or the receiver refused it before the handler ran.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
         /// Payload size in bytes.
         size: u64,
         /// Configured maximum.
+        limit: u64,
+    },
+    /// The handler ran, but the receiving node could not serialize its reply.
+    #[error("the handler ran but its reply cannot be encoded: {0}")]
+    ReplyEncode(String),
+    /// The handler ran, but this node could not decode its reply (for example the two nodes
+    /// disagree on the reply type).
+    #[error("the handler ran but its reply cannot be decoded: {0}")]
+    ReplyDecode(String),
+    /// The handler ran, but its reply is larger than this node accepts
+    /// (`max_frame_size`); the reply was dropped.
+    #[error(
+        "the reply of {size} bytes exceeds this node's frame limit of {limit}; the handler ran"
+    )]
+    ReplyTooLarge {
+        /// Reply size in bytes.
+        size: u64,
+        /// This node's frame limit in bytes.
         limit: u64,
     },
     /// The per-node send queue is full. Only returned where the caller chose not to wait.
@@ -109,6 +132,8 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// A codec failure on the request (or on an actor's state shipped for spawning): the
+    /// handler did not run.
     pub(crate) fn from_codec(e: CodecError, decoding: bool) -> Self {
         match e {
             CodecError::TooLarge { size, limit } => RemoteError::PayloadTooLarge { size, limit },
@@ -117,13 +142,40 @@ impl RemoteError {
         }
     }
 
+    /// A codec failure on a reply: the handler ran.
+    pub(crate) fn from_reply_codec(e: CodecError, decoding: bool) -> Self {
+        match e {
+            CodecError::TooLarge { size, limit } => RemoteError::ReplyTooLarge { size, limit },
+            other if decoding => RemoteError::ReplyDecode(other.to_string()),
+            other => RemoteError::ReplyEncode(other.to_string()),
+        }
+    }
+
     /// Whether the message is known not to have been handled, so that a retry cannot
-    /// duplicate its effect.
+    /// duplicate its effect. `false` means the handler may have run (or did run, for the
+    /// reply-side errors).
     pub fn is_not_delivered(&self) -> bool {
-        !matches!(
-            self,
-            RemoteError::Timeout(_) | RemoteError::NodeGone { .. } | RemoteError::HandlerFailed(_)
-        )
+        // Exhaustive on purpose: a new variant must decide which side it is on.
+        match self {
+            RemoteError::Timeout(_)
+            | RemoteError::NodeGone { .. }
+            | RemoteError::HandlerFailed(_)
+            | RemoteError::ReplyEncode(_)
+            | RemoteError::ReplyDecode(_)
+            | RemoteError::ReplyTooLarge { .. } => false,
+            RemoteError::NodeUnreachable { .. }
+            | RemoteError::UnknownNode(_)
+            | RemoteError::UnknownActor { .. }
+            | RemoteError::ActorTypeMismatch { .. }
+            | RemoteError::UnknownMessageType { .. }
+            | RemoteError::ActorTypeNotRegistered { .. }
+            | RemoteError::Encode(_)
+            | RemoteError::Decode(_)
+            | RemoteError::PayloadTooLarge { .. }
+            | RemoteError::QueueFull { .. }
+            | RemoteError::ActorStopped
+            | RemoteError::SystemStopped => true,
+        }
     }
 }
 
@@ -185,12 +237,19 @@ pub(crate) mod code {
     pub(crate) const DECODE: u16 = 3;
     pub(crate) const ACTOR_STOPPED: u16 = 4;
     pub(crate) const HANDLER_FAILED: u16 = 5;
+    /// The request was too large for the receiver. Earlier builds also sent it for a reply
+    /// too large for the caller, with two detail fields; the side marker tells them apart.
     pub(crate) const TOO_LARGE: u16 = 6;
     pub(crate) const TYPE_MISMATCH: u16 = 7;
-    pub(crate) const ENCODE: u16 = 8;
+    /// Only ever about the reply: a request that cannot be encoded is never sent.
+    pub(crate) const REPLY_ENCODE: u16 = 8;
     pub(crate) const TYPE_NOT_REGISTERED: u16 = 9;
+    pub(crate) const REPLY_TOO_LARGE: u16 = 10;
     pub(crate) const OTHER: u16 = 100;
 }
+
+/// Third detail field of code 6 from builds that tell the request side from the reply side.
+const REQUEST_SIDE: &str = "request";
 
 pub(crate) fn error_to_wire(e: &RemoteError) -> (u16, String) {
     match e {
@@ -200,11 +259,14 @@ pub(crate) fn error_to_wire(e: &RemoteError) -> (u16, String) {
             message,
         } => (code::UNKNOWN_MESSAGE, format!("{actor_type}\n{message}")),
         RemoteError::Decode(d) => (code::DECODE, d.clone()),
-        RemoteError::Encode(d) => (code::ENCODE, d.clone()),
+        RemoteError::ReplyEncode(d) => (code::REPLY_ENCODE, d.clone()),
         RemoteError::ActorStopped => (code::ACTOR_STOPPED, String::new()),
         RemoteError::HandlerFailed(d) => (code::HANDLER_FAILED, d.clone()),
         RemoteError::PayloadTooLarge { size, limit } => {
-            (code::TOO_LARGE, format!("{size}\n{limit}"))
+            (code::TOO_LARGE, format!("{size}\n{limit}\n{REQUEST_SIDE}"))
+        }
+        RemoteError::ReplyTooLarge { size, limit } => {
+            (code::REPLY_TOO_LARGE, format!("{size}\n{limit}"))
         }
         RemoteError::ActorTypeMismatch {
             actor,
@@ -234,10 +296,25 @@ pub(crate) fn error_from_wire(node: &NodeId, code: u16, detail: String) -> Remot
             message: next(),
         },
         code::DECODE => RemoteError::Decode(detail),
-        code::ENCODE => RemoteError::Encode(detail),
+        code::REPLY_ENCODE => RemoteError::ReplyEncode(detail),
         code::ACTOR_STOPPED => RemoteError::ActorStopped,
         code::HANDLER_FAILED => RemoteError::HandlerFailed(detail),
-        code::TOO_LARGE => RemoteError::PayloadTooLarge {
+        code::TOO_LARGE => {
+            let size = next().parse().unwrap_or(0);
+            let limit = next().parse().unwrap_or(0);
+            if next() == REQUEST_SIDE {
+                RemoteError::PayloadTooLarge { size, limit }
+            } else {
+                // An earlier build, which sent this code for an oversized request and for an
+                // oversized reply alike: the handler may have run.
+                RemoteError::HandlerFailed(format!(
+                    "a payload of {size} bytes exceeded the limit of {limit} bytes; the \
+                     replying node runs an earlier build that does not say whether it was the \
+                     request or the reply, so the handler may have run"
+                ))
+            }
+        }
+        code::REPLY_TOO_LARGE => RemoteError::ReplyTooLarge {
             size: next().parse().unwrap_or(0),
             limit: next().parse().unwrap_or(0),
         },
@@ -272,7 +349,6 @@ mod tests {
                 message: "m".into(),
             },
             RemoteError::Decode("x".into()),
-            RemoteError::Encode("y".into()),
             RemoteError::ActorStopped,
             RemoteError::HandlerFailed("z".into()),
             RemoteError::PayloadTooLarge { size: 9, limit: 8 },
@@ -286,10 +362,137 @@ mod tests {
                 node: "n".into(),
                 actor_type: "t".into(),
             },
+            RemoteError::ReplyEncode("r".into()),
+            RemoteError::ReplyTooLarge { size: 9, limit: 8 },
         ];
         for e in cases {
             let (code, detail) = error_to_wire(&e);
             assert_eq!(error_from_wire(&node, code, detail), e);
         }
+    }
+
+    /// Every variant, with whether a retry after it can run the handler a second time.
+    fn every_variant() -> Vec<(RemoteError, bool)> {
+        let node = || "n".to_owned();
+        vec![
+            (RemoteError::Timeout(Duration::from_secs(1)), false),
+            (RemoteError::NodeUnreachable { node: node() }, true),
+            (
+                RemoteError::NodeGone {
+                    node: NodeId::new("n", 1),
+                },
+                false,
+            ),
+            (RemoteError::UnknownNode(node()), true),
+            (
+                RemoteError::UnknownActor {
+                    node: node(),
+                    actor: "a".into(),
+                },
+                true,
+            ),
+            (
+                RemoteError::ActorTypeMismatch {
+                    node: node(),
+                    actor: "a".into(),
+                    expected: "e".into(),
+                    found: "f".into(),
+                },
+                true,
+            ),
+            (
+                RemoteError::UnknownMessageType {
+                    actor_type: "t".into(),
+                    message: "m".into(),
+                },
+                true,
+            ),
+            (
+                RemoteError::ActorTypeNotRegistered {
+                    node: node(),
+                    actor_type: "t".into(),
+                },
+                true,
+            ),
+            (RemoteError::Encode("e".into()), true),
+            (RemoteError::Decode("d".into()), true),
+            (RemoteError::PayloadTooLarge { size: 9, limit: 8 }, true),
+            (RemoteError::ReplyEncode("e".into()), false),
+            (RemoteError::ReplyDecode("d".into()), false),
+            (RemoteError::ReplyTooLarge { size: 9, limit: 8 }, false),
+            (RemoteError::QueueFull { node: node() }, true),
+            (RemoteError::ActorStopped, true),
+            (RemoteError::HandlerFailed("h".into()), false),
+            (RemoteError::SystemStopped, true),
+        ]
+    }
+
+    #[test]
+    fn only_errors_raised_before_the_handler_ran_are_not_delivered() {
+        for (e, not_delivered) in every_variant() {
+            assert_eq!(e.is_not_delivered(), not_delivered, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn reply_side_codec_errors_say_the_handler_ran() {
+        let too_large = CodecError::TooLarge {
+            size: 9000,
+            limit: 4096,
+        };
+        let reply = RemoteError::from_reply_codec(too_large.clone(), true);
+        assert_eq!(
+            reply,
+            RemoteError::ReplyTooLarge {
+                size: 9000,
+                limit: 4096
+            }
+        );
+        assert_eq!(
+            reply.to_string(),
+            "the reply of 9000 bytes exceeds this node's frame limit of 4096; the handler ran"
+        );
+        assert!(!reply.is_not_delivered());
+        let request = RemoteError::from_codec(too_large, true);
+        assert_ne!(request.to_string(), reply.to_string());
+        assert!(request.is_not_delivered());
+        let decode = CodecError::Decode {
+            format: crate::codec::SerializationFormat::Bincode,
+            detail: "x".into(),
+        };
+        assert!(matches!(
+            RemoteError::from_reply_codec(decode.clone(), true),
+            RemoteError::ReplyDecode(_)
+        ));
+        assert!(matches!(
+            RemoteError::from_codec(decode, true),
+            RemoteError::Decode(_)
+        ));
+    }
+
+    #[test]
+    fn errors_keep_their_side_across_the_wire() {
+        let node = NodeId::new("n", 1);
+        for (e, not_delivered) in every_variant() {
+            let (code, detail) = error_to_wire(&e);
+            let back = error_from_wire(&node, code, detail);
+            // Variants that never travel (raised on the caller's own node) come back as
+            // `HandlerFailed`, which never claims more than it knows.
+            assert!(
+                back.is_not_delivered() == not_delivered || !back.is_not_delivered(),
+                "{e:?} came back as {back:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_payload_from_an_earlier_build_may_have_run_the_handler() {
+        // Earlier builds sent code 6 with two fields for requests and replies alike.
+        let back = error_from_wire(&NodeId::new("n", 1), code::TOO_LARGE, "9000\n4096".into());
+        assert!(matches!(back, RemoteError::HandlerFailed(_)), "{back:?}");
+        assert!(!back.is_not_delivered());
+        // And code 8 was only ever sent for a reply.
+        let back = error_from_wire(&NodeId::new("n", 1), 8, "bad".into());
+        assert_eq!(back, RemoteError::ReplyEncode("bad".into()));
     }
 }

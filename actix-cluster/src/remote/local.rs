@@ -308,6 +308,7 @@ impl LocalActors {
     /// Decompresses a payload if needed, bounded by the frame limit.
     pub(crate) fn plain<'a>(&self, payload: &'a Payload) -> Result<Cow<'a, [u8]>, RemoteError> {
         plain_bytes(payload, self.limits.max_frame_size as usize)
+            .map_err(|e| RemoteError::from_codec(e, true))
     }
 
     /// The spawner registered for actor type `actor_type`.
@@ -322,11 +323,12 @@ impl LocalActors {
 }
 
 /// The payload's plain bytes: borrowed, or decompressed with the declared size checked first.
-pub(crate) fn plain_bytes(payload: &Payload, limit: usize) -> Result<Cow<'_, [u8]>, RemoteError> {
+pub(crate) fn plain_bytes(
+    payload: &Payload,
+    limit: usize,
+) -> Result<Cow<'_, [u8]>, codec::CodecError> {
     if payload.compressed {
-        codec::decompress(&payload.bytes, limit)
-            .map(Cow::Owned)
-            .map_err(|e| RemoteError::from_codec(e, true))
+        codec::decompress(&payload.bytes, limit).map(Cow::Owned)
     } else {
         Ok(Cow::Borrowed(&payload.bytes[..]))
     }

@@ -123,7 +123,7 @@ impl SystemRequests {
             Ok(Box::pin(async move {
                 let resp = reply.await?;
                 codec::encode(SerializationFormat::Bincode, &resp)
-                    .map_err(|e| RemoteError::from_codec(e, false))
+                    .map_err(|e| RemoteError::from_reply_codec(e, false))
             }))
         });
         self.insert(id, Handler::Request(run))
