@@ -138,8 +138,13 @@ fn message_not_declared_in_messages_is_refused_before_sending() {
         })
         .unwrap();
     assert!(
-        matches!(send, Err(RemoteError::UnknownMessageType { ref actor_type, .. }) if actor_type == "tests.counter"),
+        matches!(send, Err(RemoteError::UnknownMessageType { ref actor_type, node: None, .. }) if actor_type == "tests.counter"),
         "{send:?}"
+    );
+    let text = send.unwrap_err().to_string();
+    assert!(
+        text.contains("m.handle::<Undeclared>(") && text.contains("messages() of tests.counter"),
+        "the error names the message and the line to add: {text}"
     );
     assert!(
         matches!(try_send, Ok(RemoteError::UnknownMessageType { .. })),
@@ -169,15 +174,24 @@ fn message_the_receiving_build_does_not_know_is_unknown_message_type() {
             (unknown, counter.send(Add(1)).await)
         })
         .unwrap();
+    // b knows the message only by its id; a, which sent it, knows its name.
     assert_eq!(
         unknown,
         Err(RemoteError::UnknownMessageType {
             actor_type: "tests.counter".into(),
-            message: format!(
-                "#{:08x}",
-                actix_cluster_tests::raw::message_id("undeclared")
-            ),
+            message: "undeclared".into(),
+            rust_type: Some("Undeclared".into()),
+            node: Some("b".into()),
         })
+    );
+    let text = unknown.unwrap_err().to_string();
+    assert!(
+        text.contains(r#"does not handle message "undeclared""#)
+            && text.contains(
+                r#"add m.handle::<Undeclared>("undeclared") to the messages() of tests.counter"#
+            )
+            && text.contains("node b"),
+        "the error names the message, the node and the line to add: {text}"
     );
     assert_eq!(
         added,

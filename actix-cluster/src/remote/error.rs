@@ -62,14 +62,21 @@ pub enum RemoteError {
         /// Type registered on the node.
         found: String,
     },
-    /// The receiving node does not know this message type for that actor type (for example
-    /// it runs an older build), or the actor type is not registered there for remote spawn.
-    #[error("{actor_type} on the receiving node does not handle message {message:?}")]
+    /// The actor type does not declare this message in its
+    /// [`messages()`](crate::DistributedActor::messages): on this node (refused before
+    /// sending), or on the receiving node (for example it runs an older build). The handler
+    /// did not run. The text names the message and the line to add.
+    #[error("{}", unknown_message_text(.actor_type, .message, .rust_type.as_deref(), .node.as_deref()))]
     UnknownMessageType {
         /// Actor type's wire name.
         actor_type: String,
-        /// Message's wire name or id.
+        /// The message's wire name; `#` and its 8-hex-digit id when no side knows the name;
+        /// for a message this node does not declare, its Rust type.
         message: String,
+        /// The message's Rust type as this node's build names it, when known.
+        rust_type: Option<String>,
+        /// The node whose `messages()` lacks the declaration; `None` for this node.
+        node: Option<String>,
     },
     /// Spawning failed: the target node has not registered this actor type
     /// (`ClusterSystem::new(..).register::<A>()`).
@@ -129,6 +136,52 @@ pub enum RemoteError {
     /// no cluster node.
     #[error("the cluster system is not running")]
     SystemStopped,
+}
+
+/// The text of [`RemoteError::UnknownMessageType`]: what is missing where, and the fix.
+fn unknown_message_text(
+    actor_type: &str,
+    message: &str,
+    rust_type: Option<&str>,
+    node: Option<&str>,
+) -> String {
+    let handle = match (rust_type, message.starts_with('#')) {
+        (Some(ty), false) if node.is_some() => format!("m.handle::<{ty}>({message:?})"),
+        (Some(ty), _) => format!("m.handle::<{ty}>(\"a-stable-name\")"),
+        (None, false) => format!("m.handle::<..>({message:?})"),
+        (None, true) => "m.handle::<..>(..)".to_owned(),
+    };
+    match node {
+        Some(node) => format!(
+            "{actor_type} on node {node} does not handle message {message:?}: add {handle} to \
+             the messages() of {actor_type} in the build node {node} runs"
+        ),
+        None => format!(
+            "{actor_type} does not declare message {message} for other nodes: add {handle} \
+             to the messages() of {actor_type}"
+        ),
+    }
+}
+
+/// `std::any::type_name` without module paths: `Vec<my::Msg>` for `alloc::vec::Vec<my::Msg>`
+/// reads `Vec<Msg>`.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let flush = |segment: &mut String, out: &mut String| {
+        out.push_str(segment.rsplit("::").next().unwrap_or(segment));
+        segment.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            flush(&mut segment, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut segment, &mut out);
+    out
 }
 
 impl RemoteError {
@@ -257,6 +310,7 @@ pub(crate) fn error_to_wire(e: &RemoteError) -> (u16, String) {
         RemoteError::UnknownMessageType {
             actor_type,
             message,
+            ..
         } => (code::UNKNOWN_MESSAGE, format!("{actor_type}\n{message}")),
         RemoteError::Decode(d) => (code::DECODE, d.clone()),
         RemoteError::ReplyEncode(d) => (code::REPLY_ENCODE, d.clone()),
@@ -294,6 +348,8 @@ pub(crate) fn error_from_wire(node: &NodeId, code: u16, detail: String) -> Remot
         code::UNKNOWN_MESSAGE => RemoteError::UnknownMessageType {
             actor_type: next(),
             message: next(),
+            rust_type: None,
+            node: Some(node_name),
         },
         code::DECODE => RemoteError::Decode(detail),
         code::REPLY_ENCODE => RemoteError::ReplyEncode(detail),
@@ -347,6 +403,8 @@ mod tests {
             RemoteError::UnknownMessageType {
                 actor_type: "t".into(),
                 message: "m".into(),
+                rust_type: None,
+                node: Some("n".into()),
             },
             RemoteError::Decode("x".into()),
             RemoteError::ActorStopped,
@@ -404,6 +462,8 @@ mod tests {
                 RemoteError::UnknownMessageType {
                     actor_type: "t".into(),
                     message: "m".into(),
+                    rust_type: None,
+                    node: None,
                 },
                 true,
             ),
@@ -494,5 +554,39 @@ mod tests {
         // And code 8 was only ever sent for a reply.
         let back = error_from_wire(&NodeId::new("n", 1), 8, "bad".into());
         assert_eq!(back, RemoteError::ReplyEncode("bad".into()));
+    }
+
+    #[test]
+    fn an_unknown_message_names_the_message_and_the_line_to_add() {
+        let remote = RemoteError::UnknownMessageType {
+            actor_type: "shop.inventory".into(),
+            message: "clear".into(),
+            rust_type: Some("Clear".into()),
+            node: Some("node-3".into()),
+        };
+        assert_eq!(
+            remote.to_string(),
+            "shop.inventory on node node-3 does not handle message \"clear\": add \
+             m.handle::<Clear>(\"clear\") to the messages() of shop.inventory in the build \
+             node node-3 runs"
+        );
+        let here = RemoteError::UnknownMessageType {
+            actor_type: "shop.inventory".into(),
+            message: "shop::Clear".into(),
+            rust_type: Some("Clear".into()),
+            node: None,
+        };
+        assert_eq!(
+            here.to_string(),
+            "shop.inventory does not declare message shop::Clear for other nodes: add \
+             m.handle::<Clear>(\"a-stable-name\") to the messages() of shop.inventory"
+        );
+    }
+
+    #[test]
+    fn short_type_names_drop_module_paths() {
+        assert_eq!(short_type_name("my_app::msgs::Clear"), "Clear");
+        assert_eq!(short_type_name("alloc::vec::Vec<my::Msg>"), "Vec<Msg>");
+        assert_eq!(short_type_name("(a::B, &c::D)"), "(B, &D)");
     }
 }

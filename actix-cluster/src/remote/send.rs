@@ -248,7 +248,9 @@ impl Endpoint {
         let payload = match answer {
             Ok(Answer::Payload(p)) => p,
             Ok(Answer::Error { code, detail }) => {
-                return Err(error_from_wire(&self.node, code, detail));
+                return Err(core
+                    .actors
+                    .explain(error_from_wire(&self.node, code, detail)));
             }
             Ok(Answer::Body(_)) => {
                 return Err(RemoteError::ReplyDecode(
