@@ -496,3 +496,65 @@ fn reply_the_caller_cannot_decode_is_reply_decode_after_the_handler_ran() {
     );
     assert_eq!(after, Ok(6), "the handler's effect is visible");
 }
+
+/// A request issued while its node has no connection waits in the send queue; when
+/// membership declares the node down, the queue is dropped and the request fails with
+/// `NodeUnreachable`: it was never written, so a retry cannot duplicate it (`NodeGone` would
+/// say it may have been handled).
+#[test]
+fn request_queued_for_a_disconnected_node_fails_unreachable_when_the_node_is_declared_down() {
+    // Down comes seconds after the cut, long after the request is queued.
+    let mut membership = MembershipConfig::lan();
+    membership.suspect_to_down = Duration::from_secs(4);
+    let mut timeouts = Timeouts::lan();
+    timeouts.request = Duration::from_secs(60);
+    timeouts.give_up_after = Duration::from_secs(120);
+    let (a, b) = pair(
+        "never-written",
+        plaintext("a").timeouts(timeouts).membership(membership),
+    );
+    named_counter(&b);
+    let counter = a
+        .run(|s| async move { s.actor_on::<Counter>("b", "counter").await })
+        .unwrap()
+        .unwrap();
+    let member_b = |a: &TestNode| {
+        a.system()
+            .members()
+            .into_iter()
+            .find(|m| m.id.name() == "b")
+    };
+    a.system().faults().block("b");
+    assert!(
+        wait_until(TEST_DEADLINE, || member_b(&a).is_some_and(|m| !m.connected)),
+        "a never noticed the cut"
+    );
+    let (tx, rx) = mpsc::channel();
+    a.run(move |_| async move {
+        actix_rt::spawn(async move {
+            let _ = tx.send(counter.send(Add(1)).await);
+        });
+    })
+    .unwrap();
+    // Observed queued, so it was queued before the node was declared down (after that, a
+    // send fails at once and queues nothing).
+    assert!(
+        wait_until(TEST_DEADLINE, || member_b(&a)
+            .is_some_and(|m| m.queued == 1)),
+        "the request was not queued"
+    );
+    let result = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the queued request was still pending 30 s after the cut");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, RemoteError::NodeUnreachable { ref node } if node == "b"),
+        "{err:?}"
+    );
+    assert!(err.is_not_delivered(), "it was never written");
+    assert_eq!(
+        member_b(&a).map(|m| m.state),
+        Some(MemberState::Down),
+        "the queue was dropped because b was declared down"
+    );
+}

@@ -24,15 +24,17 @@ pub enum RemoteError {
     /// is discarded.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
-    /// The node could not be reached (never connected, or reconnecting failed for longer than
-    /// the configured give-up time). Nothing was delivered.
+    /// The node could not be reached: membership declared it down, or it has had no
+    /// connection for `Timeouts::give_up_after`. Nothing was delivered: the send failed at
+    /// once, or the request waited in the send queue and was dropped there unwritten.
     #[error("node {node} is unreachable")]
     NodeUnreachable {
         /// Node name as addressed.
         node: String,
     },
-    /// The connection to the node dropped, or the node restarted as a new incarnation, while
-    /// the request was in flight. It may or may not have been handled.
+    /// The request had been written when the connection to the node dropped, or the node was
+    /// declared down, restarted as a new incarnation, left or shut down; or the address
+    /// points at an incarnation that is gone. It may or may not have been handled.
     #[error("node {node} is gone")]
     NodeGone {
         /// The node that was addressed.
