@@ -206,11 +206,12 @@ impl LocalActors {
                 for c in conflicts {
                     tracing::error!("{c}");
                 }
-                let names = ty
-                    .names()
-                    .map(|(id, name, rust)| (id, (name, rust)))
-                    .collect();
-                write(&self.message_names).insert(A::NAME, names);
+                // Merged: two Rust types may share a wire type name (say, two builds' views
+                // of one actor in a test); each adds what it declares.
+                write(&self.message_names)
+                    .entry(A::NAME)
+                    .or_default()
+                    .extend(ty.names().map(|(id, name, rust)| (id, (name, rust))));
                 Arc::new(ty)
             })
             .clone();
