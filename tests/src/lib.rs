@@ -131,7 +131,62 @@ impl DistributedActor for Counter {
             .handle::<Explode>("explode")
             .handle::<Delay>("delay")
             .handle::<Blob>("blob")
-            .handle::<WaitForGate>("wait-for-gate");
+            .handle::<WaitForGate>("wait-for-gate")
+            .handle::<AddUnencodable>("add-unencodable");
+    }
+}
+
+/// Adds to the counter, like [`Add`], but answers with a reply that cannot be serialized: the
+/// handler runs and only the reply fails.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "Unencodable")]
+pub struct AddUnencodable(pub u64);
+
+/// A reply whose `Serialize` always fails.
+#[derive(Debug, Deserialize)]
+pub struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this reply refuses to be encoded",
+        ))
+    }
+}
+
+impl Handler<AddUnencodable> for Counter {
+    type Result = MessageResult<AddUnencodable>;
+    fn handle(&mut self, m: AddUnencodable, _: &mut Context<Self>) -> Self::Result {
+        self.n += m.0;
+        MessageResult(Unencodable)
+    }
+}
+
+/// The same wire type as [`Counter`] from a build that disagrees on the reply of `"add"`: it
+/// expects text where [`Counter`] answers a number, so the reply cannot be decoded.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct MisreadCounter;
+
+impl Actor for MisreadCounter {
+    type Context = Context<Self>;
+}
+
+/// [`Add`] on the wire, with a reply type that does not match [`Counter`]'s.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "String")]
+pub struct AddReadAsText(pub u64);
+
+impl Handler<AddReadAsText> for MisreadCounter {
+    type Result = String;
+    fn handle(&mut self, m: AddReadAsText, _: &mut Context<Self>) -> String {
+        m.0.to_string()
+    }
+}
+
+impl DistributedActor for MisreadCounter {
+    const NAME: &'static str = Counter::NAME;
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<AddReadAsText>("add");
     }
 }
 

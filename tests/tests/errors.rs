@@ -12,8 +12,8 @@ use actix_cluster::{
 };
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
 use actix_cluster_tests::{
-    Add, Blob, Counter, Delay, Explode, Get, NewerCounter, Recorder, Seen, Seq, Sleep, Undeclared,
-    wait_until,
+    Add, AddReadAsText, AddUnencodable, Blob, Counter, Delay, Explode, Get, MisreadCounter,
+    NewerCounter, Recorder, Seen, Seq, Sleep, Undeclared, wait_until,
 };
 
 /// Caller `a` and callee `b`, connected; both can host `Counter`s, neither a `Recorder`.
@@ -138,8 +138,13 @@ fn message_not_declared_in_messages_is_refused_before_sending() {
         })
         .unwrap();
     assert!(
-        matches!(send, Err(RemoteError::UnknownMessageType { ref actor_type, .. }) if actor_type == "tests.counter"),
+        matches!(send, Err(RemoteError::UnknownMessageType { ref actor_type, node: None, .. }) if actor_type == "tests.counter"),
         "{send:?}"
+    );
+    let text = send.unwrap_err().to_string();
+    assert!(
+        text.contains("m.handle::<Undeclared>(") && text.contains("messages() of tests.counter"),
+        "the error names the message and the line to add: {text}"
     );
     assert!(
         matches!(try_send, Ok(RemoteError::UnknownMessageType { .. })),
@@ -169,15 +174,24 @@ fn message_the_receiving_build_does_not_know_is_unknown_message_type() {
             (unknown, counter.send(Add(1)).await)
         })
         .unwrap();
+    // b knows the message only by its id; a, which sent it, knows its name.
     assert_eq!(
         unknown,
         Err(RemoteError::UnknownMessageType {
             actor_type: "tests.counter".into(),
-            message: format!(
-                "#{:08x}",
-                actix_cluster_tests::raw::message_id("undeclared")
-            ),
+            message: "undeclared".into(),
+            rust_type: Some("Undeclared".into()),
+            node: Some("b".into()),
         })
+    );
+    let text = unknown.unwrap_err().to_string();
+    assert!(
+        text.contains(r#"does not handle message "undeclared""#)
+            && text.contains(
+                r#"add m.handle::<Undeclared>("undeclared") to the messages() of tests.counter"#
+            )
+            && text.contains("node b"),
+        "the error names the message, the node and the line to add: {text}"
     );
     assert_eq!(
         added,
@@ -264,6 +278,10 @@ fn payload_above_max_frame_size_is_payload_too_large_and_nothing_is_sent() {
         .unwrap();
     let too_large = |e: &RemoteError| matches!(e, RemoteError::PayloadTooLarge { size, limit: 4096 } if *size > 4096);
     assert!(send.as_ref().is_err_and(too_large), "{send:?}");
+    assert!(
+        send.as_ref().is_err_and(RemoteError::is_not_delivered),
+        "an oversized request never reaches the handler: {send:?}"
+    );
     assert!(tell.as_ref().is_err_and(too_large), "{tell:?}");
     match try_send {
         Ok((8192, e)) => assert!(too_large(&e), "{e:?}"),
@@ -378,7 +396,7 @@ fn reply_above_the_callers_frame_limit_fails_only_that_request() {
     })
     .unwrap()
     .unwrap();
-    let (seen, bystander) = a
+    let (seen, bystander, request) = a
         .run(|s| async move {
             let recorder = s.actor_on::<Recorder>("b", "recorder").await.unwrap();
             let counter = s
@@ -392,16 +410,151 @@ fn reply_above_the_callers_frame_limit_fails_only_that_request() {
             let in_flight = counter.send(Delay(Duration::from_millis(300)));
             let in_flight = actix_rt::spawn(async move { in_flight.await });
             let seen = recorder.send(Seen).await.map(|v| v.len());
-            (seen, in_flight.await.unwrap())
+            // A request of the same size, for comparison.
+            let request = counter.send(Blob(vec![7; 9000])).await;
+            (seen, in_flight.await.unwrap(), request)
         })
         .unwrap();
+    let Err(seen) = seen else {
+        panic!("the oversized reply arrived: {seen:?}")
+    };
     assert!(
-        matches!(seen, Err(RemoteError::PayloadTooLarge { limit: 4096, .. })),
+        matches!(seen, RemoteError::ReplyTooLarge { size, limit: 4096 } if size > 4096),
         "{seen:?}"
+    );
+    assert!(
+        seen.to_string().starts_with("the reply of ")
+            && seen
+                .to_string()
+                .ends_with("exceeds this node's frame limit of 4096; the handler ran"),
+        "{seen}"
+    );
+    assert!(
+        !seen.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    let request = request.unwrap_err();
+    assert!(
+        matches!(request, RemoteError::PayloadTooLarge { .. }),
+        "{request:?}"
+    );
+    assert!(request.is_not_delivered());
+    assert_ne!(
+        seen.to_string().split(" bytes").nth(1),
+        request.to_string().split(" bytes").nth(1),
+        "an oversized reply and an oversized request read differently"
     );
     assert_eq!(
         bystander,
         Ok(()),
         "an unrelated request in flight must not fail"
+    );
+}
+
+#[test]
+fn reply_the_receiver_cannot_encode_is_reply_encode_after_the_handler_ran() {
+    let (a, b) = pair("reply-encode", plaintext("a"));
+    named_counter(&b);
+    let (failed, after) = a
+        .run(|s| async move {
+            let counter = s.actor_on::<Counter>("b", "counter").await.unwrap();
+            let failed = counter.send(AddUnencodable(10)).await.map(|_| ());
+            (failed, counter.send(Get).await)
+        })
+        .unwrap();
+    let err = failed.unwrap_err();
+    assert!(matches!(err, RemoteError::ReplyEncode(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("refuses to be encoded"),
+        "the encoder's reason reaches the caller: {err}"
+    );
+    assert!(
+        !err.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    assert_eq!(after, Ok(15), "the handler's effect is visible");
+}
+
+#[test]
+fn reply_the_caller_cannot_decode_is_reply_decode_after_the_handler_ran() {
+    let (a, b) = pair("reply-decode", plaintext("a"));
+    named_counter(&b);
+    let (failed, after) = a
+        .run(|s| async move {
+            // a's build expects text back from "add"; b's counter answers a number.
+            let misread = s.actor_on::<MisreadCounter>("b", "counter").await.unwrap();
+            let failed = misread.send(AddReadAsText(1)).await;
+            let counter = s.actor_on::<Counter>("b", "counter").await.unwrap();
+            (failed, counter.send(Get).await)
+        })
+        .unwrap();
+    let err = failed.unwrap_err();
+    assert!(matches!(err, RemoteError::ReplyDecode(_)), "{err:?}");
+    assert!(
+        !err.is_not_delivered(),
+        "the handler ran: a retry would run it again"
+    );
+    assert_eq!(after, Ok(6), "the handler's effect is visible");
+}
+
+/// A request issued while its node has no connection waits in the send queue; when
+/// membership declares the node down, the queue is dropped and the request fails with
+/// `NodeUnreachable`: it was never written, so a retry cannot duplicate it (`NodeGone` would
+/// say it may have been handled).
+#[test]
+fn request_queued_for_a_disconnected_node_fails_unreachable_when_the_node_is_declared_down() {
+    // Down comes seconds after the cut, long after the request is queued.
+    let mut membership = MembershipConfig::lan();
+    membership.suspect_to_down = Duration::from_secs(4);
+    let mut timeouts = Timeouts::lan();
+    timeouts.request = Duration::from_secs(60);
+    timeouts.give_up_after = Duration::from_secs(120);
+    let (a, b) = pair(
+        "never-written",
+        plaintext("a").timeouts(timeouts).membership(membership),
+    );
+    named_counter(&b);
+    let counter = a
+        .run(|s| async move { s.actor_on::<Counter>("b", "counter").await })
+        .unwrap()
+        .unwrap();
+    let member_b = |a: &TestNode| {
+        a.system()
+            .members()
+            .into_iter()
+            .find(|m| m.id.name() == "b")
+    };
+    a.system().faults().block("b");
+    assert!(
+        wait_until(TEST_DEADLINE, || member_b(&a).is_some_and(|m| !m.connected)),
+        "a never noticed the cut"
+    );
+    let (tx, rx) = mpsc::channel();
+    a.run(move |_| async move {
+        actix_rt::spawn(async move {
+            let _ = tx.send(counter.send(Add(1)).await);
+        });
+    })
+    .unwrap();
+    // Observed queued, so it was queued before the node was declared down (after that, a
+    // send fails at once and queues nothing).
+    assert!(
+        wait_until(TEST_DEADLINE, || member_b(&a)
+            .is_some_and(|m| m.queued == 1)),
+        "the request was not queued"
+    );
+    let result = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the queued request was still pending 30 s after the cut");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, RemoteError::NodeUnreachable { ref node } if node == "b"),
+        "{err:?}"
+    );
+    assert!(err.is_not_delivered(), "it was never written");
+    assert_eq!(
+        member_b(&a).map(|m| m.state),
+        Some(MemberState::Down),
+        "the queue was dropped because b was declared down"
     );
 }

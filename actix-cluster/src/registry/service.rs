@@ -927,7 +927,7 @@ impl Registry {
 }
 
 fn protocol_error() -> RegistryError {
-    RegistryError::Remote(RemoteError::Decode("unexpected registry reply".into()))
+    RegistryError::Remote(RemoteError::ReplyDecode("unexpected registry reply".into()))
 }
 
 fn not_connected() -> RegistryError {

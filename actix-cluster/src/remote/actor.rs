@@ -96,6 +96,8 @@ type RequestFn<A> = fn(&Addr<A>, &[u8], SerializationFormat) -> Result<ReplyFutu
 
 pub(crate) struct MessageEntry<A: Actor> {
     name: &'static str,
+    /// `std::any::type_name` of the message, for errors that tell the user what to declare.
+    rust_type: &'static str,
     id: u32,
     type_id: TypeId,
     pub(crate) tell: TellFn<A>,
@@ -142,6 +144,7 @@ impl<A: DistributedActor> Messages<A> {
         }
         self.entries.push(MessageEntry {
             name,
+            rust_type: std::any::type_name::<M>(),
             id,
             type_id,
             tell: tell_fn::<A, M>,
@@ -203,7 +206,7 @@ where
     Ok(Box::pin(async move {
         match reply.await {
             Ok(result) => {
-                codec::encode(format, &result).map_err(|e| RemoteError::from_codec(e, false))
+                codec::encode(format, &result).map_err(|e| RemoteError::from_reply_codec(e, false))
             }
             Err(MailboxError::Closed) => Err(RemoteError::HandlerFailed(
                 "the actor stopped or panicked while handling the request".into(),
@@ -249,6 +252,11 @@ impl<A: DistributedActor> ActorType<A> {
     pub(crate) fn entry(&self, id: u32) -> Option<&MessageEntry<A>> {
         let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
         Some(&self.entries[self.by_id[at].1])
+    }
+
+    /// Wire id, wire name and Rust type name of every declared message.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (u32, &'static str, &'static str)> + '_ {
+        self.entries.iter().map(|e| (e.id, e.name, e.rust_type))
     }
 
     /// The wire id of message type `M`, if `A` declared it.

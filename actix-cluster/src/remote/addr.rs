@@ -26,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::actor::{ActorType, DistributedActor, RemoteMessage};
 use super::context::RemoteContext;
-use super::error::{RemoteError, TrySendError};
+use super::error::{RemoteError, TrySendError, short_type_name};
 use super::named::{NameBinding, NameLocation};
 use super::recipient::RemoteRecipient;
 use super::send::{Endpoint, Pending};
@@ -323,6 +323,8 @@ impl<A: DistributedActor> RemoteAddr<A> {
             RemoteError::UnknownMessageType {
                 actor_type: A::NAME.to_owned(),
                 message: std::any::type_name::<M>().to_owned(),
+                rust_type: Some(short_type_name(std::any::type_name::<M>())),
+                node: None,
             }
         })?;
         Ok((id, A::serialization_format().unwrap_or(core.default_format)))

@@ -142,6 +142,7 @@ impl Dispatch {
         let reply = match started {
             Ok(f) => f,
             Err(e) => {
+                self.ctx.actors.log_unknown_message(peer.id.name(), &e);
                 send_error(peer, correlation, &e);
                 return None;
             }
@@ -212,7 +213,7 @@ async fn send_response(
         send_error(
             peer,
             correlation,
-            &RemoteError::PayloadTooLarge {
+            &RemoteError::ReplyTooLarge {
                 size: bytes.len() as u64,
                 limit: u64::from(max_frame),
             },
@@ -240,6 +241,7 @@ impl ConnectionDispatch for Dispatch {
                 Ok(Delivery::Done) => None,
                 Ok(Delivery::Wait(wait)) => Some(wait),
                 Err(e) => {
+                    self.ctx.actors.log_unknown_message(peer.id.name(), &e);
                     // A tell has nobody to report to: count it and say so in the log.
                     self.ctx
                         .actors

@@ -17,7 +17,7 @@ use super::actor::{
     ActorType, Delivery, DistributedActor, MessageEntry, RemoteMessage, ReplyFuture,
 };
 use super::context::{RemoteContext, with_scope};
-use super::error::RemoteError;
+use super::error::{RemoteError, short_type_name};
 use super::watch;
 use crate::codec::{self, SerializationFormat};
 use crate::limits::Limits;
@@ -44,6 +44,9 @@ pub(crate) trait LocalActor: Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// A message's wire name and `std::any::type_name`.
+type MessageName = (&'static str, &'static str);
+
 struct LocalEntry<A: DistributedActor> {
     addr: Addr<A>,
     ty: Arc<ActorType<A>>,
@@ -57,6 +60,9 @@ impl<A: DistributedActor> LocalEntry<A> {
             .ok_or_else(|| RemoteError::UnknownMessageType {
                 actor_type: A::NAME.to_owned(),
                 message: format!("#{message:08x}"),
+                rust_type: None,
+                // The requester fills in the node it asked.
+                node: None,
             })
     }
 }
@@ -136,6 +142,11 @@ pub(crate) struct LocalActors {
     names: RwLock<HashMap<String, u64>>,
     spawners: HashMap<&'static str, SpawnerFn>,
     types: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// Actor type → message id → (wire name, Rust type) of the types this node has used: how
+    /// an error naming a message by its id is turned back into its name.
+    message_names: RwLock<HashMap<&'static str, HashMap<u32, MessageName>>>,
+    /// (actor type, message) pairs already logged as not declared here; bounded.
+    unknown_logged: Mutex<std::collections::HashSet<(String, String)>>,
     next_id: AtomicU64,
     pub(crate) home: ArbiterHandle,
     pub(crate) limits: Limits,
@@ -174,6 +185,8 @@ impl LocalActors {
             names: RwLock::new(HashMap::new()),
             spawners,
             types: Mutex::new(HashMap::new()),
+            message_names: RwLock::new(HashMap::new()),
+            unknown_logged: Mutex::new(std::collections::HashSet::new()),
             next_id: AtomicU64::new(1),
             home,
             limits,
@@ -193,6 +206,12 @@ impl LocalActors {
                 for c in conflicts {
                     tracing::error!("{c}");
                 }
+                // Merged: two Rust types may share a wire type name (say, two builds' views
+                // of one actor in a test); each adds what it declares.
+                write(&self.message_names)
+                    .entry(A::NAME)
+                    .or_default()
+                    .extend(ty.names().map(|(id, name, rust)| (id, (name, rust))));
                 Arc::new(ty)
             })
             .clone();
@@ -201,6 +220,73 @@ impl LocalActors {
         // keeps this panic-free all the same.
         any.downcast::<ActorType<A>>()
             .unwrap_or_else(|_| Arc::new(ActorType::<A>::build().0))
+    }
+
+    /// Completes an error naming a message by its id with the name and Rust type this
+    /// node's build declares for it, so that the error says what to add where.
+    pub(crate) fn explain(&self, e: RemoteError) -> RemoteError {
+        match e {
+            RemoteError::UnknownMessageType {
+                actor_type,
+                message,
+                rust_type: None,
+                node,
+            } => {
+                let known = message
+                    .strip_prefix('#')
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(|id| {
+                        read(&self.message_names)
+                            .get(actor_type.as_str())?
+                            .get(&id)
+                            .copied()
+                    });
+                let (message, rust_type) = match known {
+                    Some((name, rust)) => (name.to_owned(), Some(short_type_name(rust))),
+                    None => (message, None),
+                };
+                RemoteError::UnknownMessageType {
+                    actor_type,
+                    message,
+                    rust_type,
+                    node,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Logs, once per (actor type, message), that a peer sent a message an actor type of
+    /// this node does not declare, with the fix.
+    pub(crate) fn log_unknown_message(&self, from: &str, e: &RemoteError) {
+        let RemoteError::UnknownMessageType {
+            actor_type,
+            message,
+            ..
+        } = e
+        else {
+            return;
+        };
+        // System requests a newer peer tries are expected; only user types need a fix.
+        if actor_type == super::system::SYSTEM_ACTOR_TYPE {
+            return;
+        }
+        if !first_report(
+            &mut self
+                .unknown_logged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            (actor_type.clone(), message.clone()),
+        ) {
+            return;
+        }
+        tracing::warn!(
+            node = %from,
+            "{actor_type} received message {message} from node {from}, which declares it, but \
+             {actor_type} on this node does not: add m.handle::<..>(\"<its name>\") for it to \
+             the messages() of {actor_type} here (the caller's error names the message), or run \
+             the same build on every node"
+        );
     }
 
     /// Starts `actor` on the current arbiter with the cluster's mailbox capacity and makes it
@@ -308,6 +394,7 @@ impl LocalActors {
     /// Decompresses a payload if needed, bounded by the frame limit.
     pub(crate) fn plain<'a>(&self, payload: &'a Payload) -> Result<Cow<'a, [u8]>, RemoteError> {
         plain_bytes(payload, self.limits.max_frame_size as usize)
+            .map_err(|e| RemoteError::from_codec(e, true))
     }
 
     /// The spawner registered for actor type `actor_type`.
@@ -321,12 +408,25 @@ impl LocalActors {
     }
 }
 
+/// Distinct (actor type, message) pairs logged as unknown; past this, no more are logged, so
+/// that a peer sending made-up ids cannot grow memory or flood the log.
+const MAX_UNKNOWN_LOGGED: usize = 64;
+
+/// Whether `key` is reported for the first time (and there is room to remember it).
+fn first_report(
+    logged: &mut std::collections::HashSet<(String, String)>,
+    key: (String, String),
+) -> bool {
+    logged.len() < MAX_UNKNOWN_LOGGED && logged.insert(key)
+}
+
 /// The payload's plain bytes: borrowed, or decompressed with the declared size checked first.
-pub(crate) fn plain_bytes(payload: &Payload, limit: usize) -> Result<Cow<'_, [u8]>, RemoteError> {
+pub(crate) fn plain_bytes(
+    payload: &Payload,
+    limit: usize,
+) -> Result<Cow<'_, [u8]>, codec::CodecError> {
     if payload.compressed {
-        codec::decompress(&payload.bytes, limit)
-            .map(Cow::Owned)
-            .map_err(|e| RemoteError::from_codec(e, true))
+        codec::decompress(&payload.bytes, limit).map(Cow::Owned)
     } else {
         Ok(Cow::Borrowed(&payload.bytes[..]))
     }
@@ -345,5 +445,24 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_message_is_logged_once_per_actor_type_and_message() {
+        let mut logged = std::collections::HashSet::new();
+        let key = |t: &str, m: &str| (t.to_owned(), m.to_owned());
+        assert!(first_report(&mut logged, key("a", "#01")));
+        assert!(!first_report(&mut logged, key("a", "#01")), "once");
+        assert!(first_report(&mut logged, key("a", "#02")));
+        assert!(first_report(&mut logged, key("b", "#01")));
+        for i in 0..1000 {
+            first_report(&mut logged, key("c", &format!("#{i}")));
+        }
+        assert_eq!(logged.len(), MAX_UNKNOWN_LOGGED, "bounded");
     }
 }

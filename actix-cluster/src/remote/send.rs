@@ -248,10 +248,12 @@ impl Endpoint {
         let payload = match answer {
             Ok(Answer::Payload(p)) => p,
             Ok(Answer::Error { code, detail }) => {
-                return Err(error_from_wire(&self.node, code, detail));
+                return Err(core
+                    .actors
+                    .explain(error_from_wire(&self.node, code, detail)));
             }
             Ok(Answer::Body(_)) => {
-                return Err(RemoteError::Decode(
+                return Err(RemoteError::ReplyDecode(
                     "a channel frame answered a request".into(),
                 ));
             }
@@ -260,9 +262,11 @@ impl Endpoint {
                 return Err(call_error(e, peer, timeout));
             }
         };
-        let bytes = plain_bytes(&payload, core.limits.max_frame_size as usize)?;
+        // Whatever fails from here on, the handler has run.
+        let bytes = plain_bytes(&payload, core.limits.max_frame_size as usize)
+            .map_err(|e| RemoteError::from_reply_codec(e, true))?;
         with_scope(core, || codec::decode(payload.format, &bytes))
-            .map_err(|e| RemoteError::from_codec(e, true))
+            .map_err(|e| RemoteError::from_reply_codec(e, true))
     }
 }
 

@@ -31,6 +31,9 @@ use crate::transport::Peer;
 /// Actor id of the node itself.
 pub(crate) const SYSTEM_ACTOR: u64 = 0;
 
+/// The actor type named in errors about system requests.
+pub(crate) const SYSTEM_ACTOR_TYPE: &str = "node";
+
 /// Message ids of system requests, as registered by each layer. Listed together so that ids
 /// are never reused; `docs/protocol.md` describes each body.
 pub(crate) mod id {
@@ -123,7 +126,7 @@ impl SystemRequests {
             Ok(Box::pin(async move {
                 let resp = reply.await?;
                 codec::encode(SerializationFormat::Bincode, &resp)
-                    .map_err(|e| RemoteError::from_codec(e, false))
+                    .map_err(|e| RemoteError::from_reply_codec(e, false))
             }))
         });
         self.insert(id, Handler::Request(run))
@@ -146,8 +149,10 @@ impl SystemRequests {
 
     fn unknown(id: u32) -> RemoteError {
         RemoteError::UnknownMessageType {
-            actor_type: "node".into(),
+            actor_type: SYSTEM_ACTOR_TYPE.into(),
             message: format!("#{id:08x}"),
+            rust_type: None,
+            node: None,
         }
     }
 

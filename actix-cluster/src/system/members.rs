@@ -33,7 +33,7 @@ impl ClusterSystem {
     /// - [`RemoteError::NodeUnreachable`] or [`RemoteError::NodeGone`]: the node failed or
     ///   restarted before answering;
     /// - [`RemoteError::UnknownMessageType`]: the node runs a version without this request;
-    /// - [`RemoteError::Decode`]: the answer was malformed.
+    /// - [`RemoteError::ReplyDecode`]: the answer was malformed.
     ///
     /// Nothing changes on either node.
     pub async fn members_of(&self, node: &str) -> Result<Vec<Member>, RemoteError> {
@@ -247,16 +247,16 @@ impl MemberRow {
     /// Checks the row a peer sent and turns it back into a [`Member`](crate::membership::Member).
     pub(crate) fn into_member(self) -> Result<crate::membership::Member, RemoteError> {
         let role = crate::node::NodeRole::from_wire(self.role).ok_or_else(|| {
-            RemoteError::Decode(format!("member {}: unknown role {}", self.name, self.role))
+            RemoteError::ReplyDecode(format!("member {}: unknown role {}", self.name, self.role))
         })?;
         let state = crate::membership::MemberState::from_u8(self.state).ok_or_else(|| {
-            RemoteError::Decode(format!(
+            RemoteError::ReplyDecode(format!(
                 "member {}: unknown state {}",
                 self.name, self.state
             ))
         })?;
         crate::node::validate_node_name(&self.name)
-            .map_err(|e| RemoteError::Decode(format!("member name: {e}")))?;
+            .map_err(|e| RemoteError::ReplyDecode(format!("member name: {e}")))?;
         Ok(crate::membership::Member {
             id: NodeId::new(self.name, self.incarnation),
             addr: self.addr,
@@ -303,9 +303,15 @@ mod tests {
 
         let mut bad = MemberRow::from_member(&member);
         bad.state = 200;
-        assert!(matches!(bad.into_member(), Err(RemoteError::Decode(_))));
+        assert!(matches!(
+            bad.into_member(),
+            Err(RemoteError::ReplyDecode(_))
+        ));
         let mut bad = MemberRow::from_member(&member);
         bad.name = "Not A Name".into();
-        assert!(matches!(bad.into_member(), Err(RemoteError::Decode(_))));
+        assert!(matches!(
+            bad.into_member(),
+            Err(RemoteError::ReplyDecode(_))
+        ));
     }
 }

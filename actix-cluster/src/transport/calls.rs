@@ -78,6 +78,19 @@ struct Waiting {
     tx: oneshot::Sender<Reply>,
     /// When the table itself fails the call; `None` when the caller keeps its own timer.
     until: Option<Instant>,
+    /// Registered together with its request frame in the peer's send queue
+    /// ([`Peer::start_request`](super::peer::Peer::start_request)), so whether the frame was
+    /// handed to a writer is known from its id.
+    queued: bool,
+}
+
+/// The calls of a table, by what is known about their request; see
+/// [`CallTable::take_all_split`].
+#[derive(Default)]
+pub(crate) struct SplitCalls {
+    pub(crate) unsent: Vec<oneshot::Sender<Reply>>,
+    pub(crate) sent: Vec<oneshot::Sender<Reply>>,
+    pub(crate) other: Vec<oneshot::Sender<Reply>>,
 }
 
 /// The calls in flight to one peer. Plain data: the peer guards it with its queue lock.
@@ -86,6 +99,9 @@ pub(crate) struct CallTable {
     waiting: HashMap<u64, Waiting>,
     deadlines: BTreeSet<(Instant, u64)>,
     next: u64,
+    /// Every queued call with an id up to this one had its request frame taken by a writer
+    /// (it may have reached the peer); a queued call above it is still in the send queue.
+    taken_upto: u64,
 }
 
 impl std::fmt::Debug for CallTable {
@@ -106,7 +122,7 @@ impl CallTable {
         until: Option<Instant>,
     ) -> (u64, oneshot::Receiver<Reply>, bool) {
         let correlation = self.next_id();
-        let (rx, earliest) = self.insert(correlation, kind, until);
+        let (rx, earliest) = self.insert(correlation, kind, until, false);
         (correlation, rx, earliest)
     }
 
@@ -118,20 +134,29 @@ impl CallTable {
     }
 
     /// Registers call `correlation` (from [`next_id`](Self::next_id)); see
-    /// [`register`](Self::register).
+    /// [`register`](Self::register). `queued`: its request frame was appended to the send
+    /// queue in the same critical section.
     pub(crate) fn insert(
         &mut self,
         correlation: u64,
         kind: u8,
         until: Option<Instant>,
+        queued: bool,
     ) -> (oneshot::Receiver<Reply>, bool) {
         let (tx, rx) = oneshot::channel();
         let earliest = until.is_some_and(|u| self.deadlines.first().is_none_or(|(d, _)| u < *d));
         if let Some(u) = until {
             self.deadlines.insert((u, correlation));
         }
-        self.waiting
-            .insert(correlation, Waiting { kind, tx, until });
+        self.waiting.insert(
+            correlation,
+            Waiting {
+                kind,
+                tx,
+                until,
+                queued,
+            },
+        );
         (rx, earliest)
     }
 
@@ -162,10 +187,48 @@ impl CallTable {
         self.take(correlation);
     }
 
-    /// Takes every call in flight, to be failed outside the lock.
-    pub(crate) fn take_all(&mut self) -> Vec<oneshot::Sender<Reply>> {
+    /// Records that a writer took the whole send queue: the frames of every call registered
+    /// so far are on their way.
+    pub(crate) fn mark_taken(&mut self) {
+        self.taken_upto = self.next;
+    }
+
+    /// Whether call `correlation`'s request frame is still in the send queue.
+    fn unsent(&self, correlation: u64, w: &Waiting) -> bool {
+        w.queued && correlation > self.taken_upto
+    }
+
+    /// Takes every call whose request may have reached the peer, leaving those whose frame
+    /// is still in the send queue (a next connection writes them).
+    pub(crate) fn take_sent(&mut self) -> Vec<oneshot::Sender<Reply>> {
+        let sent: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(c, w)| !self.unsent(**c, w))
+            .map(|(c, _)| *c)
+            .collect();
+        sent.into_iter()
+            .filter_map(|c| self.take(c))
+            .map(|w| w.tx)
+            .collect()
+    }
+
+    /// Takes every call, split three ways: queued requests whose frame is still in the send
+    /// queue (never written: when the queue is dropped with them, they were certainly not
+    /// delivered), queued requests a writer took, and calls whose frames travel on their own
+    /// (channel calls).
+    pub(crate) fn take_all_split(&mut self) -> SplitCalls {
         self.deadlines.clear();
-        self.waiting.drain().map(|(_, w)| w.tx).collect()
+        let mut split = SplitCalls::default();
+        let taken_upto = self.taken_upto;
+        for (c, w) in self.waiting.drain() {
+            match (w.queued, c > taken_upto) {
+                (true, true) => split.unsent.push(w.tx),
+                (true, false) => split.sent.push(w.tx),
+                (false, _) => split.other.push(w.tx),
+            }
+        }
+        split
     }
 
     /// Takes the calls whose deadline is at or before `now`, and returns the next deadline.
@@ -243,5 +306,29 @@ mod tests {
         t.forget(a);
         let (b, _, _) = t.register(0x20, None);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn calls_whose_frame_no_writer_took_are_told_apart() {
+        let mut t = CallTable::default();
+        let a = t.next_id();
+        let _ra = t.insert(a, DATA_PLANE, None, true);
+        t.mark_taken();
+        let b = t.next_id();
+        let _rb = t.insert(b, DATA_PLANE, None, true);
+        // A channel call's frame is pushed separately: never counted as unsent.
+        let (_c, _rc, _) = t.register(0x20, None);
+        let sent = t.take_sent();
+        assert_eq!(
+            sent.len(),
+            2,
+            "a's frame was taken; the channel call may be out"
+        );
+        assert_eq!(t.len(), 1, "b stays for the next connection");
+        let split = t.take_all_split();
+        assert_eq!(
+            (split.unsent.len(), split.sent.len(), split.other.len()),
+            (1, 0, 0)
+        );
     }
 }

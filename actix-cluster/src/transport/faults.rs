@@ -175,7 +175,9 @@ fn duplicate(tcp: &tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream
 /// handshakes, so the blocked node cannot reconnect either. Both sides handle the cut as any
 /// lost connection: requests in flight fail with
 /// [`RemoteError::NodeGone`](crate::RemoteError::NodeGone), queued messages wait for a
-/// reconnect until `give_up_after`, and membership sees the node unreachable and then Down.
+/// reconnect until membership declares the node Down (or `give_up_after` passes), and are
+/// then dropped, their requests failing with
+/// [`RemoteError::NodeUnreachable`](crate::RemoteError::NodeUnreachable).
 /// After [`unblock`](Self::unblock) both sides reconnect on their own.
 ///
 /// To partition a cluster, block each node of one side on every node of the other side (or

@@ -390,6 +390,7 @@ impl Peer {
             return TakeBatch::Empty;
         }
         q.writing = true;
+        q.calls.mark_taken();
         let messages = std::mem::take(&mut q.messages);
         let bytes = if q.urgent.is_empty() {
             q.buf.split()
@@ -430,7 +431,9 @@ impl Peer {
         self.check_sendable()?;
         let correlation = q.calls.next_id();
         let was_empty = self.append_counted(&mut q, len, |b| write(b, correlation))?;
-        let (rx, earliest) = q.calls.insert(correlation, calls::DATA_PLANE, Some(until));
+        let (rx, earliest) = q
+            .calls
+            .insert(correlation, calls::DATA_PLANE, Some(until), true);
         drop(q);
         if was_empty {
             self.data_ready.notify_one();
@@ -495,9 +498,11 @@ impl Peer {
         next
     }
 
-    fn fail_calls(&self, error: CallError) {
-        let all = lock(&self.queue).calls.take_all();
-        calls::fail(all, error);
+    /// Fails the calls whose request may have reached the peer with `error`; requests still
+    /// in the send queue wait for the next connection.
+    fn fail_sent_calls(&self, error: CallError) {
+        let sent = lock(&self.queue).calls.take_sent();
+        calls::fail(sent, error);
     }
 
     /// Attaches a freshly handshaken connection, or decides it is the loser of two
@@ -540,8 +545,9 @@ impl Peer {
     }
 
     /// A connection ended. If it was the attached one, the peer is now disconnected and the
-    /// driver starts reconnecting; requests in flight fail unless `fail_pending` is false
-    /// (the peer announced a replacement connection).
+    /// driver starts reconnecting; requests a writer took fail unless `fail_pending` is false
+    /// (the peer announced a replacement connection). Requests still in the queue stay there
+    /// for the next connection.
     pub(crate) fn detach(&self, conn: u64, fail_pending: bool) {
         let mut slot = lock(&self.attached);
         if slot.as_ref().is_none_or(|a| a.conn != conn) {
@@ -558,7 +564,7 @@ impl Peer {
             Ordering::Acquire,
         );
         if fail_pending {
-            self.fail_calls(CallError::Gone);
+            self.fail_sent_calls(CallError::Gone);
         }
         self.disconnected.notify_one();
     }
@@ -585,25 +591,25 @@ impl Peer {
             )
             .is_ok()
         {
-            self.drop_queue();
-            // Requests still queued were never sent: nothing was delivered.
-            self.fail_calls(CallError::Unreachable);
+            // Requests still queued were never sent: nothing was delivered. Requests sent on
+            // a connection retired as a duplicate may have been.
+            self.drop_queue(CallError::Gone, CallError::Unreachable);
             self.space.notify_waiters();
             tracing::warn!(node = %self.id, "node unreachable");
         }
     }
 
     /// Membership declared this incarnation down: requests in flight fail with `NodeGone`
-    /// now, queued messages are dropped (and counted) and sends fail fast. The driver keeps
-    /// redialling, so a node that was only cut off is reachable again once it answers.
+    /// now, queued messages are dropped (and counted; queued requests fail as unreachable,
+    /// since they were never written) and sends fail fast. The driver keeps redialling, so a
+    /// node that was only cut off is reachable again once it answers.
     pub(crate) fn mark_down(&self) {
         if self.state() == PeerState::Gone {
             return;
         }
         self.state
             .store(PeerState::Unreachable as u8, Ordering::Release);
-        self.drop_queue();
-        self.fail_calls(CallError::Gone);
+        self.drop_queue(CallError::Gone, CallError::Gone);
         self.space.notify_waiters();
     }
 
@@ -623,8 +629,7 @@ impl Peer {
     /// This incarnation is over (it restarted, or this node is shutting down).
     pub(crate) fn mark_gone(&self) {
         self.state.store(PeerState::Gone as u8, Ordering::Release);
-        self.drop_queue();
-        self.fail_calls(CallError::Gone);
+        self.drop_queue(CallError::Gone, CallError::Gone);
         self.space.notify_waiters();
         self.disconnected.notify_one();
         if let Some(a) = lock(&self.attached).take() {
@@ -632,12 +637,20 @@ impl Peer {
         }
     }
 
-    fn drop_queue(&self) {
+    /// Drops what is queued (counting it) and fails every call: requests dropped here
+    /// unwritten with `Unreachable` (certainly not delivered), requests already written with
+    /// `sent` (they may have been), channel calls with `other`. One critical section, so no
+    /// writer takes a batch between the decision and the drop.
+    fn drop_queue(&self, sent: CallError, other: CallError) {
         let mut q = lock(&self.queue);
         let n = std::mem::take(&mut q.messages);
         q.buf.clear();
         q.urgent.clear();
+        let split = q.calls.take_all_split();
         drop(q);
+        calls::fail(split.unsent, CallError::Unreachable);
+        calls::fail(split.sent, sent);
+        calls::fail(split.other, other);
         if n > 0 {
             self.dropped.fetch_add(n as u64, Ordering::Relaxed);
             crate::metrics::messages_dropped("unreachable", n as u64);
@@ -899,7 +912,9 @@ mod tests {
     #[tokio::test]
     async fn a_gone_peer_fails_requests_in_flight_and_takes_no_more() {
         let p = peer(10);
+        p.attach(attached(1, "a"));
         let (_, rx) = request(&p, soon()).expect("queued");
+        assert!(matches!(p.take_batch(1), TakeBatch::Batch(..)));
         p.mark_gone();
         assert!(matches!(rx.await, Ok(Err(CallError::Gone))));
         assert_eq!(request(&p, soon()).err(), Some(PushError::Gone));
@@ -918,5 +933,41 @@ mod tests {
         );
         p.attach(attached(1, "a"));
         assert_eq!(p.state(), PeerState::Connected);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_from_the_queue_unwritten_is_unreachable_not_gone() {
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        let (_, written) = request(&p, soon()).expect("queued");
+        assert!(matches!(p.take_batch(1), TakeBatch::Batch(..)));
+        // The connection drops: the written request may have been handled.
+        p.detach(1, true);
+        assert!(matches!(written.await, Ok(Err(CallError::Gone))));
+        // Issued after the crash: it waits in the queue for a next connection...
+        let (_, queued) = request(&p, soon()).expect("queued");
+        assert_eq!(lock(&p.queue).calls.len(), 1, "a lost connection keeps it");
+        // ...until membership declares the node down and drops it unwritten.
+        p.mark_down();
+        assert!(matches!(queued.await, Ok(Err(CallError::Unreachable))));
+        assert_eq!(p.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_still_queued_survives_a_lost_connection_and_is_written_on_the_next() {
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        let (_, rx) = request(&p, soon()).expect("queued");
+        p.detach(1, true);
+        p.attach(attached(2, "a"));
+        match p.take_batch(2) {
+            TakeBatch::Batch(bytes, 1) => assert_eq!(&bytes[..], b"r"),
+            other => panic!("expected the queued request, got {other:?}"),
+        }
+        p.mark_gone();
+        assert!(
+            matches!(rx.await, Ok(Err(CallError::Gone))),
+            "once written it may have been handled"
+        );
     }
 }
