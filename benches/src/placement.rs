@@ -160,8 +160,14 @@ mod tests {
             assert!(d[s]["p50_ns"].as_f64().is_some_and(|v| v > 0.0), "{s}: {d}");
         }
         let s = spread(10, 10_000);
-        for k in ["least_loaded_max_over_mean", "consistent_hash_max_over_mean"] {
-            assert!(s[k].as_f64().is_some_and(|v| (1.0..=1.25).contains(&v)), "{k}: {s}");
+        for k in [
+            "least_loaded_max_over_mean",
+            "consistent_hash_max_over_mean",
+        ] {
+            assert!(
+                s[k].as_f64().is_some_and(|v| (1.0..=1.25).contains(&v)),
+                "{k}: {s}"
+            );
         }
     }
 }
