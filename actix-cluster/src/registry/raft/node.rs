@@ -68,6 +68,8 @@ pub(crate) struct RaftHandle {
     restart: Arc<Restart>,
     /// openraft's output filter on the registry thread, when installed.
     quiet: Option<Arc<super::quiet::Quiet>>,
+    /// The term in which this node last saw itself lead, and when it first did.
+    leading: Arc<Mutex<Option<(u64, std::time::Instant)>>>,
 }
 
 /// The parts of a Raft start that a restart in this process reuses.
@@ -180,6 +182,7 @@ pub(crate) fn start(
             raft: Arc::new(Mutex::new(raft)),
             restart: Arc::new(restart),
             quiet,
+            leading: Arc::default(),
             id,
             wire,
             runtime: handle,
@@ -311,17 +314,36 @@ impl RaftHandle {
         let leader = m.current_leader?;
         let fresh = |d: std::time::Duration| d <= self.lease;
         if leader == self.id {
+            if m.state != ServerState::Leader {
+                return None;
+            }
             let alone = m.membership_config.membership().voter_ids().eq([self.id]);
-            let acked = m
-                .last_quorum_acked
-                .as_ref()
-                .is_some_and(|at| fresh(openraft::Instant::elapsed(&**at)));
-            (m.state == ServerState::Leader && (alone || acked)).then_some(leader)
+            let acked = match m.last_quorum_acked.as_ref() {
+                Some(at) => fresh(openraft::Instant::elapsed(&**at)),
+                // Elected, and no heartbeat round acknowledged yet: the votes that elected
+                // it were a quorum's acknowledgement, within the lease of the first time this
+                // node saw itself lead in this term.
+                None => fresh(self.leading_since(m.current_term).elapsed()),
+            };
+            (alone || acked).then_some(leader)
         } else {
             self.wire
                 .since_leader_contact()
                 .is_some_and(fresh)
                 .then_some(leader)
+        }
+    }
+
+    /// When this node first saw itself lead in `term`.
+    fn leading_since(&self, term: u64) -> std::time::Instant {
+        let mut since = lock(&self.leading);
+        match *since {
+            Some((t, at)) if t == term => at,
+            _ => {
+                let now = std::time::Instant::now();
+                *since = Some((term, now));
+                now
+            }
         }
     }
 
