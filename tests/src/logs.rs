@@ -1,4 +1,4 @@
-//! Captures what in-process nodes log at WARN and above, for tests of the lines an operator
+//! Captures what in-process nodes log at INFO and above, for tests of the lines an operator
 //! reads.
 //!
 //! Nodes log from their own threads, so a thread-local subscriber would miss them: the capture
@@ -19,7 +19,7 @@ pub fn capture() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(tracing::Level::INFO)
             .with_ansi(false)
             .with_writer(|| Capture)
             .try_init();
@@ -44,10 +44,15 @@ impl Write for Capture {
 
 /// Captured WARN lines that contain every one of `texts`.
 pub fn warnings(texts: &[&str]) -> Vec<String> {
+    lines(&[&[" WARN "], texts].concat())
+}
+
+/// Captured lines (any level) that contain every one of `texts`.
+pub fn lines(texts: &[&str]) -> Vec<String> {
     let log = buffer().lock().unwrap_or_else(|e| e.into_inner());
     String::from_utf8_lossy(&log)
         .lines()
-        .filter(|l| l.contains(" WARN ") && texts.iter().all(|t| l.contains(t)))
+        .filter(|l| texts.iter().all(|t| l.contains(t)))
         .map(str::to_owned)
         .collect()
 }

@@ -5,53 +5,17 @@
 //!
 //! This binary installs a global subscriber, so it holds this one test only.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_cluster::RegistryConfig;
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::wait_until;
-
-/// Everything the subscriber wrote, one event per line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use actix_cluster_tests::{logs, wait_until};
 
 const HELD_BACK: &str = "repeated openraft warnings held back";
 
 #[test]
 fn a_dead_member_costs_a_few_lines_of_log_not_ten_a_second() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    logs::capture();
     let registry = RegistryConfig::new().voters(3);
     let start = |name: &str, seed: Option<String>| {
         let mut config = plaintext(name).registry(registry.clone());
@@ -89,24 +53,13 @@ fn a_dead_member_costs_a_few_lines_of_log_not_ten_a_second() {
     nodes.remove(follower).kill();
     // Two reports of held-back warnings: the first comes with the first warning held back,
     // the second one window (10 s) later, counting a window's worth of failed heartbeats.
-    let reports = || -> Vec<String> {
-        captured
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains(HELD_BACK))
-            .collect()
-    };
+    let reports = || logs::lines(&[HELD_BACK]);
     assert!(
         wait_until(Duration::from_secs(40), || reports().len() >= 2),
         "no second report of held-back openraft warnings; openraft lines seen: {}",
-        captured
-            .lines()
-            .iter()
-            .filter(|l| l.contains(" openraft"))
-            .count()
+        logs::lines(&[" openraft"]).len()
     );
-    let lines = captured.lines();
-    let openraft: Vec<&String> = lines.iter().filter(|l| l.contains(" openraft")).collect();
+    let openraft = logs::lines(&[" openraft"]);
     let infos = openraft.iter().filter(|l| l.contains(" INFO ")).count();
     assert_eq!(infos, 0, "openraft INFO lines passed: {openraft:#?}");
     let heartbeats = openraft

@@ -149,18 +149,9 @@ fn members(remote: &RemoteContext, membership: Option<&Driver>) -> Vec<Member> {
         return m.members();
     }
     let me = &remote.local;
-    let mut out = vec![Member {
-        id: me.id.clone(),
-        addr: me.addr,
-        role: me.role,
-        labels: me.labels.clone(),
-        capabilities: Vec::new(),
-        state: MemberState::Up,
-        phi: 0.0,
-        load: None,
-        connected: false,
-        queued: 0,
-    }];
+    let mut own = Member::new(me.id.clone(), me.addr, me.role);
+    own.labels = me.labels.clone();
+    let mut out = vec![own];
     for p in remote.transport.peers() {
         let state = match p.state() {
             PeerState::Connected => MemberState::Up,

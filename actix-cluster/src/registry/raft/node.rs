@@ -912,6 +912,32 @@ impl RaftHandle {
             .map_err(|e| LocalError::Failed(e.to_string()))
     }
 
+    /// Runs `f` on a [`View`] of this node's Raft membership, with `members` and `owners`.
+    fn with_view<R>(
+        &self,
+        me: &str,
+        architecture: Architecture,
+        target: usize,
+        members: &[Member],
+        owners: &BTreeSet<NodeId>,
+        f: impl FnOnce(&View<'_>) -> R,
+    ) -> R {
+        let stored = self.membership();
+        let membership = stored.membership();
+        let raft_nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters = membership.voter_ids().collect();
+        f(&View {
+            me: (self.id, me),
+            architecture,
+            target,
+            members,
+            raft_nodes: &raft_nodes,
+            voters: &voters,
+            known: &|id| self.known_id(id),
+            owners,
+        })
+    }
+
     /// [`removal`] with this node's state.
     pub(crate) fn removal(
         &self,
@@ -920,23 +946,9 @@ impl RaftHandle {
         members: &[Member],
         name: &str,
     ) -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
-        let stored = self.membership();
-        let membership = stored.membership();
-        let raft_nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let voters = membership.voter_ids().collect();
-        removal(
-            &View {
-                me: (self.id, me),
-                architecture,
-                target: 0,
-                members,
-                raft_nodes: &raft_nodes,
-                voters: &voters,
-                known: &|id| self.known_id(id),
-                owners: &BTreeSet::new(),
-            },
-            name,
-        )
+        self.with_view(me, architecture, 0, members, &BTreeSet::new(), |view| {
+            removal(view, name)
+        })
     }
 
     /// Whether a voter change (joint consensus) is under way.
@@ -970,21 +982,8 @@ impl RaftHandle {
         replica: &Replica,
         target: usize,
     ) -> Plan {
-        let stored = self.membership();
-        let membership = stored.membership();
-        let raft_nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let voters = membership.voter_ids().collect();
         let owners = replica.read(|n| n.owners().cloned().collect());
-        plan(&View {
-            me: (self.id, me),
-            architecture,
-            target,
-            members,
-            raft_nodes: &raft_nodes,
-            voters: &voters,
-            known: &|id| self.known_id(id),
-            owners: &owners,
-        })
+        self.with_view(me, architecture, target, members, &owners, plan)
     }
 }
 
@@ -1042,7 +1041,19 @@ mod tests {
         voters: &BTreeSet<u64>,
         known: &dyn Fn(&NodeId) -> Option<u64>,
     ) -> Plan {
-        plan(&View {
+        plan(&view_as_a(members, raft_nodes, voters, known))
+    }
+
+    /// The [`View`] of node `a` (Raft id 1) of a decentralized cluster with 3 voters wanted and
+    /// no names held.
+    fn view_as_a<'a>(
+        members: &'a [Member],
+        raft_nodes: &'a BTreeMap<u64, RaftNode>,
+        voters: &'a BTreeSet<u64>,
+        known: &'a dyn Fn(&NodeId) -> Option<u64>,
+    ) -> View<'a> {
+        const NO_OWNERS: &BTreeSet<NodeId> = &BTreeSet::new();
+        View {
             me: (1, "a"),
             architecture: Architecture::Decentralized,
             target: 3,
@@ -1050,8 +1061,8 @@ mod tests {
             raft_nodes,
             voters,
             known,
-            owners: &BTreeSet::new(),
-        })
+            owners: NO_OWNERS,
+        }
     }
 
     #[test]
@@ -1201,17 +1212,7 @@ mod tests {
         known: &dyn Fn(&NodeId) -> Option<u64>,
         name: &str,
     ) -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
-        let view = View {
-            me: (1, "a"),
-            architecture: Architecture::Decentralized,
-            target: 3,
-            members,
-            raft_nodes,
-            voters,
-            known,
-            owners: &BTreeSet::new(),
-        };
-        removal(&view, name)
+        removal(&view_as_a(members, raft_nodes, voters, known), name)
     }
 
     #[test]
