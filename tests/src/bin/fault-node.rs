@@ -642,9 +642,8 @@ fn write_failure(e: &RegistryError) -> Answer {
         | RegistryError::InvalidName { .. }
         | RegistryError::TypeMismatch { .. }
         // Documented "A write was not applied", and taken at its word so that the checker
-        // tests the promise. Known gap: `Registry::through_leader` also returns it after an
-        // attempt that reached the leader's log (followers paused mid-write), which can
-        // commit once they resume.
+        // tests the promise (`Registry::through_leader` returns it only before any attempt
+        // could have reached a log).
         | RegistryError::NoQuorum
         // Documented "Nothing was proposed".
         | RegistryError::NotFormed { .. } => Answer::Fail(kind, e.to_string()),

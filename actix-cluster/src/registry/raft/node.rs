@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::ClientWriteError;
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
 use openraft::storage::RaftLogStorage;
@@ -46,6 +47,30 @@ where
     match e.forward_to_leader() {
         Some(f) => LocalError::NotLeader(f.leader_node.as_ref().map(|n| n.name.clone())),
         None => LocalError::Failed(e.to_string()),
+    }
+}
+
+/// A failed proposal (a write or a membership change), as the registry service sees it.
+///
+/// openraft reports a proposal whose entry was appended and later discarded (truncated when
+/// this node adopted another leader's log, or purged under a snapshot) as
+/// [`ClientWriteError::LogEntryDiscarded`], and answers `forward_to_leader()` for it as for a
+/// proposal refused before it was appended. The two differ in what matters: the discarded
+/// entry may have committed through the new leader, or still may, so it is `Failed` (the
+/// proposal may apply) and never `NotLeader` (which the service takes as "nothing was
+/// proposed" and retries).
+fn proposal_error(
+    e: openraft::error::RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+) -> LocalError {
+    match e {
+        openraft::error::RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+            LocalError::Failed(format!(
+                "the proposal's log entry was discarded when this node adopted another leader's \
+                 log (leader: {:?}); it may have been committed there",
+                f.leader_node.as_ref().map(|n| n.name.as_str())
+            ))
+        }
+        e => local_error(e),
     }
 }
 
@@ -217,7 +242,7 @@ impl RaftHandle {
         self.on_runtime(async move { raft.client_write(cmd).await })
             .await?
             .map(|resp| resp.data)
-            .map_err(local_error)
+            .map_err(proposal_error)
     }
 
     /// Confirms leadership with a quorum and returns the log index a linearizable read must
@@ -853,7 +878,7 @@ impl RaftHandle {
         })
         .await?
         .map(|_| ())
-        .map_err(local_error)
+        .map_err(proposal_error)
     }
 
     /// `ctl registry remove-voter`: on the leader, proposes [`removal`]'s voter set, then
@@ -1015,6 +1040,28 @@ mod tests {
             connected: true,
             queued: 0,
         }
+    }
+
+    #[test]
+    fn a_discarded_proposal_may_have_applied_and_a_refused_one_did_not() {
+        use openraft::error::{ForwardToLeader, RaftError};
+        let leader = || ForwardToLeader::<TypeConfig>::new(2, rn("b"));
+        // Refused before its entry was appended: forward to the leader, nothing was proposed.
+        let refused = proposal_error(RaftError::APIError(ClientWriteError::ForwardToLeader(
+            leader(),
+        )));
+        assert!(
+            matches!(&refused, LocalError::NotLeader(Some(l)) if l == "b"),
+            "{refused:?}"
+        );
+        // Appended, then discarded: it may have committed through the new leader.
+        let discarded = proposal_error(RaftError::APIError(ClientWriteError::LogEntryDiscarded(
+            leader(),
+        )));
+        assert!(
+            matches!(&discarded, LocalError::Failed(why) if why.contains("may have been committed")),
+            "{discarded:?}"
+        );
     }
 
     /// Raft members by id.
