@@ -109,7 +109,7 @@ pub use remote::{
     MAX_WATCHES_PER_NODE, Terminated, TerminatedReason, WatchError, WatchId, WatchedActor,
 };
 pub use system::{
-    ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats, StartError,
+    ClusterSystem, ClusterSystemBuilder, DistributedActorExt, NetworkStats, SpawnError, StartError,
 };
 pub use tls::{TlsConfig, TlsError};
 #[cfg(feature = "fault-injection")]

@@ -35,6 +35,8 @@ pub(crate) const REGISTRY_FRAMES_DROPPED: &str = "actix_cluster_registry_frames_
 /// Registry snapshots received and installed.
 pub(crate) const REGISTRY_SNAPSHOTS_RECEIVED: &str =
     "actix_cluster_registry_snapshots_received_total";
+/// Actors spawned by placement strategy, by strategy and where they went.
+pub(crate) const ACTORS_SPAWNED: &str = "actix_cluster_actors_spawned_total";
 
 /// Registers unit and help text of every metric with the installed recorder (a no-op without
 /// one). Idempotent.
@@ -101,6 +103,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Registry snapshots received from the leader and installed."
     );
+    describe_counter!(
+        ACTORS_SPAWNED,
+        Unit::Count,
+        "Actors this node spawned with ClusterSystem::spawn; label placement: local, node, round_robin, random, least_loaded or consistent_hash; label target: local (this node) or remote."
+    );
 }
 
 pub(crate) fn bytes_written(n: u64) {
@@ -155,4 +162,10 @@ pub(crate) fn registry_frame_dropped() {
 
 pub(crate) fn registry_snapshot_received() {
     metrics::counter!(REGISTRY_SNAPSHOTS_RECEIVED).increment(1);
+}
+
+/// `placement`: the strategy's label; `remote`: the actor went to another node.
+pub(crate) fn actor_spawned(placement: &'static str, remote: bool) {
+    let target = if remote { "remote" } else { "local" };
+    metrics::counter!(ACTORS_SPAWNED, "placement" => placement, "target" => target).increment(1);
 }

@@ -29,13 +29,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("transport", &["transport"]),
     // Who is in the cluster; failure detection.
     ("membership", &["membership"]),
+    // Where actors go: strategies as pure functions of the member table (spawning by
+    // strategy, which builds on the registry and the remote layer, is in `system`).
+    ("placement", &["placement"]),
     // Addresses, sending, dispatch to local actors, system requests (actor 0), watches.
     ("remote", &["remote"]),
     // Cluster-wide names on Raft.
     ("registry", &["registry"]),
-    // Where actors go: strategies over the member table (spawning by strategy builds on the
-    // registry and the remote layer).
-    ("placement", &["placement"]),
     // The public handle and its configuration.
     ("system", &["system", "config"]),
     // The crate root: re-exports and the prelude.

@@ -38,6 +38,21 @@ pub enum Placement {
     ConsistentHash,
 }
 
+impl Placement {
+    /// A short name for logs and metric labels: `local`, `node`, `round_robin`, `random`,
+    /// `least_loaded` or `consistent_hash`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Placement::Local => "local",
+            Placement::Node(_) => "node",
+            Placement::RoundRobin => "round_robin",
+            Placement::Random => "random",
+            Placement::LeastLoaded => "least_loaded",
+            Placement::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
 /// Which members may host an actor: all that are Up and not clients, narrowed by role, labels
 /// and capabilities. Usable with every [`Placement`] (Orleans' role-based and metadata
 /// placement).
@@ -106,6 +121,73 @@ impl Constraint {
             return Some(format!("it lacks capability {c}"));
         }
         None
+    }
+}
+
+/// How one actor is spawned with [`ClusterSystem::spawn`](crate::ClusterSystem::spawn):
+/// what is not set here comes from the actor type
+/// ([`DistributedActor::placement`](crate::DistributedActor::placement),
+/// [`DistributedActor::placement_constraint`](crate::DistributedActor::placement_constraint)).
+///
+/// ```
+/// use actix_cluster::placement::{Constraint, Placement, SpawnSpec};
+/// let spec = SpawnSpec::new()
+///     .placement(Placement::LeastLoaded)
+///     .constraint(Constraint::new().label("zone", "eu-1"))
+///     .name("carts/42");
+/// assert_eq!(spec.key_bytes(), Some(&b"carts/42"[..]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpawnSpec {
+    /// The strategy; `None` takes the actor type's.
+    pub placement: Option<Placement>,
+    /// Which members may host; `None` takes the actor type's.
+    pub constraint: Option<Constraint>,
+    /// A cluster-wide name: the spawn is then a single activation (one actor for the name
+    /// cluster-wide, whatever the number of concurrent spawners), and the address returned
+    /// follows the name.
+    pub name: Option<String>,
+    /// The key [`Placement::ConsistentHash`] places by; `None` takes the name.
+    pub key: Option<String>,
+}
+
+impl SpawnSpec {
+    /// Everything from the actor type; no name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Places by `placement` instead of the actor type's strategy.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// Narrows the hosts by `constraint` instead of the actor type's.
+    pub fn constraint(mut self, constraint: Constraint) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    /// Gives the actor the cluster-wide name `name` (single activation).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Places by `key` on a consistent-hash ring (instead of the name).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The bytes [`Placement::ConsistentHash`] hashes: the key, else the name.
+    pub fn key_bytes(&self) -> Option<&[u8]> {
+        self.key
+            .as_deref()
+            .or(self.name.as_deref())
+            .map(str::as_bytes)
     }
 }
 

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::RemoteError;
 use crate::codec::{self, SerializationFormat};
+use crate::placement::{Constraint, Placement};
 
 /// An actix actor that can be addressed from other nodes.
 ///
@@ -58,6 +59,21 @@ pub trait DistributedActor: Actor<Context = Context<Self>> {
     /// Format for messages to this actor type; `None` uses the node's configured default.
     fn serialization_format() -> Option<SerializationFormat> {
         None
+    }
+
+    /// Where [`ClusterSystem::spawn`](crate::ClusterSystem::spawn) puts actors of this type
+    /// when the spawn does not say ([`SpawnSpec::placement`](crate::placement::SpawnSpec::placement)):
+    /// by default on the spawning node.
+    fn placement() -> Placement {
+        Placement::Local
+    }
+
+    /// Which members may host actors of this type when the spawn does not say
+    /// ([`SpawnSpec::constraint`](crate::placement::SpawnSpec::constraint)): by default every
+    /// member that is Up and not a client. Placement on another node also requires that node
+    /// to have registered the type.
+    fn placement_constraint() -> Constraint {
+        Constraint::new()
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) mod id {
     /// A registry request: writes forwarded to the leader, reads for client nodes, Raft ids
     /// (registry).
     pub(crate) const REGISTRY: u32 = 7;
+    /// A placement decision the acting master makes for a spawner (system).
+    pub(crate) const PLACE: u32 = 8;
 }
 
 /// What a system request handler returns: the encoded reply, produced on the network thread.

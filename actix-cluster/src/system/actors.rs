@@ -1,13 +1,16 @@
 //! Local and remote actors: starting, exposing, finding, spawning on other nodes, watching.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use actix::prelude::*;
 use serde::Serialize;
 
 use super::ClusterSystem;
+use super::spawn::SpawnError;
 use crate::codec;
 use crate::node::NodeId;
+use crate::placement::SpawnSpec;
 use crate::remote::system::{self as sys, ResolveRequest, SpawnRequest};
 use crate::remote::{
     self, DistributedActor, RemoteAddr, RemoteError, Terminated, WatchError, WatchId,
@@ -184,6 +187,21 @@ pub trait DistributedActorExt: DistributedActor + Sized {
     /// through `system`, like `Actor::start` does for actix.
     fn start_distributed(self, system: &ClusterSystem) -> RemoteAddr<Self> {
         system.start_actor(self)
+    }
+
+    /// Starts the actor on the member its type's [`placement`](DistributedActor::placement)
+    /// chooses (shipping it there when that is another node): [`ClusterSystem::spawn`] with
+    /// an empty [`SpawnSpec`]. Unlike `start_distributed`, which always starts here and at
+    /// once, this is a future, because a placement may need the acting master's decision
+    /// and another node's answer.
+    fn spawn_distributed(
+        self,
+        system: &ClusterSystem,
+    ) -> impl Future<Output = Result<RemoteAddr<Self>, SpawnError>>
+    where
+        Self: Serialize,
+    {
+        system.spawn(SpawnSpec::new(), move |_| self)
     }
 }
 

@@ -144,7 +144,7 @@ impl ClusterSystem {
 
 /// This node's member table: the membership driver's on members; on a client, which is no
 /// member, itself and the nodes it is connected to.
-fn members(remote: &RemoteContext, membership: Option<&Driver>) -> Vec<Member> {
+pub(super) fn members(remote: &RemoteContext, membership: Option<&Driver>) -> Vec<Member> {
     if let Some(m) = membership {
         return m.members();
     }

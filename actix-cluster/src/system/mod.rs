@@ -12,6 +12,7 @@ mod actors;
 mod error;
 mod members;
 mod registry;
+mod spawn;
 mod start;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 
 pub use actors::DistributedActorExt;
 pub use error::StartError;
+pub use spawn::SpawnError;
 pub use start::ClusterSystemBuilder;
 
 use crate::config::ClusterConfig;
@@ -40,6 +42,8 @@ struct Node {
     registry: Arc<Registry>,
     config: ClusterConfig,
     net: NetArbiter,
+    /// Placement decisions of this node (and, on the acting master, for others).
+    placer: Arc<std::sync::Mutex<crate::placement::Placer>>,
 }
 
 /// The arbiter that runs a node's network I/O (see [`NetworkThread`](crate::NetworkThread)).

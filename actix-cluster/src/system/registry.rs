@@ -84,28 +84,51 @@ impl ClusterSystem {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<RemoteAddr<A>, RemoteError>>,
     {
+        match self.name_or_create(name, make).await {
+            Ok((addr, _)) => Ok(addr),
+            Err(Created::Registry(e)) => Err(e),
+            Err(Created::Make(e)) => Err(RegistryError::Create(e)),
+        }
+    }
+
+    /// [`register_name_or_get`](Self::register_name_or_get) with the creator's own error
+    /// type. Returns the address and, when this call created the actor, its registration (an
+    /// actor that was already registered comes as an address that follows the name).
+    pub(super) async fn name_or_create<A, E, F, Fut>(
+        &self,
+        name: &str,
+        make: F,
+    ) -> Result<(RemoteAddr<A>, Option<NameEntry>), Created<E>>
+    where
+        A: DistributedActor,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<RemoteAddr<A>, E>>,
+    {
+        let found = |entry: &NameEntry| -> Result<(RemoteAddr<A>, Option<NameEntry>), Created<E>> {
+            Ok((self.addr_for::<A>(entry)?, None))
+        };
         validate_name(name)?;
         let registry = self.registry()?;
         if !registry.is_member() {
             // A claim is held by the caller's node and released when that node goes Down;
             // client nodes are not members, so theirs could never be released.
-            return Err(RegistryError::Unavailable(
+            return Err(Created::Registry(RegistryError::Unavailable(
                 "register_name_or_get needs a member node; client nodes cannot hold claims".into(),
-            ));
+            )));
         }
         let deadline = tokio::time::Instant::now() + registry.config.request_timeout;
         let token = loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(RegistryError::Timeout(registry.config.request_timeout));
+                return Err(RegistryError::Timeout(registry.config.request_timeout).into());
             }
             // Already there: no write, but a confirmation that this replica is current (a
             // binding released elsewhere may still be in it, and handing out a released actor
             // would break "one actor per name").
             if registry.local_entry(name).is_some() {
                 match registry.linearizable_get(name).await {
-                    Ok(entry) => return self.addr_for::<A>(&entry),
+                    Ok(entry) => return found(&entry),
                     Err(RegistryError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
             let token = rand::rng().random::<u64>() | 1;
@@ -118,17 +141,17 @@ impl ClusterSystem {
                 Outcome::Claimed { .. } => break token,
                 Outcome::Taken {
                     entry: Some(entry), ..
-                } => return self.addr_for::<A>(&entry),
+                } => return found(&entry),
                 Outcome::Taken { entry: None, .. } => {
                     // Another caller is creating it: wait for the binding. If its claim is
                     // released instead (its node died, its `make` failed), claim again.
                     match registry.wait_for_binding(name, deadline).await {
-                        Ok(entry) => return self.addr_for::<A>(&entry),
+                        Ok(entry) => return found(&entry),
                         Err(RegistryError::NotFound(_)) => continue,
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                other => return Err(unexpected(other)),
+                other => return Err(unexpected(other).into()),
             }
         };
         let addr = match make().await {
@@ -140,7 +163,7 @@ impl ClusterSystem {
                     reason: ReleaseReason::Unregistered,
                 };
                 let _ = registry.write(release).await;
-                return Err(RegistryError::Create(e));
+                return Err(Created::Make(e));
             }
         };
         let bind = Command::Register {
@@ -149,12 +172,13 @@ impl ClusterSystem {
             claim: Some(token),
         };
         match registry.write(bind).await? {
-            Outcome::Bound(_) => Ok(addr),
+            Outcome::Bound(entry) => Ok((addr, Some(entry))),
             Outcome::Taken { node, .. } => Err(RegistryError::NameTaken {
                 name: name.to_owned(),
                 node,
-            }),
-            other => Err(unexpected(other)),
+            }
+            .into()),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -284,7 +308,7 @@ impl ClusterSystem {
         Ok(())
     }
 
-    fn addr_for<A: DistributedActor>(
+    pub(super) fn addr_for<A: DistributedActor>(
         &self,
         entry: &NameEntry,
     ) -> Result<RemoteAddr<A>, RegistryError> {
@@ -316,4 +340,16 @@ fn location_of<A: DistributedActor>(addr: &RemoteAddr<A>) -> Location {
 
 fn unexpected(outcome: Outcome) -> RegistryError {
     RegistryError::Unavailable(format!("unexpected registry outcome {outcome:?}"))
+}
+
+/// Why [`ClusterSystem::name_or_create`] failed: the registry, or the creator.
+pub(super) enum Created<E> {
+    Registry(RegistryError),
+    Make(E),
+}
+
+impl<E> From<RegistryError> for Created<E> {
+    fn from(e: RegistryError) -> Self {
+        Created::Registry(e)
+    }
 }

@@ -20,11 +20,12 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::{ClusterSystem, NetArbiter, Node, StartError, members};
+use super::{ClusterSystem, NetArbiter, Node, StartError, members, spawn};
 use crate::config::{ClusterConfig, DiscoveryMethod, NetworkThread, Security};
 use crate::membership::core::{Membership, Mode, Settings};
 use crate::membership::driver::Driver;
 use crate::node::{Architecture, NodeId, NodeInfo, NodeRole, validate_cluster_name};
+use crate::placement::Placer;
 use crate::registry::{Registry, RegistryContext, Replica};
 use crate::remote::dispatch::Inbox;
 use crate::remote::{self, DistributedActor, LocalActors, NameResolver, RemoteContext, SpawnerFn};
@@ -258,6 +259,8 @@ impl ClusterSystemBuilder {
 
         // 5. The system's own requests.
         members::register(&remote, membership.as_ref()).map_err(wiring)?;
+        let placer = Arc::new(std::sync::Mutex::new(Placer::new(rand::random())));
+        spawn::register(&remote, membership.as_ref(), &placer).map_err(wiring)?;
 
         // 6. Registration ends; the builder's local actors start (on this, the home arbiter)
         // before anyone can see this node; then the network side starts.
@@ -268,6 +271,7 @@ impl ClusterSystemBuilder {
             registry,
             config,
             net,
+            placer,
         });
         let system = ClusterSystem {
             node: Arc::clone(&node),
