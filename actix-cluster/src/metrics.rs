@@ -37,6 +37,8 @@ pub(crate) const REGISTRY_SNAPSHOTS_RECEIVED: &str =
     "actix_cluster_registry_snapshots_received_total";
 /// Actors spawned by placement strategy, by strategy and where they went.
 pub(crate) const ACTORS_SPAWNED: &str = "actix_cluster_actors_spawned_total";
+/// Restart decisions for supervised actors, by outcome.
+pub(crate) const ACTOR_RESTARTS: &str = "actix_cluster_actor_restarts_total";
 
 /// Registers unit and help text of every metric with the installed recorder (a no-op without
 /// one). Idempotent.
@@ -108,6 +110,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Actors this node spawned with ClusterSystem::spawn; label placement: local, node, round_robin, random, least_loaded or consistent_hash; label target: local (this node) or remote."
     );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        Unit::Count,
+        "Restart decisions this node made as registry leader for supervised actors; label outcome: restarted (a node was chosen and the name claimed for it) or exhausted (the restart policy allows no more)."
+    );
 }
 
 pub(crate) fn bytes_written(n: u64) {
@@ -168,4 +175,9 @@ pub(crate) fn registry_snapshot_received() {
 pub(crate) fn actor_spawned(placement: &'static str, remote: bool) {
     let target = if remote { "remote" } else { "local" };
     metrics::counter!(ACTORS_SPAWNED, "placement" => placement, "target" => target).increment(1);
+}
+
+/// `outcome`: `restarted` or `exhausted`.
+pub(crate) fn actor_restart(outcome: &'static str) {
+    metrics::counter!(ACTOR_RESTARTS, "outcome" => outcome).increment(1);
 }

@@ -182,6 +182,7 @@ pub fn registry_error_kind(e: &RegistryError) -> &'static str {
     match e {
         RegistryError::NameTaken { .. } => "NameTaken",
         RegistryError::NotFound(_) => "NotFound",
+        RegistryError::RestartsExhausted { .. } => "RestartsExhausted",
         RegistryError::TypeMismatch { .. } => "TypeMismatch",
         RegistryError::InvalidName { .. } => "InvalidName",
         RegistryError::NoQuorum => "NoQuorum",

@@ -6,10 +6,13 @@
 //! [`ClusterSystem::members`](crate::ClusterSystem::members), and is unit- and
 //! property-tested on tables built by hand.
 
+mod record;
 mod ring;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+pub(crate) use record::{PlacementRecord, PolicyRecord};
 pub use ring::{DEFAULT_VNODES, HashRing};
 
 use crate::membership::{Member, MemberState};
@@ -150,6 +153,9 @@ pub struct SpawnSpec {
     pub name: Option<String>,
     /// The key [`Placement::ConsistentHash`] places by; `None` takes the name.
     pub key: Option<String>,
+    /// What happens when the actor stops by itself or its node fails; anything but
+    /// [`RestartPolicy::Never`] needs a [name](Self::name).
+    pub restart: RestartPolicy,
 }
 
 impl SpawnSpec {
@@ -182,12 +188,86 @@ impl SpawnSpec {
         self
     }
 
+    /// Restarts the actor by `policy` (the spawn needs a name).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
     /// The bytes [`Placement::ConsistentHash`] hashes: the key, else the name.
     pub fn key_bytes(&self) -> Option<&[u8]> {
         self.key
             .as_deref()
             .or(self.name.as_deref())
             .map(str::as_bytes)
+    }
+}
+
+/// What the cluster does when a spawned actor stops without its name being unregistered
+/// (it stopped itself, or its node went Down or left): Ray's `max_restarts`, Akka's
+/// remember-entities. The registry leader decides each restart, so exactly one happens per
+/// failure; see the user guide's failure table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartPolicy {
+    /// Not restarted: the name is released, as for an actor spawned without a policy.
+    #[default]
+    Never,
+    /// Restarted up to `max_restarts` times within any window of `within`; the n-th restart
+    /// in a row waits `backoff × 2^(n-1)` (at most 30 s) after the failure. One more failure
+    /// in the window ends the actor for good: the name then answers
+    /// [`RegistryError::RestartsExhausted`](crate::RegistryError::RestartsExhausted).
+    OnFailure {
+        /// Restarts allowed within `within`.
+        max_restarts: u32,
+        /// The window restarts are counted in.
+        within: Duration,
+        /// Wait before the first restart of a run (doubled for each further one).
+        backoff: Duration,
+    },
+    /// Restarted every time, after [`ALWAYS_BACKOFF`].
+    Always,
+}
+
+/// The wait before an [`RestartPolicy::Always`] actor is started again.
+pub const ALWAYS_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait between a failure and its restart.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl RestartPolicy {
+    /// `OnFailure` with at most `max_restarts` in `within` and a `backoff` of 100 ms.
+    pub fn on_failure(max_restarts: u32, within: Duration) -> Self {
+        RestartPolicy::OnFailure {
+            max_restarts,
+            within,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// Whether a failure at `now_ms` may be restarted, given the times (ms) of the earlier
+    /// restarts; and if so, after how long. `None`: the policy is exhausted (or `Never`).
+    pub fn next_restart(&self, earlier_ms: &[u64], now_ms: u64) -> Option<Duration> {
+        match *self {
+            RestartPolicy::Never => None,
+            RestartPolicy::Always => Some(ALWAYS_BACKOFF),
+            RestartPolicy::OnFailure {
+                max_restarts,
+                within,
+                backoff,
+            } => {
+                let window = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+                let recent = earlier_ms
+                    .iter()
+                    .filter(|&&t| now_ms.saturating_sub(t) < window)
+                    .count();
+                if recent >= max_restarts as usize {
+                    return None;
+                }
+                let doublings = u32::try_from(recent).unwrap_or(u32::MAX).min(16);
+                Some(backoff.saturating_mul(1 << doublings).min(MAX_BACKOFF))
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod raft;
 pub(crate) mod replica;
 mod service;
 pub(crate) mod state;
+mod supervise;
 mod types;
 
 pub(crate) use replica::{Replica, location};

@@ -14,7 +14,8 @@ use super::raft::network as raft_network;
 use super::raft::node::{self as raft_node, LocalError};
 use super::raft::{RaftHandle, RaftNode};
 use super::replica::Replica;
-use super::state::{Command, Outcome};
+use super::state::{Command, Outcome, Supervision};
+use super::supervise::Supervisor;
 use super::{
     NameEntry, RecoveryReport, RegistryConfig, RegistryError, RegistryStatus, ReleaseReason,
 };
@@ -48,6 +49,13 @@ pub(crate) enum RegistryRequest {
     /// Operator action: re-form the registry from the receiver's replica after a lost
     /// majority.
     Recover,
+    /// The leader asks the node it chose to start supervised `name` and complete claim
+    /// `token` (idempotent per token).
+    Activate {
+        name: String,
+        token: u64,
+        supervision: Supervision,
+    },
 }
 
 /// Answer to a [`RegistryRequest`].
@@ -63,6 +71,8 @@ pub(crate) enum RegistryReply {
         status: RegistryStatus,
     },
     Recovered(RecoveryReport),
+    /// The actor id an activation started.
+    Activated(u64),
     Failed(Failure),
 }
 
@@ -75,6 +85,7 @@ pub(crate) enum Failure {
     Unavailable(String),
     NotFormed { have: u32, expect: u32 },
     Refused(String),
+    Exhausted { name: String, restarts: u32 },
 }
 
 impl Failure {
@@ -89,6 +100,9 @@ impl Failure {
                 expect: expect as usize,
             },
             Failure::Refused(why) => RegistryError::Refused(why),
+            Failure::Exhausted { name, restarts } => {
+                RegistryError::RestartsExhausted { name, restarts }
+            }
         }
     }
 
@@ -101,6 +115,9 @@ impl Failure {
                 expect: u32::try_from(expect).unwrap_or(u32::MAX),
             },
             RegistryError::Refused(why) => Failure::Refused(why),
+            RegistryError::RestartsExhausted { name, restarts } => {
+                Failure::Exhausted { name, restarts }
+            }
             other => Failure::Unavailable(other.to_string()),
         }
     }
@@ -122,6 +139,8 @@ pub(crate) struct Registry {
     /// Set once, when this member's Raft node has started (never on client nodes).
     raft: OnceLock<RaftHandle>,
     ctx: RegistryContext,
+    /// Restarts of supervised names (leader) and their activations (target).
+    pub(super) supervisor: Supervisor,
 }
 
 /// Why the registry could not plug into its node.
@@ -195,6 +214,7 @@ impl Registry {
             config,
             raft: OnceLock::new(),
             ctx,
+            supervisor: Supervisor::default(),
         })
     }
 
@@ -232,6 +252,54 @@ impl Registry {
         handle.spawn(background(Arc::downgrade(self), fresh));
         let _ = self.raft.set(handle);
         Ok(())
+    }
+
+    /// This node.
+    pub(super) fn ctx_me(&self) -> &NodeId {
+        self.ctx.me()
+    }
+
+    pub(super) fn ctx_me_name(&self) -> String {
+        self.ctx.me().name().to_owned()
+    }
+
+    /// Where this node listens.
+    pub(super) fn ctx_addr(&self) -> SocketAddr {
+        self.ctx.remote.local.addr
+    }
+
+    /// Where incarnation `node` listens, while it is this node's peer.
+    pub(super) fn ctx_peer(&self, node: &NodeId) -> Option<SocketAddr> {
+        self.ctx
+            .remote
+            .transport
+            .peer_by_name(node.name())
+            .filter(|p| &p.id == node)
+            .map(|p| p.addr())
+    }
+
+    pub(super) fn remote(&self) -> &Arc<RemoteContext> {
+        &self.ctx.remote
+    }
+
+    pub(super) fn raft_handle(&self) -> Option<&RaftHandle> {
+        self.raft.get()
+    }
+
+    /// Sends `req` to incarnation `node` at `addr`.
+    pub(super) async fn ask_peer_at(
+        &self,
+        node: NodeId,
+        addr: SocketAddr,
+        req: RegistryRequest,
+        deadline: TokioInstant,
+    ) -> Result<RegistryReply, RegistryError> {
+        ask_peer(&self.ctx.remote, node, addr, req, deadline).await
+    }
+
+    /// Drops local actor `id` from the table (actix stops an actor no address refers to).
+    pub(super) fn stop_local(&self, id: u64) {
+        self.ctx.remote.actors.remove(id);
     }
 
     /// Whether this node holds a replica (every member does; client nodes do not).
@@ -448,20 +516,28 @@ impl Registry {
             .await
             .map_err(|_| RegistryError::Timeout(self.config.request_timeout))?
             .map_err(|_| RegistryError::SystemStopped)?;
-        self.replica
-            .get(name)
-            .map(|e| NameEntry::clone(&e))
-            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))
+        self.local_get(name)
+    }
+
+    /// `name` from the local replica: `NotFound`, or `RestartsExhausted` for a supervised
+    /// name whose policy is exhausted.
+    fn local_get(&self, name: &str) -> Result<NameEntry, RegistryError> {
+        self.replica.read(|n| match n.get(name) {
+            Some(e) => Ok(NameEntry::clone(e)),
+            None => Err(match n.supervision(name) {
+                Some(s) if s.exhausted => RegistryError::RestartsExhausted {
+                    name: name.to_owned(),
+                    restarts: u32::try_from(s.restarts.len()).unwrap_or(u32::MAX),
+                },
+                _ => RegistryError::NotFound(name.to_owned()),
+            }),
+        })
     }
 
     /// `name` from the local replica (members) or a member's (clients).
     pub(crate) async fn get(&self, name: &str) -> Result<NameEntry, RegistryError> {
         if self.raft.get().is_some() {
-            return self
-                .replica
-                .get(name)
-                .map(|e| NameEntry::clone(&e))
-                .ok_or_else(|| RegistryError::NotFound(name.to_owned()));
+            return self.local_get(name);
         }
         let req = RegistryRequest::Get {
             name: name.to_owned(),
@@ -918,6 +994,11 @@ impl Registry {
                     Err(_) => RegistryReply::Failed(Failure::Timeout),
                 }
             }
+            RegistryRequest::Activate {
+                name,
+                token,
+                supervision,
+            } => self.serve_activate(name, token, supervision).await,
             RegistryRequest::Recover => match self.recover_here(raft).await {
                 Ok(report) => RegistryReply::Recovered(report),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
@@ -990,6 +1071,7 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
             }
             if raft.is_leader() {
                 registry.reconcile(raft, &members).await;
+                registry.supervise(raft, &members).await;
             }
             registry.release_stopped().await;
         }

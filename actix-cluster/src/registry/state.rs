@@ -5,6 +5,12 @@
 //! caller of `register_name_or_get` won the race and is creating the actor) or *bound* (an
 //! actor is registered). Both belong to one node incarnation, and both are released when
 //! that incarnation goes Down.
+//!
+//! A name spawned with a restart policy is also *supervised*: the table keeps how to start
+//! its actor again ([`Supervision`]) while the name is bound, released, or being restarted,
+//! until the name is unregistered or the policy is exhausted. The leader restarts a
+//! supervised name that is neither bound nor claimed with [`Command::Restart`], a claim for
+//! the target node that the target completes with `Register`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,7 +20,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::types::{NameEntry, NameEvent, ReleaseReason};
+use crate::codec::SerializationFormat;
 use crate::node::NodeId;
+use crate::placement::{PlacementRecord, PolicyRecord};
 
 /// Where a name should point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +57,50 @@ pub(crate) enum Command {
     },
     /// Releases every name held by these node incarnations.
     ReleaseNodes { nodes: Vec<NodeId> },
+    /// `Register` (completing claim `claim`), and supervise the name from now on.
+    Supervise {
+        name: String,
+        location: Location,
+        claim: Option<u64>,
+        supervision: Box<Supervision>,
+    },
+    /// The leader's decision to restart supervised `name` on `node`: a claim with `token`
+    /// there, if the name is supervised, not exhausted, and neither bound nor claimed.
+    /// `at_ms` (the leader's clock) is recorded as the restart's time.
+    Restart {
+        name: String,
+        node: NodeId,
+        token: u64,
+        at_ms: u64,
+    },
+    /// The leader found supervised `name`'s policy exhausted: it stays released for good.
+    Exhaust { name: String },
 }
+
+/// How to start a supervised name's actor again, and its restarts so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Supervision {
+    /// [`DistributedActor::NAME`](crate::DistributedActor::NAME) of the actor.
+    pub(crate) actor_type: String,
+    /// Format of `state`.
+    pub(crate) format: SerializationFormat,
+    /// The actor as first spawned, serialized: what a restart starts from.
+    pub(crate) state: Vec<u8>,
+    /// Where it may go.
+    pub(crate) placement: PlacementRecord,
+    /// When it is restarted.
+    pub(crate) policy: PolicyRecord,
+    /// Times (the deciding leader's clock, unix ms) of the restarts so far; the oldest are
+    /// dropped past [`MAX_RESTART_TIMES`].
+    pub(crate) restarts: Vec<u64>,
+    /// The node incarnation that hosted it last.
+    pub(crate) last_node: Option<NodeId>,
+    /// The policy is exhausted: never restarted again.
+    pub(crate) exhausted: bool,
+}
+
+/// Restart times kept per supervised name (a policy counts at most this many).
+pub(crate) const MAX_RESTART_TIMES: usize = 64;
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +113,13 @@ impl fmt::Display for Command {
             Command::Claim { name, node, .. } => write!(f, "claim {name:?} for {node}"),
             Command::Unregister { name, .. } => write!(f, "unregister {name:?}"),
             Command::ReleaseNodes { nodes } => write!(f, "release names of {nodes:?}"),
+            Command::Supervise { name, location, .. } => write!(
+                f,
+                "supervise {name:?} -> {}/{}",
+                location.node, location.actor_id
+            ),
+            Command::Restart { name, node, .. } => write!(f, "restart {name:?} on {node}"),
+            Command::Exhaust { name } => write!(f, "exhaust {name:?}"),
         }
     }
 }
@@ -110,20 +168,27 @@ impl Slot {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Names {
     slots: BTreeMap<String, Slot>,
+    /// Supervised names, bound or not.
+    supervised: BTreeMap<String, Arc<Supervision>>,
     bound: usize,
     by_node: BTreeMap<NodeId, BTreeSet<String>>,
 }
 
 impl Serialize for Names {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.slots.serialize(s)
+        (&self.slots, &self.supervised).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Names {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut names = Names::default();
-        for (name, slot) in BTreeMap::<String, Slot>::deserialize(d)? {
+        type Stored = (BTreeMap<String, Slot>, BTreeMap<String, Arc<Supervision>>);
+        let (slots, supervised) = Stored::deserialize(d)?;
+        let mut names = Names {
+            supervised,
+            ..Names::default()
+        };
+        for (name, slot) in slots {
             names.put(name, slot);
         }
         Ok(names)
@@ -158,6 +223,31 @@ impl Names {
             .filter_map(|(_, s)| match s {
                 Slot::Bound(e) => Some(e),
                 Slot::Claimed { .. } => None,
+            })
+    }
+
+    /// How supervised `name` is restarted, if it is supervised.
+    pub(crate) fn supervision(&self, name: &str) -> Option<&Arc<Supervision>> {
+        self.supervised.get(name)
+    }
+
+    /// Supervised names that are neither bound nor claimed and not exhausted: the leader
+    /// restarts them.
+    pub(crate) fn awaiting_restart(&self) -> impl Iterator<Item = (&String, &Arc<Supervision>)> {
+        self.supervised
+            .iter()
+            .filter(|(name, s)| !s.exhausted && !self.slots.contains_key(*name))
+    }
+
+    /// Supervised names with a pending claim: (name, claiming node, token, supervision).
+    pub(crate) fn restarting(
+        &self,
+    ) -> impl Iterator<Item = (&String, &NodeId, u64, &Arc<Supervision>)> {
+        self.supervised
+            .iter()
+            .filter_map(|(name, s)| match self.slots.get(name)? {
+                Slot::Claimed { node, token } => Some((name, node, *token, s)),
+                Slot::Bound(_) => None,
             })
     }
 
@@ -248,17 +338,18 @@ impl Names {
                     }
                     _ => {}
                 }
-                let entry = NameEntry {
-                    name: name.clone(),
-                    node: location.node.clone(),
-                    node_addr: location.node_addr,
-                    actor_type: location.actor_type.clone(),
-                    actor_id: location.actor_id,
-                    version: index,
-                };
-                self.put(name.clone(), Slot::Bound(Arc::new(entry.clone())));
-                events.push(NameEvent::Registered(entry.clone()));
-                Outcome::Bound(entry)
+                if claim.is_none()
+                    && let Some(s) = self.supervised.get(name)
+                    && !s.exhausted
+                    && !self.slots.contains_key(name)
+                {
+                    // Released, and the leader is about to restart it.
+                    return Outcome::Taken {
+                        node: s.last_node.clone().unwrap_or_else(|| location.node.clone()),
+                        entry: None,
+                    };
+                }
+                self.bind(index, name, location, events)
             }
             Command::Claim { name, node, token } => match self.slots.get(name) {
                 Some(Slot::Bound(e)) => Outcome::Taken {
@@ -269,7 +360,19 @@ impl Names {
                     node: n.clone(),
                     entry: None,
                 },
+                None if self.supervised.get(name).is_some_and(|s| !s.exhausted) => {
+                    // Released, and the leader is about to restart it.
+                    let last = self.supervised.get(name).and_then(|s| s.last_node.clone());
+                    Outcome::Taken {
+                        node: last.unwrap_or_else(|| node.clone()),
+                        entry: None,
+                    }
+                }
                 _ => {
+                    // A name whose policy was exhausted starts afresh.
+                    if self.supervised.get(name).is_some_and(|s| s.exhausted) {
+                        self.supervised.remove(name);
+                    }
                     self.put(
                         name.clone(),
                         Slot::Claimed {
@@ -285,6 +388,16 @@ impl Names {
                 version,
                 reason,
             } => {
+                // Unregistering ends supervision (an exhausted name's record too); a
+                // release because the actor stopped or its node failed keeps it.
+                let ends = *reason == ReleaseReason::Unregistered;
+                if ends
+                    && version.is_none()
+                    && !self.slots.contains_key(name)
+                    && self.supervised.remove(name).is_some()
+                {
+                    return Outcome::Released(None);
+                }
                 let matches = match (self.slots.get(name), version) {
                     (None, _) => false,
                     (Some(_), None) => true,
@@ -293,6 +406,9 @@ impl Names {
                 };
                 if !matches {
                     return Outcome::Released(None);
+                }
+                if ends {
+                    self.supervised.remove(name);
                 }
                 Outcome::Released(self.remove(name, *reason, events))
             }
@@ -309,7 +425,96 @@ impl Names {
                     .count();
                 Outcome::ReleasedCount(released)
             }
+            Command::Supervise {
+                name,
+                location,
+                claim,
+                supervision,
+            } => {
+                let out = self.apply(
+                    index,
+                    &Command::Register {
+                        name: name.clone(),
+                        location: location.clone(),
+                        claim: *claim,
+                    },
+                    events,
+                );
+                if let Outcome::Bound(e) = &out
+                    && e.version == index
+                {
+                    let mut s = Supervision::clone(supervision);
+                    s.last_node = Some(location.node.clone());
+                    s.exhausted = false;
+                    self.supervised.insert(name.clone(), Arc::new(s));
+                }
+                out
+            }
+            Command::Restart {
+                name,
+                node,
+                token,
+                at_ms,
+            } => {
+                if let Some(slot) = self.slots.get(name) {
+                    return Outcome::Taken {
+                        node: slot.node().clone(),
+                        entry: match slot {
+                            Slot::Bound(e) => Some(NameEntry::clone(e)),
+                            Slot::Claimed { .. } => None,
+                        },
+                    };
+                }
+                let Some(s) = self.supervised.get_mut(name).filter(|s| !s.exhausted) else {
+                    return Outcome::None;
+                };
+                let s = Arc::make_mut(s);
+                s.restarts.push(*at_ms);
+                if s.restarts.len() > MAX_RESTART_TIMES {
+                    s.restarts.remove(0);
+                }
+                self.put(
+                    name.clone(),
+                    Slot::Claimed {
+                        node: node.clone(),
+                        token: *token,
+                    },
+                );
+                Outcome::Claimed { token: *token }
+            }
+            Command::Exhaust { name } => {
+                if !self.slots.contains_key(name)
+                    && let Some(s) = self.supervised.get_mut(name)
+                {
+                    Arc::make_mut(s).exhausted = true;
+                }
+                Outcome::None
+            }
         }
+    }
+
+    /// Binds `name` to `location` at log `index` (the checks are the caller's).
+    fn bind(
+        &mut self,
+        index: u64,
+        name: &str,
+        location: &Location,
+        events: &mut Vec<NameEvent>,
+    ) -> Outcome {
+        let entry = NameEntry {
+            name: name.to_owned(),
+            node: location.node.clone(),
+            node_addr: location.node_addr,
+            actor_type: location.actor_type.clone(),
+            actor_id: location.actor_id,
+            version: index,
+        };
+        if let Some(s) = self.supervised.get_mut(name) {
+            Arc::make_mut(s).last_node = Some(location.node.clone());
+        }
+        self.put(name.to_owned(), Slot::Bound(Arc::new(entry.clone())));
+        events.push(NameEvent::Registered(entry.clone()));
+        Outcome::Bound(entry)
     }
 
     fn remove(
@@ -460,6 +665,144 @@ mod tests {
         assert_eq!(n.list("").count(), 5);
     }
 
+    fn supervision(policy: crate::placement::RestartPolicy) -> Supervision {
+        Supervision {
+            actor_type: "t".into(),
+            format: SerializationFormat::Bincode,
+            state: vec![1, 2, 3],
+            placement: PlacementRecord::new(
+                &crate::placement::Placement::RoundRobin,
+                &crate::placement::Constraint::new(),
+                None,
+                "x",
+            ),
+            policy: policy.into(),
+            restarts: Vec::new(),
+            last_node: None,
+            exhausted: false,
+        }
+    }
+
+    fn supervise(name: &str, l: Location, claim: Option<u64>) -> Command {
+        Command::Supervise {
+            name: name.into(),
+            location: l,
+            claim,
+            supervision: Box::new(supervision(crate::placement::RestartPolicy::Always)),
+        }
+    }
+
+    fn restart(name: &str, node: &str, token: u64, at_ms: u64) -> Command {
+        Command::Restart {
+            name: name.into(),
+            node: NodeId::new(node, 1),
+            token,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_supervised_name_outlives_its_node_until_the_leader_restarts_it() {
+        let mut n = Names::default();
+        let mut ev = Vec::new();
+        assert!(matches!(
+            n.apply(1, &supervise("a", loc("x", 1, 7), None), &mut ev),
+            Outcome::Bound(_)
+        ));
+        assert_eq!(n.awaiting_restart().count(), 0);
+        // Its node goes down: the binding is released, the supervision stays.
+        n.apply(
+            2,
+            &Command::ReleaseNodes {
+                nodes: vec![NodeId::new("x", 1)],
+            },
+            &mut ev,
+        );
+        assert!(n.get("a").is_none());
+        let waiting: Vec<_> = n.awaiting_restart().map(|(k, _)| k.clone()).collect();
+        assert_eq!(waiting, ["a"]);
+        assert_eq!(
+            n.supervision("a").unwrap().last_node,
+            Some(NodeId::new("x", 1))
+        );
+        // Nobody else takes the name meanwhile.
+        assert!(matches!(
+            n.apply(3, &register("a", loc("y", 1, 1)), &mut ev),
+            Outcome::Taken { .. }
+        ));
+        let claim = Command::Claim {
+            name: "a".into(),
+            node: NodeId::new("y", 1),
+            token: 9,
+        };
+        assert!(matches!(n.apply(4, &claim, &mut ev), Outcome::Taken { .. }));
+        // The leader's restart claims it for y; a second decision finds it taken.
+        assert_eq!(
+            n.apply(5, &restart("a", "y", 3, 1000), &mut ev),
+            Outcome::Claimed { token: 3 }
+        );
+        assert!(matches!(
+            n.apply(6, &restart("a", "z", 4, 1001), &mut ev),
+            Outcome::Taken { .. }
+        ));
+        assert_eq!(n.restarting().count(), 1);
+        // y completes the claim.
+        let bind = Command::Register {
+            name: "a".into(),
+            location: loc("y", 1, 2),
+            claim: Some(3),
+        };
+        assert!(matches!(n.apply(7, &bind, &mut ev), Outcome::Bound(e) if e.actor_id == 2));
+        let s = n.supervision("a").unwrap();
+        assert_eq!(
+            (s.restarts.clone(), s.last_node.clone()),
+            (vec![1000], Some(NodeId::new("y", 1)))
+        );
+        // Unregistering ends supervision.
+        let unreg = Command::Unregister {
+            name: "a".into(),
+            version: None,
+            reason: ReleaseReason::Unregistered,
+        };
+        assert!(matches!(
+            n.apply(8, &unreg, &mut ev),
+            Outcome::Released(Some(_))
+        ));
+        assert!(n.supervision("a").is_none());
+        assert_eq!(
+            n.apply(9, &restart("a", "y", 5, 1002), &mut ev),
+            Outcome::None
+        );
+    }
+
+    #[test]
+    fn an_exhausted_name_is_never_restarted_and_may_be_spawned_afresh() {
+        let mut n = Names::default();
+        let mut ev = Vec::new();
+        n.apply(1, &supervise("a", loc("x", 1, 7), None), &mut ev);
+        let stopped = Command::Unregister {
+            name: "a".into(),
+            version: Some(1),
+            reason: ReleaseReason::ActorStopped,
+        };
+        assert!(matches!(
+            n.apply(2, &stopped, &mut ev),
+            Outcome::Released(Some(_))
+        ));
+        assert!(n.supervision("a").is_some(), "a stop keeps supervision");
+        n.apply(3, &Command::Exhaust { name: "a".into() }, &mut ev);
+        assert_eq!(n.awaiting_restart().count(), 0);
+        assert!(n.supervision("a").unwrap().exhausted);
+        assert_eq!(n.apply(4, &restart("a", "y", 3, 1), &mut ev), Outcome::None);
+        let claim = Command::Claim {
+            name: "a".into(),
+            node: NodeId::new("y", 1),
+            token: 9,
+        };
+        assert_eq!(n.apply(5, &claim, &mut ev), Outcome::Claimed { token: 9 });
+        assert!(n.supervision("a").is_none());
+    }
+
     fn arb_cmd() -> impl Strategy<Value = Command> {
         let name = prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_owned);
         let node =
@@ -486,12 +829,48 @@ mod tests {
                 node,
                 token
             }),
-            (name, prop::option::of(0u64..8)).prop_map(|(name, version)| Command::Unregister {
-                name,
-                version,
-                reason: ReleaseReason::Unregistered
+            (name.clone(), prop::option::of(0u64..8)).prop_map(|(name, version)| {
+                Command::Unregister {
+                    name,
+                    version,
+                    reason: ReleaseReason::Unregistered,
+                }
             }),
-            prop::collection::vec(node, 0..2).prop_map(|nodes| Command::ReleaseNodes { nodes }),
+            prop::collection::vec(node.clone(), 0..2)
+                .prop_map(|nodes| Command::ReleaseNodes { nodes }),
+            (
+                name.clone(),
+                node.clone(),
+                0u64..3,
+                prop::option::of(0u64..3)
+            )
+                .prop_map(|(name, node, actor, claim)| Command::Supervise {
+                    name,
+                    location: Location {
+                        node,
+                        node_addr: ([127, 0, 0, 1], 1).into(),
+                        actor_type: "t".into(),
+                        actor_id: actor,
+                    },
+                    claim,
+                    supervision: Box::new(supervision(crate::placement::RestartPolicy::Always)),
+                }),
+            (name.clone(), node, 0u64..3, 0u64..100).prop_map(|(name, node, token, at_ms)| {
+                Command::Restart {
+                    name,
+                    node,
+                    token,
+                    at_ms,
+                }
+            }),
+            (name.clone(), prop::option::of(0u64..8)).prop_map(|(name, version)| {
+                Command::Unregister {
+                    name,
+                    version,
+                    reason: ReleaseReason::ActorStopped,
+                }
+            }),
+            name.prop_map(|name| Command::Exhaust { name }),
         ]
     }
 

@@ -314,6 +314,18 @@ pub enum RegistryError {
     /// No actor is registered under the name.
     #[error("no actor is registered as {0:?}")]
     NotFound(String),
+    /// The name's actor was spawned with a restart policy that is now exhausted: it failed
+    /// more often than the policy allows and is not restarted again. Unregistering the name
+    /// (or spawning it anew) ends this state.
+    #[error(
+        "the actor named {name:?} failed after {restarts} restarts and its restart policy is exhausted"
+    )]
+    RestartsExhausted {
+        /// The name.
+        name: String,
+        /// Restarts it had (counted up to the last 64).
+        restarts: u32,
+    },
     /// The name is registered to an actor of another type.
     #[error("{name:?} is a {found}, not a {expected}")]
     TypeMismatch {

@@ -6,7 +6,7 @@ use actix::Recipient;
 use rand::RngExt;
 
 use super::ClusterSystem;
-use crate::registry::state::{Command, Location, Outcome};
+use crate::registry::state::{Command, Location, Outcome, Supervision};
 use crate::registry::{
     NameEntry, NameEvent, RecoveryReport, Registry, RegistryError, RegistryStatus, ReleaseReason,
     location, validate_name,
@@ -84,6 +84,7 @@ impl ClusterSystem {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<RemoteAddr<A>, RemoteError>>,
     {
+        let make = || async move { make().await.map(|addr| (addr, None)) };
         match self.name_or_create(name, make).await {
             Ok((addr, _)) => Ok(addr),
             Err(Created::Registry(e)) => Err(e),
@@ -92,8 +93,10 @@ impl ClusterSystem {
     }
 
     /// [`register_name_or_get`](Self::register_name_or_get) with the creator's own error
-    /// type. Returns the address and, when this call created the actor, its registration (an
-    /// actor that was already registered comes as an address that follows the name).
+    /// type; a creator that returns a [`Supervision`] makes the name supervised (bound with
+    /// `Supervise`). Returns the address and, when this call created the actor, its
+    /// registration (an actor that was already registered comes as an address that follows
+    /// the name).
     pub(super) async fn name_or_create<A, E, F, Fut>(
         &self,
         name: &str,
@@ -102,7 +105,7 @@ impl ClusterSystem {
     where
         A: DistributedActor,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<RemoteAddr<A>, E>>,
+        Fut: Future<Output = Result<(RemoteAddr<A>, Option<Supervision>), E>>,
     {
         let found = |entry: &NameEntry| -> Result<(RemoteAddr<A>, Option<NameEntry>), Created<E>> {
             Ok((self.addr_for::<A>(entry)?, None))
@@ -154,8 +157,8 @@ impl ClusterSystem {
                 other => return Err(unexpected(other).into()),
             }
         };
-        let addr = match make().await {
-            Ok(addr) => addr,
+        let (addr, supervision) = match make().await {
+            Ok(made) => made,
             Err(e) => {
                 let release = Command::Unregister {
                     name: name.to_owned(),
@@ -166,10 +169,18 @@ impl ClusterSystem {
                 return Err(Created::Make(e));
             }
         };
-        let bind = Command::Register {
-            name: name.to_owned(),
-            location: location_of(&addr),
-            claim: Some(token),
+        let bind = match supervision {
+            None => Command::Register {
+                name: name.to_owned(),
+                location: location_of(&addr),
+                claim: Some(token),
+            },
+            Some(supervision) => Command::Supervise {
+                name: name.to_owned(),
+                location: location_of(&addr),
+                claim: Some(token),
+                supervision: Box::new(supervision),
+            },
         };
         match registry.write(bind).await? {
             Outcome::Bound(entry) => Ok((addr, Some(entry))),

@@ -7,7 +7,6 @@
 //! would; every other strategy is decided where the spawn is called (`Local` and `Node` say
 //! it all, `Random` needs no shared state, `ConsistentHash` gives the same owner everywhere).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -15,12 +14,17 @@ use serde::{Deserialize, Serialize};
 use super::ClusterSystem;
 use super::members::members;
 use super::registry::Created;
+use crate::codec::{self, SerializationFormat};
 use crate::membership::driver::Driver;
 use crate::metrics;
-use crate::node::{Architecture, NodeId, NodeRole};
-use crate::placement::{Constraint, Input, Placement, PlacementError, Placer, SpawnSpec};
+use crate::node::{Architecture, NodeId};
+use crate::placement::{
+    Constraint, Input, Placement, PlacementError, PlacementRecord, Placer, PolicyRecord,
+    RestartPolicy, SpawnSpec,
+};
 use crate::registry::RegistryError;
-use crate::remote::system::{self as sys, SystemRequestError};
+use crate::registry::state::Supervision;
+use crate::remote::system::{self as sys, SpawnRequest, SystemRequestError};
 use crate::remote::{DistributedActor, RemoteAddr, RemoteContext, RemoteError};
 
 /// Why [`ClusterSystem::spawn`] started no actor.
@@ -38,6 +42,10 @@ pub enum SpawnError {
     /// the binding may still commit (see [`RegistryError`]).
     #[error("spawn: {0}")]
     Registry(#[from] RegistryError),
+    /// A [`RestartPolicy`] other than `Never` without a [name](SpawnSpec::name): a restarted
+    /// actor is found again through its name. Nothing was started.
+    #[error("a restart policy needs a name (SpawnSpec::name)")]
+    RestartNeedsName,
 }
 
 impl ClusterSystem {
@@ -97,23 +105,45 @@ impl ClusterSystem {
             .constraint
             .clone()
             .unwrap_or_else(A::placement_constraint);
+        let supervised = spec.restart != RestartPolicy::Never;
         let here = match &strategy {
             Placement::Local => true,
             Placement::Node(node) => node == self.node_id().name(),
             _ => false,
         };
-        if !here && !constraint.capabilities.iter().any(|c| c == A::NAME) {
+        // Another node starts it through its spawner for `A`; so does any node that restarts
+        // a supervised actor, this one included.
+        if (supervised || !here) && !constraint.capabilities.iter().any(|c| c == A::NAME) {
             constraint.capabilities.push(A::NAME.to_owned());
         }
         let key = spec.key_bytes();
         let Some(name) = spec.name.as_deref() else {
+            if supervised {
+                return Err(SpawnError::RestartNeedsName);
+            }
             let node = self.place(&strategy, &constraint, key).await?;
-            return self.spawn_on(&strategy, &node, make).await;
+            return Ok(self.spawn_on(&strategy, &node, make).await?.0);
         };
         let created = self
             .name_or_create(name, || async {
                 let node = self.place(&strategy, &constraint, key).await?;
-                self.spawn_on(&strategy, &node, make).await
+                let (addr, state) = self.spawn_on(&strategy, &node, make).await?;
+                let supervision = supervised.then(|| Supervision {
+                    actor_type: A::NAME.to_owned(),
+                    format: state.0,
+                    state: state.1,
+                    placement: PlacementRecord::new(
+                        &strategy,
+                        &constraint,
+                        key,
+                        self.node_id().name(),
+                    ),
+                    policy: PolicyRecord::from(spec.restart),
+                    restarts: Vec::new(),
+                    last_node: None,
+                    exhausted: false,
+                });
+                Ok::<_, SpawnError>((addr, supervision))
             })
             .await;
         match created {
@@ -165,25 +195,48 @@ impl ClusterSystem {
         )?)
     }
 
-    /// Starts the actor `make` builds on `node` (here, or shipped).
+    /// Starts the actor `make` builds on `node` (here, or shipped); returns its address and
+    /// its serialized state (what a restart starts from).
     async fn spawn_on<A>(
         &self,
         strategy: &Placement,
         node: &NodeId,
         make: impl FnOnce(&NodeId) -> A,
-    ) -> Result<RemoteAddr<A>, SpawnError>
+    ) -> Result<(RemoteAddr<A>, (SerializationFormat, Vec<u8>)), SpawnError>
     where
         A: DistributedActor + Serialize,
     {
+        let actor = make(node);
+        let format = A::serialization_format().unwrap_or(self.remote().default_format);
+        let state = codec::encode(format, &actor).map_err(|e| RemoteError::from_codec(e, false))?;
         let remote = node != self.node_id();
         let addr = if remote {
-            self.remote_actor(node.name(), make).await?
+            let req = SpawnRequest {
+                actor_type: A::NAME.to_owned(),
+                format,
+                state: state.clone(),
+            };
+            let (peer, addr) = self.peer_of(node.name())?;
+            if &peer != node {
+                return Err(RemoteError::NodeGone { node: node.clone() }.into());
+            }
+            let remote = self.remote();
+            let id: u64 = sys::ask(
+                remote,
+                peer.clone(),
+                addr,
+                sys::id::SPAWN,
+                req,
+                remote.request_timeout,
+            )
+            .await?;
+            RemoteAddr::remote(remote, peer, addr, id)
         } else {
-            self.start_actor(make(node))
+            self.start_actor(actor)
         };
         metrics::actor_spawned(strategy.label(), remote);
         tracing::debug!(actor_type = A::NAME, node = %node, placement = strategy.label(), "spawned");
-        Ok(addr)
+        Ok((addr, (format, state)))
     }
 }
 
@@ -209,48 +262,27 @@ fn decide(
 }
 
 /// Body of [`sys::id::PLACE`]: a `RoundRobin` or `LeastLoaded` decision the acting master
-/// makes for a spawner. Enums travel as wire numbers (an unknown one is refused, not guessed).
+/// makes for a spawner.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PlaceRequest {
-    /// 1: `RoundRobin`, 2: `LeastLoaded`.
-    strategy: u8,
-    roles: Vec<u8>,
-    labels: BTreeMap<String, String>,
-    capabilities: Vec<String>,
+    placement: PlacementRecord,
 }
 
 impl PlaceRequest {
     fn new(strategy: &Placement, constraint: &Constraint) -> Self {
         Self {
-            strategy: match strategy {
-                Placement::LeastLoaded => 2,
-                _ => 1,
-            },
-            roles: constraint.roles.iter().map(|r| r.to_wire()).collect(),
-            labels: constraint.labels.clone(),
-            capabilities: constraint.capabilities.clone(),
+            placement: PlacementRecord::new(strategy, constraint, None, ""),
         }
     }
 
-    fn decode(self) -> Result<(Placement, Constraint), RemoteError> {
-        let strategy = match self.strategy {
-            1 => Placement::RoundRobin,
-            2 => Placement::LeastLoaded,
-            n => {
-                return Err(RemoteError::HandlerFailed(format!(
-                    "unknown placement strategy {n} (a newer node asked?)"
-                )));
-            }
-        };
-        let mut constraint = Constraint::new();
-        for r in self.roles {
-            let role = NodeRole::from_wire(r)
-                .ok_or_else(|| RemoteError::HandlerFailed(format!("unknown node role {r}")))?;
-            constraint = constraint.role(role);
+    fn decode(&self) -> Result<(Placement, Constraint), RemoteError> {
+        match self.placement.decode() {
+            Ok((s @ (Placement::RoundRobin | Placement::LeastLoaded), c, _)) => Ok((s, c)),
+            Ok((s, ..)) => Err(RemoteError::HandlerFailed(format!(
+                "the acting master decides RoundRobin and LeastLoaded only, not {s:?}"
+            ))),
+            Err(e) => Err(RemoteError::HandlerFailed(e)),
         }
-        constraint.labels = self.labels;
-        constraint.capabilities = self.capabilities;
-        Ok((strategy, constraint))
     }
 }
 

@@ -22,8 +22,9 @@ use crate::registry::replica::Replica;
 use crate::registry::state::Names;
 
 /// Bumped when [`SnapshotData`]'s layout changes incompatibly. Snapshots travel between
-/// members, so a mismatch is refused instead of misread.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// members, so a mismatch is refused instead of misread. 2: the name table carries the
+/// supervised names after the slots.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Snapshot bytes, as built here and sent to other members: bincode of this struct.
 #[derive(Serialize)]

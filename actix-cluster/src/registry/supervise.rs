@@ -1,0 +1,394 @@
+//! Restarts of supervised names: the leader's decisions and the target node's activations.
+//!
+//! **Deciding (leader only).** Each background round, the leader looks at the supervised names
+//! its replica holds. One that is neither bound nor claimed (its actor stopped, or its node
+//! went Down or left, and the binding was released) is restarted once its policy's backoff
+//! has passed: the leader chooses a node (the last one if it is still Up and eligible,
+//! otherwise by the name's strategy among the survivors) and proposes
+//! [`Command::Restart`], a claim of the name for that node. The state machine accepts one
+//! restart per release (a second decision, by this leader or a deposed one, finds the name
+//! claimed), so exactly one node decides each restart. An exhausted policy is recorded with
+//! [`Command::Exhaust`].
+//!
+//! **Activating (the chosen node).** The leader then asks the chosen node to activate the
+//! name ([`RegistryRequest::Activate`]): that node starts the actor from the supervised state
+//! and completes the claim with `Register`. An activation is idempotent per claim token (a
+//! repeated request finds the actor already started), so the leader, or a later leader, may
+//! ask again when the claim is not completed in time. A claim whose node goes Down is released
+//! with the node's names, and the name is restarted again elsewhere.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::RngExt;
+use tokio::sync::oneshot;
+
+use super::raft::RaftHandle;
+use super::service::{Failure, Registry, RegistryReply, RegistryRequest};
+use super::state::{Command, Location, Outcome, Supervision};
+use crate::membership::{Member, MemberState};
+use crate::metrics;
+use crate::node::NodeId;
+use crate::placement::{Input, Placement, Placer};
+use crate::remote::RemoteError;
+
+/// The leader's and the target's local bookkeeping (not replicated).
+pub(crate) struct Supervisor {
+    /// Leader: when each supervised name was first seen awaiting a restart (its backoff runs
+    /// from there), and when an activation was last requested for a claim.
+    seen: Mutex<HashMap<String, Seen>>,
+    /// Leader: placement decisions for restarts.
+    placer: Mutex<Placer>,
+    /// Target: activations by name: the claim token and, once started, the actor id.
+    activations: Mutex<HashMap<String, (u64, Option<u64>)>>,
+}
+
+#[derive(Clone, Copy)]
+enum Seen {
+    /// Awaiting a restart since then.
+    Released(Instant),
+    /// Activation of claim `token` last requested then.
+    Asked { token: u64, at: Instant },
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::new(HashMap::new()),
+            placer: Mutex::new(Placer::new(rand::random())),
+            activations: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registry {
+    /// The leader's round: restarts supervised names awaiting it, and asks again for
+    /// activations that were not completed in time.
+    pub(super) async fn supervise(self: &Arc<Self>, raft: &RaftHandle, members: &[Member]) {
+        let (awaiting, restarting) = self.replica.read(|n| {
+            let awaiting: Vec<(String, Arc<Supervision>)> = n
+                .awaiting_restart()
+                .map(|(k, s)| (k.clone(), Arc::clone(s)))
+                .collect();
+            let restarting: Vec<(String, NodeId, u64, Arc<Supervision>)> = n
+                .restarting()
+                .map(|(k, node, token, s)| (k.clone(), node.clone(), token, Arc::clone(s)))
+                .collect();
+            (awaiting, restarting)
+        });
+        {
+            // Forget names that are bound again (or no longer supervised).
+            let mut seen = lock(&self.supervisor.seen);
+            seen.retain(|name, _| {
+                awaiting.iter().any(|(n, _)| n == name)
+                    || restarting.iter().any(|(n, ..)| n == name)
+            });
+        }
+        for (name, supervision) in awaiting {
+            self.restart(raft, members, &name, &supervision).await;
+        }
+        // An activation not completed within twice the request timeout is asked for again
+        // (the request or its target's write may have been lost with a leader).
+        let again = self.config.request_timeout * 2;
+        for (name, node, token, supervision) in restarting {
+            let up = members
+                .iter()
+                .any(|m| m.id == node && m.state == MemberState::Up);
+            let due = {
+                let mut seen = lock(&self.supervisor.seen);
+                match seen.get(&name) {
+                    Some(Seen::Asked { token: t, at }) if *t == token && at.elapsed() < again => {
+                        false
+                    }
+                    _ => {
+                        seen.insert(
+                            name.clone(),
+                            Seen::Asked {
+                                token,
+                                at: Instant::now(),
+                            },
+                        );
+                        true
+                    }
+                }
+            };
+            if up && due {
+                self.ask_activation(node, name, token, supervision);
+            }
+        }
+    }
+
+    /// One supervised name awaiting a restart: wait out its backoff, then decide.
+    async fn restart(
+        self: &Arc<Self>,
+        raft: &RaftHandle,
+        members: &[Member],
+        name: &str,
+        supervision: &Supervision,
+    ) {
+        let since = {
+            let mut seen = lock(&self.supervisor.seen);
+            match seen.get(name) {
+                Some(Seen::Released(at)) => *at,
+                _ => {
+                    let now = Instant::now();
+                    seen.insert(name.to_owned(), Seen::Released(now));
+                    now
+                }
+            }
+        };
+        let now_ms = unix_ms();
+        let policy = supervision.policy.policy();
+        let Some(backoff) = policy.next_restart(&supervision.restarts, now_ms) else {
+            let cmd = Command::Exhaust {
+                name: name.to_owned(),
+            };
+            match raft.write_local(cmd).await {
+                Ok(_) => {
+                    metrics::actor_restart("exhausted");
+                    tracing::warn!(
+                        name,
+                        restarts = supervision.restarts.len(),
+                        ?policy,
+                        "restart policy exhausted; the name stays released"
+                    );
+                }
+                Err(e) => tracing::debug!(name, "recording an exhausted policy: {e}"),
+            }
+            return;
+        };
+        if since.elapsed() < backoff {
+            return;
+        }
+        let target = match self.restart_target(members, name, supervision) {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::debug!(name, "no node to restart on yet: {why}");
+                return;
+            }
+        };
+        let token = rand::rng().random::<u64>() | 1;
+        let cmd = Command::Restart {
+            name: name.to_owned(),
+            node: target.clone(),
+            token,
+            at_ms: now_ms,
+        };
+        match raft.write_local(cmd).await {
+            Ok(Outcome::Claimed { .. }) => {
+                metrics::actor_restart("restarted");
+                tracing::info!(name, node = %target, "restarting a supervised actor");
+                lock(&self.supervisor.seen).insert(
+                    name.to_owned(),
+                    Seen::Asked {
+                        token,
+                        at: Instant::now(),
+                    },
+                );
+                self.ask_activation(
+                    target,
+                    name.to_owned(),
+                    token,
+                    Arc::new(supervision.clone()),
+                );
+            }
+            Ok(other) => tracing::debug!(name, ?other, "restart not needed"),
+            Err(e) => tracing::debug!(name, "proposing a restart: {e}"),
+        }
+    }
+
+    /// Where supervised `name` starts again: its last node while that incarnation is Up and
+    /// eligible; otherwise its strategy's choice among the members (a pinned strategy, `Node`
+    /// or `Local`, falls back to the name's owner on a consistent-hash ring when its node is
+    /// not available).
+    fn restart_target(
+        &self,
+        members: &[Member],
+        name: &str,
+        supervision: &Supervision,
+    ) -> Result<NodeId, String> {
+        let (strategy, mut constraint, key) = supervision.placement.decode()?;
+        if !constraint
+            .capabilities
+            .iter()
+            .any(|c| c == &supervision.actor_type)
+        {
+            constraint.capabilities.push(supervision.actor_type.clone());
+        }
+        if let Some(last) = &supervision.last_node
+            && let Some(m) = members.iter().find(|m| &m.id == last)
+            && constraint.refuses(m).is_none()
+        {
+            return Ok(m.id.clone());
+        }
+        let me = self.ctx_me_name();
+        let mut placer = lock(&self.supervisor.placer);
+        let choose = |placer: &mut Placer, strategy: &Placement, key: Option<&[u8]>| {
+            placer.choose(
+                strategy,
+                &Input {
+                    members,
+                    me: &me,
+                    constraint: &constraint,
+                    key,
+                },
+            )
+        };
+        let chosen = match &strategy {
+            Placement::Node(_) => choose(&mut placer, &strategy, None).or_else(|_| {
+                choose(
+                    &mut placer,
+                    &Placement::ConsistentHash,
+                    Some(name.as_bytes()),
+                )
+            }),
+            _ => choose(&mut placer, &strategy, key.or(Some(name.as_bytes()))),
+        };
+        chosen.map_err(|e| e.to_string())
+    }
+
+    /// Asks `node` (this one included) to activate claim `token` of `name`, in the background.
+    fn ask_activation(
+        self: &Arc<Self>,
+        node: NodeId,
+        name: String,
+        token: u64,
+        supervision: Arc<Supervision>,
+    ) {
+        let registry = Arc::clone(self);
+        let Some(raft) = self.raft_handle() else {
+            return;
+        };
+        raft.spawn(async move {
+            let result = if &node == registry.ctx_me() {
+                registry.activate(name.clone(), token, &supervision).await
+            } else {
+                let Some(peer) = registry.ctx_peer(&node) else {
+                    return;
+                };
+                let req = RegistryRequest::Activate {
+                    name: name.clone(),
+                    token,
+                    supervision: Supervision::clone(&supervision),
+                };
+                let deadline = tokio::time::Instant::now() + registry.config.request_timeout;
+                match registry
+                    .ask_peer_at(node.clone(), peer, req, deadline)
+                    .await
+                {
+                    Ok(RegistryReply::Activated(id)) => Ok(id),
+                    Ok(RegistryReply::Failed(f)) => Err(format!("{f:?}")),
+                    Ok(_) => Err("unexpected reply".into()),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match result {
+                Ok(id) => tracing::debug!(name, node = %node, actor = id, "activated"),
+                // Asked again after twice the request timeout while the claim is pending.
+                Err(e) => tracing::info!(name, node = %node, "activation failed: {e}"),
+            }
+        });
+    }
+
+    /// On the chosen node: starts `name`'s actor from its supervised state (once per claim
+    /// token) and completes the claim. Returns the actor id.
+    pub(super) async fn activate(
+        &self,
+        name: String,
+        token: u64,
+        supervision: &Supervision,
+    ) -> Result<u64, String> {
+        let started = {
+            let mut activations = lock(&self.supervisor.activations);
+            match activations.get(&name) {
+                Some(&(t, Some(id))) if t == token => Some(id),
+                Some(&(t, None)) if t == token => {
+                    return Err("the activation is in progress".into());
+                }
+                _ => {
+                    activations.insert(name.clone(), (token, None));
+                    None
+                }
+            }
+        };
+        let id = match started {
+            Some(id) => id,
+            None => match self.start_supervised(supervision).await {
+                Ok(id) => {
+                    lock(&self.supervisor.activations).insert(name.clone(), (token, Some(id)));
+                    id
+                }
+                Err(e) => {
+                    lock(&self.supervisor.activations).remove(&name);
+                    return Err(e.to_string());
+                }
+            },
+        };
+        let me = self.ctx_me().clone();
+        let location = Location {
+            node: me,
+            node_addr: self.ctx_addr(),
+            actor_type: supervision.actor_type.clone(),
+            actor_id: id,
+        };
+        let bind = Command::Register {
+            name: name.clone(),
+            location,
+            claim: Some(token),
+        };
+        match self.write(bind).await {
+            Ok(Outcome::Bound(_)) => Ok(id),
+            Ok(other) => {
+                // The claim is gone (released, or superseded): this actor must not run.
+                self.stop_local(id);
+                Err(format!("the claim was lost: {other:?}"))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Starts the actor of `supervision` here, through the type's spawner.
+    async fn start_supervised(&self, supervision: &Supervision) -> Result<u64, RemoteError> {
+        let remote = self.remote();
+        let spawn = remote
+            .actors
+            .spawner(&supervision.actor_type)
+            .ok_or_else(|| RemoteError::ActorTypeNotRegistered {
+                node: remote.actors.node().to_owned(),
+                actor_type: supervision.actor_type.clone(),
+            })?;
+        let (tx, rx) = oneshot::channel();
+        spawn(
+            remote,
+            supervision.format,
+            Bytes::from(supervision.state.clone()),
+            tx,
+        );
+        rx.await.map_err(|_| RemoteError::SystemStopped)?
+    }
+
+    /// Answers [`RegistryRequest::Activate`].
+    pub(super) async fn serve_activate(
+        &self,
+        name: String,
+        token: u64,
+        supervision: Supervision,
+    ) -> RegistryReply {
+        match self.activate(name, token, &supervision).await {
+            Ok(id) => RegistryReply::Activated(id),
+            Err(e) => RegistryReply::Failed(Failure::Unavailable(e)),
+        }
+    }
+}
