@@ -10,11 +10,39 @@ use actix_cluster::placement::{Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, NameEntry, RegistryConfig, RegistryError, SpawnError};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::wait_until;
+use actix_cluster_tests::{heal, partition, wait_until};
 use serde::{Deserialize, Serialize};
 
 /// Every activation in this process: (tag, the thread it started on, i.e. `node-<name>`).
 static ACTIVATIONS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Starts and stops in the order they happened: (tag, thread, started).
+static LEDGER: Mutex<Vec<(String, String, bool)>> = Mutex::new(Vec::new());
+
+fn ledger(tag: &str, started: bool) {
+    LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((tag.to_owned(), thread(), started));
+}
+
+/// The most activations of `tag` alive at once, by the ledger; and how many stopped.
+fn overlap(tag: &str) -> (usize, usize) {
+    let ledger = LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (mut live, mut most, mut stopped) = (0usize, 0usize, 0usize);
+    for (_, _, started) in ledger.iter().filter(|(t, ..)| t == tag) {
+        if *started {
+            live += 1;
+            most = most.max(live);
+        } else {
+            live = live.saturating_sub(1);
+            stopped += 1;
+        }
+    }
+    (most, stopped)
+}
 
 fn thread() -> String {
     std::thread::current().name().unwrap_or("?").to_owned()
@@ -33,6 +61,11 @@ impl Actor for Sup {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((self.tag.clone(), thread()));
+        ledger(&self.tag, true);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        ledger(&self.tag, false);
     }
 }
 
@@ -162,8 +195,14 @@ fn a_supervised_actor_whose_node_dies_comes_back_elsewhere_under_its_name() {
         entry(&nodes[0], "svc/down")
     );
     assert!(at == "node-sv-down0" || at == "node-sv-down1", "{at}");
+    // Every replica learns the new registration (this one may lag the leader).
+    assert!(
+        wait_until(TEST_DEADLINE, || entry(&nodes[1], "svc/down")
+            .is_ok_and(|e| e.version > before.version)),
+        "{:?}",
+        entry(&nodes[1], "svc/down")
+    );
     let after = entry(&nodes[1], "svc/down").expect("registered again");
-    assert!(after.version > before.version);
     assert_eq!(format!("node-{}", after.node.name()), at);
     assert_eq!(activations("down").len(), 2, "{:?}", activations("down"));
     for n in nodes {
@@ -219,6 +258,62 @@ fn a_supervised_actor_that_stops_is_restarted_on_its_own_node_until_its_policy_i
         entry(&nodes[0], "svc/stop"),
         Err(RegistryError::NotFound(_))
     ));
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn a_partitioned_node_stops_its_supervised_actor_before_the_majority_restarts_it() {
+    let nodes = cluster("sv-part");
+    let spec = SpawnSpec::new()
+        .placement(Placement::Node("sv-part2".into()))
+        .name("svc/part")
+        .restart(RestartPolicy::Always);
+    let addr = spawn(&nodes[0], spec, "part").expect("spawn");
+    assert_eq!(ask(&nodes[0], &addr).expect("answers"), "node-sv-part2");
+    let before = entry(&nodes[0], "svc/part").expect("registered").version;
+
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    partition(&refs, &[0, 1], &[2]);
+    // The majority restarts it on one of its own nodes...
+    assert!(
+        wait_until(TEST_DEADLINE, || entry(&nodes[0], "svc/part")
+            .is_ok_and(|e| e.version > before && e.node.name() != "sv-part2")),
+        "not restarted on the majority side: {:?}",
+        entry(&nodes[0], "svc/part")
+    );
+    assert!(ask(&nodes[0], &addr).is_ok_and(|at| at != "node-sv-part2"));
+    // ...and the minority side stopped its activation first: never two at once.
+    assert!(
+        wait_until(TEST_DEADLINE, || overlap("part").1 >= 1),
+        "the minority side's actor kept running; it sees {:?}, registry {:?}, entry {:?}",
+        nodes[2]
+            .system()
+            .members()
+            .iter()
+            .map(|m| (m.id.name().to_owned(), m.state))
+            .collect::<Vec<_>>(),
+        nodes[2].run(|s| async move { s.registry_status().await }),
+        entry(&nodes[2], "svc/part")
+    );
+    assert_eq!(
+        overlap("part").0,
+        1,
+        "{:?}",
+        LEDGER.lock().map(|l| l.clone())
+    );
+
+    heal(&refs);
+    // After the heal the name still means the majority's activation, the only one alive.
+    assert!(
+        wait_until(TEST_DEADLINE, || entry(&nodes[2], "svc/part")
+            .is_ok_and(|e| e.version > before && e.node.name() != "sv-part2")),
+        "{:?}",
+        entry(&nodes[2], "svc/part")
+    );
+    assert_eq!(overlap("part").0, 1);
+    assert_eq!(activations("part").len(), 2, "{:?}", activations("part"));
     for n in nodes {
         n.stop();
     }

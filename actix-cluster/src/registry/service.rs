@@ -56,6 +56,13 @@ pub(crate) enum RegistryRequest {
         token: u64,
         supervision: Supervision,
     },
+    /// The spawner tells the node it placed a supervised actor on that actor `actor_id` holds
+    /// `name` since log index `version` (fencing covers it before the replica has it).
+    Hosted {
+        name: String,
+        actor_id: u64,
+        version: u64,
+    },
 }
 
 /// Answer to a [`RegistryRequest`].
@@ -297,9 +304,40 @@ impl Registry {
         ask_peer(&self.ctx.remote, node, addr, req, deadline).await
     }
 
-    /// Drops local actor `id` from the table (actix stops an actor no address refers to).
-    pub(super) fn stop_local(&self, id: u64) {
-        self.ctx.remote.actors.remove(id);
+    /// Stops local actor `id` (one this node started) and forgets it; whether it was asked
+    /// to stop.
+    pub(super) fn stop_local(&self, id: u64) -> bool {
+        let actors = &self.ctx.remote.actors;
+        let stopped = actors.get(id).is_some_and(|a| a.stop());
+        actors.remove(id);
+        stopped
+    }
+
+    /// Tells the node hosting supervised `entry` that its actor holds the name (see
+    /// [`RegistryRequest::Hosted`]); on this node, records it. Best effort: the node also
+    /// learns it from its replica.
+    pub(crate) async fn tell_hosted(&self, entry: &NameEntry) {
+        if &entry.node == self.ctx.me() {
+            self.note_hosted(&entry.name, entry.actor_id, entry.version);
+            return;
+        }
+        let req = RegistryRequest::Hosted {
+            name: entry.name.clone(),
+            actor_id: entry.actor_id,
+            version: entry.version,
+        };
+        let deadline = self.deadline();
+        if let Err(e) = ask_peer(
+            &self.ctx.remote,
+            entry.node.clone(),
+            entry.node_addr,
+            req,
+            deadline,
+        )
+        .await
+        {
+            tracing::debug!(name = entry.name, node = %entry.node, "telling the host of a supervised actor: {e}");
+        }
     }
 
     /// Whether this node holds a replica (every member does; client nodes do not).
@@ -999,6 +1037,14 @@ impl Registry {
                 token,
                 supervision,
             } => self.serve_activate(name, token, supervision).await,
+            RegistryRequest::Hosted {
+                name,
+                actor_id,
+                version,
+            } => {
+                self.note_hosted(&name, actor_id, version);
+                RegistryReply::Activated(actor_id)
+            }
             RegistryRequest::Recover => match self.recover_here(raft).await {
                 Ok(report) => RegistryReply::Recovered(report),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
@@ -1069,6 +1115,9 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
             {
                 bootstrapped = registry.maybe_bootstrap(raft, &members).await;
             }
+            // Fencing first: the leader's rounds may wait for a quorum.
+            let me = registry.ctx.me().name();
+            registry.fence(raft.quorum_up(&registry.ctx.states(), me) == Some(false));
             if raft.is_leader() {
                 registry.reconcile(raft, &members).await;
                 registry.supervise(raft, &members).await;
@@ -1209,15 +1258,36 @@ impl Registry {
             let cmd = Command::ReleaseNodes {
                 nodes: plan.release,
             };
-            if let Err(e) = raft.write_local(cmd).await {
-                tracing::debug!("releasing names of down nodes: {e:?}");
+            if let Err(e) = self.leader_write(raft, cmd).await {
+                tracing::debug!("releasing names of down nodes: {e}");
             }
         }
         if let Some(change) = plan.change {
             tracing::info!(node = %self.ctx.me(), ?change, "registry membership change");
-            if let Err(e) = raft.apply_change(change).await {
-                tracing::debug!("registry membership change: {e}");
+            // Bounded: a leader cut off from its quorum must not hold up its next rounds.
+            match tokio::time::timeout(self.config.request_timeout, raft.apply_change(change)).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("registry membership change: {e}"),
+                Err(_) => tracing::debug!("registry membership change: no quorum in time"),
             }
+        }
+    }
+
+    /// A write of the leader's own rounds, bounded by the request timeout: a leader cut off
+    /// from its quorum must not hold up its next rounds (fencing among them).
+    pub(super) async fn leader_write(
+        &self,
+        raft: &RaftHandle,
+        cmd: Command,
+    ) -> Result<Outcome, String> {
+        match tokio::time::timeout(self.config.request_timeout, raft.write_local(cmd)).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "not committed within {:?} (it may still be)",
+                self.config.request_timeout
+            )),
         }
     }
 

@@ -16,6 +16,18 @@
 //! repeated request finds the actor already started), so the leader, or a later leader, may
 //! ask again when the claim is not completed in time. A claim whose node goes Down is released
 //! with the node's names, and the name is restarted again elsewhere.
+//!
+//! **Fencing (every member).** At most one activation per name also needs the old one gone
+//! before the new one starts. A member stops the local actor of a supervised name as soon as
+//! the replica no longer binds the name to it (the name was released with its node, or moved),
+//! and stops all of them while it does not see a majority of the registry's voters Up
+//! (Suspect ones do not count: it is on the minority side of a partition, where the majority
+//! will restart them, or cut off). The majority releases a node's names only once it is Down,
+//! a suspicion timeout after it was Suspect, and the leader restarts a name whose node is not
+//! alive only [`restart_fence`](super::RegistryConfig::restart_fence) after that: the
+//! minority's suspicion and the fence cover the difference between the two sides' detection.
+//! A transient suspicion of a majority stops this node's supervised actors; the leader then
+//! restarts them here (the stop is reported like any other).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +55,9 @@ pub(crate) struct Supervisor {
     placer: Mutex<Placer>,
     /// Target: activations by name: the claim token and, once started, the actor id.
     activations: Mutex<HashMap<String, (u64, Option<u64>)>>,
+    /// Every member: the local actors bound to supervised names, with the log index of their
+    /// binding, as last seen in the replica or told by the spawner or an activation.
+    hosted: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 #[derive(Clone, Copy)]
@@ -59,6 +74,7 @@ impl Default for Supervisor {
             seen: Mutex::new(HashMap::new()),
             placer: Mutex::new(Placer::new(rand::random())),
             activations: Mutex::new(HashMap::new()),
+            hosted: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -130,6 +146,52 @@ impl Registry {
         }
     }
 
+    /// Every member's round: learns which local actors hold supervised names, and stops those
+    /// that lost their name (once the replica has caught up with their binding: a replica
+    /// that lags has not seen it yet), or all of them while this node does not see a quorum
+    /// of voters Up.
+    pub(super) fn fence(&self, quorum_lost: bool) {
+        let me = self.ctx_me().clone();
+        let (applied, bound_here) = self.replica.read(|n| {
+            let bound: HashMap<String, (u64, u64)> = n
+                .bound_to(&me)
+                .filter(|e| n.supervision(&e.name).is_some())
+                .map(|e| (e.name.clone(), (e.actor_id, e.version)))
+                .collect();
+            (self.replica.applied(), bound)
+        });
+        let mut hosted = lock(&self.supervisor.hosted);
+        hosted.extend(bound_here.iter().map(|(k, v)| (k.clone(), *v)));
+        hosted.retain(|name, (id, version)| {
+            let current = applied < *version || bound_here.get(name).map(|b| b.0) == Some(*id);
+            let keep = !quorum_lost && current;
+            if !keep && self.stop_local(*id) {
+                let why = if quorum_lost {
+                    "this node sees no quorum of registry voters, or is leaving"
+                } else {
+                    "the name no longer points at it"
+                };
+                tracing::warn!(name, actor = *id, "stopped a supervised actor: {why}");
+            }
+            keep
+        });
+    }
+
+    /// Records that local actor `id` holds supervised `name` since log index `version` (told
+    /// by the spawner, or by this node's own activation), so that fencing covers it before
+    /// this node's replica has the binding.
+    pub(crate) fn note_hosted(&self, name: &str, id: u64, version: u64) {
+        lock(&self.supervisor.hosted).insert(name.to_owned(), (id, version));
+    }
+
+    /// Stops every local actor of a supervised name (before this node leaves or shuts down:
+    /// the leader restarts them elsewhere).
+    pub(crate) fn stop_supervised(&self) {
+        if self.raft_handle().is_some() {
+            self.fence(true);
+        }
+    }
+
     /// One supervised name awaiting a restart: wait out its backoff, then decide.
     async fn restart(
         self: &Arc<Self>,
@@ -155,7 +217,7 @@ impl Registry {
             let cmd = Command::Exhaust {
                 name: name.to_owned(),
             };
-            match raft.write_local(cmd).await {
+            match self.leader_write(raft, cmd).await {
                 Ok(_) => {
                     metrics::actor_restart("exhausted");
                     tracing::warn!(
@@ -169,7 +231,26 @@ impl Registry {
             }
             return;
         };
-        if since.elapsed() < backoff {
+        // A node that may still run the old activation must have stopped it first (see the
+        // module): wait out the fence unless its last node is alive or left cleanly.
+        let last_alive = supervision.last_node.as_ref().is_some_and(|last| {
+            members.iter().any(|m| {
+                &m.id == last
+                    && matches!(
+                        m.state,
+                        MemberState::Up
+                            | MemberState::Joining
+                            | MemberState::Leaving
+                            | MemberState::Left
+                    )
+            })
+        });
+        let wait = if last_alive {
+            backoff
+        } else {
+            backoff.max(self.config.restart_fence)
+        };
+        if since.elapsed() < wait {
             return;
         }
         let target = match self.restart_target(members, name, supervision) {
@@ -186,7 +267,7 @@ impl Registry {
             token,
             at_ms: now_ms,
         };
-        match raft.write_local(cmd).await {
+        match self.leader_write(raft, cmd).await {
             Ok(Outcome::Claimed { .. }) => {
                 metrics::actor_restart("restarted");
                 tracing::info!(name, node = %target, "restarting a supervised actor");
@@ -349,7 +430,10 @@ impl Registry {
             claim: Some(token),
         };
         match self.write(bind).await {
-            Ok(Outcome::Bound(_)) => Ok(id),
+            Ok(Outcome::Bound(e)) => {
+                self.note_hosted(&name, id, e.version);
+                Ok(id)
+            }
             Ok(other) => {
                 // The claim is gone (released, or superseded): this actor must not run.
                 self.stop_local(id);

@@ -80,6 +80,13 @@ pub struct RegistryConfig {
     /// (target `actix_cluster::registry`). Its DEBUG and TRACE events always pass. The filter
     /// sits in front of the global default subscriber set when the node starts.
     pub verbose_raft_logs: bool,
+    /// How long the leader waits, after the node of a supervised actor is declared Down, before
+    /// restarting the actor elsewhere (on top of the policy's backoff). A node stops its
+    /// supervised actors as soon as it does not see a majority of the registry's voters Up
+    /// (the other side of a partition), a suspicion timeout before the others declare it
+    /// Down; this covers what is left of the difference between the two sides' detection,
+    /// plus a reconcile round on each: 500 ms by default.
+    pub restart_fence: Duration,
 }
 
 /// The smallest accepted [`RegistryConfig::max_snapshot_bytes`].
@@ -109,7 +116,14 @@ impl RegistryConfig {
             snapshot_every: 20_000,
             max_snapshot_bytes: 512 << 20,
             verbose_raft_logs: false,
+            restart_fence: Duration::from_millis(500),
         }
+    }
+
+    /// Sets [`restart_fence`](Self::restart_fence).
+    pub fn restart_fence(mut self, fence: Duration) -> Self {
+        self.restart_fence = fence;
+        self
     }
 
     /// Passes openraft's log events through unfiltered (see

@@ -42,6 +42,9 @@ pub(crate) trait LocalActor: Send + Sync {
     /// A boxed actix `Recipient<M>` for the message with wire id `message`.
     fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>>;
     fn as_any(&self) -> &dyn Any;
+    /// Asks the actor to stop (as if it called `ctx.stop()`), if this node started it;
+    /// whether it could be asked.
+    fn stop(&self) -> bool;
 }
 
 /// A message's wire name and `std::any::type_name`.
@@ -50,6 +53,8 @@ type MessageName = (&'static str, &'static str);
 struct LocalEntry<A: DistributedActor> {
     addr: Addr<A>,
     ty: Arc<ActorType<A>>,
+    /// Stops the actor when fired; `None` for actors started the actix way and exposed.
+    stop: std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>,
 }
 
 impl<A: DistributedActor> LocalEntry<A> {
@@ -100,6 +105,15 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
 
     fn as_any(&self) -> &dyn Any {
         &self.addr
+    }
+
+    fn stop(&self) -> bool {
+        let tx = self
+            .stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        tx.is_some_and(|tx| tx.send(()).is_ok())
     }
 }
 
@@ -293,19 +307,38 @@ impl LocalActors {
     /// reachable from the network.
     pub(crate) fn start<A: DistributedActor>(&self, actor: A) -> (u64, Addr<A>) {
         let cap = self.limits.mailbox_capacity;
+        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
         let addr = A::create(move |ctx| {
             ctx.set_mailbox_capacity(cap);
+            // A stop request (fencing a supervised actor) stops it like `ctx.stop()`; a
+            // dropped sender (the table forgot it) changes nothing.
+            ctx.spawn(actix::fut::wrap_future::<_, A>(stopped).map(
+                |fired, _, ctx: &mut Context<A>| {
+                    if fired.is_ok() {
+                        ctx.stop();
+                    }
+                },
+            ));
             actor
         });
-        (self.insert(addr.clone()), addr)
+        (self.insert_entry(addr.clone(), Some(stop)), addr)
     }
 
     /// Makes an already running actor reachable from the network.
     pub(crate) fn insert<A: DistributedActor>(&self, addr: Addr<A>) -> u64 {
+        self.insert_entry(addr, None)
+    }
+
+    fn insert_entry<A: DistributedActor>(
+        &self,
+        addr: Addr<A>,
+        stop: Option<futures::channel::oneshot::Sender<()>>,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = LocalEntry {
             addr,
             ty: self.actor_type::<A>(),
+            stop: std::sync::Mutex::new(stop),
         };
         write(&self.actors).insert(id, Arc::new(entry));
         id

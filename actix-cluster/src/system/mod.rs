@@ -209,11 +209,14 @@ impl ClusterSystem {
     }
 
     /// Leaves the cluster gracefully: other nodes see this one `Leaving`, then `Left` (not
-    /// `Down` after a timeout), then the node shuts down. Local actors keep running.
+    /// `Down` after a timeout), then the node shuts down. Local actors keep running, except
+    /// those of supervised names (spawned with a restart policy), which stop first: the
+    /// registry leader restarts them on other nodes.
     pub async fn leave(&self) {
         if self.remote().is_stopped() {
             return;
         }
+        self.node.registry.stop_supervised();
         if let Some(m) = &self.node.membership {
             m.leave(LEAVE_TIMEOUT).await;
         }
@@ -221,8 +224,10 @@ impl ClusterSystem {
     }
 
     /// Leaves the cluster: tells every peer (they fail requests in flight to this node at
-    /// once), closes connections, and stops the network thread. Local actors keep running.
+    /// once), closes connections, and stops the network thread. Local actors keep running,
+    /// except those of supervised names, as with [`leave`](Self::leave).
     pub async fn shutdown(&self) {
+        self.node.registry.stop_supervised();
         if !self.remote().stop() {
             return;
         }

@@ -147,7 +147,12 @@ impl ClusterSystem {
             })
             .await;
         match created {
-            Ok((_, Some(entry))) => Ok(self.addr_for(&entry)?),
+            Ok((_, Some(entry))) => {
+                if supervised {
+                    self.node.registry.tell_hosted(&entry).await;
+                }
+                Ok(self.addr_for(&entry)?)
+            }
             Ok((addr, None)) => Ok(addr),
             Err(Created::Registry(e)) => Err(e.into()),
             Err(Created::Make(e)) => Err(e),

@@ -279,6 +279,22 @@ impl RaftHandle {
         states: &[(NodeId, MemberState)],
         me: &str,
     ) -> Option<bool> {
+        self.quorum_in(states, me, true)
+    }
+
+    /// Whether this node sees a majority of the voters Up (Suspect ones not counted): what a
+    /// node hosting supervised actors needs to keep them (see `registry/supervise.rs`).
+    /// `None` before the registry formed.
+    pub(crate) fn quorum_up(&self, states: &[(NodeId, MemberState)], me: &str) -> Option<bool> {
+        self.quorum_in(states, me, false)
+    }
+
+    fn quorum_in(
+        &self,
+        states: &[(NodeId, MemberState)],
+        me: &str,
+        suspect_counts: bool,
+    ) -> Option<bool> {
         let stored = self.membership();
         let membership = stored.membership();
         let voters: Vec<&str> = membership
@@ -294,10 +310,8 @@ impl RaftHandle {
                 v == me
                     || states.iter().any(|(id, state)| {
                         id.name() == v
-                            && matches!(
-                                state,
-                                MemberState::Up | MemberState::Joining | MemberState::Suspect
-                            )
+                            && (matches!(state, MemberState::Up | MemberState::Joining)
+                                || (suspect_counts && *state == MemberState::Suspect))
                     })
             })
             .count();
