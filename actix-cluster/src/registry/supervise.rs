@@ -112,8 +112,17 @@ impl Registry {
                     || restarting.iter().any(|(n, ..)| n == name)
             });
         }
+        // The load reports do not count this round's restarts yet: count them here, so that
+        // the restarts of one failed node spread instead of all going to the lightest member.
+        let mut view = members.to_vec();
         for (name, supervision) in awaiting {
-            self.restart(raft, members, &name, &supervision).await;
+            if let Some(target) = self.restart(raft, &view, &name, &supervision).await
+                && let Some(m) = view.iter_mut().find(|m| m.id == target)
+            {
+                let mut load = m.load.unwrap_or_default();
+                load.actors = load.actors.saturating_add(1);
+                m.load = Some(load);
+            }
         }
         // An activation not completed within twice the request timeout is asked for again
         // (the request or its target's write may have been lost with a leader).
@@ -192,14 +201,15 @@ impl Registry {
         }
     }
 
-    /// One supervised name awaiting a restart: wait out its backoff, then decide.
+    /// One supervised name awaiting a restart: wait out its backoff, then decide. Returns the
+    /// node it was restarted on, if it was.
     async fn restart(
         self: &Arc<Self>,
         raft: &RaftHandle,
         members: &[Member],
         name: &str,
         supervision: &Supervision,
-    ) {
+    ) -> Option<NodeId> {
         let since = {
             let mut seen = lock(&self.supervisor.seen);
             match seen.get(name) {
@@ -229,7 +239,7 @@ impl Registry {
                 }
                 Err(e) => tracing::debug!(name, "recording an exhausted policy: {e}"),
             }
-            return;
+            return None;
         };
         // A node that may still run the old activation must have stopped it first (see the
         // module): wait out the fence unless its last node is alive or left cleanly.
@@ -251,13 +261,13 @@ impl Registry {
             backoff.max(self.config.restart_fence)
         };
         if since.elapsed() < wait {
-            return;
+            return None;
         }
         let target = match self.restart_target(members, name, supervision) {
             Ok(t) => t,
             Err(why) => {
                 tracing::debug!(name, "no node to restart on yet: {why}");
-                return;
+                return None;
             }
         };
         let token = rand::rng().random::<u64>() | 1;
@@ -279,14 +289,21 @@ impl Registry {
                     },
                 );
                 self.ask_activation(
-                    target,
+                    target.clone(),
                     name.to_owned(),
                     token,
                     Arc::new(supervision.clone()),
                 );
+                Some(target)
             }
-            Ok(other) => tracing::debug!(name, ?other, "restart not needed"),
-            Err(e) => tracing::debug!(name, "proposing a restart: {e}"),
+            Ok(other) => {
+                tracing::debug!(name, ?other, "restart not needed");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(name, "proposing a restart: {e}");
+                None
+            }
         }
     }
 
