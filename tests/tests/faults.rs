@@ -2,6 +2,9 @@
 //! network namespace, with concurrent clients while a seeded nemesis kills (`-9`), pauses,
 //! isolates, partitions, cuts one way, drops packets and delays links, in both storage modes and
 //! both architectures. Every history must be linearizable and writes must return after every heal.
+//! The same runs keep 20 supervised names (restart policy `Always`) alive through the faults:
+//! at most one activation of each at a time, none answering after its successor did, and every
+//! name served again after every heal.
 //!
 //! The seed is printed; `FAULT_SEED=N` replays one, and the `fault-harness` binary runs longer
 //! schedules. Needs root (network namespaces): without it the test fails, it does not skip.
@@ -34,6 +37,7 @@ fn run(seed: u64, storage: Storage, architecture: Architecture, tag: &str) -> Op
         names: 4,
         op_timeout: Duration::from_secs(6),
         recovery_bound: Duration::from_secs(20),
+        supervised: 20,
     };
     let run_id = format!("{}{tag}", std::process::id() % 10_000);
     let net = Net::create(&run_id, plan.nodes)
@@ -52,6 +56,13 @@ fn run(seed: u64, storage: Storage, architecture: Architecture, tag: &str) -> Op
         report.recoveries_ms,
         report.elapsed.as_secs_f64()
     );
+    println!(
+        "{}: {} pings of supervised names answered, {} ledger overlaps explained by a pause",
+        report.label, report.pings, report.paused_overlaps
+    );
+    for v in &report.activation_violations {
+        println!("SINGLE-ACTIVATION VIOLATION: {v}");
+    }
     for v in &report.violations {
         println!(
             "VIOLATION on {:?} at operation #{}:",
@@ -66,10 +77,11 @@ fn run(seed: u64, storage: Storage, architecture: Architecture, tag: &str) -> Op
     }
     (!report.passed()).then(|| {
         format!(
-            "{}: {} violations, unrecovered heals {:?}",
+            "{}: {} violations, unrecovered heals {:?}, single activation: {:?}",
             report.label,
             report.violations.len(),
-            report.unrecovered
+            report.unrecovered,
+            report.activation_violations
         )
     })
 }

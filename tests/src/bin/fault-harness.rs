@@ -1,10 +1,12 @@
 //! `fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both]
-//! [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]`
+//! [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]
+//! [--supervised N]`
 //! `fault-harness --figures [--runs N] [--storage ephemeral|durable]`
 //!
-//! Runs the registry workload under a seeded fault schedule on network-namespace hosts (needs
-//! root) and prints one JSON object per mode; exits 1 if any mode found a violation or a heal
-//! after which writes did not return. `cargo test --test faults` runs a bounded schedule; this
+//! Runs the registry workload, and the self-healing workload on `--supervised` names (default
+//! 20; 0 turns it off), under a seeded fault schedule on network-namespace hosts (needs root)
+//! and prints one JSON object per mode; exits 1 if any mode found a violation or a heal after
+//! which writes, or a supervised name, did not return. `cargo test --test faults` runs a bounded schedule; this
 //! runs longer ones (`--faults 40` is about ten minutes per mode).
 //!
 //! `--figures` measures instead: the time from the first node's start to the first accepted
@@ -23,6 +25,7 @@ struct Options {
     nodes: usize,
     clients: usize,
     names: usize,
+    supervised: usize,
     storages: Vec<Storage>,
     architectures: Vec<Architecture>,
     figures: bool,
@@ -38,6 +41,7 @@ fn parse() -> Result<Options, String> {
         nodes: 5,
         clients: 5,
         names: 4,
+        supervised: 20,
         storages: vec![Storage::Ephemeral, Storage::Durable],
         architectures: vec![Architecture::Decentralized, Architecture::Centralized],
         figures: false,
@@ -56,6 +60,7 @@ fn parse() -> Result<Options, String> {
             "--nodes" => o.nodes = (number(value()?)? as usize).max(3),
             "--clients" => o.clients = (number(value()?)? as usize).max(1),
             "--names" => o.names = (number(value()?)? as usize).max(1),
+            "--supervised" => o.supervised = number(value()?)? as usize,
             "--runs" => o.runs = (number(value()?)? as usize).max(1),
             "--figures" => o.figures = true,
             "--storage" => {
@@ -95,7 +100,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both] \
                  [--architecture decentralized|centralized|both] [--nodes N] [--clients N] \
-                 [--names N]\n       fault-harness --figures [--runs N] [--storage ephemeral|durable]"
+                 [--names N] [--supervised N]\n       fault-harness --figures [--runs N] [--storage ephemeral|durable]"
             );
             return ExitCode::from(2);
         }
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
                 names: o.names,
                 op_timeout: Duration::from_secs(6),
                 recovery_bound: Duration::from_secs(20),
+                supervised: o.supervised,
             };
             let run = format!("{}h{k}{j}", std::process::id() % 10_000);
             let net = match Net::create(&run, plan.nodes) {
@@ -164,6 +170,9 @@ fn main() -> ExitCode {
                             "recoveries_ms": r.recoveries_ms,
                             "unrecovered": r.unrecovered,
                             "violations": violations,
+                            "pings": r.pings,
+                            "activation_violations": r.activation_violations,
+                            "paused_overlaps": r.paused_overlaps,
                             "elapsed_s": r.elapsed.as_secs_f64(),
                         })
                     );

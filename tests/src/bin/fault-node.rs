@@ -40,6 +40,19 @@
 //! member Down or Left: the registry releases that incarnation's names, so the harness's
 //! checker allows those releases from then on.
 //!
+//! Supervised actors (the self-healing workload):
+//!
+//! ```text
+//! <op-id> spawn <name>    spawn a Keeper named <name>, RoundRobin, restart policy Always
+//!                         -> <op-id> ok spawned <node> <incarnation> <actor-id>
+//! <op-id> ping <name>     ask the Keeper named <name> (through this node's replica) which
+//!                         activation it is -> <op-id> ok pong <node> <incarnation> <seq>
+//! ```
+//!
+//! and every Keeper that starts or stops in this process prints
+//! `- act start|stop <name> <node> <incarnation> <seq>` (`seq` numbers this process's
+//! activations), the ledger the harness checks single activation against.
+//!
 //! `<Kind>` names the [`RegistryError`] variant (`registry_error_kind`); a `fail NameTaken`
 //! message starts with the holder's node name. A command that the node could not finish
 //! because it was stopping is answered with kind `Shutdown` (`info` for writes, `fail` for
@@ -59,11 +72,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_cluster::placement::{Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterEvent, MemberState, RegistryConfig, RegistryError};
+use actix_cluster::{ClusterEvent, MemberState, RegistryConfig, RegistryError, SpawnError};
 use actix_cluster_examples::args::{Args, UsageError};
 use actix_cluster_examples::{Topology, registry_error_kind};
 use actix_cluster_tests::Counter;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 const USAGE: &str = "\
@@ -81,6 +96,8 @@ and then runs registry commands read from stdin, one per line, each answered by 
   <op-id> unregister <name>               <op-id> ok released <node> <incarnation> <actor-id>
                                           <op-id> ok none
   <op-id> lookup <name>                   <op-id> ok bound <node> <incarnation> <actor-id>
+  <op-id> spawn <name>                    <op-id> ok spawned <node> <incarnation> <actor-id>
+  <op-id> ping <name>                     <op-id> ok pong <node> <incarnation> <activation>
 or by <op-id> fail <Kind> <message> (definitely not applied), <op-id> info <Kind> <message>
 (maybe applied), <op-id or -> error <reason> (malformed line). End of stdin, SIGTERM or
 ctrl-c: answer what is in flight (bounded), leave the cluster, exit 0.
@@ -229,8 +246,14 @@ async fn run(options: Options) -> Result<(), Box<dyn Error>> {
 
     let system = ClusterSystem::new(&options.cluster, config)
         .register::<Counter>()
+        .register::<Keeper>()
         .start()
         .await?;
+    let _ = ME.set(format!(
+        "{} {}",
+        system.node_id().name(),
+        system.node_id().incarnation()
+    ));
     let slots: Vec<RemoteAddr<Counter>> = (0..options.slots)
         .map(|_| system.start_actor(Counter::default()))
         .collect();
@@ -461,12 +484,20 @@ enum Op {
     },
     /// The registry's state as this node sees it (the harness finds the leader with it).
     Status,
+    /// Spawn a supervised Keeper under `name`.
+    Spawn {
+        name: String,
+    },
+    /// Ask the Keeper under `name` which activation it is.
+    Ping {
+        name: String,
+    },
 }
 
 impl Op {
     /// A lookup (or a status) changes nothing, so every failure of one is definite.
     fn is_read(&self) -> bool {
-        matches!(self, Op::Lookup { .. } | Op::Status)
+        matches!(self, Op::Lookup { .. } | Op::Status | Op::Ping { .. })
     }
 }
 
@@ -552,15 +583,23 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
             name: name.to_owned(),
         },
         ["status"] => Op::Status,
+        ["spawn", name] => Op::Spawn {
+            name: name.to_owned(),
+        },
+        ["ping", name] => Op::Ping {
+            name: name.to_owned(),
+        },
         [] => return Err(bad("missing command".into())),
         [verb, ..] => {
             return Err(bad(match verb {
                 "register" | "register-or-get" => format!("usage: <op-id> {verb} <name> <slot>"),
-                "unregister" | "lookup" => format!("usage: <op-id> {verb} <name>"),
+                "unregister" | "lookup" | "spawn" | "ping" => {
+                    format!("usage: <op-id> {verb} <name>")
+                }
                 "status" => "usage: <op-id> status".to_owned(),
                 other => format!(
                     "unknown command {:?} (known: register, register-or-get, unregister, lookup, \
-                     status)",
+                     status, spawn, ping)",
                     echo(other)
                 ),
             }));
@@ -585,6 +624,10 @@ enum Answer {
     Nothing,
     /// `status`: the leader this node vouches for, and the voters.
     Status(Option<String>, Vec<String>),
+    /// `spawn`: where the Keeper went.
+    Spawned(NodeId, u64),
+    /// `ping`: the activation that answered (node, incarnation, seq).
+    Pong(String),
     /// Definitely not applied.
     Fail(&'static str, String),
     /// Maybe applied.
@@ -618,6 +661,12 @@ impl Answer {
                     voters.join(",")
                 }
             ),
+            Answer::Spawned(node, actor) => format!(
+                "{id} ok spawned {} {} {actor}",
+                node.name(),
+                node.incarnation()
+            ),
+            Answer::Pong(activation) => format!("{id} ok pong {activation}"),
             Answer::Fail(kind, msg) => format!("{id} fail {kind} {}", one_line(msg)),
             Answer::Info(kind, msg) => format!("{id} info {kind} {}", one_line(msg)),
         }
@@ -689,6 +738,82 @@ async fn execute(system: &ClusterSystem, slots: &[RemoteAddr<Counter>], op: Op) 
             Ok(s) => Answer::Status(s.leader, s.voters),
             Err(e) => read_failure(&e),
         },
+        Op::Spawn { name } => {
+            let spec = SpawnSpec::new()
+                .placement(Placement::RoundRobin)
+                .name(name.clone())
+                .restart(RestartPolicy::Always);
+            let keeper = Keeper {
+                name,
+                activation: String::new(),
+            };
+            match system.spawn(spec, |_| keeper).await {
+                Ok(addr) => {
+                    let (node, actor) = addr.resolved_target();
+                    Answer::Spawned(node, actor)
+                }
+                Err(SpawnError::Registry(e)) => write_failure(&e),
+                Err(e) => Answer::Info("Spawn", e.to_string()),
+            }
+        }
+        Op::Ping { name } => match system.lookup::<Keeper>(&name).await {
+            Ok(addr) => match addr.send(Which).timeout(PING_TIMEOUT).await {
+                Ok(activation) => Answer::Pong(activation),
+                Err(e) => Answer::Fail("Remote", e.to_string()),
+            },
+            Err(e) => read_failure(&e),
+        },
+    }
+}
+
+/// How long a `ping` waits for its Keeper.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This process's node, as `<node> <incarnation>`, for the ledger lines.
+static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Activations started in this process.
+static ACTIVATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A supervised actor of the self-healing workload: it reports its start and stop to the
+/// harness's ledger and answers which activation it is.
+#[derive(Serialize, Deserialize)]
+struct Keeper {
+    name: String,
+    /// Set when it starts (not part of the spawn state).
+    #[serde(skip)]
+    activation: String,
+}
+
+impl Actor for Keeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let seq = ACTIVATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.activation = format!("{} {seq}", ME.get().map_or("? 0", String::as_str));
+        answer(&format!("- act start {} {}", self.name, self.activation));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        answer(&format!("- act stop {} {}", self.name, self.activation));
+    }
+}
+
+/// Which activation is this?
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "String")]
+struct Which;
+
+impl Handler<Which> for Keeper {
+    type Result = String;
+    fn handle(&mut self, _: Which, _: &mut Context<Self>) -> String {
+        self.activation.clone()
+    }
+}
+
+impl DistributedActor for Keeper {
+    const NAME: &'static str = "fault-node.keeper";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Which>("which");
     }
 }
 

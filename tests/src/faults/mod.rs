@@ -9,11 +9,15 @@
 //! - [`node`]: a `fault-node` process on a host, driven over stdin and stdout.
 //! - [`nemesis`]: seeded fault schedules.
 //! - [`registry`]: the registry workload, run under a schedule; [`checker`] judges its history.
+//!   The same run drives the self-healing workload when its plan asks for supervised names:
+//!   named actors with the `Always` restart policy, pinged by the clients, whose activations
+//!   [`activations`] judges (single activation, every name served again after each fault).
 //!
 //! Each subsystem adds its workload and checker here. The bounded schedule runs in CI
 //! (`tests/tests/faults.rs`); the `fault-harness` binary runs longer ones. Everything needs root
 //! (network namespaces, veth pairs, a bridge and `iptables`).
 
+pub mod activations;
 pub mod checker;
 pub mod hosts;
 pub mod nemesis;

@@ -54,6 +54,10 @@ type Pending = Arc<Mutex<HashMap<u64, Sender<(Instant, String)>>>>;
 /// was read; shared by every node of a run.
 pub type Downs = Arc<Mutex<Vec<(Instant, String, u64)>>>;
 
+/// Activation reports the nodes printed (`- act start|stop <name> <node> <incarnation> <seq>`),
+/// after `- act `, with the instant each line was read; shared by every node of a run.
+pub type Ledger = Arc<Mutex<Vec<(Instant, String)>>>;
+
 /// A running node process.
 pub struct Node {
     /// Its start specification.
@@ -86,6 +90,7 @@ impl Node {
         spec: NodeSpec,
         timeout: Duration,
         downs: &Downs,
+        ledger: &Ledger,
     ) -> Result<Node, NodeError> {
         let io = |detail: String| NodeError::Io {
             node: spec.name.clone(),
@@ -111,9 +116,12 @@ impl Node {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let answers = Arc::clone(&pending);
         let downs = Arc::clone(downs);
+        let ledger = Arc::clone(ledger);
         std::thread::Builder::new()
             .name(format!("out-{}", spec.name))
-            .spawn(move || read_answers(BufReader::new(stdout), &ready_tx, &answers, &downs))
+            .spawn(move || {
+                read_answers(BufReader::new(stdout), &ready_tx, &answers, &downs, &ledger)
+            })
             .map_err(|e| io(format!("reader thread: {e}")))?;
         let not_ready = |detail: String| NodeError::NotReady {
             node: spec.name.clone(),
@@ -245,7 +253,13 @@ fn parse_ready(line: &str, name: &str) -> Option<(u64, Vec<u64>)> {
     Some((incarnation, slots))
 }
 
-fn read_answers(out: impl BufRead, ready: &Sender<String>, pending: &Pending, downs: &Downs) {
+fn read_answers(
+    out: impl BufRead,
+    ready: &Sender<String>,
+    pending: &Pending,
+    downs: &Downs,
+    ledger: &Ledger,
+) {
     let mut lines = out.lines();
     match lines.next() {
         Some(Ok(line)) => {
@@ -258,6 +272,10 @@ fn read_answers(out: impl BufRead, ready: &Sender<String>, pending: &Pending, do
             break;
         };
         let at = Instant::now();
+        if let Some(act) = line.strip_prefix("- act ") {
+            lock(ledger).push((at, act.to_owned()));
+            continue;
+        }
         if let Some(down) = line.strip_prefix("- down ") {
             let mut words = down.split_whitespace();
             if let (Some(node), Some(Ok(incarnation))) =

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::activations::{self, Ping};
 use super::checker::{self, Call, Operation, Releasable, Seen, Violation};
 use super::hosts::Net;
 use super::nemesis::{self, Fault, Rng, Step, Target};
-use super::node::{self, Downs, Node, NodeError, NodeSpec};
+use super::node::{self, Downs, Ledger, Node, NodeError, NodeSpec};
 
 /// Storage of every node's registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,11 @@ pub struct Plan {
     pub names: usize,
     /// An operation with no answer after this long is recorded as unknown.
     pub op_timeout: Duration,
-    /// After a heal, writes must succeed again within this long.
+    /// After a heal, writes must succeed again within this long (and every supervised name
+    /// answer again).
     pub recovery_bound: Duration,
+    /// Supervised names (the self-healing workload); 0 runs the registry workload only.
+    pub supervised: usize,
 }
 
 /// What a run found.
@@ -76,6 +80,14 @@ pub struct Report {
     pub unrecovered: Vec<String>,
     /// Linearizability violations.
     pub violations: Vec<Violation>,
+    /// Single-activation violations of the supervised names, and names not served again
+    /// after a heal.
+    pub activation_violations: Vec<String>,
+    /// Pings of supervised names answered.
+    pub pings: usize,
+    /// Ledger overlaps explained by a paused process (counted, not failed; see
+    /// [`activations`](super::activations)).
+    pub paused_overlaps: usize,
     /// Run time.
     pub elapsed: Duration,
 }
@@ -83,7 +95,9 @@ pub struct Report {
 impl Report {
     /// No violation and every heal recovered in time.
     pub fn passed(&self) -> bool {
-        self.violations.is_empty() && self.unrecovered.is_empty()
+        self.violations.is_empty()
+            && self.unrecovered.is_empty()
+            && self.activation_violations.is_empty()
     }
 }
 
@@ -119,6 +133,16 @@ struct Cluster<'a> {
     history: Mutex<Vec<Operation>>,
     next_op: AtomicU64,
     op_timeout: Duration,
+    /// Activation reports of supervised actors.
+    ledger: Ledger,
+    /// Pings of supervised names that were answered.
+    pings: Mutex<Vec<Ping>>,
+    /// Kills: (node, incarnation, time).
+    kills: Mutex<Vec<(String, u64, u64)>>,
+    /// Pauses: (node, from, to).
+    pauses: Mutex<Vec<(String, u64, u64)>>,
+    /// The supervised names.
+    supervised: Vec<String>,
 }
 
 /// A release may be committed a little before the line announcing the verdict behind it is
@@ -140,6 +164,11 @@ impl<'a> Cluster<'a> {
             history: Mutex::new(Vec::new()),
             next_op: AtomicU64::new(1),
             op_timeout: plan.op_timeout,
+            ledger: Ledger::default(),
+            pings: Mutex::new(Vec::new()),
+            kills: Mutex::new(Vec::new()),
+            pauses: Mutex::new(Vec::new()),
+            supervised: (0..plan.supervised).map(|i| format!("s{i}")).collect(),
         }
     }
 
@@ -177,6 +206,7 @@ impl<'a> Cluster<'a> {
             self.specs[i].clone(),
             START_TIMEOUT,
             &self.downs,
+            &self.ledger,
         )?;
         self.nodes.write().unwrap_or_else(|e| e.into_inner())[i] = Some(Arc::new(node));
         Ok(())
@@ -187,6 +217,7 @@ impl<'a> Cluster<'a> {
     fn touched(&self, i: usize) {
         if let Some(n) = self.node(i) {
             let at = self.ns(Instant::now());
+            lock(&self.kills).push((n.spec.name.clone(), n.incarnation, at));
             self.releasable
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -228,6 +259,84 @@ impl<'a> Cluster<'a> {
         Some(seen)
     }
 
+    /// Spawns every supervised name, through the nodes in turn, each until it is accepted
+    /// or `bound` passes; `false` if one was not.
+    fn spawn_supervised(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        for (k, name) in self.supervised.iter().enumerate() {
+            let mut attempt = k;
+            loop {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                let Some(node) = self.node(attempt % self.specs.len()) else {
+                    attempt += 1;
+                    continue;
+                };
+                let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+                let rx = node.send(id, &format!("spawn {name}"));
+                if let Ok((_, answer)) = rx.recv_timeout(self.op_timeout)
+                    && answer.starts_with("ok spawned")
+                {
+                    break;
+                }
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        true
+    }
+
+    /// Pings supervised `name` through node `i`; records an answer; whether one came.
+    fn ping(&self, i: usize, name: &str) -> bool {
+        let Some(node) = self.node(i) else {
+            return false;
+        };
+        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let invoked = Instant::now();
+        let rx = node.send(id, &format!("ping {name}"));
+        let Ok((at, answer)) = rx.recv_timeout(self.op_timeout) else {
+            return false;
+        };
+        let Some(activation) = answer.strip_prefix("ok pong ") else {
+            return false;
+        };
+        lock(&self.pings).push(Ping {
+            name: name.to_owned(),
+            invoked: self.ns(invoked),
+            completed: self.ns(at),
+            activation: activation.trim().to_owned(),
+        });
+        true
+    }
+
+    /// Waits until every supervised name answers a ping (through the live nodes in turn), up
+    /// to `bound`; the names that did not.
+    fn all_served(&self, bound: Duration) -> Vec<String> {
+        let deadline = Instant::now() + bound;
+        let mut waiting: Vec<&String> = self.supervised.iter().collect();
+        let mut k = 0usize;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            waiting.retain(|name| {
+                k += 1;
+                !self.ping(k % self.specs.len(), name)
+            });
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        waiting.into_iter().cloned().collect()
+    }
+
+    /// The activations so far, from the ledger and the kills.
+    fn spans(&self) -> Vec<activations::Span> {
+        let ledger: Vec<(u64, String)> = lock(&self.ledger)
+            .iter()
+            .map(|(at, line)| (self.ns(*at), line.clone()))
+            .collect();
+        activations::spans(&ledger, &lock(&self.kills))
+    }
+
     /// The registry leader as node `i` reports it (`status` command).
     fn leader(&self) -> Option<usize> {
         for i in 0..self.specs.len() {
@@ -245,6 +354,10 @@ impl<'a> Cluster<'a> {
         }
         None
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {
@@ -335,10 +448,21 @@ pub fn run(
         return Err(HarnessError::NotFormed(FORMATION));
     }
     log(&format!("{label}: formed after {:?}", started.elapsed()));
+    if !cluster.spawn_supervised(FORMATION) {
+        return Err(HarnessError::NotFormed(FORMATION));
+    }
+    if plan.supervised > 0 {
+        log(&format!(
+            "{label}: {} supervised names spawned after {:?}",
+            plan.supervised,
+            started.elapsed()
+        ));
+    }
 
     let stop = AtomicBool::new(false);
     let mut recoveries_ms = Vec::new();
     let mut unrecovered = Vec::new();
+    let mut activation_violations = Vec::new();
     let outcome: Result<(), HarnessError> = std::thread::scope(|scope| {
         for c in 0..plan.clients {
             let (cluster, stop) = (&cluster, &stop);
@@ -360,6 +484,13 @@ pub fn run(
                         plan.recovery_bound
                     )),
                 }
+                let lost = cluster.all_served(plan.recovery_bound);
+                if !lost.is_empty() {
+                    activation_violations.push(format!(
+                        "not served within {:?} after healing step {k} ({step}): {lost:?}",
+                        plan.recovery_bound
+                    ));
+                }
             }
             Ok(())
         })();
@@ -367,7 +498,32 @@ pub fn run(
         result
     });
     outcome?;
+    // Every name once more, then exactly one activation of each (stops still on their way
+    // through a pipe get a moment).
+    let lost = cluster.all_served(plan.recovery_bound);
+    if !lost.is_empty() {
+        activation_violations.push(format!("not served at the end: {lost:?}"));
+    }
+    let mut single = Vec::new();
+    let settle = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle {
+        single = activations::not_single(&cluster.supervised, &cluster.spans());
+        if single.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    activation_violations.extend(single.into_iter().map(|s| format!("at the end: {s}")));
+    let spans = cluster.spans();
     cluster.stop_all();
+    let pings = std::mem::take(&mut *lock(&cluster.pings));
+    let verdict = activations::check(
+        &pings,
+        &spans,
+        &lock(&cluster.pauses),
+        LEDGER_TOLERANCE.as_nanos() as u64,
+    );
+    activation_violations.extend(verdict.violations);
     let history = std::mem::take(&mut *cluster.history.lock().unwrap_or_else(|e| e.into_inner()));
     let releasable = cluster.releasable();
     let checking = Instant::now();
@@ -389,9 +545,15 @@ pub fn run(
         recoveries_ms,
         unrecovered,
         violations,
+        activation_violations,
+        pings: pings.len(),
+        paused_overlaps: verdict.paused_overlaps,
         elapsed: started.elapsed(),
     })
 }
+
+/// How far apart two ledger lines about one moment may be read, from two nodes' pipes.
+const LEDGER_TOLERANCE: Duration = Duration::from_millis(100);
 
 /// After a failed operation a client waits this long before the next, doubling up to
 /// [`BACKOFF_MAX`] while failures go on: a node that fails fast (`NoQuorum` on the minority
@@ -411,6 +573,15 @@ fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, 
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
+        if !cluster.supervised.is_empty() && rng.chance(0.25) {
+            let name = &cluster.supervised[rng.below(cluster.supervised.len() as u64) as usize];
+            backoff = if cluster.ping(home, name) {
+                Duration::ZERO
+            } else {
+                (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
+            };
+            continue;
+        }
         let name = format!("k{}", rng.below(names as u64));
         let slot = rng.below(node.slots.len() as u64) as usize;
         let actor = node.slots[slot].clone();
@@ -454,6 +625,9 @@ fn inject(cluster: &Cluster<'_>, step: &Step) -> Result<Vec<usize>, HarnessError
             let i = resolve(cluster, *target);
             if let Some(n) = cluster.node(i) {
                 n.pause();
+                let at = cluster.ns(Instant::now());
+                // Until resumed: the heal closes the window.
+                lock(&cluster.pauses).push((n.spec.name.clone(), at, u64::MAX));
             }
             vec![i]
         }
@@ -492,6 +666,12 @@ fn heal(cluster: &Cluster<'_>, step: &Step, touched: &[usize]) -> Result<(), Har
             for &i in touched {
                 if let Some(n) = cluster.node(i) {
                     n.resume();
+                    let at = cluster.ns(Instant::now());
+                    for w in lock(&cluster.pauses).iter_mut() {
+                        if w.0 == n.spec.name && w.2 == u64::MAX {
+                            w.2 = at;
+                        }
+                    }
                 }
             }
         }
@@ -610,6 +790,7 @@ pub fn figures(
         names: 1,
         op_timeout: Duration::from_secs(6),
         recovery_bound: Duration::from_secs(20),
+        supervised: 0,
     };
     for n in [3, 5] {
         let data =
