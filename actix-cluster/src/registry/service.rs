@@ -257,6 +257,7 @@ impl Registry {
             Arc::clone(&self.replica),
         )?;
         handle.spawn(background(Arc::downgrade(self), fresh));
+        handle.spawn(fencing(Arc::downgrade(self)));
         let _ = self.raft.set(handle);
         Ok(())
     }
@@ -535,6 +536,13 @@ impl Registry {
             };
             return self.remote_entry(name, req).await;
         };
+        self.catch_up(raft).await?;
+        self.local_get(name)
+    }
+
+    /// Waits until this member's replica has applied everything committed before the call
+    /// (the leader confirms its leadership and names the index).
+    async fn catch_up(&self, raft: &RaftHandle) -> Result<(), RegistryError> {
         let index = self
             .through_leader(
                 raft,
@@ -554,7 +562,7 @@ impl Registry {
             .await
             .map_err(|_| RegistryError::Timeout(self.config.request_timeout))?
             .map_err(|_| RegistryError::SystemStopped)?;
-        self.local_get(name)
+        Ok(())
     }
 
     /// `name` from the local replica: `NotFound`, or `RestartsExhausted` for a supervised
@@ -646,6 +654,12 @@ impl Registry {
                     Err(e) => return Err(e),
                 }
             }
+        }
+        // A replica that lags (a member catching up after a restart) would show bindings
+        // from before the claim that refused the caller: first catch up with everything
+        // committed so far, the refusal included, so that any binding seen is newer.
+        if let Some(raft) = self.raft.get() {
+            self.catch_up(raft).await?;
         }
         let mut seen_claim = false;
         let mut applied = self.replica.applied_watch();
@@ -1076,6 +1090,27 @@ async fn ask_peer(
     }
 }
 
+/// Fencing of supervised actors, every `reconcile_interval`, on a task of its own: the
+/// leader's rounds in [`background`] may wait for a quorum (a leader cut off from it), and
+/// fencing must not wait behind them.
+async fn fencing(registry: Weak<Registry>) {
+    loop {
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        if registry.ctx.remote.is_stopped() {
+            return;
+        }
+        let interval = registry.config.reconcile_interval;
+        if let Some(raft) = registry.raft.get() {
+            let me = registry.ctx.me().name();
+            registry.fence(raft.quorum_up(&registry.ctx.states(), me) == Some(false));
+        }
+        drop(registry);
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// The background round of a member, on the registry runtime.
 async fn background(registry: Weak<Registry>, fresh: bool) {
     let mut bootstrapped = !fresh;
@@ -1115,9 +1150,6 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
             {
                 bootstrapped = registry.maybe_bootstrap(raft, &members).await;
             }
-            // Fencing first: the leader's rounds may wait for a quorum.
-            let me = registry.ctx.me().name();
-            registry.fence(raft.quorum_up(&registry.ctx.states(), me) == Some(false));
             if raft.is_leader() {
                 registry.reconcile(raft, &members).await;
                 registry.supervise(raft, &members).await;

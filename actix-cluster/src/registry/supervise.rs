@@ -93,6 +93,12 @@ impl Registry {
     /// The leader's round: restarts supervised names awaiting it, and asks again for
     /// activations that were not completed in time.
     pub(super) async fn supervise(self: &Arc<Self>, raft: &RaftHandle, members: &[Member]) {
+        // A leader cut off from its quorum decides nothing (each write would wait out the
+        // request timeout); the majority's leader does.
+        let states: Vec<_> = members.iter().map(|m| (m.id.clone(), m.state)).collect();
+        if raft.quorum_visible(&states, self.ctx_me().name()) == Some(false) {
+            return;
+        }
         let (awaiting, restarting) = self.replica.read(|n| {
             let awaiting: Vec<(String, Arc<Supervision>)> = n
                 .awaiting_restart()
@@ -170,7 +176,23 @@ impl Registry {
             (self.replica.applied(), bound)
         });
         let mut hosted = lock(&self.supervisor.hosted);
-        hosted.extend(bound_here.iter().map(|(k, v)| (k.clone(), *v)));
+        for (name, &(id, version)) in &bound_here {
+            match hosted.get(name).copied() {
+                // What this node already knows is as new (a lagging replica, an activation).
+                Some((_, known)) if known >= version => {}
+                Some((old, _)) => {
+                    // A newer activation of a name this node hosted an older one of
+                    // (restarted here): the older one must not live on unnoticed.
+                    hosted.insert(name.clone(), (id, version));
+                    if old != id && self.stop_local(old) {
+                        tracing::warn!(name, actor = old, "stopped a superseded supervised actor");
+                    }
+                }
+                None => {
+                    hosted.insert(name.clone(), (id, version));
+                }
+            }
+        }
         hosted.retain(|name, (id, version)| {
             let current = applied < *version || bound_here.get(name).map(|b| b.0) == Some(*id);
             let keep = !quorum_lost && current;
@@ -190,7 +212,14 @@ impl Registry {
     /// by the spawner, or by this node's own activation), so that fencing covers it before
     /// this node's replica has the binding.
     pub(crate) fn note_hosted(&self, name: &str, id: u64, version: u64) {
-        lock(&self.supervisor.hosted).insert(name.to_owned(), (id, version));
+        let old = lock(&self.supervisor.hosted).insert(name.to_owned(), (id, version));
+        if let Some((old, old_version)) = old
+            && old != id
+            && old_version < version
+            && self.stop_local(old)
+        {
+            tracing::warn!(name, actor = old, "stopped a superseded supervised actor");
+        }
     }
 
     /// Stops every local actor of a supervised name (before this node leaves or shuts down:
