@@ -1094,6 +1094,7 @@ async fn ask_peer(
 /// leader's rounds in [`background`] may wait for a quorum (a leader cut off from it), and
 /// fencing must not wait behind them.
 async fn fencing(registry: Weak<Registry>) {
+    let mut generation = 0;
     loop {
         let Some(registry) = registry.upgrade() else {
             return;
@@ -1104,7 +1105,17 @@ async fn fencing(registry: Weak<Registry>) {
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             let me = registry.ctx.me().name();
-            registry.fence(raft.quorum_up(&registry.ctx.states(), me) == Some(false));
+            // Declared Down while alive (and rejoined): the cluster released this node's
+            // names, so its supervised actors go, even if it never lost sight of a quorum
+            // (a one-way cut).
+            let rejoined = registry
+                .ctx
+                .membership
+                .as_ref()
+                .map(|m| m.generation())
+                .is_some_and(|g| std::mem::replace(&mut generation, g) < g);
+            let quorum_lost = raft.quorum_up(&registry.ctx.states(), me) == Some(false);
+            registry.fence(quorum_lost || rejoined);
         }
         drop(registry);
         tokio::time::sleep(interval).await;
