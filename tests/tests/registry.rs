@@ -725,6 +725,7 @@ fn a_crashed_leader_is_replaced_without_waiting_out_its_lease() {
         let mut registry = RegistryConfig::new().voters(3);
         registry.election_timeout = (Duration::from_secs(40), Duration::from_secs(50));
         registry.request_timeout = Duration::from_secs(55);
+        registry.restart_fence = Duration::from_secs(100);
         c.registry(registry)
     };
     assert!(Duration::from_secs(90) > TEST_DEADLINE);

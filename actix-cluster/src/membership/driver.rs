@@ -239,11 +239,6 @@ impl Driver {
         lock(&self.inner).core.states()
     }
 
-    /// This node's generation (see [`Membership::generation`]).
-    pub(crate) fn generation(&self) -> u32 {
-        lock(&self.inner).core.generation()
-    }
-
     /// Adds a subscriber: it gets the snapshot now and every event after it, in order.
     pub(crate) fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
         let mut inner = lock(&self.inner);

@@ -1094,7 +1094,6 @@ async fn ask_peer(
 /// leader's rounds in [`background`] may wait for a quorum (a leader cut off from it), and
 /// fencing must not wait behind them.
 async fn fencing(registry: Weak<Registry>) {
-    let mut generation = 0;
     loop {
         let Some(registry) = registry.upgrade() else {
             return;
@@ -1105,17 +1104,13 @@ async fn fencing(registry: Weak<Registry>) {
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             let me = registry.ctx.me().name();
-            // Declared Down while alive (and rejoined): the cluster released this node's
-            // names, so its supervised actors go, even if it never lost sight of a quorum
-            // (a one-way cut).
-            let rejoined = registry
-                .ctx
-                .membership
-                .as_ref()
-                .map(|m| m.generation())
-                .is_some_and(|g| std::mem::replace(&mut generation, g) < g);
             let quorum_lost = raft.quorum_up(&registry.ctx.states(), me) == Some(false);
-            registry.fence(quorum_lost || rejoined);
+            // The lease: no word of a working leader for `restart_fence` (longer than an
+            // election), and the leader may be restarting this node's actors elsewhere.
+            let lease_lost = raft
+                .leader_contact_age()
+                .is_none_or(|age| age > registry.config.restart_fence);
+            registry.fence(quorum_lost || lease_lost);
         }
         drop(registry);
         tokio::time::sleep(interval).await;
@@ -1376,10 +1371,12 @@ impl Channel for Registry {
 
 impl PeerObserver for Registry {
     fn on_peer(&self, peer: &Arc<Peer>, event: PeerEvent) {
-        if event == PeerEvent::ProcessGone
-            && let Some(raft) = self.raft.get()
-        {
-            raft.wire.process_gone(peer);
+        if event == PeerEvent::ProcessGone {
+            // Its supervised actors cannot still run: no fence to wait out.
+            self.note_gone(&peer.id);
+            if let Some(raft) = self.raft.get() {
+                raft.wire.process_gone(peer);
+            }
         }
     }
 }

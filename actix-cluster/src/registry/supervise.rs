@@ -58,7 +58,13 @@ pub(crate) struct Supervisor {
     /// Every member: the local actors bound to supervised names, with the log index of their
     /// binding, as last seen in the replica or told by the spawner or an activation.
     hosted: Mutex<HashMap<String, (u64, u64)>>,
+    /// Node incarnations whose process is known to be gone (their port refused us): their
+    /// actors cannot still run. Bounded: the oldest are forgotten past [`MAX_GONE`].
+    gone: Mutex<std::collections::VecDeque<NodeId>>,
 }
+
+/// Incarnations remembered as gone.
+const MAX_GONE: usize = 1024;
 
 #[derive(Clone, Copy)]
 enum Seen {
@@ -75,6 +81,7 @@ impl Default for Supervisor {
             placer: Mutex::new(Placer::new(rand::random())),
             activations: Mutex::new(HashMap::new()),
             hosted: Mutex::new(HashMap::new()),
+            gone: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -222,6 +229,17 @@ impl Registry {
         }
     }
 
+    /// Records that incarnation `node`'s process is gone (see [`Supervisor`]).
+    pub(crate) fn note_gone(&self, node: &NodeId) {
+        let mut gone = lock(&self.supervisor.gone);
+        if !gone.contains(node) {
+            if gone.len() >= MAX_GONE {
+                gone.pop_front();
+            }
+            gone.push_back(node.clone());
+        }
+    }
+
     /// Stops every local actor of a supervised name (before this node leaves or shuts down:
     /// the leader restarts them elsewhere).
     pub(crate) fn stop_supervised(&self) {
@@ -284,10 +302,17 @@ impl Registry {
                     )
             })
         });
-        let wait = if last_alive {
+        let last_gone = supervision
+            .last_node
+            .as_ref()
+            .is_some_and(|last| lock(&self.supervisor.gone).contains(last));
+        let wait = if last_alive || last_gone {
             backoff
         } else {
-            backoff.max(self.config.restart_fence)
+            // The old node stops its actors once it has had no word of a leader for
+            // `restart_fence`; it had none since before it was declared Down, and this runs
+            // after that. Two rounds of margin for the fencing task's period.
+            backoff.max(self.config.restart_fence + self.config.reconcile_interval * 2)
         };
         if since.elapsed() < wait {
             return None;

@@ -80,12 +80,12 @@ pub struct RegistryConfig {
     /// (target `actix_cluster::registry`). Its DEBUG and TRACE events always pass. The filter
     /// sits in front of the global default subscriber set when the node starts.
     pub verbose_raft_logs: bool,
-    /// How long the leader waits, after the node of a supervised actor is declared Down, before
-    /// restarting the actor elsewhere (on top of the policy's backoff). A node stops its
-    /// supervised actors as soon as it does not see a majority of the registry's voters Up
-    /// (the other side of a partition), a suspicion timeout before the others declare it
-    /// Down; this covers what is left of the difference between the two sides' detection,
-    /// plus a reconcile round on each: 500 ms by default.
+    /// The lease of a node hosting supervised actors: a node that has had no word of a
+    /// working registry leader for this long stops them, and the leader restarts a failed
+    /// node's supervised actors elsewhere only this long (plus two `reconcile_interval`s)
+    /// after their names were released, unless the node's process is known to be gone (its
+    /// port refused a connection). Longer than a leader election (lease plus election
+    /// timeout, about 1.8 s with the defaults), so that a failover does not stop them: 3 s.
     pub restart_fence: Duration,
 }
 
@@ -116,7 +116,7 @@ impl RegistryConfig {
             snapshot_every: 20_000,
             max_snapshot_bytes: 512 << 20,
             verbose_raft_logs: false,
-            restart_fence: Duration::from_millis(500),
+            restart_fence: Duration::from_secs(3),
         }
     }
 
@@ -202,6 +202,13 @@ impl RegistryConfig {
         }
         if self.request_timeout < hi {
             return Err("request timeout must exceed the election timeout".into());
+        }
+        if self.restart_fence < hi * 2 {
+            return Err(format!(
+                "restart_fence {:?} must be at least twice the longest election timeout {hi:?} \
+                 (a leader failover must not stop supervised actors)",
+                self.restart_fence
+            ));
         }
         if self.reconcile_interval.is_zero() || self.snapshot_every == 0 {
             return Err("reconcile interval and snapshot_every must be above zero".into());

@@ -169,10 +169,12 @@ async fn spawn_kill_watch(
     print_table(&after);
     let slowest = answered.iter().flatten().max().copied().unwrap_or_default();
     println!(
-        "\nAll {ACTORS} answer again; the last {:.2} s after the kill (failure detection, a",
+        "\nAll {ACTORS} answer again; the last {:.2} s after the kill (failure detection, the",
         slowest.as_secs_f64()
     );
-    println!("fence against a node that is only cut off, then the restart). Restarted counters");
+    println!(
+        "restart; a killed process refuses connections, so no lease is waited out). Restarted counters"
+    );
     println!("begin again from the state they were spawned with (a state store is the next step).");
     Ok(())
 }

@@ -106,9 +106,19 @@ impl Node {
         if let Some(dir) = &spec.data_dir {
             cmd.arg("--data-dir").arg(dir);
         }
+        // `FAULT_NODE_LOGS=DIR` keeps each node's log (its stderr) in `DIR/<node>.log`,
+        // appended across restarts, for the investigation of a failed run.
+        let stderr = match std::env::var_os("FAULT_NODE_LOGS") {
+            Some(dir) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(&dir).join(format!("{}.log", spec.name)))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+            None => Stdio::null(),
+        };
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| io(format!("spawn: {e}")))?;
         let stdout = child.stdout.take().ok_or_else(|| io("no stdout".into()))?;
         let stdin = child.stdin.take();

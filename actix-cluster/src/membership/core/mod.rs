@@ -234,12 +234,6 @@ impl Membership {
             .collect()
     }
 
-    /// This node's generation: it grows each time the cluster declared this node Down while
-    /// it was alive (a partition, a long pause) and it rejoined.
-    pub(crate) fn generation(&self) -> u32 {
-        self.table.generation
-    }
-
     /// This node and every member it knows, sorted by node id.
     pub(crate) fn members(&self, now: Instant) -> Vec<Member> {
         let t = &self.table;

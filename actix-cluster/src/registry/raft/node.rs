@@ -373,6 +373,23 @@ impl RaftHandle {
         }
     }
 
+    /// How long ago this node last had word of a working leader: on the leader, the last
+    /// quorum acknowledgement (none needed when it is the only voter); elsewhere, the last
+    /// entries or heartbeat from the leader. `None` if never.
+    pub(crate) fn leader_contact_age(&self) -> Option<std::time::Duration> {
+        let m = self.raft().metrics().borrow_watched().clone();
+        if m.state == ServerState::Leader {
+            if m.membership_config.membership().voter_ids().eq([self.id]) {
+                return Some(std::time::Duration::ZERO);
+            }
+            return Some(match m.last_quorum_acked.as_ref() {
+                Some(at) => openraft::Instant::elapsed(&**at),
+                None => self.leading_since(m.current_term).elapsed(),
+            });
+        }
+        self.wire.since_leader_contact()
+    }
+
     /// When this node first saw itself lead in `term`.
     fn leading_since(&self, term: u64) -> std::time::Instant {
         let mut since = lock(&self.leading);
