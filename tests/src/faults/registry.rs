@@ -86,7 +86,7 @@ pub struct Report {
     /// Pings of supervised names answered.
     pub pings: usize,
     /// Ledger overlaps explained by a paused process (counted, not failed; see
-    /// [`activations`](super::activations)).
+    /// [`activations`]).
     pub paused_overlaps: usize,
     /// Run time.
     pub elapsed: Duration,
