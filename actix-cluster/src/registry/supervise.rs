@@ -66,6 +66,9 @@ pub(crate) struct Supervisor {
 /// Incarnations remembered as gone.
 const MAX_GONE: usize = 1024;
 
+/// The binding version of an activation whose binding has not committed yet.
+const PENDING: u64 = u64::MAX;
+
 #[derive(Clone, Copy)]
 enum Seen {
     /// Awaiting a restart since then.
@@ -288,35 +291,6 @@ impl Registry {
             }
             return None;
         };
-        // A node that may still run the old activation must have stopped it first (see the
-        // module): wait out the fence unless its last node is alive or left cleanly.
-        let last_alive = supervision.last_node.as_ref().is_some_and(|last| {
-            members.iter().any(|m| {
-                &m.id == last
-                    && matches!(
-                        m.state,
-                        MemberState::Up
-                            | MemberState::Joining
-                            | MemberState::Leaving
-                            | MemberState::Left
-                    )
-            })
-        });
-        let last_gone = supervision
-            .last_node
-            .as_ref()
-            .is_some_and(|last| lock(&self.supervisor.gone).contains(last));
-        let wait = if last_alive || last_gone {
-            backoff
-        } else {
-            // The old node stops its actors once it has had no word of a leader for
-            // `restart_fence`; it had none since before it was declared Down, and this runs
-            // after that. Two rounds of margin for the fencing task's period.
-            backoff.max(self.config.restart_fence + self.config.reconcile_interval * 2)
-        };
-        if since.elapsed() < wait {
-            return None;
-        }
         let target = match self.restart_target(members, name, supervision) {
             Ok(t) => t,
             Err(why) => {
@@ -324,6 +298,20 @@ impl Registry {
                 return None;
             }
         };
+        // A node that may still run the old activation must have stopped it first (see the
+        // module): wait out the lease, unless the old activation's node is known gone, or it
+        // is alive and the new one goes there (its activation stops the old one first).
+        let last = supervision.last_node.as_ref();
+        let last_gone = last.is_some_and(|l| lock(&self.supervisor.gone).contains(l));
+        let same_node = last.is_some_and(|l| *l == target);
+        let wait = if last_gone || same_node {
+            backoff
+        } else {
+            backoff.max(self.config.restart_fence + self.config.reconcile_interval * 2)
+        };
+        if since.elapsed() < wait {
+            return None;
+        }
         let token = rand::rng().random::<u64>() | 1;
         let cmd = Command::Restart {
             name: name.to_owned(),
@@ -477,16 +465,28 @@ impl Registry {
         };
         let id = match started {
             Some(id) => id,
-            None => match self.start_supervised(supervision).await {
-                Ok(id) => {
-                    lock(&self.supervisor.activations).insert(name.clone(), (token, Some(id)));
-                    id
+            None => {
+                // A restart decision means the name was released: an older activation of it
+                // here (its node was wrongly declared Down, say) goes before the new one.
+                let older = lock(&self.supervisor.hosted).remove(&name);
+                if let Some((old, _)) = older
+                    && self.stop_local(old)
+                {
+                    tracing::warn!(name, actor = old, "stopped a superseded supervised actor");
                 }
-                Err(e) => {
-                    lock(&self.supervisor.activations).remove(&name);
-                    return Err(e.to_string());
+                match self.start_supervised(supervision).await {
+                    Ok(id) => {
+                        lock(&self.supervisor.activations).insert(name.clone(), (token, Some(id)));
+                        // Fenced like a bound one while its binding is on its way.
+                        self.note_hosted(&name, id, PENDING);
+                        id
+                    }
+                    Err(e) => {
+                        lock(&self.supervisor.activations).remove(&name);
+                        return Err(e.to_string());
+                    }
                 }
-            },
+            }
         };
         let me = self.ctx_me().clone();
         let location = Location {
@@ -502,15 +502,21 @@ impl Registry {
         };
         match self.write(bind).await {
             Ok(Outcome::Bound(e)) => {
-                self.note_hosted(&name, id, e.version);
+                lock(&self.supervisor.hosted).insert(name, (id, e.version));
                 Ok(id)
             }
-            Ok(other) => {
-                // The claim is gone (released, or superseded): this actor must not run.
+            outcome => {
+                // The claim is gone (released, superseded), or the binding is in doubt: this
+                // actor must not run unbound. If the claim still stands, the leader asks again
+                // and a new activation binds it.
                 self.stop_local(id);
-                Err(format!("the claim was lost: {other:?}"))
+                lock(&self.supervisor.activations).remove(&name);
+                lock(&self.supervisor.hosted).remove(&name);
+                Err(match outcome {
+                    Ok(other) => format!("the claim was lost: {other:?}"),
+                    Err(e) => format!("binding: {e}"),
+                })
             }
-            Err(e) => Err(e.to_string()),
         }
     }
 
