@@ -26,7 +26,9 @@ use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, MemberState, RegistryError, TlsError};
 use serde::{Deserialize, Serialize};
 
-pub use node::{NODE_USAGE, NodeOptions, Preset, Topology, node_main, run_node};
+pub use node::{
+    NODE_USAGE, NodeOptions, Preset, Topology, child_or_no_arguments, node_main, run_node,
+};
 
 /// The local name under which every `node` registers its [`Counter`].
 pub const COUNTER_NAME: &str = "counter";

@@ -270,6 +270,24 @@ impl NodeOptions {
     }
 }
 
+/// The command line of a program that runs its nodes as copies of itself (`tour`,
+/// `self-healing`) and takes no arguments: `Some(code)` when it is done before it starts —
+/// it ran as a node (`--child ...`), printed `usage` (`-h`, `--help`), or refused an argument
+/// (exit 2) — and `None` when it should go on.
+pub fn child_or_no_arguments(usage: &str) -> Option<ExitCode> {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("--child") {
+        return Some(node_main(argv.skip(1)));
+    }
+    let arg = argv.next()?;
+    if arg == "-h" || arg == "--help" {
+        println!("{usage}");
+        return Some(ExitCode::SUCCESS);
+    }
+    eprintln!("error: unexpected argument {arg:?}\n\n{usage}");
+    Some(ExitCode::from(2))
+}
+
 /// The `node` program: parses `argv`, runs the node, and turns the outcome into an exit code
 /// (2 for a bad command line, 1 for a node that could not start).
 pub fn node_main<I, S>(argv: I) -> ExitCode

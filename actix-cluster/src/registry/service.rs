@@ -267,10 +267,6 @@ impl Registry {
         self.ctx.me()
     }
 
-    pub(super) fn ctx_me_name(&self) -> String {
-        self.ctx.me().name().to_owned()
-    }
-
     /// Where this node listens.
     pub(super) fn ctx_addr(&self) -> SocketAddr {
         self.ctx.remote.local.addr
@@ -1090,17 +1086,19 @@ async fn ask_peer(
     }
 }
 
+/// The registry, while its node runs: the background tasks end when it is gone or stopped.
+fn live(registry: &Weak<Registry>) -> Option<Arc<Registry>> {
+    registry.upgrade().filter(|r| !r.ctx.remote.is_stopped())
+}
+
 /// Fencing of supervised actors, every `reconcile_interval`, on a task of its own: the
 /// leader's rounds in [`background`] may wait for a quorum (a leader cut off from it), and
 /// fencing must not wait behind them.
 async fn fencing(registry: Weak<Registry>) {
     loop {
-        let Some(registry) = registry.upgrade() else {
+        let Some(registry) = live(&registry) else {
             return;
         };
-        if registry.ctx.remote.is_stopped() {
-            return;
-        }
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             let me = registry.ctx.me().name();
@@ -1123,12 +1121,9 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
     let mut last_view: Vec<(NodeId, u8)> = Vec::new();
     let mut last_change = Instant::now();
     loop {
-        let Some(registry) = registry.upgrade() else {
+        let Some(registry) = live(&registry) else {
             return;
         };
-        if registry.ctx.remote.is_stopped() {
-            return;
-        }
         let interval = registry.config.reconcile_interval;
         if let Some(raft) = registry.raft.get() {
             raft.wire.sweep_transfers();

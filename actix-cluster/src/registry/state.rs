@@ -339,50 +339,42 @@ impl Names {
                     _ => {}
                 }
                 if claim.is_none()
-                    && let Some(s) = self.supervised.get(name)
-                    && !s.exhausted
-                    && !self.slots.contains_key(name)
+                    && let Some(taken) = self.restart_pending(name, &location.node)
                 {
-                    // Released, and the leader is about to restart it.
-                    return Outcome::Taken {
-                        node: s.last_node.clone().unwrap_or_else(|| location.node.clone()),
-                        entry: None,
-                    };
+                    return taken;
                 }
                 self.bind(index, name, location, events)
             }
-            Command::Claim { name, node, token } => match self.slots.get(name) {
-                Some(Slot::Bound(e)) => Outcome::Taken {
-                    node: e.node.clone(),
-                    entry: Some(NameEntry::clone(e)),
-                },
-                Some(Slot::Claimed { node: n, token: t }) if t != token => Outcome::Taken {
-                    node: n.clone(),
-                    entry: None,
-                },
-                None if self.supervised.get(name).is_some_and(|s| !s.exhausted) => {
-                    // Released, and the leader is about to restart it.
-                    let last = self.supervised.get(name).and_then(|s| s.last_node.clone());
-                    Outcome::Taken {
-                        node: last.unwrap_or_else(|| node.clone()),
+            Command::Claim { name, node, token } => {
+                // Released, and the leader is about to restart it.
+                if let Some(taken) = self.restart_pending(name, node) {
+                    return taken;
+                }
+                match self.slots.get(name) {
+                    Some(Slot::Bound(e)) => Outcome::Taken {
+                        node: e.node.clone(),
+                        entry: Some(NameEntry::clone(e)),
+                    },
+                    Some(Slot::Claimed { node: n, token: t }) if t != token => Outcome::Taken {
+                        node: n.clone(),
                         entry: None,
+                    },
+                    _ => {
+                        // A name whose policy was exhausted starts afresh.
+                        if self.supervised.get(name).is_some_and(|s| s.exhausted) {
+                            self.supervised.remove(name);
+                        }
+                        self.put(
+                            name.clone(),
+                            Slot::Claimed {
+                                node: node.clone(),
+                                token: *token,
+                            },
+                        );
+                        Outcome::Claimed { token: *token }
                     }
                 }
-                _ => {
-                    // A name whose policy was exhausted starts afresh.
-                    if self.supervised.get(name).is_some_and(|s| s.exhausted) {
-                        self.supervised.remove(name);
-                    }
-                    self.put(
-                        name.clone(),
-                        Slot::Claimed {
-                            node: node.clone(),
-                            token: *token,
-                        },
-                    );
-                    Outcome::Claimed { token: *token }
-                }
-            },
+            }
             Command::Unregister {
                 name,
                 version,
@@ -491,6 +483,17 @@ impl Names {
                 Outcome::None
             }
         }
+    }
+
+    /// `Taken` for a supervised name that is released and not exhausted: the leader is about
+    /// to restart it, and nobody else may take it meanwhile. Named after its last node
+    /// (`fallback` if it never had one).
+    fn restart_pending(&self, name: &str, fallback: &NodeId) -> Option<Outcome> {
+        let s = self.supervised.get(name)?;
+        (!s.exhausted && !self.slots.contains_key(name)).then(|| Outcome::Taken {
+            node: s.last_node.clone().unwrap_or_else(|| fallback.clone()),
+            entry: None,
+        })
     }
 
     /// Binds `name` to `location` at log `index` (the checks are the caller's).
@@ -803,6 +806,15 @@ mod tests {
         assert!(n.supervision("a").is_none());
     }
 
+    fn at(node: NodeId, actor: u64) -> Location {
+        Location {
+            node,
+            node_addr: ([127, 0, 0, 1], 1).into(),
+            actor_type: "t".into(),
+            actor_id: actor,
+        }
+    }
+
     fn arb_cmd() -> impl Strategy<Value = Command> {
         let name = prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_owned);
         let node =
@@ -816,12 +828,7 @@ mod tests {
             )
                 .prop_map(|(name, node, actor, claim)| Command::Register {
                     name,
-                    location: Location {
-                        node,
-                        node_addr: ([127, 0, 0, 1], 1).into(),
-                        actor_type: "t".into(),
-                        actor_id: actor,
-                    },
+                    location: at(node, actor),
                     claim,
                 }),
             (name.clone(), node.clone(), 0u64..3).prop_map(|(name, node, token)| Command::Claim {
@@ -846,12 +853,7 @@ mod tests {
             )
                 .prop_map(|(name, node, actor, claim)| Command::Supervise {
                     name,
-                    location: Location {
-                        node,
-                        node_addr: ([127, 0, 0, 1], 1).into(),
-                        actor_type: "t".into(),
-                        actor_id: actor,
-                    },
+                    location: at(node, actor),
                     claim,
                     supervision: Box::new(supervision(crate::placement::RestartPolicy::Always)),
                 }),

@@ -43,7 +43,7 @@ use super::state::{Command, Location, Outcome, Supervision};
 use crate::membership::{Member, MemberState};
 use crate::metrics;
 use crate::node::NodeId;
-use crate::placement::{Input, Placement, Placer};
+use crate::placement::{Constraint, Input, Placement, Placer};
 use crate::remote::RemoteError;
 
 /// The leader's and the target's local bookkeeping (not replicated).
@@ -122,11 +122,12 @@ impl Registry {
         });
         {
             // Forget names that are bound again (or no longer supervised).
-            let mut seen = lock(&self.supervisor.seen);
-            seen.retain(|name, _| {
-                awaiting.iter().any(|(n, _)| n == name)
-                    || restarting.iter().any(|(n, ..)| n == name)
-            });
+            let current: std::collections::HashSet<&str> = awaiting
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .chain(restarting.iter().map(|(n, ..)| n.as_str()))
+                .collect();
+            lock(&self.supervisor.seen).retain(|name, _| current.contains(name.as_str()));
         }
         // The load reports do not count this round's restarts yet: count them here, so that
         // the restarts of one failed node spread instead of all going to the lightest member.
@@ -291,20 +292,28 @@ impl Registry {
             }
             return None;
         };
-        let target = match self.restart_target(members, name, supervision) {
-            Ok(t) => t,
+        let (strategy, constraint, key) = match restart_placement(supervision) {
+            Ok(p) => p,
             Err(why) => {
-                tracing::debug!(name, "no node to restart on yet: {why}");
+                tracing::debug!(name, "cannot place a restart: {why}");
                 return None;
             }
         };
+        // Back on its last node while that incarnation is alive and eligible.
+        let stay = supervision.last_node.as_ref().and_then(|last| {
+            members
+                .iter()
+                .find(|m| &m.id == last && constraint.refuses(m).is_none())
+                .map(|m| m.id.clone())
+        });
         // A node that may still run the old activation must have stopped it first (see the
         // module): wait out the lease, unless the old activation's node is known gone, or it
         // is alive and the new one goes there (its activation stops the old one first).
-        let last = supervision.last_node.as_ref();
-        let last_gone = last.is_some_and(|l| lock(&self.supervisor.gone).contains(l));
-        let same_node = last.is_some_and(|l| *l == target);
-        let wait = if last_gone || same_node {
+        let last_gone = supervision
+            .last_node
+            .as_ref()
+            .is_some_and(|l| lock(&self.supervisor.gone).contains(l));
+        let wait = if last_gone || stay.is_some() {
             backoff
         } else {
             backoff.max(self.config.restart_fence + self.config.reconcile_interval * 2)
@@ -312,6 +321,17 @@ impl Registry {
         if since.elapsed() < wait {
             return None;
         }
+        // Only now the placer (its round-robin position moves with each decision).
+        let target = match stay {
+            Some(t) => t,
+            None => match self.choose_restart(members, name, &strategy, &constraint, key) {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::debug!(name, "no node to restart on yet: {why}");
+                    return None;
+                }
+            },
+        };
         let token = rand::rng().random::<u64>() | 1;
         let cmd = Command::Restart {
             name: name.to_owned(),
@@ -349,52 +369,34 @@ impl Registry {
         }
     }
 
-    /// Where supervised `name` starts again: its last node while that incarnation is Up and
-    /// eligible; otherwise its strategy's choice among the members (a pinned strategy, `Node`
-    /// or `Local`, falls back to the name's owner on a consistent-hash ring when its node is
-    /// not available).
-    fn restart_target(
+    /// Where supervised `name` starts again when its last node is not available: its
+    /// strategy's choice among the members (a pinned strategy, `Node` or `Local`, falls back
+    /// to the name's owner on a consistent-hash ring when its node is not available).
+    fn choose_restart(
         &self,
         members: &[Member],
         name: &str,
-        supervision: &Supervision,
+        strategy: &Placement,
+        constraint: &Constraint,
+        key: Option<&[u8]>,
     ) -> Result<NodeId, String> {
-        let (strategy, mut constraint, key) = supervision.placement.decode()?;
-        if !constraint
-            .capabilities
-            .iter()
-            .any(|c| c == &supervision.actor_type)
-        {
-            constraint.capabilities.push(supervision.actor_type.clone());
-        }
-        if let Some(last) = &supervision.last_node
-            && let Some(m) = members.iter().find(|m| &m.id == last)
-            && constraint.refuses(m).is_none()
-        {
-            return Ok(m.id.clone());
-        }
-        let me = self.ctx_me_name();
+        let me = self.ctx_me().name();
         let mut placer = lock(&self.supervisor.placer);
-        let choose = |placer: &mut Placer, strategy: &Placement, key: Option<&[u8]>| {
+        let mut choose = |strategy: &Placement, key: Option<&[u8]>| {
             placer.choose(
                 strategy,
                 &Input {
                     members,
-                    me: &me,
-                    constraint: &constraint,
+                    me,
+                    constraint,
                     key,
                 },
             )
         };
-        let chosen = match &strategy {
-            Placement::Node(_) => choose(&mut placer, &strategy, None).or_else(|_| {
-                choose(
-                    &mut placer,
-                    &Placement::ConsistentHash,
-                    Some(name.as_bytes()),
-                )
-            }),
-            _ => choose(&mut placer, &strategy, key.or(Some(name.as_bytes()))),
+        let chosen = match strategy {
+            Placement::Node(_) => choose(strategy, None)
+                .or_else(|_| choose(&Placement::ConsistentHash, Some(name.as_bytes()))),
+            _ => choose(strategy, key.or(Some(name.as_bytes()))),
         };
         chosen.map_err(|e| e.to_string())
     }
@@ -552,4 +554,20 @@ impl Registry {
             Err(e) => RegistryReply::Failed(Failure::Unavailable(e)),
         }
     }
+}
+
+/// A supervised name's strategy, constraint and key for a restart: the constraint also asks
+/// for the actor type (a restart starts it through the type's spawner).
+fn restart_placement(
+    supervision: &Supervision,
+) -> Result<(Placement, Constraint, Option<&[u8]>), String> {
+    let (strategy, mut constraint, key) = supervision.placement.decode()?;
+    if !constraint
+        .capabilities
+        .iter()
+        .any(|c| c == &supervision.actor_type)
+    {
+        constraint.capabilities.push(supervision.actor_type.clone());
+    }
+    Ok((strategy, constraint, key))
 }

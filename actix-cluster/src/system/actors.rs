@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::ClusterSystem;
 use super::spawn::SpawnError;
-use crate::codec;
+use crate::codec::{self, SerializationFormat};
 use crate::node::NodeId;
 use crate::placement::SpawnSpec;
 use crate::remote::system::{self as sys, ResolveRequest, SpawnRequest};
@@ -88,21 +88,48 @@ impl ClusterSystem {
         if node == self.node_id().name() {
             return Ok(self.start_actor(make(self.node_id())));
         }
-        let peer = self
-            .remote()
-            .transport
-            .peer_by_name(node)
-            .ok_or_else(|| RemoteError::UnknownNode(node.to_owned()))?;
-        let actor = make(&peer.id);
+        let (peer, addr) = self.peer_of(node)?;
+        let (format, state) = self.encode_actor(&make(&peer))?;
+        self.ship::<A>(peer, addr, format, state).await
+    }
+
+    /// `actor` serialized for shipping: the format its type asks for (else the node's).
+    pub(super) fn encode_actor<A>(
+        &self,
+        actor: &A,
+    ) -> Result<(SerializationFormat, Vec<u8>), RemoteError>
+    where
+        A: DistributedActor + Serialize,
+    {
         let format = A::serialization_format().unwrap_or(self.remote().default_format);
-        let state = codec::encode(format, &actor).map_err(|e| RemoteError::from_codec(e, false))?;
+        let state = codec::encode(format, actor).map_err(|e| RemoteError::from_codec(e, false))?;
+        Ok((format, state))
+    }
+
+    /// Starts the shipped `state` of an `A` on incarnation `peer` (at `addr`).
+    pub(super) async fn ship<A: DistributedActor>(
+        &self,
+        peer: NodeId,
+        addr: SocketAddr,
+        format: SerializationFormat,
+        state: Vec<u8>,
+    ) -> Result<RemoteAddr<A>, RemoteError> {
         let req = SpawnRequest {
             actor_type: A::NAME.to_owned(),
             format,
             state,
         };
-        let (peer_id, peer_addr, id) = self.ask_node(node, sys::id::SPAWN, req).await?;
-        Ok(RemoteAddr::remote(self.remote(), peer_id, peer_addr, id))
+        let remote = self.remote();
+        let id: u64 = sys::ask(
+            remote,
+            peer.clone(),
+            addr,
+            sys::id::SPAWN,
+            req,
+            remote.request_timeout,
+        )
+        .await?;
+        Ok(RemoteAddr::remote(remote, peer, addr, id))
     }
 
     /// Watches the actor at `target`, on this node or any other: `recipient` gets exactly one

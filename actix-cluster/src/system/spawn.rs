@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterSystem;
 use super::members::members;
 use super::registry::Created;
-use crate::codec::{self, SerializationFormat};
+use crate::codec::SerializationFormat;
 use crate::membership::driver::Driver;
 use crate::metrics;
 use crate::node::{Architecture, NodeId};
@@ -24,7 +24,7 @@ use crate::placement::{
 };
 use crate::registry::RegistryError;
 use crate::registry::state::Supervision;
-use crate::remote::system::{self as sys, SpawnRequest, SystemRequestError};
+use crate::remote::system::{self as sys, SystemRequestError};
 use crate::remote::{DistributedActor, RemoteAddr, RemoteContext, RemoteError};
 
 /// Why [`ClusterSystem::spawn`] started no actor.
@@ -212,30 +212,14 @@ impl ClusterSystem {
         A: DistributedActor + Serialize,
     {
         let actor = make(node);
-        let format = A::serialization_format().unwrap_or(self.remote().default_format);
-        let state = codec::encode(format, &actor).map_err(|e| RemoteError::from_codec(e, false))?;
+        let (format, state) = self.encode_actor(&actor)?;
         let remote = node != self.node_id();
         let addr = if remote {
-            let req = SpawnRequest {
-                actor_type: A::NAME.to_owned(),
-                format,
-                state: state.clone(),
-            };
             let (peer, addr) = self.peer_of(node.name())?;
             if &peer != node {
                 return Err(RemoteError::NodeGone { node: node.clone() }.into());
             }
-            let remote = self.remote();
-            let id: u64 = sys::ask(
-                remote,
-                peer.clone(),
-                addr,
-                sys::id::SPAWN,
-                req,
-                remote.request_timeout,
-            )
-            .await?;
-            RemoteAddr::remote(remote, peer, addr, id)
+            self.ship(peer, addr, format, state.clone()).await?
         } else {
             self.start_actor(actor)
         };

@@ -18,7 +18,7 @@ use actix_cluster::placement::{Constraint, Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
 use actix_cluster::{NameEntry, RegistryConfig};
 use actix_cluster_examples::process::NodeProcess;
-use actix_cluster_examples::{Add, Counter, Get, init_tracing_or, node_main};
+use actix_cluster_examples::{Add, Counter, Get, child_or_no_arguments, init_tracing_or};
 
 const CLUSTER: &str = "self-healing";
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
@@ -27,19 +27,11 @@ const ACTORS: usize = 10;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args().skip(1).peekable();
     // Child mode: the nodes are copies of this program.
-    if argv.peek().map(String::as_str) == Some("--child") {
-        return node_main(argv.skip(1));
-    }
-    if let Some(arg) = argv.next() {
-        let usage = "usage: self-healing (no arguments; RUST_LOG=info shows the nodes' logs)";
-        if arg == "-h" || arg == "--help" {
-            println!("{usage}");
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("error: unexpected argument {arg:?}\n\n{usage}");
-        return ExitCode::from(2);
+    if let Some(done) = child_or_no_arguments(
+        "usage: self-healing (no arguments; RUST_LOG=info shows the nodes' logs)",
+    ) {
+        return done;
     }
     // Killing a node makes the others log warnings; they are expected here.
     init_tracing_or("error");

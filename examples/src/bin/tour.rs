@@ -19,7 +19,8 @@ use actix_cluster::Timeouts;
 use actix_cluster::prelude::*;
 use actix_cluster_examples::process::NodeProcess;
 use actix_cluster_examples::{
-    Add, COUNTER_NAME, Counter, Get, error_kind, init_tracing_or, node_main, wait_for_node,
+    Add, COUNTER_NAME, Counter, Get, child_or_no_arguments, error_kind, init_tracing_or,
+    wait_for_node,
 };
 use actix_cluster_testkit::TestCa;
 use serde::{Deserialize, Serialize};
@@ -64,18 +65,9 @@ impl DistributedActor for Greeter {
 }
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args().skip(1).peekable();
     // Child mode: the tour runs its nodes as copies of itself, so it needs no other binary.
-    if argv.peek().map(String::as_str) == Some("--child") {
-        return node_main(argv.skip(1));
-    }
-    if let Some(arg) = argv.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("error: unexpected argument {arg:?}\n\n{USAGE}");
-        return ExitCode::from(2);
+    if let Some(done) = child_or_no_arguments(USAGE) {
+        return done;
     }
     // The tour provokes failures on purpose; their warnings would read like the tour failing.
     init_tracing_or("error");

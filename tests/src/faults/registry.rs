@@ -11,7 +11,7 @@ use super::activations::{self, Ping};
 use super::checker::{self, Call, Operation, Releasable, Seen, Violation};
 use super::hosts::Net;
 use super::nemesis::{self, Fault, Rng, Step, Target};
-use super::node::{self, Downs, Ledger, Node, NodeError, NodeSpec};
+use super::node::{self, Downs, Ledger, Node, NodeError, NodeSpec, lock};
 
 /// Storage of every node's registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,10 +354,6 @@ impl<'a> Cluster<'a> {
         }
         None
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {

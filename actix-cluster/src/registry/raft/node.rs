@@ -377,17 +377,20 @@ impl RaftHandle {
     /// quorum acknowledgement (none needed when it is the only voter); elsewhere, the last
     /// entries or heartbeat from the leader. `None` if never.
     pub(crate) fn leader_contact_age(&self) -> Option<std::time::Duration> {
-        let m = self.raft().metrics().borrow_watched().clone();
-        if m.state == ServerState::Leader {
-            if m.membership_config.membership().voter_ids().eq([self.id]) {
-                return Some(std::time::Duration::ZERO);
-            }
-            return Some(match m.last_quorum_acked.as_ref() {
-                Some(at) => openraft::Instant::elapsed(&**at),
-                None => self.leading_since(m.current_term).elapsed(),
-            });
+        // Read under the metrics borrow (no copy of the metrics, taken every fencing round).
+        let raft = self.raft();
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader {
+            return self.wire.since_leader_contact();
         }
-        self.wire.since_leader_contact()
+        if m.membership_config.membership().voter_ids().eq([self.id]) {
+            return Some(std::time::Duration::ZERO);
+        }
+        Some(match m.last_quorum_acked.as_ref() {
+            Some(at) => openraft::Instant::elapsed(&**at),
+            None => self.leading_since(m.current_term).elapsed(),
+        })
     }
 
     /// When this node first saw itself lead in `term`.
