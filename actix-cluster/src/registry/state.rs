@@ -364,14 +364,7 @@ impl Names {
                         if self.supervised.get(name).is_some_and(|s| s.exhausted) {
                             self.supervised.remove(name);
                         }
-                        self.put(
-                            name.clone(),
-                            Slot::Claimed {
-                                node: node.clone(),
-                                token: *token,
-                            },
-                        );
-                        Outcome::Claimed { token: *token }
+                        self.claim(name, node, *token)
                     }
                 }
             }
@@ -465,14 +458,7 @@ impl Names {
                 if s.restarts.len() > MAX_RESTART_TIMES {
                     s.restarts.remove(0);
                 }
-                self.put(
-                    name.clone(),
-                    Slot::Claimed {
-                        node: node.clone(),
-                        token: *token,
-                    },
-                );
-                Outcome::Claimed { token: *token }
+                self.claim(name, node, *token)
             }
             Command::Exhaust { name } => {
                 if !self.slots.contains_key(name)
@@ -494,6 +480,18 @@ impl Names {
             node: s.last_node.clone().unwrap_or_else(|| fallback.clone()),
             entry: None,
         })
+    }
+
+    /// Claims `name` for `node` with `token` (the checks are the caller's).
+    fn claim(&mut self, name: &str, node: &NodeId, token: u64) -> Outcome {
+        self.put(
+            name.to_owned(),
+            Slot::Claimed {
+                node: node.clone(),
+                token,
+            },
+        );
+        Outcome::Claimed { token }
     }
 
     /// Binds `name` to `location` at log `index` (the checks are the caller's).
