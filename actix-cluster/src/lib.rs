@@ -98,8 +98,8 @@ pub use node::{
     Architecture, MAX_NODE_NAME_LEN, NodeId, NodeRole, validate_cluster_name, validate_node_name,
 };
 pub use registry::{
-    MAX_NAME_LEN, NameEntry, NameEvent, RecoveryReport, RegistryConfig, RegistryError,
-    RegistryStatus, RegistryStorage, ReleaseReason,
+    MAX_NAME_LEN, MigrateError, NameEntry, NameEvent, RecoveryReport, RegistryConfig,
+    RegistryError, RegistryStatus, RegistryStorage, ReleaseReason,
 };
 pub use remote::{
     DistributedActor, Messages, RemoteAddr, RemoteError, RemoteMessage, RemoteRecipient,

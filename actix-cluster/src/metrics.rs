@@ -39,6 +39,8 @@ pub(crate) const REGISTRY_SNAPSHOTS_RECEIVED: &str =
 pub(crate) const ACTORS_SPAWNED: &str = "actix_cluster_actors_spawned_total";
 /// Restart decisions for supervised actors, by outcome.
 pub(crate) const ACTOR_RESTARTS: &str = "actix_cluster_actor_restarts_total";
+/// Migrations this node ran as the source, by outcome.
+pub(crate) const ACTOR_MIGRATIONS: &str = "actix_cluster_actor_migrations_total";
 
 /// Registers unit and help text of every metric with the installed recorder (a no-op without
 /// one). Idempotent.
@@ -115,6 +117,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Restart decisions this node made as registry leader for supervised actors; label outcome: restarted (a node was chosen and the name claimed for it) or exhausted (the restart policy allows no more)."
     );
+    describe_counter!(
+        ACTOR_MIGRATIONS,
+        Unit::Count,
+        "Migrations of actors hosted here (ClusterSystem::migrate, rebalancing); label outcome: moved, not_migratable, target_refused, conflict or failed."
+    );
 }
 
 pub(crate) fn bytes_written(n: u64) {
@@ -175,6 +182,11 @@ pub(crate) fn registry_snapshot_received() {
 pub(crate) fn actor_spawned(placement: &'static str, remote: bool) {
     let target = if remote { "remote" } else { "local" };
     metrics::counter!(ACTORS_SPAWNED, "placement" => placement, "target" => target).increment(1);
+}
+
+/// `outcome`: `moved`, `not_migratable`, `target_refused`, `conflict` or `failed`.
+pub(crate) fn actor_migrated(outcome: &'static str) {
+    metrics::counter!(ACTOR_MIGRATIONS, "outcome" => outcome).increment(1);
 }
 
 /// `outcome`: `restarted` or `exhausted`.

@@ -6,6 +6,7 @@
 //! the local replica (no network, no actor hop); `lookup_linearizable` first confirms with the
 //! leader that the replica has everything committed before the call.
 
+mod migrate;
 pub(crate) mod raft;
 pub(crate) mod replica;
 mod service;
@@ -13,6 +14,7 @@ pub(crate) mod state;
 mod supervise;
 mod types;
 
+pub use migrate::MigrateError;
 pub(crate) use replica::{Replica, location};
 pub(crate) use service::{Registry, RegistryContext};
 

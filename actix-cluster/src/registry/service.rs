@@ -63,6 +63,36 @@ pub(crate) enum RegistryRequest {
         actor_id: u64,
         version: u64,
     },
+    /// Move the actor registered as `name` (registration `version`, hosted by the receiver)
+    /// to node `to`. Answered with `Migrated`.
+    Migrate {
+        name: String,
+        version: u64,
+        to: String,
+    },
+    /// The source of a move asks the target to start `name`'s actor from `state`, unbound.
+    /// Answered with the actor id (`Activated`); idempotent per (`name`, `version`).
+    Adopt {
+        name: String,
+        version: u64,
+        from: NodeId,
+        actor_type: String,
+        format: crate::codec::SerializationFormat,
+        state: Vec<u8>,
+        supervised: bool,
+    },
+    /// The source tells the target how the move of `name` from `version` ended: `stop` (it
+    /// did not commit) stops the adopted actor; otherwise the adopted actor's gate opens
+    /// (everything forwarded before this request has been delivered to it).
+    Abandon {
+        name: String,
+        version: u64,
+        stop: bool,
+    },
+    /// Answer once this node's replica has applied log index `index` (or at the request
+    /// timeout): what a migration's source waits for before the target takes messages
+    /// sent to it directly. Answered with `Index`.
+    Applied { index: u64 },
 }
 
 /// Answer to a [`RegistryRequest`].
@@ -81,6 +111,8 @@ pub(crate) enum RegistryReply {
     /// The actor id an activation started.
     Activated(u64),
     Failed(Failure),
+    /// Where a migrated name points now, or why it did not move.
+    Migrated(Result<NameEntry, super::migrate::MigrateFailure>),
 }
 
 /// Why a remote registry request failed.
@@ -96,7 +128,7 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    fn into_error(self, timeout: Duration) -> RegistryError {
+    pub(super) fn into_error(self, timeout: Duration) -> RegistryError {
         match self {
             Failure::NotLeader(_) => RegistryError::Unavailable("no registry leader".into()),
             Failure::NoQuorum => RegistryError::NoQuorum,
@@ -113,7 +145,7 @@ impl Failure {
         }
     }
 
-    fn from_error(e: RegistryError) -> Self {
+    pub(super) fn from_error(e: RegistryError) -> Self {
         match e {
             RegistryError::NoQuorum => Failure::NoQuorum,
             RegistryError::Timeout(_) => Failure::Timeout,
@@ -148,6 +180,8 @@ pub(crate) struct Registry {
     ctx: RegistryContext,
     /// Restarts of supervised names (leader) and their activations (target).
     pub(super) supervisor: Supervisor,
+    /// Target of migrations: actors started for moves not settled yet.
+    pub(super) adopted: super::migrate::Adopted,
 }
 
 /// Why the registry could not plug into its node.
@@ -222,6 +256,7 @@ impl Registry {
             raft: OnceLock::new(),
             ctx,
             supervisor: Supervisor::default(),
+            adopted: super::migrate::Adopted::default(),
         })
     }
 
@@ -280,6 +315,11 @@ impl Registry {
             .peer_by_name(node.name())
             .filter(|p| &p.id == node)
             .map(|p| p.addr())
+    }
+
+    /// The member table as this node sees it (empty on client nodes).
+    pub(super) fn ctx_members(&self) -> Vec<Member> {
+        self.ctx.members()
     }
 
     pub(super) fn remote(&self) -> &Arc<RemoteContext> {
@@ -1055,6 +1095,33 @@ impl Registry {
                 self.note_hosted(&name, actor_id, version);
                 RegistryReply::Activated(actor_id)
             }
+            RegistryRequest::Migrate { name, version, to } => {
+                self.serve_migrate(name, version, to).await
+            }
+            RegistryRequest::Adopt {
+                name,
+                version,
+                from,
+                actor_type,
+                format,
+                state,
+                supervised,
+            } => {
+                self.serve_adopt(name, version, from, actor_type, format, state, supervised)
+                    .await
+            }
+            RegistryRequest::Applied { index } => {
+                let until = TokioInstant::now() + self.config.request_timeout;
+                while self.replica.applied() < index && TokioInstant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                RegistryReply::Index(self.replica.applied())
+            }
+            RegistryRequest::Abandon {
+                name,
+                version,
+                stop,
+            } => self.serve_abandon(&name, version, stop),
             RegistryRequest::Recover => match self.recover_here(raft).await {
                 Ok(report) => RegistryReply::Recovered(report),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),

@@ -75,6 +75,15 @@ pub(crate) enum Command {
     },
     /// The leader found supervised `name`'s policy exhausted: it stays released for good.
     Exhaust { name: String },
+    /// A migration moves `name` from its registration `version` to `location` (an actor
+    /// started from the old one's state). Nothing happens unless `version` is still the
+    /// name's binding. A supervised name's restart state becomes `state`, when given.
+    Move {
+        name: String,
+        version: u64,
+        location: Location,
+        state: Option<(SerializationFormat, Vec<u8>)>,
+    },
 }
 
 /// How to start a supervised name's actor again, and its restarts so far.
@@ -84,7 +93,8 @@ pub(crate) struct Supervision {
     pub(crate) actor_type: String,
     /// Format of `state`.
     pub(crate) format: SerializationFormat,
-    /// The actor as first spawned, serialized: what a restart starts from.
+    /// The actor serialized: as first spawned, or as it was when it last migrated. What a
+    /// restart starts from.
     pub(crate) state: Vec<u8>,
     /// Where it may go.
     pub(crate) placement: PlacementRecord,
@@ -120,6 +130,11 @@ impl fmt::Display for Command {
             ),
             Command::Restart { name, node, .. } => write!(f, "restart {name:?} on {node}"),
             Command::Exhaust { name } => write!(f, "exhaust {name:?}"),
+            Command::Move { name, location, .. } => write!(
+                f,
+                "move {name:?} -> {}/{}",
+                location.node, location.actor_id
+            ),
         }
     }
 }
@@ -468,6 +483,33 @@ impl Names {
                 }
                 Outcome::None
             }
+            Command::Move {
+                name,
+                version,
+                location,
+                state,
+            } => {
+                match self.slots.get(name) {
+                    Some(Slot::Bound(e)) if e.version == *version => {}
+                    Some(slot) => {
+                        return Outcome::Taken {
+                            node: slot.node().clone(),
+                            entry: match slot {
+                                Slot::Bound(e) => Some(NameEntry::clone(e)),
+                                Slot::Claimed { .. } => None,
+                            },
+                        };
+                    }
+                    None => return Outcome::None,
+                }
+                self.remove(name, ReleaseReason::Moved, events);
+                if let (Some(s), Some((format, state))) = (self.supervised.get_mut(name), state) {
+                    let s = Arc::make_mut(s);
+                    s.format = *format;
+                    s.state.clone_from(state);
+                }
+                self.bind(index, name, location, events)
+            }
         }
     }
 
@@ -700,6 +742,62 @@ mod tests {
             token,
             at_ms,
         }
+    }
+
+    #[test]
+    fn a_move_rebinds_only_the_registration_it_moves_from_and_carries_the_restart_state() {
+        let mut n = Names::default();
+        let mut ev = Vec::new();
+        n.apply(1, &supervise("a", loc("x", 1, 7), None), &mut ev);
+        let moved = |version, state: Option<Vec<u8>>| Command::Move {
+            name: "a".into(),
+            version,
+            location: loc("y", 1, 9),
+            state: state.map(|s| (SerializationFormat::Bincode, s)),
+        };
+        // From a registration that is no longer the name's: nothing changes.
+        assert!(matches!(
+            n.apply(2, &moved(0, Some(vec![9])), &mut ev),
+            Outcome::Taken { .. }
+        ));
+        assert_eq!(n.get("a").unwrap().node, NodeId::new("x", 1));
+        ev.clear();
+        let Outcome::Bound(e) = n.apply(3, &moved(1, Some(vec![4, 2])), &mut ev) else {
+            panic!("not moved");
+        };
+        assert_eq!((e.node.name(), e.actor_id, e.version), ("y", 9, 3));
+        // Watchers see it leave and arrive.
+        assert!(matches!(
+            &ev[..],
+            [
+                NameEvent::Released {
+                    reason: ReleaseReason::Moved,
+                    ..
+                },
+                NameEvent::Registered(_)
+            ]
+        ));
+        let s = n.supervision("a").unwrap();
+        assert_eq!(s.state, [4, 2]);
+        assert_eq!(s.last_node, Some(NodeId::new("y", 1)));
+        assert!(matches!(
+            n.apply(4, &moved(1, None), &mut ev),
+            Outcome::Taken { .. }
+        ));
+        // An unbound name does not move.
+        assert_eq!(
+            n.apply(
+                5,
+                &Command::Move {
+                    name: "b".into(),
+                    version: 1,
+                    location: loc("y", 1, 1),
+                    state: None
+                },
+                &mut ev
+            ),
+            Outcome::None
+        );
     }
 
     #[test]

@@ -524,22 +524,46 @@ impl Registry {
 
     /// Starts the actor of `supervision` here, through the type's spawner.
     async fn start_supervised(&self, supervision: &Supervision) -> Result<u64, RemoteError> {
-        let remote = self.remote();
-        let spawn = remote
-            .actors
-            .spawner(&supervision.actor_type)
-            .ok_or_else(|| RemoteError::ActorTypeNotRegistered {
-                node: remote.actors.node().to_owned(),
-                actor_type: supervision.actor_type.clone(),
-            })?;
-        let (tx, rx) = oneshot::channel();
-        spawn(
-            remote,
+        self.start_from(
+            &supervision.actor_type,
             supervision.format,
-            Bytes::from(supervision.state.clone()),
-            tx,
-        );
+            supervision.state.clone(),
+        )
+        .await
+    }
+
+    /// Starts an actor of type `actor_type` here from its serialized `state`, through the
+    /// type's spawner. Returns its id.
+    pub(super) async fn start_from(
+        &self,
+        actor_type: &str,
+        format: crate::codec::SerializationFormat,
+        state: Vec<u8>,
+    ) -> Result<u64, RemoteError> {
+        let remote = self.remote();
+        let spawn = remote.actors.spawner(actor_type).ok_or_else(|| {
+            RemoteError::ActorTypeNotRegistered {
+                node: remote.actors.node().to_owned(),
+                actor_type: actor_type.to_owned(),
+            }
+        })?;
+        let (tx, rx) = oneshot::channel();
+        spawn(remote, format, Bytes::from(state), tx);
         rx.await.map_err(|_| RemoteError::SystemStopped)?
+    }
+
+    /// Fences local actor `id` as the pending holder of supervised `name` (a binding on its
+    /// way: an activation's, or a migration's).
+    pub(super) fn note_pending(&self, name: &str, id: u64) {
+        self.note_hosted(name, id, PENDING);
+    }
+
+    /// Forgets that local actor `id` holds supervised `name`.
+    pub(super) fn forget_hosted(&self, name: &str, id: u64) {
+        let mut hosted = lock(&self.supervisor.hosted);
+        if hosted.get(name).is_some_and(|&(held, _)| held == id) {
+            hosted.remove(name);
+        }
     }
 
     /// Answers [`RegistryRequest::Activate`].

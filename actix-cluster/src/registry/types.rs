@@ -253,6 +253,9 @@ pub enum ReleaseReason {
     ActorStopped,
     /// Its node went Down, left, or restarted as a new incarnation.
     NodeDown,
+    /// It migrated ([`ClusterSystem::migrate`](crate::ClusterSystem::migrate)): a
+    /// `Registered` event for its new location follows.
+    Moved,
 }
 
 /// A change of the names under a watched prefix. See

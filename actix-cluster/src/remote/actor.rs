@@ -121,10 +121,14 @@ pub(crate) struct MessageEntry<A: Actor> {
     pub(crate) recipient: fn(&Addr<A>) -> Box<dyn Any + Send>,
 }
 
+/// Serializes a running actor for a migration.
+pub(crate) type SnapshotFn<A> = fn(&A, SerializationFormat) -> Result<Vec<u8>, codec::CodecError>;
+
 /// The messages an actor type accepts from the network. See [`DistributedActor::messages`].
 pub struct Messages<A: Actor> {
     entries: Vec<MessageEntry<A>>,
     conflicts: Vec<String>,
+    snapshot: Option<SnapshotFn<A>>,
 }
 
 impl<A: Actor> std::fmt::Debug for Messages<A> {
@@ -167,6 +171,21 @@ impl<A: DistributedActor> Messages<A> {
             request: request_fn::<A, M>,
             recipient: |addr| Box::new(addr.clone().recipient::<M>()),
         });
+        self
+    }
+
+    /// Lets running actors of this type move to another node
+    /// ([`ClusterSystem::migrate`](crate::ClusterSystem::migrate)): between two messages the
+    /// actor is serialized as it is (its `Serialize` impl is its state), started on the target
+    /// from that state (through the target's spawner, so the target must have
+    /// [registered](crate::ClusterSystemBuilder::register) the type), and stopped here.
+    /// Without this line a migration is refused with
+    /// [`MigrateError::NotMigratable`](crate::MigrateError::NotMigratable).
+    pub fn migratable(&mut self) -> &mut Self
+    where
+        A: Serialize,
+    {
+        self.snapshot = Some(|actor, format| codec::encode(format, actor));
         self
     }
 }
@@ -237,6 +256,8 @@ where
 /// The message table of one actor type, built once per node.
 pub(crate) struct ActorType<A: Actor> {
     entries: Vec<MessageEntry<A>>,
+    /// How a running actor is serialized to migrate; `None` if the type did not opt in.
+    pub(crate) snapshot: Option<SnapshotFn<A>>,
     /// Message ids with their entry, sorted by id: a type has a handful of messages, for which
     /// a binary search beats hashing the id on every delivery.
     by_id: Vec<(u32, usize)>,
@@ -247,6 +268,7 @@ impl<A: DistributedActor> ActorType<A> {
         let mut messages = Messages {
             entries: Vec::new(),
             conflicts: Vec::new(),
+            snapshot: None,
         };
         A::messages(&mut messages);
         let mut by_id: Vec<(u32, usize)> = messages
@@ -259,6 +281,7 @@ impl<A: DistributedActor> ActorType<A> {
         (
             Self {
                 entries: messages.entries,
+                snapshot: messages.snapshot,
                 by_id,
             },
             messages.conflicts,

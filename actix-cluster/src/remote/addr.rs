@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::actor::{ActorType, DistributedActor, RemoteMessage};
 use super::context::RemoteContext;
 use super::error::{RemoteError, TrySendError, short_type_name};
+use super::local::LocalActor;
 use super::named::{NameBinding, NameLocation};
 use super::recipient::RemoteRecipient;
 use super::send::{Endpoint, Pending};
@@ -104,8 +105,11 @@ enum Binding<A: DistributedActor> {
 /// the node using the address.
 pub(super) struct Resolved<A: DistributedActor> {
     pub(super) ep: Arc<Endpoint>,
-    local: OnceLock<Option<Addr<A>>>,
+    local: OnceLock<Option<LocalTarget<A>>>,
 }
+
+/// The actix address of an actor on the node using the address, and its table entry.
+type LocalTarget<A> = (Addr<A>, Arc<dyn LocalActor>);
 
 impl<A: DistributedActor> Resolved<A> {
     pub(super) fn new(ep: Endpoint) -> Self {
@@ -115,17 +119,32 @@ impl<A: DistributedActor> Resolved<A> {
         }
     }
 
-    fn local_addr(&self) -> Option<Addr<A>> {
+    fn local(&self) -> Option<&LocalTarget<A>> {
         let core = self.ep.core().ok()?;
         self.local
             .get_or_init(|| {
-                if self.ep.is_local(core) {
-                    core.actors.addr_of::<A>(self.ep.actor)
-                } else {
-                    None
+                if !self.ep.is_local(core) {
+                    return None;
                 }
+                let entry = core.actors.get(self.ep.actor)?;
+                let addr = entry.as_any().downcast_ref::<Addr<A>>()?.clone();
+                Some((addr, entry))
             })
-            .clone()
+            .as_ref()
+    }
+
+    fn local_addr(&self) -> Option<Addr<A>> {
+        self.local().map(|(addr, _)| addr.clone())
+    }
+
+    /// The error for a local send to an actor that is migrating (see [`super::moving`]): its
+    /// mailbox will not be handled here. The name moves with it; a later send through a named
+    /// address reaches it where it went.
+    fn moving(&self) -> Option<RemoteError> {
+        let (_, entry) = self.local()?;
+        entry.moving().then(|| RemoteError::QueueFull {
+            node: self.ep.node.name().to_owned(),
+        })
     }
 }
 
@@ -194,7 +213,9 @@ impl<A: DistributedActor> RemoteAddr<A> {
             Some(Arc::clone(core)),
         );
         let local = OnceLock::new();
-        let _ = local.set(Some(addr));
+        if let Some(entry) = core.actors.get(actor) {
+            let _ = local.set(Some((addr, entry)));
+        }
         Self::fixed(Resolved {
             ep: Arc::new(ep),
             local,
@@ -344,6 +365,13 @@ impl<A: DistributedActor> RemoteAddr<A> {
         A::Context: ToEnvelope<A, M>,
     {
         let target = self.resolve();
+        if let Some(e) = target.moving() {
+            if let Ok(core) = target.ep.core() {
+                core.count_dropped("actor_moving");
+            }
+            tracing::debug!(to = ?target.ep, error = %e, "do_send dropped a message");
+            return;
+        }
         if let Some(addr) = target.local_addr() {
             addr.do_send(msg);
             return;
@@ -374,6 +402,9 @@ impl<A: DistributedActor> RemoteAddr<A> {
         A::Context: ToEnvelope<A, M>,
     {
         let target = self.resolve();
+        if target.moving().is_some() {
+            return Err(TrySendError::Full(msg));
+        }
         if let Some(addr) = target.local_addr() {
             return addr.try_send(msg).map_err(|e| match e {
                 SendError::Full(m) => TrySendError::Full(m),
@@ -401,9 +432,13 @@ impl<A: DistributedActor> RemoteAddr<A> {
     {
         let target = self.resolve();
         let local = target.local_addr();
+        let moving = target.moving();
         let route = self.route::<M>(&target.ep);
         let ep = Arc::clone(&target.ep);
         async move {
+            if let Some(e) = moving {
+                return Err(e);
+            }
             if let Some(addr) = local {
                 return match addr.try_send(msg) {
                     Ok(()) => Ok(()),
@@ -433,6 +468,9 @@ impl<A: DistributedActor> RemoteAddr<A> {
         let ep = &resolved.ep;
         let target = match (self.route::<M>(ep), resolved.local_addr()) {
             (Err(e), _) => Target::Failed(e),
+            (Ok(_), Some(_)) if resolved.moving().is_some() => {
+                Target::Failed(resolved.moving().unwrap_or(RemoteError::ActorStopped))
+            }
             (Ok(_), Some(addr)) => Target::Local(addr.recipient()),
             (Ok((message, format)), None) => Target::Remote {
                 ep: Arc::clone(ep),

@@ -117,7 +117,9 @@ impl Dispatch {
         }
         let target = self.target(peer.id.name(), actor)?;
         // Addresses inside the message are bound to this node.
-        with_scope(&self.ctx, || target.tell(message, &bytes, payload.format))
+        with_scope(&self.ctx, || {
+            target.tell(&peer.id, message, &bytes, payload.format)
+        })
     }
 
     fn request(
@@ -136,7 +138,9 @@ impl Dispatch {
         } else {
             self.target(peer.id.name(), actor).and_then(|t| {
                 let bytes = self.ctx.actors.plain(&payload)?;
-                with_scope(&self.ctx, || t.request(message, &bytes, payload.format))
+                with_scope(&self.ctx, || {
+                    t.request(&peer.id, message, &bytes, payload.format)
+                })
             })
         };
         let reply = match started {

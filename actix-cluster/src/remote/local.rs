@@ -18,23 +18,29 @@ use super::actor::{
 };
 use super::context::{RemoteContext, with_scope};
 use super::error::{RemoteError, short_type_name};
+use super::moving::{Captured, Gate, Held, MAX_HELD, Unmovable};
 use super::watch;
 use crate::codec::{self, SerializationFormat};
 use crate::limits::Limits;
+use crate::node::NodeId;
 use crate::wire::Payload;
 
 /// A local actor, as the network sees it.
 pub(crate) trait LocalActor: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn alive(&self) -> bool;
+    /// Delivers a tell that arrived from node `from`.
     fn tell(
         &self,
+        from: &NodeId,
         message: u32,
         bytes: &[u8],
         format: SerializationFormat,
     ) -> Result<Delivery, RemoteError>;
+    /// Starts a request that arrived from node `from`.
     fn request(
         &self,
+        from: &NodeId,
         message: u32,
         bytes: &[u8],
         format: SerializationFormat,
@@ -45,7 +51,27 @@ pub(crate) trait LocalActor: Send + Sync {
     /// Asks the actor to stop (as if it called `ctx.stop()`), if this node started it;
     /// whether it could be asked.
     fn stop(&self) -> bool;
+    /// Starts moving the actor (see [`moving`]): holds its network messages from now on and
+    /// asks it to serialize itself in `format` once it has handled what its mailbox holds.
+    fn start_move(
+        &self,
+        format: SerializationFormat,
+    ) -> Result<oneshot::Receiver<Result<Captured, RemoteError>>, Unmovable>;
+    /// Ends a move: `Some(queue)` forwards what was held, and whatever arrives later, to the
+    /// queue; `None` delivers it here, in order, and opens the gate again.
+    fn end_move(&self, forward: Option<tokio::sync::mpsc::Sender<Held>>);
+    /// Whether the actor is moving or has moved (its gate is not open): local senders must
+    /// not put messages in its mailbox, which will not be handled.
+    fn moving(&self) -> bool;
+    /// Makes a just-started actor the target of a move from node `source`: messages from
+    /// `source` (forwarded ones) are delivered, others held until [`open`](Self::open).
+    fn adopting(&self, source: NodeId);
+    /// Delivers what was held while adopting, in order, and opens the gate.
+    fn open(&self);
 }
+
+/// A closure run inside the actor's context (stop, serialize for a move).
+type Control<A> = Box<dyn FnOnce(&mut A, &mut Context<A>) + Send>;
 
 /// A message's wire name and `std::any::type_name`.
 type MessageName = (&'static str, &'static str);
@@ -53,8 +79,13 @@ type MessageName = (&'static str, &'static str);
 struct LocalEntry<A: DistributedActor> {
     addr: Addr<A>,
     ty: Arc<ActorType<A>>,
-    /// Stops the actor when fired; `None` for actors started the actix way and exposed.
-    stop: std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+    /// Runs closures in the actor's context; `None` for actors started the actix way and
+    /// exposed.
+    control: Option<futures::channel::mpsc::UnboundedSender<Control<A>>>,
+    /// Whether network messages enter the mailbox, wait, or go on to where the actor moved.
+    gate: RwLock<Gate>,
+    /// This node's name, for errors.
+    node: Arc<str>,
 }
 
 impl<A: DistributedActor> LocalEntry<A> {
@@ -78,25 +109,65 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
     }
 
     fn alive(&self) -> bool {
-        self.addr.connected()
+        self.addr.connected() || matches!(*read(&self.gate), Gate::Forwarding(_))
     }
 
     fn tell(
         &self,
+        from: &NodeId,
         message: u32,
         bytes: &[u8],
         format: SerializationFormat,
     ) -> Result<Delivery, RemoteError> {
-        (self.entry(message)?.tell)(&self.addr, bytes, format)
+        let entry = self.entry(message)?;
+        {
+            // Held across the delivery: a move that closes the gate waits for it, so every
+            // message either is in the mailbox before the move begins or is held.
+            let gate = read(&self.gate);
+            if gate.passes(from) {
+                return (entry.tell)(&self.addr, bytes, format);
+            }
+        }
+        let held = Held::Tell {
+            message,
+            format,
+            bytes: bytes.to_vec(),
+        };
+        match self.hold(held)? {
+            Some(Held::Tell { bytes, .. }) => (entry.tell)(&self.addr, &bytes, format),
+            Some(_) | None => Ok(Delivery::Done),
+        }
     }
 
     fn request(
         &self,
+        from: &NodeId,
         message: u32,
         bytes: &[u8],
         format: SerializationFormat,
     ) -> Result<ReplyFuture, RemoteError> {
-        (self.entry(message)?.request)(&self.addr, bytes, format)
+        let entry = self.entry(message)?;
+        {
+            let gate = read(&self.gate);
+            if gate.passes(from) {
+                return (entry.request)(&self.addr, bytes, format);
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        let held = Held::Request {
+            message,
+            format,
+            bytes: bytes.to_vec(),
+            reply,
+        };
+        match self.hold(held)? {
+            Some(_) => (entry.request)(&self.addr, bytes, format),
+            None => Ok(Box::pin(async move {
+                answer.await.unwrap_or(Err(RemoteError::HandlerFailed(
+                    "the actor moved and its new node did not answer".into(),
+                )))
+            })),
+        }
     }
 
     fn recipient(&self, message: u32) -> Option<Box<dyn Any + Send>> {
@@ -108,12 +179,204 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
     }
 
     fn stop(&self) -> bool {
-        let tx = self
-            .stop
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        tx.is_some_and(|tx| tx.send(()).is_ok())
+        self.control.as_ref().is_some_and(|c| {
+            c.unbounded_send(Box::new(|_, ctx: &mut Context<A>| ctx.stop()))
+                .is_ok()
+        })
+    }
+
+    fn start_move(
+        &self,
+        format: SerializationFormat,
+    ) -> Result<oneshot::Receiver<Result<Captured, RemoteError>>, Unmovable> {
+        let snapshot = self.ty.snapshot.ok_or(Unmovable::NotDeclared)?;
+        let control = self.control.as_ref().ok_or(Unmovable::NotOurs)?;
+        if !self.addr.connected() {
+            return Err(Unmovable::Stopped);
+        }
+        {
+            let mut gate = write(&self.gate);
+            if !matches!(*gate, Gate::Open) {
+                return Err(Unmovable::Moving);
+            }
+            *gate = Gate::Holding(std::collections::VecDeque::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        let run: Control<A> = Box::new(move |_, ctx| {
+            // One yield first: the actor's context polls its mailbox dry before the futures
+            // it runs, so by the time this future completes, every message that entered the
+            // mailbox before the gate closed has been handled.
+            ctx.spawn(
+                actix::fut::wrap_future::<_, A>(tokio::task::yield_now()).map(
+                    move |(), act, ctx: &mut Context<A>| {
+                        let bytes = match snapshot(act, format) {
+                            Ok(bytes) => bytes,
+                            Err(e) => {
+                                let _ = tx.send(Err(RemoteError::from_codec(e, false)));
+                                return;
+                            }
+                        };
+                        let (release, released) = oneshot::channel::<bool>();
+                        if tx.send(Ok(Captured { bytes, release })).is_ok() {
+                            // Paused (mailbox and futures alike) until the move is decided.
+                            ctx.wait(actix::fut::wrap_future::<_, A>(released).map(
+                                |stop, _, ctx: &mut Context<A>| {
+                                    if stop.unwrap_or(false) {
+                                        ctx.stop();
+                                    }
+                                },
+                            ));
+                        }
+                    },
+                ),
+            );
+        });
+        if control.unbounded_send(run).is_err() {
+            self.end_move(None);
+            return Err(Unmovable::Stopped);
+        }
+        Ok(rx)
+    }
+
+    fn moving(&self) -> bool {
+        !matches!(*read(&self.gate), Gate::Open)
+    }
+
+    fn adopting(&self, source: NodeId) {
+        let mut gate = write(&self.gate);
+        if matches!(*gate, Gate::Open) {
+            *gate = Gate::Adopting {
+                source,
+                held: std::collections::VecDeque::new(),
+            };
+        }
+    }
+
+    fn open(&self) {
+        let mut gate = write(&self.gate);
+        if let Gate::Adopting { held, .. } = std::mem::take(&mut *gate) {
+            // Under the lock: before anything that arrives once the gate is open.
+            for h in held {
+                self.deliver(h);
+            }
+        }
+    }
+
+    fn end_move(&self, forward: Option<tokio::sync::mpsc::Sender<Held>>) {
+        let mut gate = write(&self.gate);
+        let held = match std::mem::take(&mut *gate) {
+            Gate::Holding(held) => held,
+            other => {
+                *gate = other;
+                return;
+            }
+        };
+        match forward {
+            Some(queue) => {
+                // The queue has room for everything held (`MAX_HELD`).
+                for h in held {
+                    if let Err(e) = queue.try_send(h) {
+                        fail_held(e.into_inner(), &self.node);
+                    }
+                }
+                *gate = Gate::Forwarding(queue);
+            }
+            // Delivered under the lock, before anything that arrives after the gate opens.
+            None => {
+                for h in held {
+                    self.deliver(h);
+                }
+            }
+        }
+    }
+}
+
+impl<A: DistributedActor> LocalEntry<A> {
+    /// Holds or forwards `held` if the gate is not open; gives it back if it is (it opened
+    /// meanwhile: the caller delivers it).
+    fn hold(&self, held: Held) -> Result<Option<Held>, RemoteError> {
+        let mut gate = write(&self.gate);
+        match &mut *gate {
+            Gate::Open => Ok(Some(held)),
+            Gate::Holding(q) | Gate::Adopting { held: q, .. } if q.len() >= MAX_HELD => {
+                Err(RemoteError::QueueFull {
+                    node: self.node.to_string(),
+                })
+            }
+            Gate::Holding(q) | Gate::Adopting { held: q, .. } => {
+                q.push_back(held);
+                Ok(None)
+            }
+            Gate::Forwarding(queue) => match queue.try_send(held) {
+                Ok(()) => Ok(None),
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    Err(RemoteError::QueueFull {
+                        node: self.node.to_string(),
+                    })
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    Err(RemoteError::ActorStopped)
+                }
+            },
+        }
+    }
+
+    /// Delivers a held message to this actor after a move that did not happen.
+    fn deliver(&self, held: Held) {
+        match held {
+            Held::Mark(reached) => {
+                let _ = reached.send(());
+            }
+            Held::Tell {
+                message,
+                format,
+                bytes,
+            } => match self.ty.entry(message) {
+                Some(e) => match (e.tell)(&self.addr, &bytes, format) {
+                    Ok(Delivery::Done) => {}
+                    // Queued past the capacity; nothing to wait for here.
+                    Ok(Delivery::Wait(wait)) => drop(actix_rt::spawn(wait)),
+                    Err(e) => tracing::debug!(error = %e, "held tell not delivered"),
+                },
+                None => tracing::debug!(message, "held tell of an unknown message"),
+            },
+            Held::Request {
+                message,
+                format,
+                bytes,
+                reply,
+            } => {
+                let started = self
+                    .entry(message)
+                    .and_then(|e| (e.request)(&self.addr, &bytes, format));
+                match started {
+                    Ok(fut) => drop(actix_rt::spawn(async move {
+                        let _ = reply.send(fut.await);
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A held message that could not be forwarded: a request is answered with the error, a tell
+/// is logged (the queue had room for all held messages, so this does not happen).
+fn fail_held(held: Held, node: &str) {
+    match held {
+        Held::Mark(reached) => {
+            let _ = reached.send(());
+        }
+        Held::Request { reply, .. } => {
+            let _ = reply.send(Err(RemoteError::QueueFull {
+                node: node.to_owned(),
+            }));
+        }
+        Held::Tell { message, .. } => {
+            tracing::warn!(message, "a held tell could not be forwarded after a move");
+        }
     }
 }
 
@@ -307,21 +570,19 @@ impl LocalActors {
     /// reachable from the network.
     pub(crate) fn start<A: DistributedActor>(&self, actor: A) -> (u64, Addr<A>) {
         let cap = self.limits.mailbox_capacity;
-        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+        let (control, controls) = futures::channel::mpsc::unbounded::<Control<A>>();
         let addr = A::create(move |ctx| {
             ctx.set_mailbox_capacity(cap);
-            // A stop request (fencing a supervised actor) stops it like `ctx.stop()`; a
-            // dropped sender (the table forgot it) changes nothing.
-            ctx.spawn(actix::fut::wrap_future::<_, A>(stopped).map(
-                |fired, _, ctx: &mut Context<A>| {
-                    if fired.is_ok() {
-                        ctx.stop();
-                    }
-                },
-            ));
+            // Closures from the table (a stop when a supervised actor is fenced, a snapshot
+            // for a move) run in the actor's context; a dropped sender ends the stream.
+            ctx.spawn(
+                actix::fut::wrap_stream::<_, A>(controls)
+                    .map(|run: Control<A>, act, ctx: &mut Context<A>| run(act, ctx))
+                    .finish(),
+            );
             actor
         });
-        (self.insert_entry(addr.clone(), Some(stop)), addr)
+        (self.insert_entry(addr.clone(), Some(control)), addr)
     }
 
     /// Makes an already running actor reachable from the network.
@@ -332,13 +593,15 @@ impl LocalActors {
     fn insert_entry<A: DistributedActor>(
         &self,
         addr: Addr<A>,
-        stop: Option<futures::channel::oneshot::Sender<()>>,
+        control: Option<futures::channel::mpsc::UnboundedSender<Control<A>>>,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = LocalEntry {
             addr,
             ty: self.actor_type::<A>(),
-            stop: std::sync::Mutex::new(stop),
+            control,
+            gate: RwLock::new(Gate::Open),
+            node: Arc::from(self.node.as_str()),
         };
         write(&self.actors).insert(id, Arc::new(entry));
         id

@@ -2,7 +2,7 @@
 //! of what arrives from the network to local actix actors.
 //!
 //! Files by concern: [`actor`] (the trait and per-type message tables), [`local`] (this node's
-//! actor table), [`dispatch`] (inbound frames to local mailboxes), [`send`] (the send path and
+//! actor table), [`moving`] (holding and forwarding a migrating actor's messages), [`dispatch`] (inbound frames to local mailboxes), [`send`] (the send path and
 //! request/reply), [`addr`] and [`recipient`] (the public address types), [`named`] (addresses
 //! that follow a cluster-wide name, through the [`NameResolver`] the registry implements),
 //! [`watch`], [`system`] (requests to the node itself, actor 0, as a table other layers
@@ -14,9 +14,10 @@ pub(crate) mod context;
 pub(crate) mod dispatch;
 mod error;
 pub(crate) mod local;
+pub(crate) mod moving;
 pub(crate) mod named;
 mod recipient;
-mod send;
+pub(crate) mod send;
 pub(crate) mod system;
 pub(crate) mod watch;
 

@@ -221,11 +221,27 @@ impl Endpoint {
         let peer = self.peer(core)?;
         let (payload, compressed) = encode_owned(format, &msg, &core.limits, peer.max_frame())?;
         drop(msg);
+        self.queue_request(peer, message, format, compressed, &payload, until, timeout)
+            .await
+    }
+
+    /// Queues an encoded request as soon as there is room, within `until`.
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_request(
+        &self,
+        peer: &Arc<Peer>,
+        message: u32,
+        format: SerializationFormat,
+        compressed: bool,
+        payload: &[u8],
+        until: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Pending, RemoteError> {
         let len = wire::request_frame_len(payload.len());
         let started = peer
             .when_room(Some(until), || {
                 peer.start_request(until, len, |b, correlation| {
-                    self.put_request(b, correlation, message, format, compressed, &payload);
+                    self.put_request(b, correlation, message, format, compressed, payload);
                 })
             })
             .await;
@@ -268,6 +284,84 @@ impl Endpoint {
         with_scope(core, || codec::decode(payload.format, &bytes))
             .map_err(|e| RemoteError::from_reply_codec(e, true))
     }
+}
+
+impl Endpoint {
+    /// Queues a tell whose payload is already encoded (`plain`, uncompressed), waiting for
+    /// room: how a moved actor's messages are forwarded.
+    pub(crate) async fn push_raw_tell(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        plain: &[u8],
+    ) -> Result<(), RemoteError> {
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let (payload, compressed) = raw_payload(plain, &core.limits, peer.max_frame())?;
+        peer.push(wire::tell_frame_len(payload.len()), |b| {
+            wire::put_tell(b, self.actor, message, format, compressed, &payload)
+        })
+        .await
+        .map_err(|e| push_error(e, peer))
+    }
+
+    /// Queues a request whose payload is already encoded, waiting for room until `timeout`.
+    pub(crate) async fn start_raw_request(
+        &self,
+        message: u32,
+        format: SerializationFormat,
+        plain: &[u8],
+        timeout: Duration,
+    ) -> Result<Pending, RemoteError> {
+        let core = self.core()?;
+        let peer = self.peer(core)?;
+        let (payload, compressed) = raw_payload(plain, &core.limits, peer.max_frame())?;
+        let until = tokio::time::Instant::now() + timeout;
+        self.queue_request(peer, message, format, compressed, &payload, until, timeout)
+            .await
+    }
+
+    /// The plain bytes of the reply to a raw request, or the error it was answered with.
+    pub(crate) fn finish_raw(
+        &self,
+        answer: Result<Answer, CallError>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let core = self.core()?;
+        match answer {
+            Ok(Answer::Payload(p)) => plain_bytes(&p, core.limits.max_frame_size as usize)
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|e| RemoteError::from_reply_codec(e, true)),
+            Ok(Answer::Error { code, detail }) => Err(error_from_wire(&self.node, code, detail)),
+            Ok(Answer::Body(_)) => Err(RemoteError::ReplyDecode(
+                "a channel frame answered a request".into(),
+            )),
+            Err(e) => Err(call_error(e, self.peer(core)?, timeout)),
+        }
+    }
+}
+
+/// An encoded payload made ready to send again: compressed when worthwhile, and checked
+/// against the frame limit.
+fn raw_payload<'a>(
+    plain: &'a [u8],
+    limits: &crate::limits::Limits,
+    max_frame: u32,
+) -> Result<(std::borrow::Cow<'a, [u8]>, bool), RemoteError> {
+    let mut packed = Vec::new();
+    let (body, compressed) = match limits.compression_threshold {
+        Some(t) if plain.len() >= t && codec::compress_into(plain, &mut packed) => {
+            (std::borrow::Cow::Owned(packed), true)
+        }
+        _ => (std::borrow::Cow::Borrowed(plain), false),
+    };
+    if wire::request_frame_len(body.len()) - wire::LEN_PREFIX > max_frame as usize {
+        return Err(RemoteError::PayloadTooLarge {
+            size: plain.len() as u64,
+            limit: u64::from(max_frame),
+        });
+    }
+    Ok((body, compressed))
 }
 
 /// A request queued and registered with its peer, waiting for its answer (or its deadline,

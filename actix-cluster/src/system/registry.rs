@@ -8,8 +8,8 @@ use rand::RngExt;
 use super::ClusterSystem;
 use crate::registry::state::{Command, Location, Outcome, Supervision};
 use crate::registry::{
-    NameEntry, NameEvent, RecoveryReport, Registry, RegistryError, RegistryStatus, ReleaseReason,
-    location, validate_name,
+    MigrateError, NameEntry, NameEvent, RecoveryReport, Registry, RegistryError, RegistryStatus,
+    ReleaseReason, location, validate_name,
 };
 use crate::remote::{DistributedActor, RemoteAddr, RemoteError};
 
@@ -206,6 +206,34 @@ impl ClusterSystem {
             Outcome::Released(entry) => Ok(entry),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Moves the running actor registered as `name` to node `to` and returns its new
+    /// registration; the name, and every [`RemoteAddr`] obtained by name, follow it.
+    ///
+    /// The actor's type must declare [`Messages::migratable`](crate::Messages::migratable)
+    /// (its `Serialize` impl is the state that moves) and `to` must have registered the type.
+    /// The node hosting the actor runs the move: it holds the messages that arrive for the
+    /// actor from the network, lets the actor handle what its mailbox already holds,
+    /// serializes it, has `to` start it from that state, moves the name in one registry write,
+    /// and then stops the old actor and forwards what it held, and whatever still arrives for
+    /// the old address, to the new one in arrival order. No message that reached the old node
+    /// is lost, and a sender's messages keep their order (see `docs/user-guide.md` §9 for the
+    /// window in which a message sent to the old address can be overtaken). A supervised name
+    /// restarts from the migrated state from then on. Moving to the node it is on does
+    /// nothing.
+    ///
+    /// # Errors
+    /// - [`MigrateError::NotMigratable`], [`MigrateError::Target`], [`MigrateError::Conflict`]:
+    ///   nothing moved, the actor goes on where it was;
+    /// - [`MigrateError::Registry`]: the name is not registered (`NotFound`), or the registry
+    ///   write of the move stayed in doubt: then both actors were stopped, the name is
+    ///   released and a supervised name restarts;
+    /// - [`MigrateError::Remote`]: the hosting node did not answer; the move may have
+    ///   happened.
+    pub async fn migrate(&self, name: &str, to: &str) -> Result<NameEntry, MigrateError> {
+        validate_name(name)?;
+        self.registry()?.migrate(name, to).await
     }
 
     /// The actor registered as `name`, from this node's replica (no network on members).

@@ -1,0 +1,470 @@
+//! Live migration of a named actor ([`ClusterSystem::migrate`](crate::ClusterSystem::migrate)).
+//!
+//! The node hosting the actor (the *source*) runs the move, so that the actor's messages and
+//! its state never cross a third node:
+//! 1. it closes the actor's gate (messages from the network are held in arrival order), lets
+//!    the actor handle what its mailbox holds, serializes it and pauses it;
+//! 2. the *target* starts an actor of the type from that state, unbound
+//!    ([`RegistryRequest::Adopt`]);
+//! 3. one registry write moves the name from the old registration to the new actor, only if
+//!    the old registration is still the name's ([`Command::Move`]); a supervised name's restart
+//!    state becomes the migrated state;
+//! 4. committed: the old actor stops, and what was held, then whatever still arrives for the
+//!    old id, is forwarded to the new actor through one ordered queue; not committed: the
+//!    target's actor is stopped, the old actor goes on and handles what was held first.
+//!
+//! A move whose registry write stays in doubt after a read stops both actors: the name then
+//! points at a stopped actor, is released, and (supervised) restarted from the state the log
+//! holds. Nothing runs twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant as TokioInstant;
+
+use super::service::{Failure, Registry, RegistryReply, RegistryRequest};
+use super::state::{Command, Location, Outcome};
+use super::{NameEntry, RegistryError};
+use crate::codec::SerializationFormat;
+use crate::membership::MemberState;
+use crate::metrics;
+use crate::node::NodeRole;
+use crate::remote::RemoteError;
+use crate::remote::moving::{self, Unmovable};
+use crate::remote::send::Endpoint;
+
+/// Why [`ClusterSystem::migrate`](crate::ClusterSystem::migrate) did not move the actor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// Looking the name up, or moving it, failed in the registry: `NotFound` when no actor is
+    /// registered under it. A `Timeout` or `NoQuorum` during the move itself stopped the
+    /// actor (see the [module](crate::ClusterSystem::migrate) documentation).
+    #[error("migrate: {0}")]
+    Registry(#[from] RegistryError),
+    /// The actor cannot move: its type does not declare
+    /// [`Messages::migratable`](crate::Messages::migratable), it was not started by the
+    /// cluster, it is already moving, or serializing it failed. Nothing changed.
+    #[error("the actor named {name:?} cannot migrate: {reason}")]
+    NotMigratable {
+        /// The name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The target cannot take the actor: it is not a member that is Up, it has not registered
+    /// the actor type, or starting the actor there failed. Nothing changed: the actor goes on
+    /// where it was.
+    #[error("node {node} cannot take the actor named {name:?}: {reason}")]
+    Target {
+        /// The name.
+        name: String,
+        /// The target node.
+        node: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The name changed while the move was prepared (the actor stopped, restarted, moved or
+    /// was unregistered): nothing moved.
+    #[error("the name {name:?} changed during the move; nothing moved")]
+    Conflict {
+        /// The name.
+        name: String,
+    },
+    /// The node hosting the actor could not be asked or did not answer in time. The move may
+    /// have happened: look the name up.
+    #[error("migrate: {0}")]
+    Remote(#[from] RemoteError),
+}
+
+/// [`MigrateError`] as the source node answers it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum MigrateFailure {
+    Registry(Failure),
+    NotFound,
+    NotMigratable(String),
+    Target { node: String, reason: String },
+    Conflict,
+}
+
+impl MigrateFailure {
+    fn from_error(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Registry(RegistryError::NotFound(_)) => Self::NotFound,
+            MigrateError::Registry(e) => Self::Registry(Failure::from_error(e)),
+            MigrateError::NotMigratable { reason, .. } => Self::NotMigratable(reason),
+            MigrateError::Target { node, reason, .. } => Self::Target { node, reason },
+            MigrateError::Conflict { .. } => Self::Conflict,
+            MigrateError::Remote(e) => Self::Registry(Failure::Unavailable(e.to_string())),
+        }
+    }
+
+    fn into_error(self, name: &str, timeout: Duration) -> MigrateError {
+        let name = name.to_owned();
+        match self {
+            Self::Registry(f) => MigrateError::Registry(f.into_error(timeout)),
+            Self::NotFound => MigrateError::Registry(RegistryError::NotFound(name)),
+            Self::NotMigratable(reason) => MigrateError::NotMigratable { name, reason },
+            Self::Target { node, reason } => MigrateError::Target { name, node, reason },
+            Self::Conflict => MigrateError::Conflict { name },
+        }
+    }
+}
+
+/// Target: actors started for moves whose outcome the source has not told, by (name, the
+/// registration they move from). Bounded: the source aborts within a request timeout, so old
+/// entries are only ever ones it no longer needs.
+#[derive(Default)]
+pub(crate) struct Adopted(std::sync::Mutex<HashMap<(String, u64), u64>>);
+
+const MAX_ADOPTED: usize = 1024;
+
+impl Adopted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Registry {
+    /// Moves the actor registered as `name` to node `to` (see the module).
+    pub(crate) async fn migrate(&self, name: &str, to: &str) -> Result<NameEntry, MigrateError> {
+        let entry = self.linearizable_get(name).await?;
+        if entry.node.name() == to {
+            return Ok(entry);
+        }
+        if &entry.node == self.ctx_me() {
+            return self.move_out(entry, to).await;
+        }
+        let timeout = self.config.request_timeout;
+        let req = RegistryRequest::Migrate {
+            name: name.to_owned(),
+            version: entry.version,
+            to: to.to_owned(),
+        };
+        // Serializing, adopting and the registry write each take up to a request timeout.
+        let deadline = TokioInstant::now() + 4 * timeout;
+        match self
+            .ask_peer_at(entry.node.clone(), entry.node_addr, req, deadline)
+            .await
+        {
+            Ok(RegistryReply::Migrated(r)) => r.map_err(|f| f.into_error(name, timeout)),
+            Ok(RegistryReply::Failed(f)) => Err(MigrateError::Registry(f.into_error(timeout))),
+            Ok(_) => Err(MigrateError::Registry(RegistryError::Unavailable(
+                "unexpected answer to a migration".into(),
+            ))),
+            Err(RegistryError::Remote(e)) => Err(MigrateError::Remote(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Answers [`RegistryRequest::Migrate`] on the node hosting the actor.
+    pub(super) async fn serve_migrate(
+        &self,
+        name: String,
+        version: u64,
+        to: String,
+    ) -> RegistryReply {
+        let here = self
+            .replica
+            .read(|n| n.get(&name).map(|e| NameEntry::clone(e)));
+        let result = match here {
+            Some(e) if e.version == version && &e.node == self.ctx_me() => {
+                self.move_out(e, &to).await
+            }
+            // The caller read a newer registration than this replica has applied, or the
+            // name has moved on since: either way, not this node's to move now.
+            _ => Err(MigrateError::Conflict { name }),
+        };
+        RegistryReply::Migrated(result.map_err(MigrateFailure::from_error))
+    }
+
+    /// The source's side of a move of `entry`, hosted here, to `to`.
+    async fn move_out(&self, entry: NameEntry, to: &str) -> Result<NameEntry, MigrateError> {
+        let outcome = self.try_move_out(&entry, to).await;
+        metrics::actor_migrated(match &outcome {
+            Ok(_) => "moved",
+            Err(MigrateError::NotMigratable { .. }) => "not_migratable",
+            Err(MigrateError::Target { .. }) => "target_refused",
+            Err(MigrateError::Conflict { .. }) => "conflict",
+            Err(_) => "failed",
+        });
+        outcome
+    }
+
+    async fn try_move_out(&self, entry: &NameEntry, to: &str) -> Result<NameEntry, MigrateError> {
+        let name = entry.name.clone();
+        let remote = Arc::clone(self.remote());
+        let timeout = self.config.request_timeout;
+        let target_err = |reason: String| MigrateError::Target {
+            name: name.clone(),
+            node: to.to_owned(),
+            reason,
+        };
+        let target = self
+            .ctx_members()
+            .into_iter()
+            .find(|m| m.id.name() == to)
+            .ok_or_else(|| target_err("no member of that name".into()))?;
+        if target.state != MemberState::Up || target.role == NodeRole::Client {
+            return Err(target_err(format!(
+                "it is {:?} (a {:?} node); the target must be a member that is Up",
+                target.state, target.role
+            )));
+        }
+        if !target.capabilities.iter().any(|c| c == &entry.actor_type) {
+            return Err(target_err(format!(
+                "it has not registered actor type {}",
+                entry.actor_type
+            )));
+        }
+        let actor = remote
+            .actors
+            .get(entry.actor_id)
+            .filter(|a| a.alive())
+            .ok_or_else(|| MigrateError::Conflict { name: name.clone() })?;
+        let not_migratable = |reason: String| MigrateError::NotMigratable {
+            name: name.clone(),
+            reason,
+        };
+        let format = remote.default_format;
+        let captured = actor.start_move(format).map_err(|e| match e {
+            Unmovable::Stopped => MigrateError::Conflict { name: name.clone() },
+            other => not_migratable(other.to_string()),
+        })?;
+        let captured = match tokio::time::timeout(timeout, captured).await {
+            Ok(Ok(Ok(c))) => c,
+            Ok(Ok(Err(e))) => {
+                actor.end_move(None);
+                return Err(not_migratable(format!("serializing it failed: {e}")));
+            }
+            Ok(Err(_)) => {
+                actor.end_move(None);
+                return Err(MigrateError::Conflict { name });
+            }
+            Err(_) => {
+                // Dropping the receiver makes a late snapshot resume the actor at once.
+                actor.end_move(None);
+                return Err(not_migratable(format!(
+                    "it did not get to a point between two messages within {timeout:?}"
+                )));
+            }
+        };
+        let moving::Captured { bytes, release } = captured;
+        let supervised = self.replica.read(|n| n.supervision(&name).is_some());
+        let deadline = TokioInstant::now() + timeout;
+        let adopt = RegistryRequest::Adopt {
+            name: name.clone(),
+            version: entry.version,
+            from: self.ctx_me().clone(),
+            actor_type: entry.actor_type.clone(),
+            format,
+            state: bytes.clone(),
+            supervised,
+        };
+        let abort = |release: tokio::sync::oneshot::Sender<bool>, reason: String| {
+            // The actor goes on; what was held is delivered to it first.
+            let _ = release.send(false);
+            actor.end_move(None);
+            reason
+        };
+        let id = match self
+            .ask_peer_at(target.id.clone(), target.addr, adopt, deadline)
+            .await
+        {
+            Ok(RegistryReply::Activated(id)) => id,
+            other => {
+                // It may have started the actor (a timeout): stop it, if so.
+                self.abandon(&target, &name, entry.version).await;
+                let why = match other {
+                    Ok(RegistryReply::Failed(f)) => f.into_error(timeout).to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(_) => "unexpected answer".into(),
+                };
+                return Err(target_err(abort(release, why)));
+            }
+        };
+        let cmd = Command::Move {
+            name: name.clone(),
+            version: entry.version,
+            location: Location {
+                node: target.id.clone(),
+                node_addr: target.addr,
+                actor_type: entry.actor_type.clone(),
+                actor_id: id,
+            },
+            state: supervised.then_some((format, bytes)),
+        };
+        let moved = match self.write(cmd).await {
+            Ok(Outcome::Bound(e)) => Ok(Some(e)),
+            Ok(_) => Ok(None),
+            // In doubt: the name tells whether it moved.
+            Err(e) => match self.linearizable_get(&name).await {
+                Ok(now) if now.node == target.id && now.actor_id == id => Ok(Some(now)),
+                Ok(_) | Err(RegistryError::NotFound(_)) => Ok(None),
+                Err(_) => Err(e),
+            },
+        };
+        match moved {
+            Ok(Some(now)) => {
+                let _ = release.send(true);
+                let to = Endpoint::new(
+                    target.id.clone(),
+                    target.addr,
+                    id,
+                    Some(Arc::clone(&remote)),
+                );
+                let queue = moving::forwarder(&remote.actors, to, timeout);
+                actor.end_move(Some(queue.clone()));
+                let actors = Arc::clone(&remote.actors);
+                let old = entry.actor_id;
+                remote.actors.home.spawn(async move {
+                    tokio::time::sleep(moving::FORWARD_FOR).await;
+                    actors.remove(old);
+                });
+                if supervised {
+                    self.tell_hosted(&now).await;
+                }
+                self.followed(now.version).await;
+                // Behind everything forwarded so far, on the same connection: the target
+                // delivers what it kept after what was forwarded.
+                let (reached, marked) = tokio::sync::oneshot::channel();
+                if queue.send(moving::Held::Mark(reached)).await.is_ok() {
+                    let _ = marked.await;
+                }
+                self.settle(&target, &name, entry.version).await;
+                tracing::info!(name, from = %entry.node, to = %now.node, "actor migrated");
+                Ok(now)
+            }
+            Ok(None) => {
+                self.abandon(&target, &name, entry.version).await;
+                abort(release, String::new());
+                Err(MigrateError::Conflict { name })
+            }
+            Err(e) => {
+                // Neither actor may run: one of them holds the name, and which is unknown.
+                tracing::warn!(
+                    name,
+                    "a migration's registry write is in doubt ({e}); stopping both actors"
+                );
+                self.abandon(&target, &name, entry.version).await;
+                let _ = release.send(true);
+                actor.end_move(None);
+                Err(MigrateError::Registry(e))
+            }
+        }
+    }
+
+    /// Asks the target to stop the actor it adopted for the move of `name` from `version`.
+    async fn abandon(&self, target: &crate::membership::Member, name: &str, version: u64) {
+        let req = RegistryRequest::Abandon {
+            name: name.to_owned(),
+            version,
+            stop: true,
+        };
+        let deadline = TokioInstant::now() + self.config.request_timeout;
+        if let Err(e) = self
+            .ask_peer_at(target.id.clone(), target.addr, req, deadline)
+            .await
+        {
+            tracing::warn!(name, node = %target.id, "could not stop an abandoned migration's actor: {e}");
+        }
+    }
+
+    /// Waits (bounded by the request timeout) until every other member Up has applied log
+    /// index `index`: from then on no member's named address sends to the old id, and all it
+    /// sent there before has reached this node (each connection is FIFO, and the answer
+    /// follows those messages on it).
+    async fn followed(&self, index: u64) {
+        let me = self.ctx_me().clone();
+        let deadline = TokioInstant::now() + self.config.request_timeout;
+        let asks = self
+            .ctx_members()
+            .into_iter()
+            .filter(|m| m.id != me && m.state == MemberState::Up && m.role != NodeRole::Client)
+            .map(|m| self.ask_peer_at(m.id, m.addr, RegistryRequest::Applied { index }, deadline));
+        for answer in futures::future::join_all(asks).await {
+            if let Err(e) = answer {
+                tracing::debug!("a member did not confirm it followed a migration: {e}");
+            }
+        }
+    }
+
+    /// Tells the target the move committed and everything forwarded so far is in its queue:
+    /// its actor takes direct messages from now on.
+    async fn settle(&self, target: &crate::membership::Member, name: &str, version: u64) {
+        let req = RegistryRequest::Abandon {
+            name: name.to_owned(),
+            version,
+            stop: false,
+        };
+        let deadline = TokioInstant::now() + self.config.request_timeout;
+        let _ = self
+            .ask_peer_at(target.id.clone(), target.addr, req, deadline)
+            .await;
+    }
+
+    /// Answers [`RegistryRequest::Adopt`] on the target: starts the actor from `state`,
+    /// unbound (fenced like a pending activation if supervised).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn serve_adopt(
+        &self,
+        name: String,
+        version: u64,
+        from: crate::node::NodeId,
+        actor_type: String,
+        format: SerializationFormat,
+        state: Vec<u8>,
+        supervised: bool,
+    ) -> RegistryReply {
+        if let Some(&id) = self.adopted.lock().get(&(name.clone(), version)) {
+            return RegistryReply::Activated(id);
+        }
+        match self.start_from(&actor_type, format, state).await {
+            Ok(id) => {
+                let remote = self.remote();
+                if let Some(actor) = remote.actors.get(id) {
+                    actor.adopting(from);
+                    // Should the source never settle the move (it crashed), the actor takes
+                    // direct messages after a while all the same.
+                    let actors = Arc::clone(&remote.actors);
+                    let wait = 4 * self.config.request_timeout;
+                    remote.actors.home.spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if let Some(actor) = actors.get(id) {
+                            actor.open();
+                        }
+                    });
+                }
+                let mut adopted = self.adopted.lock();
+                if adopted.len() >= MAX_ADOPTED {
+                    adopted.clear();
+                }
+                adopted.insert((name.clone(), version), id);
+                drop(adopted);
+                if supervised {
+                    self.note_pending(&name, id);
+                }
+                RegistryReply::Activated(id)
+            }
+            Err(e) => RegistryReply::Failed(Failure::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Answers [`RegistryRequest::Abandon`].
+    pub(super) fn serve_abandon(&self, name: &str, version: u64, stop: bool) -> RegistryReply {
+        let id = self.adopted.lock().remove(&(name.to_owned(), version));
+        if let Some(id) = id {
+            if stop {
+                self.forget_hosted(name, id);
+                self.stop_local(id);
+            } else if let Some(actor) = self.remote().actors.get(id) {
+                actor.open();
+            }
+        }
+        RegistryReply::Activated(id.unwrap_or(0))
+    }
+}
