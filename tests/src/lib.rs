@@ -441,3 +441,44 @@ pub fn centralized(cluster: &str, workers: usize) -> Vec<actix_cluster_testkit::
     }
     nodes
 }
+
+/// Three nodes `<prefix>0..2` with a registry of three voters, each set up by `setup` (which
+/// registers actor types); returned once every node sees all three Up with capability
+/// `capability` and the registry has a leader and three voters.
+pub fn three_voters(
+    prefix: &str,
+    capability: &str,
+    setup: fn(actix_cluster::ClusterSystemBuilder) -> actix_cluster::ClusterSystemBuilder,
+) -> Vec<actix_cluster_testkit::TestNode> {
+    use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
+    let start = |config: actix_cluster::ClusterConfigBuilder| {
+        let config = config
+            .registry(actix_cluster::RegistryConfig::new().voters(3))
+            .build()
+            .expect("config");
+        TestNode::start(prefix, config, setup).expect("start")
+    };
+    let first = start(plaintext(&format!("{prefix}0")));
+    let seed = first.system().local_addr().to_string();
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        nodes.push(start(
+            plaintext(&format!("{prefix}{i}")).seed_nodes([seed.clone()]),
+        ));
+    }
+    assert!(
+        wait_until(TEST_DEADLINE, || nodes.iter().all(|n| {
+            let members = n.system().members();
+            members.len() == 3
+                && members.iter().all(|m| {
+                    m.state == MemberState::Up && m.capabilities.iter().any(|c| c == capability)
+                })
+                && n.run(|s| async move { s.registry_status().await })
+                    .ok()
+                    .and_then(Result::ok)
+                    .is_some_and(|s| s.leader.is_some() && s.voters.len() == 3)
+        })),
+        "cluster {prefix} not ready"
+    );
+    nodes
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_cluster::placement::{Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterConfigBuilder, NameEntry, RegistryConfig, RegistryError, SpawnError};
-use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::{heal, partition, wait_until};
+use actix_cluster::{NameEntry, RegistryError, SpawnError};
+use actix_cluster_testkit::{TEST_DEADLINE, TestNode};
+use actix_cluster_tests::{heal, partition, three_voters, wait_until};
 use serde::{Deserialize, Serialize};
 
 /// Every activation in this process: (tag, the thread it started on, i.e. `node-<name>`).
@@ -112,36 +112,7 @@ fn activations(tag: &str) -> Vec<String> {
 /// Three nodes `<prefix>0..2`, every one registering [`Sup`], once each sees all Up with
 /// the capability and the registry has a leader and three voters.
 fn cluster(prefix: &str) -> Vec<TestNode> {
-    let start = |config: ClusterConfigBuilder| {
-        let config = config
-            .registry(RegistryConfig::new().voters(3))
-            .build()
-            .expect("config");
-        TestNode::start(prefix, config, |b| b.register::<Sup>()).expect("start")
-    };
-    let first = start(plaintext(&format!("{prefix}0")));
-    let seed = first.system().local_addr().to_string();
-    let mut nodes = vec![first];
-    for i in 1..3 {
-        nodes.push(start(
-            plaintext(&format!("{prefix}{i}")).seed_nodes([seed.clone()]),
-        ));
-    }
-    assert!(
-        wait_until(TEST_DEADLINE, || nodes.iter().all(|n| {
-            let members = n.system().members();
-            members.len() == 3
-                && members.iter().all(|m| {
-                    m.state == MemberState::Up && m.capabilities.iter().any(|c| c == Sup::NAME)
-                })
-                && n.run(|s| async move { s.registry_status().await })
-                    .ok()
-                    .and_then(Result::ok)
-                    .is_some_and(|s| s.leader.is_some() && s.voters.len() == 3)
-        })),
-        "cluster {prefix} not ready"
-    );
-    nodes
+    three_voters(prefix, Sup::NAME, |b| b.register::<Sup>())
 }
 
 fn spawn(node: &TestNode, spec: SpawnSpec, tag: &str) -> Result<RemoteAddr<Sup>, SpawnError> {
