@@ -8,6 +8,7 @@
 
 mod migrate;
 pub(crate) mod raft;
+mod rebalance;
 pub(crate) mod replica;
 mod service;
 pub(crate) mod state;

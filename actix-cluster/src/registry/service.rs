@@ -182,6 +182,8 @@ pub(crate) struct Registry {
     pub(super) supervisor: Supervisor,
     /// Target of migrations: actors started for moves not settled yet.
     pub(super) adopted: super::migrate::Adopted,
+    /// Leader: moves of consistent-hash actors to their new owners.
+    pub(super) rebalancer: super::rebalance::Rebalancer,
 }
 
 /// Why the registry could not plug into its node.
@@ -257,6 +259,7 @@ impl Registry {
             ctx,
             supervisor: Supervisor::default(),
             adopted: super::migrate::Adopted::default(),
+            rebalancer: super::rebalance::Rebalancer::default(),
         })
     }
 
@@ -1221,6 +1224,7 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
             if raft.is_leader() {
                 registry.reconcile(raft, &members).await;
                 registry.supervise(raft, &members).await;
+                registry.rebalance(raft, &members);
             }
             registry.release_stopped().await;
         }

@@ -107,6 +107,9 @@ pub(crate) struct Supervision {
     pub(crate) last_node: Option<NodeId>,
     /// The policy is exhausted: never restarted again.
     pub(crate) exhausted: bool,
+    /// Moved to its consistent-hash owner when that changes (the type's
+    /// [`DistributedActor::rebalance`](crate::DistributedActor::rebalance)).
+    pub(crate) rebalance: bool,
 }
 
 /// Restart times kept per supervised name (a policy counts at most this many).
@@ -255,6 +258,15 @@ impl Names {
     }
 
     /// Supervised names with a pending claim: (name, claiming node, token, supervision).
+    /// Supervised names that are bound, with their binding.
+    pub(crate) fn supervised_bound(
+        &self,
+    ) -> impl Iterator<Item = (&Arc<NameEntry>, &Arc<Supervision>)> {
+        self.supervised
+            .iter()
+            .filter_map(|(name, s)| Some((self.get(name)?, s)))
+    }
+
     pub(crate) fn restarting(
         &self,
     ) -> impl Iterator<Item = (&String, &NodeId, u64, &Arc<Supervision>)> {
@@ -723,6 +735,7 @@ mod tests {
             restarts: Vec::new(),
             last_node: None,
             exhausted: false,
+            rebalance: false,
         }
     }
 

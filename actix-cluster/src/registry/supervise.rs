@@ -372,7 +372,7 @@ impl Registry {
     /// Where supervised `name` starts again when its last node is not available: its
     /// strategy's choice among the members (a pinned strategy, `Node` or `Local`, falls back
     /// to the name's owner on a consistent-hash ring when its node is not available).
-    fn choose_restart(
+    pub(super) fn choose_restart(
         &self,
         members: &[Member],
         name: &str,
@@ -582,7 +582,7 @@ impl Registry {
 
 /// A supervised name's strategy, constraint and key for a restart: the constraint also asks
 /// for the actor type (a restart starts it through the type's spawner).
-fn restart_placement(
+pub(super) fn restart_placement(
     supervision: &Supervision,
 ) -> Result<(Placement, Constraint, Option<&[u8]>), String> {
     let (strategy, mut constraint, key) = supervision.placement.decode()?;

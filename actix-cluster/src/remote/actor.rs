@@ -75,6 +75,14 @@ pub trait DistributedActor: Actor<Context = Context<Self>> {
     fn placement_constraint() -> Constraint {
         Constraint::new()
     }
+
+    /// Whether supervised actors of this type placed by
+    /// [`Placement::ConsistentHash`] move to their new owner when the ring changes (a node
+    /// joins): the registry leader [migrates](crate::ClusterSystem::migrate) them, a few at a
+    /// time. Requires [`Messages::migratable`]. Off by default.
+    fn rebalance() -> bool {
+        false
+    }
 }
 
 /// A message that can cross the network: serde both ways for it and its reply.

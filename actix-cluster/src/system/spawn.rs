@@ -142,6 +142,7 @@ impl ClusterSystem {
                     restarts: Vec::new(),
                     last_node: None,
                     exhausted: false,
+                    rebalance: A::rebalance() && strategy == Placement::ConsistentHash,
                 });
                 Ok::<_, SpawnError>((addr, supervision))
             })
