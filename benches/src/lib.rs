@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod baseline;
 pub mod cpu;
+pub mod healing;
 pub mod latency;
 pub mod membership;
 pub mod placement;

@@ -168,15 +168,18 @@ impl Registry {
         version: u64,
         to: String,
     ) -> RegistryReply {
-        let here = self
+        let mut here = self
             .replica
             .read(|n| n.get(&name).map(|e| NameEntry::clone(e)));
+        if here.as_ref().is_none_or(|e| e.version < version) {
+            // The caller read a registration this replica has not applied yet.
+            here = self.linearizable_get(&name).await.ok();
+        }
         let result = match here {
             Some(e) if e.version == version && &e.node == self.ctx_me() => {
                 self.move_out(e, &to).await
             }
-            // The caller read a newer registration than this replica has applied, or the
-            // name has moved on since: either way, not this node's to move now.
+            // The name has moved on since the caller read it: not this node's to move now.
             _ => Err(MigrateError::Conflict { name }),
         };
         RegistryReply::Migrated(result.map_err(MigrateFailure::from_error))

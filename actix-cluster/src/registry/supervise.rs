@@ -129,6 +129,17 @@ impl Registry {
                 .collect();
             lock(&self.supervisor.seen).retain(|name, _| current.contains(name.as_str()));
         }
+        {
+            // Every name found awaiting in this round waits from now, not from when the round
+            // gets to it (a round may wait for the first one's backoff).
+            let now = Instant::now();
+            let mut seen = lock(&self.supervisor.seen);
+            for (name, _) in &awaiting {
+                if !matches!(seen.get(name), Some(Seen::Released(_))) {
+                    seen.insert(name.clone(), Seen::Released(now));
+                }
+            }
+        }
         // The load reports do not count this round's restarts yet: count them here, so that
         // the restarts of one failed node spread instead of all going to the lightest member.
         let mut view = members.to_vec();
@@ -309,18 +320,25 @@ impl Registry {
         // A node that may still run the old activation must have stopped it first (see the
         // module): wait out the lease, unless the old activation's node is known gone, or it
         // is alive and the new one goes there (its activation stops the old one first).
-        let last_gone = supervision
-            .last_node
-            .as_ref()
-            .is_some_and(|l| lock(&self.supervisor.gone).contains(l));
+        // A node that left stopped its supervised actors before it said so.
+        let last_gone = supervision.last_node.as_ref().is_some_and(|l| {
+            lock(&self.supervisor.gone).contains(l)
+                || members
+                    .iter()
+                    .any(|m| &m.id == l && m.state == MemberState::Left)
+        });
         let wait = if last_gone || stay.is_some() {
             backoff
         } else {
             backoff.max(self.config.restart_fence + self.config.reconcile_interval * 2)
         };
-        if since.elapsed() < wait {
+        let left = wait.saturating_sub(since.elapsed());
+        if left > self.config.reconcile_interval {
             return None;
         }
+        // Due within this round: wait here rather than a whole round more (the names of one
+        // failed node are all due at once, so this waits once for all of them).
+        tokio::time::sleep(left).await;
         // Only now the placer (its round-robin position moves with each decision).
         let target = match stay {
             Some(t) => t,

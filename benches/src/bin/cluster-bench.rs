@@ -12,7 +12,7 @@ use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::scenario::{Pair, PipelinedRun, Security, TellRun};
 use actix_cluster_benches::{BenchResult, median, ms, round};
-use actix_cluster_benches::{placement, registry};
+use actix_cluster_benches::{healing, placement, registry};
 use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
@@ -54,6 +54,14 @@ struct Plan {
     registry: registry::Plan,
     /// Timed decisions per placement strategy.
     placement_samples: usize,
+    /// Supervised actors on the killed node of `restart_after_kill` (the issue asks >= 20).
+    kill_actors: usize,
+    /// Supervised actors on the leaving node of `restart_after_leave`.
+    leave_actors: usize,
+    /// Fresh clusters of each self-healing recovery scenario; the median is reported.
+    healing_runs: usize,
+    /// Moves of the `migration_pause` scenario.
+    migration_moves: usize,
 }
 
 impl Plan {
@@ -74,6 +82,10 @@ impl Plan {
                 idle: Duration::from_secs(5),
                 registry: registry::Plan::quick(),
                 placement_samples: 20_000,
+                kill_actors: 24,
+                leave_actors: 100,
+                healing_runs: 1,
+                migration_moves: 10,
             }
         } else {
             Self {
@@ -91,6 +103,10 @@ impl Plan {
                 idle: Duration::from_secs(60),
                 registry: registry::Plan::full(),
                 placement_samples: 200_000,
+                kill_actors: 24,
+                leave_actors: 100,
+                healing_runs: 3,
+                migration_moves: 40,
             }
         }
     }
@@ -98,13 +114,16 @@ impl Plan {
 
 fn main() -> ExitCode {
     let mut quick = false;
+    let mut only_healing = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--only-self-healing" => only_healing = true,
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: cluster-bench [--quick]\n\nPrints one JSON object with the baselines \
-                     and the cluster scenarios; see docs/benchmarks.md."
+                    "usage: cluster-bench [--quick] [--only-self-healing]\n\nPrints one JSON object \
+                     with the baselines and the cluster scenarios (or only the self-healing \
+                     ones); see docs/benchmarks.md."
                 );
                 return ExitCode::SUCCESS;
             }
@@ -114,7 +133,15 @@ fn main() -> ExitCode {
             }
         }
     }
-    match run(Plan::new(quick)) {
+    let plan = Plan::new(quick);
+    if only_healing {
+        println!(
+            "{:#}",
+            json!({ "scenarios": self_healing(&plan), "machine": machine() })
+        );
+        return ExitCode::SUCCESS;
+    }
+    match run(plan) {
         Ok(report) => {
             println!("{report:#}");
             ExitCode::SUCCESS
@@ -234,6 +261,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
     let placement_decisions = placement::decisions(plan.placement_samples)
         .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     let placement_spread = placement::spread(10, 10_000);
+    let healing = self_healing(&plan);
     progress(&format!(
         "placement: decisions over {} members {placement_decisions}; spread {placement_spread}",
         placement::MEMBERS
@@ -311,6 +339,9 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "registry_failover": registry.failover,
             "placement_decision": placement_decisions,
             "placement_spread": placement_spread,
+            "restart_after_kill": healing["restart_after_kill"],
+            "restart_after_leave": healing["restart_after_leave"],
+            "migration_pause": healing["migration_pause"],
         },
         "machine": machine(),
         "config": {
@@ -321,6 +352,15 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
         },
     }))
+}
+
+/// The self-healing scenarios ([`healing`]).
+fn self_healing(plan: &Plan) -> Value {
+    json!({
+        "restart_after_kill": healing::after_kill(plan.kill_actors, plan.healing_runs, &progress),
+        "restart_after_leave": healing::after_leave(plan.leave_actors, plan.healing_runs, &progress),
+        "migration_pause": healing::migration_pause(plan.migration_moves, &progress),
+    })
 }
 
 /// A pipelined run that started every planned request and got answers; one that stopped
