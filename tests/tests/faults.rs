@@ -57,8 +57,9 @@ fn run(seed: u64, storage: Storage, architecture: Architecture, tag: &str) -> Op
         report.elapsed.as_secs_f64()
     );
     println!(
-        "{}: {} pings of supervised names answered, {} ledger overlaps explained by a pause",
-        report.label, report.pings, report.paused_overlaps
+        "{}: {} pings of supervised names answered, {} ledger overlaps explained by a pause, {} \
+         migrations moved ({} handovers in the ledger)",
+        report.label, report.pings, report.paused_overlaps, report.migrations, report.handovers
     );
     for v in &report.activation_violations {
         println!("SINGLE-ACTIVATION VIOLATION: {v}");

@@ -200,6 +200,11 @@ impl Registry {
         let mut hosted = lock(&self.supervisor.hosted);
         for (name, &(id, version)) in &bound_here {
             match hosted.get(name).copied() {
+                // A pending binding of this very actor has committed (its holder may not have
+                // been told): from now on the name moving away fences it.
+                Some((held, PENDING)) if held == id => {
+                    hosted.insert(name.clone(), (id, version));
+                }
                 // What this node already knows is as new (a lagging replica, an activation).
                 Some((_, known)) if known >= version => {}
                 Some((old, _)) => {

@@ -173,6 +173,8 @@ fn main() -> ExitCode {
                             "pings": r.pings,
                             "activation_violations": r.activation_violations,
                             "paused_overlaps": r.paused_overlaps,
+                            "migrations": r.migrations,
+                            "handovers": r.handovers,
                             "elapsed_s": r.elapsed.as_secs_f64(),
                         })
                     );

@@ -46,12 +46,19 @@
 //! <op-id> spawn <name>    spawn a Keeper named <name>, RoundRobin, restart policy Always
 //!                         -> <op-id> ok spawned <node> <incarnation> <actor-id>
 //! <op-id> ping <name>     ask the Keeper named <name> (through this node's replica) which
-//!                         activation it is -> <op-id> ok pong <node> <incarnation> <seq>
+//!                         activation it is; it counts the pings it handled (its state,
+//!                         which moves with it) -> <op-id> ok pong <node> <incarnation> <seq>
+//!                         <count>
+//! <op-id> migrate <name> <node>
+//!                         move the Keeper named <name> to node <node>
+//!                         -> <op-id> ok migrated <node> <incarnation> <actor-id>
 //! ```
 //!
 //! and every Keeper that starts or stops in this process prints
 //! `- act start|stop <name> <node> <incarnation> <seq>` (`seq` numbers this process's
-//! activations), the ledger the harness checks single activation against.
+//! activations), the ledger the harness checks single activation against; a Keeper started
+//! from another's state (migrated, or restarted from a migrated state) adds
+//! `from <node> <incarnation> <seq>` of that one to its start line.
 //!
 //! `<Kind>` names the [`RegistryError`] variant (`registry_error_kind`); a `fail NameTaken`
 //! message starts with the holder's node name. A command that the node could not finish
@@ -74,7 +81,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_cluster::placement::{Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
-use actix_cluster::{ClusterEvent, MemberState, RegistryConfig, RegistryError, SpawnError};
+use actix_cluster::{
+    ClusterEvent, MemberState, MigrateError, RegistryConfig, RegistryError, SpawnError,
+};
 use actix_cluster_examples::args::{Args, UsageError};
 use actix_cluster_examples::{Topology, registry_error_kind};
 use actix_cluster_tests::Counter;
@@ -97,7 +106,8 @@ and then runs registry commands read from stdin, one per line, each answered by 
                                           <op-id> ok none
   <op-id> lookup <name>                   <op-id> ok bound <node> <incarnation> <actor-id>
   <op-id> spawn <name>                    <op-id> ok spawned <node> <incarnation> <actor-id>
-  <op-id> ping <name>                     <op-id> ok pong <node> <incarnation> <activation>
+  <op-id> ping <name>                     <op-id> ok pong <node> <incarnation> <seq> <count>
+  <op-id> migrate <name> <node>           <op-id> ok migrated <node> <incarnation> <actor-id>
 or by <op-id> fail <Kind> <message> (definitely not applied), <op-id> info <Kind> <message>
 (maybe applied), <op-id or -> error <reason> (malformed line). End of stdin, SIGTERM or
 ctrl-c: answer what is in flight (bounded), leave the cluster, exit 0.
@@ -492,6 +502,11 @@ enum Op {
     Ping {
         name: String,
     },
+    /// Move the Keeper under `name` to node `to`.
+    Migrate {
+        name: String,
+        to: String,
+    },
 }
 
 impl Op {
@@ -589,6 +604,10 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
         ["ping", name] => Op::Ping {
             name: name.to_owned(),
         },
+        ["migrate", name, to] => Op::Migrate {
+            name: name.to_owned(),
+            to: (*to).to_owned(),
+        },
         [] => return Err(bad("missing command".into())),
         [verb, ..] => {
             return Err(bad(match verb {
@@ -597,9 +616,10 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
                     format!("usage: <op-id> {verb} <name>")
                 }
                 "status" => "usage: <op-id> status".to_owned(),
+                "migrate" => "usage: <op-id> migrate <name> <node>".to_owned(),
                 other => format!(
                     "unknown command {:?} (known: register, register-or-get, unregister, lookup, \
-                     status, spawn, ping)",
+                     status, spawn, ping, migrate)",
                     echo(other)
                 ),
             }));
@@ -626,6 +646,8 @@ enum Answer {
     Status(Option<String>, Vec<String>),
     /// `spawn`: where the Keeper went.
     Spawned(NodeId, u64),
+    /// `migrate`: where the Keeper is now.
+    Migrated(NodeId, u64),
     /// `ping`: the activation that answered (node, incarnation, seq).
     Pong(String),
     /// Definitely not applied.
@@ -663,6 +685,11 @@ impl Answer {
             ),
             Answer::Spawned(node, actor) => format!(
                 "{id} ok spawned {} {} {actor}",
+                node.name(),
+                node.incarnation()
+            ),
+            Answer::Migrated(node, actor) => format!(
+                "{id} ok migrated {} {} {actor}",
                 node.name(),
                 node.incarnation()
             ),
@@ -746,6 +773,7 @@ async fn execute(system: &ClusterSystem, slots: &[RemoteAddr<Counter>], op: Op) 
             let keeper = Keeper {
                 name,
                 activation: String::new(),
+                pings: 0,
             };
             match system.spawn(spec, |_| keeper).await {
                 Ok(addr) => {
@@ -763,6 +791,16 @@ async fn execute(system: &ClusterSystem, slots: &[RemoteAddr<Counter>], op: Op) 
             },
             Err(e) => read_failure(&e),
         },
+        Op::Migrate { name, to } => match system.migrate(&name, &to).await {
+            Ok(e) => Answer::Migrated(e.node, e.actor_id),
+            // Nothing moved.
+            Err(
+                e @ (MigrateError::NotMigratable { .. }
+                | MigrateError::Target { .. }
+                | MigrateError::Conflict { .. }),
+            ) => Answer::Fail("Migrate", e.to_string()),
+            Err(e) => Answer::Info("Migrate", e.to_string()),
+        },
     }
 }
 
@@ -775,13 +813,15 @@ static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static ACTIVATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A supervised actor of the self-healing workload: it reports its start and stop to the
-/// harness's ledger and answers which activation it is.
+/// harness's ledger, answers which activation it is, and counts the pings it handled.
 #[derive(Serialize, Deserialize)]
 struct Keeper {
     name: String,
-    /// Set when it starts (not part of the spawn state).
-    #[serde(skip)]
+    /// This activation, set when it starts. Serialized (for a migration) it tells the next
+    /// activation which one its state came from; empty in the spawn state.
     activation: String,
+    /// Pings handled by this activation and those whose state it carries.
+    pings: u64,
 }
 
 impl Actor for Keeper {
@@ -789,8 +829,16 @@ impl Actor for Keeper {
 
     fn started(&mut self, _: &mut Context<Self>) {
         let seq = ACTIVATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let from = std::mem::take(&mut self.activation);
         self.activation = format!("{} {seq}", ME.get().map_or("? 0", String::as_str));
-        answer(&format!("- act start {} {}", self.name, self.activation));
+        if from.is_empty() {
+            answer(&format!("- act start {} {}", self.name, self.activation));
+        } else {
+            answer(&format!(
+                "- act start {} {} from {from}",
+                self.name, self.activation
+            ));
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -806,14 +854,15 @@ struct Which;
 impl Handler<Which> for Keeper {
     type Result = String;
     fn handle(&mut self, _: Which, _: &mut Context<Self>) -> String {
-        self.activation.clone()
+        self.pings += 1;
+        format!("{} {}", self.activation, self.pings)
     }
 }
 
 impl DistributedActor for Keeper {
     const NAME: &'static str = "fault-node.keeper";
     fn messages(m: &mut Messages<Self>) {
-        m.handle::<Which>("which");
+        m.handle::<Which>("which").migratable();
     }
 }
 

@@ -12,6 +12,14 @@
 //!   told to stop, and is fenced when it resumes (what it could serve then is the first check's
 //!   business). Such overlaps are counted, not failed.
 //! - **One activation per name at the end**, once every name answers again.
+//! - **Migrations lose no acknowledged ping.** A Keeper counts the pings it handled, and the
+//!   count is its state: it moves with a migration, and a restart starts from the state of
+//!   the last migration. An activation started from another's state (its ledger line says
+//!   `from <activation>`) must answer every ping with a count above every count that other
+//!   activation answered: it was serialized after handling them. A lower count means a ping
+//!   acknowledged before a move was lost by it. Overlaps between an activation and one started
+//!   from its state are the move's handover (the older one is paused, serving nothing; the
+//!   first check covers serving) and are counted, not failed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +34,19 @@ pub struct Ping {
     pub completed: u64,
     /// The activation that answered: `<node> <incarnation> <seq>`.
     pub activation: String,
+    /// The count it answered with (pings it and its state's predecessors handled).
+    pub count: Option<u64>,
+}
+
+impl Ping {
+    /// A ping's answer `<node> <incarnation> <seq> <count>`, split into activation and count.
+    pub fn parse_answer(answer: &str) -> (String, Option<u64>) {
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        match words.as_slice() {
+            [node, inc, seq, count] => (format!("{node} {inc} {seq}"), count.parse().ok()),
+            _ => (answer.trim().to_owned(), None),
+        }
+    }
 }
 
 /// One activation's life, from the ledger.
@@ -43,6 +64,8 @@ pub struct Span {
     pub start: u64,
     /// When its stop was read, or its process killed; `None` while it lives.
     pub end: Option<u64>,
+    /// The activation whose state it started from, if not the spawn state.
+    pub from: Option<String>,
 }
 
 /// The activations of `ledger` (`start|stop <name> <node> <incarnation> <seq>` lines with the
@@ -53,8 +76,27 @@ pub fn spans(ledger: &[(u64, String)], killed: &[(String, u64, u64)]) -> Vec<Spa
     let mut open: HashMap<(String, String), usize> = HashMap::new();
     for (at, line) in ledger {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let [kind, name, node, incarnation, seq] = words.as_slice() else {
-            continue;
+        let (kind, name, node, incarnation, seq, from) = match words.as_slice() {
+            [kind, name, node, incarnation, seq] => (kind, name, node, incarnation, seq, None),
+            [
+                kind,
+                name,
+                node,
+                incarnation,
+                seq,
+                "from",
+                f_node,
+                f_inc,
+                f_seq,
+            ] => (
+                kind,
+                name,
+                node,
+                incarnation,
+                seq,
+                Some(format!("{f_node} {f_inc} {f_seq}")),
+            ),
+            _ => continue,
         };
         let Ok(incarnation) = incarnation.parse::<u64>() else {
             continue;
@@ -71,6 +113,7 @@ pub fn spans(ledger: &[(u64, String)], killed: &[(String, u64, u64)]) -> Vec<Spa
                     incarnation,
                     start: *at,
                     end: None,
+                    from,
                 });
             }
             "stop" => {
@@ -99,6 +142,8 @@ pub struct Verdict {
     pub violations: Vec<String>,
     /// Ledger overlaps explained by a pause of the older activation's process.
     pub paused_overlaps: usize,
+    /// Ledger overlaps of an activation and one started from its state (a migration).
+    pub handovers: usize,
 }
 
 /// Checks `pings` and `spans` (see the module); `paused` lists (node, from, to) windows in
@@ -153,6 +198,10 @@ pub fn check(
                 if old_end <= new.start.saturating_add(tolerance) {
                     continue;
                 }
+                if new.from.as_deref() == Some(old.activation.as_str()) {
+                    verdict.handovers += 1;
+                    continue;
+                }
                 let overlap_end = old_end.min(new.end.unwrap_or(u64::MAX));
                 let was_paused = paused.iter().any(|(node, from, to)| {
                     *node == old.node && *from <= overlap_end && *to >= old.start
@@ -173,6 +222,31 @@ pub fn check(
                     ));
                 }
             }
+        }
+    }
+    // Acknowledged pings survive the moves.
+    let mut acked: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for p in pings {
+        if let Some(c) = p.count {
+            let r = acked.entry((&p.name, &p.activation)).or_insert((c, c));
+            r.0 = r.0.min(c);
+            r.1 = r.1.max(c);
+        }
+    }
+    for s in spans {
+        let Some(from) = &s.from else { continue };
+        let (Some(&(lowest, _)), Some(&(_, highest))) = (
+            acked.get(&(s.name.as_str(), s.activation.as_str())),
+            acked.get(&(s.name.as_str(), from.as_str())),
+        ) else {
+            continue;
+        };
+        if lowest <= highest {
+            verdict.violations.push(format!(
+                "{}: activation {} (started from {from}'s state) answered count {lowest}, but \
+                 {from} had acknowledged count {highest}: an acknowledged ping was lost",
+                s.name, s.activation
+            ));
         }
     }
     verdict
@@ -203,7 +277,44 @@ mod tests {
             invoked: from,
             completed: to,
             activation: activation.into(),
+            count: None,
         }
+    }
+
+    fn counted(name: &str, at: u64, activation: &str, count: u64) -> Ping {
+        Ping {
+            count: Some(count),
+            ..ping(name, at, at + 1, activation)
+        }
+    }
+
+    #[test]
+    fn a_migration_is_a_handover_and_a_lost_acknowledged_ping_fails() {
+        let ledger = vec![
+            line(0, "start s n1 1 0"),
+            line(100, "start s n2 1 0 from n1 1 0"),
+            line(300, "stop s n1 1 0"),
+        ];
+        let spans = spans(&ledger, &[]);
+        assert_eq!(spans[1].from.as_deref(), Some("n1 1 0"));
+        let kept = vec![
+            counted("s", 10, "n1 1 0", 1),
+            counted("s", 20, "n1 1 0", 2),
+            counted("s", 400, "n2 1 0", 3),
+        ];
+        let v = check(&kept, &spans, &[], 10);
+        assert!(v.violations.is_empty() && v.handovers == 1, "{v:?}");
+        // The new activation answers as if the second ping had never been handled.
+        let lost = vec![
+            counted("s", 10, "n1 1 0", 1),
+            counted("s", 20, "n1 1 0", 2),
+            counted("s", 400, "n2 1 0", 2),
+        ];
+        assert_eq!(check(&lost, &spans, &[], 10).violations.len(), 1);
+        assert_eq!(
+            Ping::parse_answer("n2 1 0 7"),
+            ("n2 1 0".to_owned(), Some(7))
+        );
     }
 
     fn line(at: u64, s: &str) -> (u64, String) {

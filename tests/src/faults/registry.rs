@@ -88,6 +88,10 @@ pub struct Report {
     /// Ledger overlaps explained by a paused process (counted, not failed; see
     /// [`activations`]).
     pub paused_overlaps: usize,
+    /// Migrations of supervised names that moved, and ledger overlaps that were their
+    /// handovers.
+    pub migrations: u64,
+    pub handovers: usize,
     /// Run time.
     pub elapsed: Duration,
 }
@@ -143,6 +147,8 @@ struct Cluster<'a> {
     pauses: Mutex<Vec<(String, u64, u64)>>,
     /// The supervised names.
     supervised: Vec<String>,
+    /// Migrations of supervised names that moved.
+    migrations: AtomicU64,
 }
 
 /// A release may be committed a little before the line announcing the verdict behind it is
@@ -169,6 +175,7 @@ impl<'a> Cluster<'a> {
             kills: Mutex::new(Vec::new()),
             pauses: Mutex::new(Vec::new()),
             supervised: (0..plan.supervised).map(|i| format!("s{i}")).collect(),
+            migrations: AtomicU64::new(0),
         }
     }
 
@@ -298,16 +305,35 @@ impl<'a> Cluster<'a> {
         let Ok((at, answer)) = rx.recv_timeout(self.op_timeout) else {
             return false;
         };
-        let Some(activation) = answer.strip_prefix("ok pong ") else {
+        let Some(answer) = answer.strip_prefix("ok pong ") else {
             return false;
         };
+        let (activation, count) = Ping::parse_answer(answer);
         lock(&self.pings).push(Ping {
             name: name.to_owned(),
             invoked: self.ns(invoked),
             completed: self.ns(at),
-            activation: activation.trim().to_owned(),
+            activation,
+            count,
         });
         true
+    }
+
+    /// Asks node `i` to move supervised `name` to a random node; whether it moved.
+    fn migrate(&self, i: usize, name: &str, rng: &mut Rng) -> bool {
+        let Some(node) = self.node(i) else {
+            return false;
+        };
+        let to = &self.specs[rng.below(self.specs.len() as u64) as usize].name;
+        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let rx = node.send(id, &format!("migrate {name} {to}"));
+        let moved = rx
+            .recv_timeout(self.op_timeout)
+            .is_ok_and(|(_, answer)| answer.starts_with("ok migrated"));
+        if moved {
+            self.migrations.fetch_add(1, Ordering::Relaxed);
+        }
+        moved
     }
 
     /// Waits until every supervised name answers a ping (through the live nodes in turn), up
@@ -544,6 +570,8 @@ pub fn run(
         activation_violations,
         pings: pings.len(),
         paused_overlaps: verdict.paused_overlaps,
+        migrations: cluster.migrations.load(Ordering::Relaxed),
+        handovers: verdict.handovers,
         elapsed: started.elapsed(),
     })
 }
@@ -571,6 +599,11 @@ fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, 
         };
         if !cluster.supervised.is_empty() && rng.chance(0.25) {
             let name = &cluster.supervised[rng.below(cluster.supervised.len() as u64) as usize];
+            // Now and then a live migration of it, while the others ping it.
+            if rng.chance(0.08) {
+                cluster.migrate(home, name, rng);
+                continue;
+            }
             backoff = if cluster.ping(home, name) {
                 Duration::ZERO
             } else {
