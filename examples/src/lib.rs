@@ -77,7 +77,7 @@ impl Handler<Get> for Counter {
 impl DistributedActor for Counter {
     const NAME: &'static str = "examples.counter";
     fn messages(m: &mut Messages<Self>) {
-        m.handle::<Add>("add").handle::<Get>("get");
+        m.handle::<Add>("add").handle::<Get>("get").migratable();
     }
 }
 

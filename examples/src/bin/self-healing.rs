@@ -6,8 +6,9 @@
 //!
 //! Starts three nodes as child processes of itself (plaintext, on 127.0.0.1), joins them as a
 //! member that hosts nothing, spawns ten named counters by `LeastLoaded` placement with the
-//! `Always` restart policy, kills (SIGKILL) the node that hosts the most of them, and shows
-//! every name answering again from a survivor, with the time it took.
+//! `Always` restart policy, moves one of them to another node by live migration (its count
+//! goes with it), kills (SIGKILL) the node that hosts the most of them, and shows every name
+//! answering again from a survivor, with the time it took.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -117,8 +118,28 @@ async fn spawn_kill_watch(
         addr.send(Add(i as u64)).await?;
         addrs.push(addr);
     }
+    print_table(&placement(system).await?);
+
+    // A live migration: the counter moves with its count, and its name (and `addrs[9]`) follow.
+    let last = &addrs[ACTORS - 1];
+    let from = system
+        .lookup_entry(&format!("counters/{}", ACTORS - 1))
+        .await?;
+    let to = NODES
+        .iter()
+        .find(|n| **n != from.node.name())
+        .ok_or("no other node")?;
+    let started = Instant::now();
+    let moved = system.migrate(&from.name, to).await?;
+    println!(
+        "\nMigrated {} from {} to {} in {:.1} ms; it still counts {} (state moved with it).",
+        from.name,
+        from.node.name(),
+        moved.node.name(),
+        started.elapsed().as_secs_f64() * 1e3,
+        last.send(Get).await?
+    );
     let before = placement(system).await?;
-    print_table(&before);
 
     let mut hosted: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &before {
@@ -167,7 +188,9 @@ async fn spawn_kill_watch(
     println!(
         "restart; a killed process refuses connections, so no lease is waited out). Restarted counters"
     );
-    println!("begin again from the state they were spawned with (a state store is the next step).");
+    println!(
+        "begin again from the state they were spawned with, or moved with (a state store is the next step)."
+    );
     Ok(())
 }
 
