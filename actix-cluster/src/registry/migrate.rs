@@ -13,9 +13,12 @@
 //!    old id, is forwarded to the new actor through one ordered queue; not committed: the
 //!    target's actor is stopped, the old actor goes on and handles what was held first.
 //!
-//! A move whose registry write stays in doubt after a read stops both actors: the name then
-//! points at a stopped actor, is released, and (supervised) restarted from the state the log
-//! holds. Nothing runs twice.
+//! A move whose registry write is in doubt is settled by a second conditional write that
+//! re-binds the name where it was (after it, the move can never commit) or finds the move
+//! committed; if that is in doubt too, both actors stop: the name then points at a stopped
+//! actor, is released, and (supervised) restarted from the state the log holds. Nothing runs
+//! twice. A target whose source never settles the move settles it from the name (see
+//! `settle_adoption`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -120,6 +123,9 @@ impl MigrateFailure {
 pub(crate) struct Adopted(std::sync::Mutex<HashMap<(String, u64), u64>>);
 
 const MAX_ADOPTED: usize = 1024;
+
+/// How often a target looks at its replica to settle an adoption the source did not.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 impl Adopted {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u64>> {
@@ -304,12 +310,31 @@ impl Registry {
         let moved = match self.write(cmd).await {
             Ok(Outcome::Bound(e)) => Ok(Some(e)),
             Ok(_) => Ok(None),
-            // In doubt: the name tells whether it moved.
-            Err(e) => match self.linearizable_get(&name).await {
-                Ok(now) if now.node == target.id && now.actor_id == id => Ok(Some(now)),
-                Ok(_) | Err(RegistryError::NotFound(_)) => Ok(None),
-                Err(_) => Err(e),
-            },
+            // In doubt, and a read would not settle it: the move may still be in a leader's
+            // log and commit later. A second conditional write does: it re-binds the name where
+            // it is, from the same registration, so once it commits the move never can; or it
+            // finds the move committed.
+            Err(e) => {
+                let stay = Command::Move {
+                    name: name.clone(),
+                    version: entry.version,
+                    location: Location {
+                        node: entry.node.clone(),
+                        node_addr: entry.node_addr,
+                        actor_type: entry.actor_type.clone(),
+                        actor_id: entry.actor_id,
+                    },
+                    state: None,
+                };
+                match self.write(stay).await {
+                    Ok(Outcome::Bound(_)) => Ok(None),
+                    Ok(Outcome::Taken {
+                        entry: Some(now), ..
+                    }) if now.node == target.id && now.actor_id == id => Ok(Some(now)),
+                    // The name changed otherwise, or this is in doubt too.
+                    _ => Err(e),
+                }
+            }
         };
         match moved {
             Ok(Some(now)) => {
@@ -414,7 +439,7 @@ impl Registry {
     /// unbound (fenced like a pending activation if supervised).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_adopt(
-        &self,
+        self: &Arc<Self>,
         name: String,
         version: u64,
         from: crate::node::NodeId,
@@ -431,15 +456,12 @@ impl Registry {
                 let remote = self.remote();
                 if let Some(actor) = remote.actors.get(id) {
                     actor.adopting(from);
-                    // Should the source never settle the move (it crashed), the actor takes
-                    // direct messages after a while all the same.
-                    let actors = Arc::clone(&remote.actors);
-                    let wait = 4 * self.config.request_timeout;
+                    // Should the source never settle the move (it crashed, or its answer was
+                    // lost), the registry settles it (see `settle_adoption`).
+                    let registry = Arc::clone(self);
+                    let key = (name.clone(), version);
                     remote.actors.home.spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        if let Some(actor) = actors.get(id) {
-                            actor.open();
-                        }
+                        registry.settle_adoption(key, id).await;
                     });
                 }
                 let mut adopted = self.adopted.lock();
@@ -454,6 +476,52 @@ impl Registry {
                 RegistryReply::Activated(id)
             }
             Err(e) => RegistryReply::Failed(Failure::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Target: an adoption the source has not settled (it crashed, or its `Abandon` was lost)
+    /// is settled by the name, as this node's replica shows it once it has applied the
+    /// registration the move started from: pointing at the adopted actor, the move committed
+    /// and the actor takes direct messages; moved on (another registration, or released), the
+    /// move can never commit (it is conditional on that registration) and the actor stops.
+    /// Still at that registration after the source's own bound, no move is pending (a move in
+    /// doubt is settled by the source with a second write, which changes the registration):
+    /// the actor stops.
+    async fn settle_adoption(self: Arc<Self>, key: (String, u64), id: u64) {
+        let give_up = TokioInstant::now() + 4 * self.config.request_timeout;
+        let me = self.ctx_me().clone();
+        loop {
+            tokio::time::sleep(SETTLE_POLL).await;
+            if self.adopted.lock().get(&key) != Some(&id) {
+                return; // Settled by the source.
+            }
+            if self.replica.applied() < key.1 {
+                continue;
+            }
+            let now = self.replica.read(|n| {
+                n.get(&key.0)
+                    .map(|e| (e.node == me && e.actor_id == id, e.version))
+            });
+            let bound = match now {
+                Some((true, _)) => true,
+                Some((false, v)) if v == key.1 && TokioInstant::now() < give_up => continue,
+                _ => false,
+            };
+            self.adopted.lock().remove(&key);
+            if bound {
+                if let Some(actor) = self.remote().actors.get(id) {
+                    actor.open();
+                }
+            } else {
+                tracing::info!(
+                    name = key.0,
+                    actor = id,
+                    "stopping an abandoned migration's actor"
+                );
+                self.forget_hosted(&key.0, id);
+                self.stop_local(id);
+            }
+            return;
         }
     }
 

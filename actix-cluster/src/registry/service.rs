@@ -987,7 +987,7 @@ impl Registry {
     }
 
     /// Answers another node's registry request.
-    pub(crate) async fn serve(&self, req: RegistryRequest) -> RegistryReply {
+    pub(crate) async fn serve(self: &Arc<Self>, req: RegistryRequest) -> RegistryReply {
         let Some(raft) = self.raft.get() else {
             return RegistryReply::Failed(Failure::Unavailable(
                 "this node holds no registry replica".into(),

@@ -175,6 +175,7 @@ fn main() -> ExitCode {
                             "paused_overlaps": r.paused_overlaps,
                             "migrations": r.migrations,
                             "handovers": r.handovers,
+                            "unserved_adoptions": r.unserved_adoptions,
                             "elapsed_s": r.elapsed.as_secs_f64(),
                         })
                     );

@@ -19,7 +19,9 @@
 //!   activation answered: it was serialized after handling them. A lower count means a ping
 //!   acknowledged before a move was lost by it. Overlaps between an activation and one started
 //!   from its state are the move's handover (the older one is paused, serving nothing; the
-//!   first check covers serving) and are counted, not failed.
+//!   first check covers serving) and are counted, not failed; so are overlaps with an
+//!   activation started from another's state that never answered a ping (a move's target
+//!   whose move did not commit, until it is settled and stopped: nothing can reach it).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -144,6 +146,9 @@ pub struct Verdict {
     pub paused_overlaps: usize,
     /// Ledger overlaps of an activation and one started from its state (a migration).
     pub handovers: usize,
+    /// Ledger overlaps with an activation started from another's state that never answered a
+    /// ping: a migration's target whose move did not commit, until it is settled and stopped.
+    pub unserved_adoptions: usize,
 }
 
 /// Checks `pings` and `spans` (see the module); `paused` lists (node, from, to) windows in
@@ -186,6 +191,13 @@ pub fn check(
         }
     }
     // Ledger overlaps.
+    let answered: std::collections::HashSet<(&str, &str)> = pings
+        .iter()
+        .map(|p| (p.name.as_str(), p.activation.as_str()))
+        .collect();
+    let unserved_adoption = |s: &Span| {
+        s.from.is_some() && !answered.contains(&(s.name.as_str(), s.activation.as_str()))
+    };
     let mut spans_of: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
     for s in spans {
         spans_of.entry(&s.name).or_default().push(s);
@@ -202,6 +214,10 @@ pub fn check(
                     verdict.handovers += 1;
                     continue;
                 }
+                if unserved_adoption(old) || unserved_adoption(new) {
+                    verdict.unserved_adoptions += 1;
+                    continue;
+                }
                 let overlap_end = old_end.min(new.end.unwrap_or(u64::MAX));
                 let was_paused = paused.iter().any(|(node, from, to)| {
                     *node == old.node && *from <= overlap_end && *to >= old.start
@@ -210,9 +226,13 @@ pub fn check(
                     verdict.paused_overlaps += 1;
                 } else {
                     verdict.violations.push(format!(
-                        "{name}: activations {} and {} were alive together from {:.3} s to {}",
+                        "{name}: activations {} and {}{} were alive together from {:.3} s to {}",
                         old.activation,
                         new.activation,
+                        new.from
+                            .as_ref()
+                            .map(|f| format!(" (started from {f})"))
+                            .unwrap_or_default(),
                         new.start as f64 / 1e9,
                         if overlap_end == u64::MAX {
                             "the end".to_owned()
@@ -311,6 +331,25 @@ mod tests {
             counted("s", 400, "n2 1 0", 2),
         ];
         assert_eq!(check(&lost, &spans, &[], 10).violations.len(), 1);
+        // A target whose move did not commit lingers beside the next activations; it never
+        // served, so it is counted; had it answered, it would be a second activation.
+        let ledger = vec![
+            line(0, "start s n1 1 0"),
+            line(100, "start s n3 1 0 from n1 1 0"),
+            line(150, "start s n2 1 0 from n1 1 0"),
+            line(200, "stop s n1 1 0"),
+            line(900, "stop s n3 1 0"),
+        ];
+        let spans_ = super::spans(&ledger, &[]);
+        let served = vec![counted("s", 300, "n2 1 0", 1)];
+        let v = check(&served, &spans_, &[], 10);
+        assert!(
+            v.violations.is_empty() && v.unserved_adoptions == 1,
+            "{v:?}"
+        );
+        let mut both = served.clone();
+        both.push(counted("s", 400, "n3 1 0", 2));
+        assert!(!check(&both, &spans_, &[], 10).violations.is_empty());
         assert_eq!(
             Ping::parse_answer("n2 1 0 7"),
             ("n2 1 0".to_owned(), Some(7))

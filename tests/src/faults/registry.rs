@@ -92,6 +92,8 @@ pub struct Report {
     /// handovers.
     pub migrations: u64,
     pub handovers: usize,
+    /// Ledger overlaps with a move's target that never served (see [`activations`]).
+    pub unserved_adoptions: usize,
     /// Run time.
     pub elapsed: Duration,
 }
@@ -572,6 +574,7 @@ pub fn run(
         paused_overlaps: verdict.paused_overlaps,
         migrations: cluster.migrations.load(Ordering::Relaxed),
         handovers: verdict.handovers,
+        unserved_adoptions: verdict.unserved_adoptions,
         elapsed: started.elapsed(),
     })
 }
