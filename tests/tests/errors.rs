@@ -164,6 +164,7 @@ fn message_not_declared_in_messages_is_refused_before_sending() {
 
 #[test]
 fn message_the_receiving_build_does_not_know_is_unknown_message_type() {
+    actix_cluster_tests::logs::capture();
     let (a, b) = pair("undeclared-remote", plaintext("a"));
     named_counter(&b);
     let (unknown, added) = a
@@ -198,6 +199,19 @@ fn message_the_receiving_build_does_not_know_is_unknown_message_type() {
         Ok(6),
         "the actor still handles the messages both builds know"
     );
+    // The receiving node's log names the message too: it asked the sender for the name.
+    let warned = || {
+        actix_cluster_tests::logs::warnings(&[
+            r#"tests.counter received message "undeclared" (Undeclared) from node a"#,
+            r#"add m.handle::<Undeclared>("undeclared") to the messages() of tests.counter"#,
+        ])
+    };
+    assert!(
+        wait_until(TEST_DEADLINE, || !warned().is_empty()),
+        "b's warning does not name the message: {:#?}",
+        actix_cluster_tests::logs::warnings(&["tests.counter received message"])
+    );
+    assert_eq!(warned().len(), 1, "once per message");
 }
 
 #[test]

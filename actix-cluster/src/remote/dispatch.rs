@@ -146,7 +146,7 @@ impl Dispatch {
         let reply = match started {
             Ok(f) => f,
             Err(e) => {
-                self.ctx.actors.log_unknown_message(peer.id.name(), &e);
+                report_unknown(&self.ctx, peer, &e);
                 send_error(peer, correlation, &e);
                 return None;
             }
@@ -188,6 +188,36 @@ impl Dispatch {
             }
         }
     }
+}
+
+/// Logs, once per (actor type, message), that `peer` sent a message a local actor type does
+/// not declare. The sender knows the message's name: it is asked first
+/// ([`id::MESSAGE_NAME`](super::system::id::MESSAGE_NAME)), so that the line names the message
+/// and the line of code to add.
+fn report_unknown(ctx: &Arc<RemoteContext>, peer: &Arc<Peer>, e: &RemoteError) {
+    let Some((actor_type, id)) = ctx.actors.first_unknown(e) else {
+        return;
+    };
+    let ctx = Arc::clone(ctx);
+    let (node, addr) = (peer.id.clone(), peer.addr());
+    actix_rt::spawn(async move {
+        let req = super::system::MessageNameRequest {
+            actor_type: actor_type.clone(),
+            message: id,
+        };
+        let known: Option<(String, String)> = super::system::ask(
+            &ctx,
+            node.clone(),
+            addr,
+            super::system::id::MESSAGE_NAME,
+            req,
+            ctx.request_timeout,
+        )
+        .await
+        .ok()
+        .flatten();
+        ctx.actors.warn_unknown(node.name(), &actor_type, id, known);
+    });
 }
 
 fn send_error(peer: &Peer, correlation: u64, e: &RemoteError) {
@@ -245,7 +275,7 @@ impl ConnectionDispatch for Dispatch {
                 Ok(Delivery::Done) => None,
                 Ok(Delivery::Wait(wait)) => Some(wait),
                 Err(e) => {
-                    self.ctx.actors.log_unknown_message(peer.id.name(), &e);
+                    report_unknown(&self.ctx, peer, &e);
                     // A tell has nobody to report to: count it and say so in the log.
                     self.ctx
                         .actors

@@ -533,37 +533,69 @@ impl LocalActors {
         }
     }
 
-    /// Logs, once per (actor type, message), that a peer sent a message an actor type of
-    /// this node does not declare, with the fix.
-    pub(crate) fn log_unknown_message(&self, from: &str, e: &RemoteError) {
+    /// Whether `e` reports, for the first time, a message from a peer that an actor type of
+    /// this node does not declare; if so, the actor type and the message's wire id. Bounded
+    /// (see [`MAX_UNKNOWN_LOGGED`]), and never for system requests (a newer peer's are
+    /// expected).
+    pub(crate) fn first_unknown(&self, e: &RemoteError) -> Option<(String, u32)> {
         let RemoteError::UnknownMessageType {
             actor_type,
             message,
             ..
         } = e
         else {
-            return;
+            return None;
         };
-        // System requests a newer peer tries are expected; only user types need a fix.
         if actor_type == super::system::SYSTEM_ACTOR_TYPE {
-            return;
+            return None;
         }
-        if !first_report(
+        let id = message
+            .strip_prefix('#')
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())?;
+        first_report(
             &mut self
                 .unknown_logged
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
             (actor_type.clone(), message.clone()),
-        ) {
-            return;
+        )
+        .then(|| (actor_type.clone(), id))
+    }
+
+    /// The wire name and Rust type this node declares for message `id` of `actor_type`.
+    pub(crate) fn message_name(&self, actor_type: &str, id: u32) -> Option<(String, String)> {
+        read(&self.message_names)
+            .get(actor_type)?
+            .get(&id)
+            .map(|(name, rust)| ((*name).to_owned(), short_type_name(rust)))
+    }
+
+    /// Logs that node `from` sent message `id` that `actor_type` on this node does not
+    /// declare, with the fix: named as the sender declares it (`known`, asked from it), or by
+    /// its id when the sender could not say.
+    pub(crate) fn warn_unknown(
+        &self,
+        from: &str,
+        actor_type: &str,
+        id: u32,
+        known: Option<(String, String)>,
+    ) {
+        match known {
+            Some((name, rust)) => tracing::warn!(
+                node = %from,
+                "{actor_type} received message {name:?} ({rust}) from node {from}, which \
+                 declares it, but {actor_type} on this node does not: add \
+                 m.handle::<{rust}>(\"{name}\") to the messages() of {actor_type} here, or run \
+                 the same build on every node"
+            ),
+            None => tracing::warn!(
+                node = %from,
+                "{actor_type} received message #{id:08x} from node {from}, which declares it, \
+                 but {actor_type} on this node does not: add m.handle::<..>(\"<its name>\") for \
+                 it to the messages() of {actor_type} here (the caller's error names the \
+                 message), or run the same build on every node"
+            ),
         }
-        tracing::warn!(
-            node = %from,
-            "{actor_type} received message {message} from node {from}, which declares it, but \
-             {actor_type} on this node does not: add m.handle::<..>(\"<its name>\") for it to \
-             the messages() of {actor_type} here (the caller's error names the message), or run \
-             the same build on every node"
-        );
     }
 
     /// Starts `actor` on the current arbiter with the cluster's mailbox capacity and makes it

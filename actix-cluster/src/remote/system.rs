@@ -54,6 +54,9 @@ pub(crate) mod id {
     pub(crate) const REGISTRY: u32 = 7;
     /// A placement decision the acting master makes for a spawner (system).
     pub(crate) const PLACE: u32 = 8;
+    /// The name this node declares for a message id of an actor type, asked by a node that
+    /// received the message and does not declare it (remote).
+    pub(crate) const MESSAGE_NAME: u32 = 9;
 }
 
 /// What a system request handler returns: the encoded reply, produced on the network thread.
@@ -207,6 +210,13 @@ pub(crate) struct SpawnRequest {
     pub(crate) state: Vec<u8>,
 }
 
+/// Body of [`id::MESSAGE_NAME`]; answered with `Option<(wire name, Rust type)>`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MessageNameRequest {
+    pub(crate) actor_type: String,
+    pub(crate) message: u32,
+}
+
 /// Body of [`id::RESOLVE`]: a node-local name and the type the caller expects there.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ResolveRequest {
@@ -247,6 +257,13 @@ pub(crate) fn register(ctx: &Arc<RemoteContext>) -> Result<(), SystemRequestErro
                     .resolve(ctx.actors.node(), &req.name, &req.actor_type)
             });
             async move { id }
+        })?;
+
+    let w = weak.clone();
+    ctx.system
+        .request(id::MESSAGE_NAME, move |_, req: MessageNameRequest| {
+            let name = node(&w).map(|ctx| ctx.actors.message_name(&req.actor_type, req.message));
+            async move { name }
         })?;
 
     let w = weak.clone();
