@@ -137,13 +137,28 @@ impl Adopted {
 
 impl Registry {
     /// Moves the actor registered as `name` to node `to` (see the module).
-    pub(crate) async fn migrate(&self, name: &str, to: &str) -> Result<NameEntry, MigrateError> {
+    pub(crate) async fn migrate(
+        self: &Arc<Self>,
+        name: &str,
+        to: &str,
+    ) -> Result<NameEntry, MigrateError> {
         let entry = self.linearizable_get(name).await?;
         if entry.node.name() == to {
             return Ok(entry);
         }
         if &entry.node == self.ctx_me() {
-            return self.move_out(entry, to).await;
+            // On the node's home arbiter, like a move another node asks for: the move hands
+            // messages to actors and spawns their replies, which needs an actix arbiter (the
+            // caller may be a plain tokio task, such as the leader's rebalancing).
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let registry = Arc::clone(self);
+            let to = to.to_owned();
+            self.remote().actors.home.spawn(async move {
+                let _ = tx.send(registry.move_out(entry, &to).await);
+            });
+            return rx
+                .await
+                .map_err(|_| MigrateError::Remote(RemoteError::SystemStopped))?;
         }
         let timeout = self.config.request_timeout;
         let req = RegistryRequest::Migrate {
@@ -338,6 +353,8 @@ impl Registry {
         };
         match moved {
             Ok(Some(now)) => {
+                // Fencing must not take the old id's entry: it forwards from now on.
+                self.forget_hosted(&name, entry.actor_id);
                 let _ = release.send(true);
                 let to = Endpoint::new(
                     target.id.clone(),

@@ -348,8 +348,15 @@ impl Registry {
     /// to stop.
     pub(super) fn stop_local(&self, id: u64) -> bool {
         let actors = &self.ctx.remote.actors;
-        let stopped = actors.get(id).is_some_and(|a| a.stop());
-        actors.remove(id);
+        let Some(actor) = actors.get(id) else {
+            return false;
+        };
+        let stopped = actor.stop();
+        // A migrating or migrated actor's entry holds or forwards its messages; it goes when
+        // the move ends (`registry::migrate`), not here.
+        if !actor.moving_out() {
+            actors.remove(id);
+        }
         stopped
     }
 

@@ -63,6 +63,9 @@ pub(crate) trait LocalActor: Send + Sync {
     /// Whether the actor is moving or has moved (its gate is not open): local senders must
     /// not put messages in its mailbox, which will not be handled.
     fn moving(&self) -> bool;
+    /// Whether the actor is the source of a move, in progress or done: its entry holds or
+    /// forwards its messages and must stay in the table until the move lets it go.
+    fn moving_out(&self) -> bool;
     /// Makes a just-started actor the target of a move from node `source`: messages from
     /// `source` (forwarded ones) are delivered, others held until [`open`](Self::open).
     fn adopting(&self, source: NodeId);
@@ -240,6 +243,10 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
 
     fn moving(&self) -> bool {
         !matches!(*read(&self.gate), Gate::Open)
+    }
+
+    fn moving_out(&self) -> bool {
+        matches!(*read(&self.gate), Gate::Holding(_) | Gate::Forwarding(_))
     }
 
     fn adopting(&self, source: NodeId) {
