@@ -301,14 +301,16 @@ impl Registry {
         {
             Ok(RegistryReply::Activated(id)) => id,
             other => {
-                // It may have started the actor (a timeout): stop it, if so.
-                self.abandon(&target, &name, entry.version).await;
                 let why = match other {
                     Ok(RegistryReply::Failed(f)) => f.into_error(timeout).to_string(),
                     Err(e) => e.to_string(),
                     Ok(_) => "unexpected answer".into(),
                 };
-                return Err(target_err(abort(release, why)));
+                // The actor goes on at once; then the target's, if it started one (a timeout),
+                // is stopped (or stops itself: `settle_adoption`).
+                let why = abort(release, why);
+                self.abandon(&target, &name, entry.version).await;
+                return Err(target_err(why));
             }
         };
         let cmd = Command::Move {
@@ -385,8 +387,8 @@ impl Registry {
                 Ok(now)
             }
             Ok(None) => {
-                self.abandon(&target, &name, entry.version).await;
                 abort(release, String::new());
+                self.abandon(&target, &name, entry.version).await;
                 Err(MigrateError::Conflict { name })
             }
             Err(e) => {
