@@ -309,7 +309,7 @@ impl Registry {
                 // The actor goes on at once; then the target's, if it started one (a timeout),
                 // is stopped (or stops itself: `settle_adoption`).
                 let why = abort(release, why);
-                self.abandon(&target, &name, entry.version).await;
+                self.end_adoption(&target, &name, entry.version, true).await;
                 return Err(target_err(why));
             }
         };
@@ -382,13 +382,14 @@ impl Registry {
                 if queue.send(moving::Held::Mark(reached)).await.is_ok() {
                     let _ = marked.await;
                 }
-                self.settle(&target, &name, entry.version).await;
+                self.end_adoption(&target, &name, entry.version, false)
+                    .await;
                 tracing::info!(name, from = %entry.node, to = %now.node, "actor migrated");
                 Ok(now)
             }
             Ok(None) => {
                 abort(release, String::new());
-                self.abandon(&target, &name, entry.version).await;
+                self.end_adoption(&target, &name, entry.version, true).await;
                 Err(MigrateError::Conflict { name })
             }
             Err(e) => {
@@ -397,7 +398,7 @@ impl Registry {
                     name,
                     "a migration's registry write is in doubt ({e}); stopping both actors"
                 );
-                self.abandon(&target, &name, entry.version).await;
+                self.end_adoption(&target, &name, entry.version, true).await;
                 let _ = release.send(true);
                 actor.end_move(None);
                 Err(MigrateError::Registry(e))
@@ -405,19 +406,28 @@ impl Registry {
         }
     }
 
-    /// Asks the target to stop the actor it adopted for the move of `name` from `version`.
-    async fn abandon(&self, target: &crate::membership::Member, name: &str, version: u64) {
+    /// Tells the target how the move of `name` from `version` ended: `stop` (it did not
+    /// commit) stops the actor it adopted; otherwise that actor takes direct messages from now
+    /// on (everything forwarded so far is in the target's queue ahead of this request).
+    async fn end_adoption(
+        &self,
+        target: &crate::membership::Member,
+        name: &str,
+        version: u64,
+        stop: bool,
+    ) {
         let req = RegistryRequest::Abandon {
             name: name.to_owned(),
             version,
-            stop: true,
+            stop,
         };
         let deadline = TokioInstant::now() + self.config.request_timeout;
         if let Err(e) = self
             .ask_peer_at(target.id.clone(), target.addr, req, deadline)
             .await
         {
-            tracing::warn!(name, node = %target.id, "could not stop an abandoned migration's actor: {e}");
+            // Either way the target settles the move itself (`settle_adoption`).
+            tracing::warn!(name, node = %target.id, stop, "could not tell the target how a migration ended: {e}");
         }
     }
 
@@ -438,20 +448,6 @@ impl Registry {
                 tracing::debug!("a member did not confirm it followed a migration: {e}");
             }
         }
-    }
-
-    /// Tells the target the move committed and everything forwarded so far is in its queue:
-    /// its actor takes direct messages from now on.
-    async fn settle(&self, target: &crate::membership::Member, name: &str, version: u64) {
-        let req = RegistryRequest::Abandon {
-            name: name.to_owned(),
-            version,
-            stop: false,
-        };
-        let deadline = TokioInstant::now() + self.config.request_timeout;
-        let _ = self
-            .ask_peer_at(target.id.clone(), target.addr, req, deadline)
-            .await;
     }
 
     /// Answers [`RegistryRequest::Adopt`] on the target: starts the actor from `state`,
