@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix_cluster::prelude::*;
 use actix_cluster::{ClusterConfigBuilder, ClusterSystemBuilder};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::{centralized, wait_until};
+use actix_cluster_tests::{centralized, heal, partition, wait_until};
 
 /// Bound on detection in these tests: generous, since CI machines stall; the tight figure
 /// (about 2 s with the LAN preset) is measured by `cluster-bench`, not asserted.
@@ -197,5 +197,61 @@ fn restarted_node_is_a_new_incarnation_up_everywhere() {
             "{:?}",
             node.system().members()
         );
+    }
+}
+
+/// When a partition heals, the isolated node's gossip says the majority's nodes are Down.
+/// Nodes of the majority that never lost each other must not take that as a Down of one
+/// another (it would fail the requests between them, and the registry would release the names
+/// of their actors): they suspect each other at most, until the accused rejoins.
+#[test]
+fn a_healed_partition_does_not_down_the_majority_to_itself() {
+    let nodes = cluster("m-heal", 3, |b| b);
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let logs = [subscribe(&nodes[0]), subscribe(&nodes[1])];
+    let names: Vec<String> = nodes
+        .iter()
+        .map(|n| n.system().node_id().name().to_owned())
+        .collect();
+    partition(&refs, &[0, 1], &[2]);
+    let sees_down = |observer: usize, member: usize| {
+        state_of(nodes[observer].system(), &names[member])
+            .is_some_and(|(_, s)| s == MemberState::Down)
+    };
+    assert!(
+        wait_until(DETECTION_DEADLINE, || sees_down(0, 2)
+            && sees_down(1, 2)
+            && sees_down(2, 0)
+            && sees_down(2, 1)),
+        "the sides did not see each other Down: {:?}",
+        nodes
+            .iter()
+            .map(|n| n.system().members())
+            .collect::<Vec<_>>()
+    );
+    heal(&refs);
+    assert!(
+        wait_until(TEST_DEADLINE, || all_up(&refs, 3)),
+        "the sides did not merge back: {:?}",
+        nodes
+            .iter()
+            .map(|n| n.system().members())
+            .collect::<Vec<_>>()
+    );
+    for (observer, other) in [(0, 1), (1, 0)] {
+        let events = logs[observer].lock().expect("log").clone();
+        let downed: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, ClusterEvent::MemberDown(m) if m.id.name() == names[other]))
+            .collect();
+        assert!(
+            downed.is_empty(),
+            "{} saw {} Down: {downed:?}",
+            names[observer],
+            names[other]
+        );
+    }
+    for n in nodes {
+        n.stop();
     }
 }

@@ -43,6 +43,10 @@ pub(super) struct Suspicion {
     /// Suspicions learnt from others wait twice as long, leaving the prober's Down time to
     /// arrive first.
     mine: bool,
+    /// A Down learnt by gossip about a member that was Up here, over a connection still open:
+    /// held as a learnt suspicion (see [`Gossip::hold_down`]), Down when it expires unless the
+    /// member rejoined first.
+    held: bool,
 }
 
 /// Collects what foca asks for during one call.
@@ -183,17 +187,27 @@ impl Gossip {
         self.digest = digest;
         // Runs on every tick: members whose row already matches cost no allocation.
         let mut changed = Vec::new();
+        let mut announce = Vec::new();
         for m in self.swim.iter_membership_state() {
             let id = m.id();
-            let state = match m.state() {
+            let mut state = match m.state() {
                 foca::State::Alive => MemberState::Up,
                 foca::State::Suspect => MemberState::Suspect,
                 foca::State::Down => MemberState::Down,
             };
-            let suspected = (m.state() == foca::State::Suspect).then_some(m.incarnation());
+            let mut suspected = (m.state() == foca::State::Suspect).then_some(m.incarnation());
             if let Some(e) = t.members.get_mut(&id.name)
                 && e.version() == id.version()
             {
+                if state == MemberState::Down
+                    && let Some((incarnation, new)) = Self::hold_down(e, m.incarnation(), now)
+                {
+                    state = MemberState::Suspect;
+                    suspected = Some(incarnation);
+                    if new {
+                        announce.push(id.clone());
+                    }
+                }
                 match (suspected, e.suspicion) {
                     (Some(inc), Some(s)) if s.incarnation == inc => {}
                     (Some(inc), _) => {
@@ -201,6 +215,7 @@ impl Gossip {
                             incarnation: inc,
                             since: now,
                             mine: false,
+                            held: false,
                         });
                     }
                     (None, _) => e.suspicion = None,
@@ -249,6 +264,7 @@ impl Gossip {
                         incarnation,
                         since: now,
                         mine: false,
+                        held: false,
                     }),
                     (None, _) => None,
                 };
@@ -257,6 +273,54 @@ impl Gossip {
                 }
             }
             t.set_state(&name, state, now);
+        }
+        // The accused has most likely rejoined already, under a generation this node has not
+        // heard of (the nodes it gossips with may have taken the same Down): ask it directly,
+        // its answer carries its new identity.
+        for id in announce {
+            self.with_swim(t, now, |s, rt| {
+                let _ = s.announce(id, rt);
+            });
+        }
+    }
+
+    /// Whether SWIM's Down of `e` waits as a suspicion here, and of which SWIM incarnation.
+    ///
+    /// SWIM's Down is final for an identity: a member declared Down while alive rejoins under
+    /// its next generation. When a partition heals, the minority's gossip declares every
+    /// majority node Down, and each rejoins moments later; taken at once, that Down would fail
+    /// requests in flight between majority nodes that never lost each other, and release the
+    /// names of their actors. A member that this node did not suspect itself, over a
+    /// connection that is still open, is therefore only suspected on a Down learnt from gossip
+    /// (this node's own suspicions, from phi, are taken to Down as before): its rejoin ends the
+    /// suspicion, and if it does not rejoin, the suspicion expires like a learnt one and the
+    /// Down is taken then.
+    ///
+    /// Returns the suspected incarnation, and whether the hold is new.
+    fn hold_down(e: &mut Entry, incarnation: u16, now: Instant) -> Option<(u16, bool)> {
+        match e.suspicion.as_mut() {
+            Some(s) if s.held => Some((s.incarnation, false)),
+            // Suspected here from gossip only (the minority's suspicions travel with its
+            // Downs): held from now on, until that suspicion expires.
+            Some(s) if !s.mine && e.connected => {
+                s.held = true;
+                Some((s.incarnation, true))
+            }
+            Some(_) => None,
+            None if e.state == MemberState::Up && e.connected => {
+                e.suspicion = Some(Suspicion {
+                    incarnation,
+                    since: now,
+                    mine: false,
+                    held: true,
+                });
+                tracing::debug!(
+                    node = %e.info.id,
+                    "Down learnt from gossip while connected; suspected until it rejoins"
+                );
+                Some((incarnation, true))
+            }
+            None => None,
         }
     }
 
@@ -285,6 +349,7 @@ impl Gossip {
                     incarnation,
                     since: now,
                     mine: true,
+                    held: false,
                 });
             }
         }
@@ -296,6 +361,7 @@ impl Gossip {
         let own = t.settings.timing.suspect_to_down;
         let learnt = own.saturating_mul(2);
         let mut expired = Vec::new();
+        let mut held = false;
         for (name, e) in t.members.iter_mut() {
             let Some(s) = e.suspicion else {
                 continue;
@@ -304,8 +370,13 @@ impl Gossip {
             if now.saturating_duration_since(s.since) >= wait {
                 // Cleared either way; the next sync starts a new one if SWIM still suspects.
                 e.suspicion = None;
+                held |= s.held;
                 expired.push((Arc::clone(name), e.info.id.incarnation(), s.incarnation));
             }
+        }
+        if held {
+            // A held Down that no rejoin answered: take it now.
+            self.sync(t, now, true);
         }
         for (name, incarnation, suspected) in expired {
             // Only the very suspicion that expired: a refutation raised SWIM's incarnation.
