@@ -13,6 +13,10 @@
 //!    old id, is forwarded to the new actor through one ordered queue; not committed: the
 //!    target's actor is stopped, the old actor goes on and handles what was held first.
 //!
+//! A move is idempotent: applied again (a write retried after its first copy committed), it
+//! finds the name already bound to its target's fresh actor and answers as it did the first
+//! time, so the source never resumes an actor whose name has moved on.
+//!
 //! A move whose registry write is in doubt is settled by a second conditional write that
 //! re-binds the name where it was (after it, the move can never commit) or finds the move
 //! committed; if that is in doubt too, both actors stop: the name then points at a stopped

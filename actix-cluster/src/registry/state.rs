@@ -503,6 +503,15 @@ impl Names {
             } => {
                 match self.slots.get(name) {
                     Some(Slot::Bound(e)) if e.version == *version => {}
+                    // A repeated move (a write retried after its first copy applied), or a
+                    // re-bind to where the name already is: the name is bound to the very actor
+                    // the move is for. A move's target adopts a fresh actor for every move, so
+                    // only this move can have bound it there; nothing changes.
+                    Some(Slot::Bound(e))
+                        if e.node == location.node && e.actor_id == location.actor_id =>
+                    {
+                        return Outcome::Bound(NameEntry::clone(e));
+                    }
                     Some(slot) => {
                         return Outcome::Taken {
                             node: slot.node().clone(),
@@ -793,8 +802,24 @@ mod tests {
         let s = n.supervision("a").unwrap();
         assert_eq!(s.state, [4, 2]);
         assert_eq!(s.last_node, Some(NodeId::new("y", 1)));
-        assert!(matches!(
+        // The same move again (a retried write whose first copy applied): what it did, no
+        // change, no event.
+        ev.clear();
+        assert_eq!(
             n.apply(4, &moved(1, None), &mut ev),
+            Outcome::Bound(e.clone())
+        );
+        assert!(ev.is_empty());
+        assert_eq!(n.supervision("a").unwrap().state, [4, 2]);
+        // From that old registration to another actor: taken.
+        let elsewhere = Command::Move {
+            name: "a".into(),
+            version: 1,
+            location: loc("z", 1, 5),
+            state: None,
+        };
+        assert!(matches!(
+            n.apply(5, &elsewhere, &mut ev),
             Outcome::Taken { .. }
         ));
         // An unbound name does not move.
