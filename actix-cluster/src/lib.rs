@@ -81,6 +81,7 @@ pub mod placement;
 mod registrations;
 mod registry;
 mod remote;
+pub mod state;
 mod system;
 mod tls;
 mod transport;
