@@ -36,6 +36,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("remote", &["remote"]),
     // Cluster-wide names on Raft.
     ("registry", &["registry"]),
+    // Stores of actor state that outlives an activation (fenced by registry versions, which
+    // its callers pass in: it needs nothing above the leaves).
+    ("state", &["state"]),
     // The public handle and its configuration.
     ("system", &["system", "config"]),
     // The crate root: re-exports and the prelude.

@@ -13,8 +13,9 @@
 //!   overwrite its successor's state, even with a correct expected version. A delete keeps the
 //!   key's token (a tombstone): an old activation cannot bring a deleted key back either.
 //!
-//! Backends: [`MemoryStore`] (tests, and nodes without a data directory) and [`RedbStore`]
-//! (embedded, one file in the node's data directory, group commit on a writer thread).
+//! Backends: [`MemoryStore`] (tests, and nodes without a data directory), [`RedbStore`]
+//! (embedded, one file in the node's data directory, group commit on a writer thread) and,
+//! with the feature `redis`, `RedisStore` (a Redis server the nodes share).
 //! [`conformance`] checks any backend, a user's own included, against the trait's contract.
 //!
 //! Keys are UTF-8, 1 to [`MAX_KEY_LEN`] bytes; `list(prefix)` returns them in byte order.
@@ -25,10 +26,14 @@ use std::pin::Pin;
 mod conformance;
 mod embedded;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_store;
 
 pub use conformance::conformance;
 pub use embedded::RedbStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 
 /// Longest key a store accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
