@@ -20,6 +20,7 @@ pub mod membership;
 pub mod placement;
 pub mod registry;
 pub mod scenario;
+pub mod state;
 
 /// Any failure of a benchmark run; the harness only reports it and exits non-zero.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;

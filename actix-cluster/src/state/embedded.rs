@@ -11,6 +11,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -63,6 +64,8 @@ pub struct RedbStore {
 
 struct Shared {
     tx: Option<mpsc::Sender<Op>>,
+    /// Write transactions committed (each one fsync).
+    commits: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
@@ -122,13 +125,16 @@ impl RedbStore {
         txn.open_table(STATE).map_err(|e| opened(e.into()))?;
         txn.commit().map_err(|e| opened(e.into()))?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let commits = Arc::new(AtomicU64::new(0));
         let thread = thread::Builder::new().name("state-store".into()).spawn({
             let path = path.clone();
-            move || run(&db, rx, &path)
+            let commits = Arc::clone(&commits);
+            move || run(&db, rx, &path, &commits)
         })?;
         Ok(Self {
             shared: Arc::new(Shared {
                 tx: Some(tx),
+                commits,
                 thread: Some(thread),
                 path,
             }),
@@ -145,6 +151,12 @@ impl RedbStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Write transactions committed so far, each one fsync: writes divided by this is how
+    /// many saves each commit carried (group commit).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// Queues the op built around a reply channel and waits for its answer. The future holds
@@ -212,7 +224,7 @@ impl StateStore for RedbStore {
 }
 
 /// The writer thread: take what is queued, run it in one transaction, answer, repeat.
-fn run(db: &Database, mut rx: mpsc::Receiver<Op>, path: &Path) {
+fn run(db: &Database, mut rx: mpsc::Receiver<Op>, path: &Path, commits: &AtomicU64) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
         batch.push(op);
@@ -224,7 +236,11 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Op>, path: &Path) {
         }
         let writes = batch.iter().any(|op| matches!(op, Op::Write { .. }));
         let outcome = if writes {
-            write_batch(db, &mut batch)
+            let outcome = write_batch(db, &mut batch);
+            if matches!(outcome, Ok(true)) {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            outcome.map(|_| ())
         } else {
             read_batch(db, &mut batch)
         };
@@ -292,8 +308,9 @@ fn listed<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok(keys)
 }
 
-/// A batch with writes: every op in one write transaction, answered after the commit.
-fn write_batch(db: &Database, batch: &mut Vec<Op>) -> Result<(), StateError> {
+/// A batch with writes: every op in one write transaction, answered after the commit. `Ok`:
+/// every op was answered; whether the commit succeeded.
+fn write_batch(db: &Database, batch: &mut Vec<Op>) -> Result<bool, StateError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let mut answers = Vec::with_capacity(batch.len());
     {
@@ -330,7 +347,7 @@ fn write_batch(db: &Database, batch: &mut Vec<Op>) -> Result<(), StateError> {
     match txn.commit() {
         Ok(()) => {
             answers.into_iter().for_each(Answer::send);
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
             // Nothing of the batch is stored; what it read may not hold either.
@@ -342,7 +359,7 @@ fn write_batch(db: &Database, batch: &mut Vec<Op>) -> Result<(), StateError> {
                     Answer::List(r, _) => drop(r.send(Err(e.clone()))),
                 }
             }
-            Ok(())
+            Ok(false)
         }
     }
 }
@@ -446,6 +463,7 @@ mod tests {
         for s in futures::future::join_all(saves).await {
             assert_eq!(s.unwrap(), Ok(1));
         }
+        assert!(store.commits() >= 1 && store.commits() <= 512);
         assert_eq!(store.list("k/").await.unwrap().len(), 512);
     }
 }

@@ -12,7 +12,7 @@ use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::scenario::{Pair, PipelinedRun, Security, TellRun};
 use actix_cluster_benches::{BenchResult, median, ms, round};
-use actix_cluster_benches::{healing, placement, registry};
+use actix_cluster_benches::{healing, placement, registry, state};
 use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
@@ -62,6 +62,8 @@ struct Plan {
     healing_runs: usize,
     /// Moves of the `migration_pause` scenario.
     migration_moves: usize,
+    /// Sizes of the state store scenarios.
+    state: state::Plan,
 }
 
 impl Plan {
@@ -86,6 +88,12 @@ impl Plan {
                 leave_actors: 100,
                 healing_runs: 1,
                 migration_moves: 10,
+                state: state::Plan {
+                    saves: 20_000,
+                    in_flight: 256,
+                    sequential_saves: 200,
+                    value_len: 256,
+                },
             }
         } else {
             Self {
@@ -107,6 +115,12 @@ impl Plan {
                 leave_actors: 100,
                 healing_runs: 3,
                 migration_moves: 40,
+                state: state::Plan {
+                    saves: 200_000,
+                    in_flight: 256,
+                    sequential_saves: 1_000,
+                    value_len: 256,
+                },
             }
         }
     }
@@ -115,15 +129,17 @@ impl Plan {
 fn main() -> ExitCode {
     let mut quick = false;
     let mut only_healing = false;
+    let mut only_state = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--only-self-healing" => only_healing = true,
+            "--only-state" => only_state = true,
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: cluster-bench [--quick] [--only-self-healing]\n\nPrints one JSON object \
-                     with the baselines and the cluster scenarios (or only the self-healing \
-                     ones); see docs/benchmarks.md."
+                    "usage: cluster-bench [--quick] [--only-self-healing | --only-state]\n\nPrints one \
+                     JSON object with the baselines and the cluster scenarios (or only the \
+                     self-healing ones, or only the state store ones); see docs/benchmarks.md."
                 );
                 return ExitCode::SUCCESS;
             }
@@ -134,6 +150,13 @@ fn main() -> ExitCode {
         }
     }
     let plan = Plan::new(quick);
+    if only_state {
+        println!(
+            "{:#}",
+            json!({ "scenarios": state::scenarios(&plan.state, &progress), "machine": machine() })
+        );
+        return ExitCode::SUCCESS;
+    }
     if only_healing {
         println!(
             "{:#}",
@@ -262,6 +285,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
         .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     let placement_spread = placement::spread(10, 10_000);
     let healing = self_healing(&plan);
+    let state_saves = state::scenarios(&plan.state, &progress);
     progress(&format!(
         "placement: decisions over {} members {placement_decisions}; spread {placement_spread}",
         placement::MEMBERS
@@ -342,6 +366,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "restart_after_kill": healing["restart_after_kill"],
             "restart_after_leave": healing["restart_after_leave"],
             "migration_pause": healing["migration_pause"],
+            "state_save": state_saves,
         },
         "machine": machine(),
         "config": {
