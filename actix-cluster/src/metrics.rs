@@ -41,6 +41,10 @@ pub(crate) const ACTORS_SPAWNED: &str = "actix_cluster_actors_spawned_total";
 pub(crate) const ACTOR_RESTARTS: &str = "actix_cluster_actor_restarts_total";
 /// Migrations this node ran as the source, by outcome.
 pub(crate) const ACTOR_MIGRATIONS: &str = "actix_cluster_actor_migrations_total";
+/// State store writes and deletes, by backend and outcome.
+pub(crate) const STATE_WRITES: &str = "actix_cluster_state_writes_total";
+/// Write transactions (each one fsync) of the embedded state store.
+pub(crate) const STATE_COMMITS: &str = "actix_cluster_state_commits_total";
 
 /// Registers unit and help text of every metric with the installed recorder (a no-op without
 /// one). Idempotent.
@@ -122,6 +126,16 @@ pub(crate) fn describe() {
         Unit::Count,
         "Migrations of actors hosted here (ClusterSystem::migrate, rebalancing); label outcome: moved, not_migratable, target_refused, conflict or failed."
     );
+    describe_counter!(
+        STATE_WRITES,
+        Unit::Count,
+        "State store writes and deletes; label backend: memory, redb or redis; label outcome: ok, conflict (another write came first), fenced (a newer activation owns the key), refused (bad key or too large) or error (the backend failed)."
+    );
+    describe_counter!(
+        STATE_COMMITS,
+        Unit::Count,
+        "Write transactions of the embedded (redb) state store, each one fsync; writes divided by this is the group commit's batch."
+    );
 }
 
 pub(crate) fn bytes_written(n: u64) {
@@ -187,6 +201,16 @@ pub(crate) fn actor_spawned(placement: &'static str, remote: bool) {
 /// `outcome`: `moved`, `not_migratable`, `target_refused`, `conflict` or `failed`.
 pub(crate) fn actor_migrated(outcome: &'static str) {
     metrics::counter!(ACTOR_MIGRATIONS, "outcome" => outcome).increment(1);
+}
+
+/// `backend`: `memory`, `redb` or `redis`; `outcome`: `ok`, `conflict`, `fenced`, `refused` or
+/// `error`.
+pub(crate) fn state_write(backend: &'static str, outcome: &'static str) {
+    metrics::counter!(STATE_WRITES, "backend" => backend, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn state_commit() {
+    metrics::counter!(STATE_COMMITS).increment(1);
 }
 
 /// `outcome`: `restarted` or `exhausted`.

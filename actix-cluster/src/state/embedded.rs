@@ -196,25 +196,34 @@ impl StateStore for RedbStore {
             }
         });
         let key = key.to_owned();
-        self.call(check, move |reply| Op::Write {
+        let write = self.call(check, move |reply| Op::Write {
             key,
             data: Some(data),
             expect,
             fence,
             reply,
+        });
+        Box::pin(async move {
+            let r = write.await;
+            super::count("redb", &r);
+            r
         })
     }
 
     fn delete(&self, key: &str, expect: Expect, fence: u64) -> StoreFuture<()> {
         let key = key.to_owned();
-        let shared = self.call(check_key(&key), move |reply| Op::Write {
+        let write = self.call(check_key(&key), move |reply| Op::Write {
             key,
             data: None,
             expect,
             fence,
             reply,
         });
-        Box::pin(async move { shared.await.map(|_| ()) })
+        Box::pin(async move {
+            let r = write.await;
+            super::count("redb", &r);
+            r.map(|_| ())
+        })
     }
 
     fn list(&self, prefix: &str) -> StoreFuture<Vec<String>> {
@@ -239,6 +248,7 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Op>, path: &Path, commits: &AtomicU
             let outcome = write_batch(db, &mut batch);
             if matches!(outcome, Ok(true)) {
                 commits.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::state_commit();
             }
             outcome.map(|_| ())
         } else {

@@ -83,11 +83,15 @@ impl StateStore for MemoryStore {
     }
 
     fn put(&self, key: &str, data: Vec<u8>, expect: Expect, fence: u64) -> StoreFuture<u64> {
-        ready(self.write(key, Some(data), expect, fence))
+        let r = self.write(key, Some(data), expect, fence);
+        super::count("memory", &r);
+        ready(r)
     }
 
     fn delete(&self, key: &str, expect: Expect, fence: u64) -> StoreFuture<()> {
-        ready(self.write(key, None, expect, fence).map(|_| ()))
+        let r = self.write(key, None, expect, fence);
+        super::count("memory", &r);
+        ready(r.map(|_| ()))
     }
 
     fn list(&self, prefix: &str) -> StoreFuture<Vec<String>> {

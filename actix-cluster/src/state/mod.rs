@@ -162,6 +162,18 @@ pub trait StateStore: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> StoreFuture<Vec<String>>;
 }
 
+/// Counts a write's or delete's outcome under `backend` (`actix_cluster_state_writes_total`).
+pub(crate) fn count<T>(backend: &'static str, result: &Result<T, StateError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(StateError::Conflict { .. }) => "conflict",
+        Err(StateError::Fenced { .. }) => "fenced",
+        Err(StateError::InvalidKey { .. } | StateError::TooLarge { .. }) => "refused",
+        Err(_) => "error",
+    };
+    crate::metrics::state_write(backend, outcome);
+}
+
 /// Checks `key` against the limits every backend applies.
 pub(crate) fn check_key(key: &str) -> Result<(), StateError> {
     let reason = if key.is_empty() {

@@ -125,45 +125,50 @@ impl RedisStore {
         let script = std::sync::Arc::clone(&self.script);
         let (record, index, key) = (self.record_key(key), self.index_key(), key.to_owned());
         Box::pin(async move {
-            check?;
-            let (kind, version) = match expect {
-                Expect::Any => ("any", String::new()),
-                Expect::Absent => ("absent", String::new()),
-                Expect::Version(v) => ("version", v.to_string()),
-            };
-            let op = if data.is_some() { "put" } else { "del" };
-            let answer: Vec<String> = script
-                .key(record)
-                .key(index)
-                .arg(op)
-                .arg(data.unwrap_or_default())
-                .arg(kind)
-                .arg(version)
-                .arg(fence.to_string())
-                .arg(&key)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            let number = |s: &str| {
-                s.parse::<u64>()
-                    .map_err(|_| StateError::Corrupt(format!("key {key:?}: bad number {s:?}")))
-            };
-            match answer.as_slice() {
-                [tag, v] if tag == "ok" => number(v),
-                [tag, held] if tag == "fenced" => Err(StateError::Fenced {
-                    key: key.clone(),
-                    fence,
-                    current: number(held)?,
-                }),
-                [tag, v] if tag == "conflict" => Err(StateError::Conflict {
-                    key: key.clone(),
-                    expected: expect,
-                    actual: Version(if v.is_empty() { None } else { Some(number(v)?) }),
-                }),
-                other => Err(StateError::Corrupt(format!(
-                    "key {key:?}: unexpected script answer {other:?}"
-                ))),
+            let r = async {
+                check?;
+                let (kind, version) = match expect {
+                    Expect::Any => ("any", String::new()),
+                    Expect::Absent => ("absent", String::new()),
+                    Expect::Version(v) => ("version", v.to_string()),
+                };
+                let op = if data.is_some() { "put" } else { "del" };
+                let answer: Vec<String> = script
+                    .key(record)
+                    .key(index)
+                    .arg(op)
+                    .arg(data.unwrap_or_default())
+                    .arg(kind)
+                    .arg(version)
+                    .arg(fence.to_string())
+                    .arg(&key)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                let number = |s: &str| {
+                    s.parse::<u64>()
+                        .map_err(|_| StateError::Corrupt(format!("key {key:?}: bad number {s:?}")))
+                };
+                match answer.as_slice() {
+                    [tag, v] if tag == "ok" => number(v),
+                    [tag, held] if tag == "fenced" => Err(StateError::Fenced {
+                        key: key.clone(),
+                        fence,
+                        current: number(held)?,
+                    }),
+                    [tag, v] if tag == "conflict" => Err(StateError::Conflict {
+                        key: key.clone(),
+                        expected: expect,
+                        actual: Version(if v.is_empty() { None } else { Some(number(v)?) }),
+                    }),
+                    other => Err(StateError::Corrupt(format!(
+                        "key {key:?}: unexpected script answer {other:?}"
+                    ))),
+                }
             }
+            .await;
+            super::count("redis", &r);
+            r
         })
     }
 }
