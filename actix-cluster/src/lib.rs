@@ -151,4 +151,9 @@ pub mod __fuzz {
     pub fn decode_raft(data: &[u8], max_snapshot: u64) {
         crate::registry::raft::fuzz_frame(data, max_snapshot);
     }
+
+    /// Decodes `data` as a stored state record (what a damaged store file would hand back).
+    pub fn decode_state_record(data: &[u8]) {
+        let _ = crate::state::Record::decode("fuzz", data);
+    }
 }
