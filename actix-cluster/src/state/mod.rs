@@ -19,6 +19,11 @@
 //! [`conformance`] checks any backend, a user's own included, against the trait's contract.
 //!
 //! Keys are UTF-8, 1 to [`MAX_KEY_LEN`] bytes; `list(prefix)` returns them in byte order.
+//!
+//! Values are bytes; [`encode_state`] and [`decode_state`] turn a [`PersistentState`] type
+//! into them and back, with its format and schema version in a small header, so that state
+//! saved by an older build is migrated (or refused with both versions named) when the type
+//! changes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,12 +33,14 @@ mod embedded;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod typed;
 
 pub use conformance::conformance;
 pub use embedded::RedbStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
+pub use typed::{PersistentState, decode_state, encode_state};
 
 /// Longest key a store accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -126,6 +133,29 @@ pub enum StateError {
     /// The store was closed (its node is shutting down). Nothing changed.
     #[error("state store closed")]
     Closed,
+    /// The state could not be serialized in its format. Nothing was written.
+    #[error("state could not be encoded: {0}")]
+    Encode(String),
+    /// The stored state does not decode as the type (its header is fine): the type changed
+    /// without raising [`PersistentState::SCHEMA_VERSION`], or the value is damaged.
+    #[error("state could not be decoded: {0}")]
+    Decode(String),
+    /// The state was stored with another schema version and
+    /// [`PersistentState::migrate`] did not read it.
+    #[error(
+        "state {key:?} was stored with schema version {stored}, this build reads version \
+         {current}: {reason}"
+    )]
+    Schema {
+        /// The key.
+        key: String,
+        /// The schema version in the stored header.
+        stored: u32,
+        /// The type's [`PersistentState::SCHEMA_VERSION`].
+        current: u32,
+        /// Why the migration refused.
+        reason: String,
+    },
 }
 
 /// A key's version as a conflict reports it.
