@@ -46,6 +46,10 @@ pub enum StartError {
     /// read or written, or is in use by another process).
     #[error("registry storage: {0}")]
     RegistryStorage(#[source] std::io::Error),
+    /// The default state store (`state.redb` in the registry's durable data directory) could
+    /// not be opened: the directory cannot be written, or another process uses it.
+    #[error("state storage: {0}")]
+    StateStorage(#[source] std::io::Error),
     /// A subsystem could not plug into the node: a bug in this crate, reported instead of a
     /// panic.
     #[error("internal wiring of the node failed: {0}")]

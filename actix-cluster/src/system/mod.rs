@@ -44,6 +44,8 @@ struct Node {
     net: NetArbiter,
     /// Placement decisions of this node (and, on the acting master, for others).
     placer: Arc<std::sync::Mutex<crate::placement::Placer>>,
+    /// Where this node's actors keep state that outlives them.
+    state: Arc<dyn crate::state::StateStore>,
 }
 
 /// The arbiter that runs a node's network I/O (see [`NetworkThread`](crate::NetworkThread)).
@@ -141,6 +143,16 @@ impl ClusterSystem {
 
     fn remote(&self) -> &Arc<RemoteContext> {
         &self.node.remote
+    }
+
+    /// The store where this node's actors keep state that outlives an activation: the one
+    /// given to [`ClusterSystemBuilder::state_store`], else a
+    /// [`RedbStore`](crate::state::RedbStore) in the registry's durable data directory (file
+    /// `state.redb`), else a [`MemoryStore`](crate::state::MemoryStore). Fence writes with a
+    /// token that grows from one activation to the next, such as the
+    /// [`NameEntry::version`](crate::NameEntry::version) of the actor's cluster-wide name.
+    pub fn state_store(&self) -> Arc<dyn crate::state::StateStore> {
+        Arc::clone(&self.node.state)
     }
 
     /// This node's identity.

@@ -26,9 +26,10 @@ use crate::membership::core::{Membership, Mode, Settings};
 use crate::membership::driver::Driver;
 use crate::node::{Architecture, NodeId, NodeInfo, NodeRole, validate_cluster_name};
 use crate::placement::Placer;
-use crate::registry::{Registry, RegistryContext, Replica};
+use crate::registry::{Registry, RegistryContext, RegistryStorage, Replica};
 use crate::remote::dispatch::Inbox;
 use crate::remote::{self, DistributedActor, LocalActors, NameResolver, RemoteContext, SpawnerFn};
+use crate::state::{MemoryStore, RedbStore, StateStore};
 use crate::transport::{Transport, TransportConfig};
 
 type SpawnerEntry = (&'static str, SpawnerFn, Vec<String>);
@@ -44,6 +45,7 @@ pub struct ClusterSystemBuilder {
     config: ClusterConfig,
     spawners: Vec<SpawnerEntry>,
     local_actors: Vec<LocalActorEntry>,
+    state_store: Option<Arc<dyn StateStore>>,
 }
 
 impl std::fmt::Debug for ClusterSystemBuilder {
@@ -66,7 +68,17 @@ impl ClusterSystemBuilder {
             config,
             spawners: Vec::new(),
             local_actors: Vec::new(),
+            state_store: None,
         }
+    }
+
+    /// Keeps this node's actor state in `store` (see [`ClusterSystem::state_store`]) instead
+    /// of the default: a [`RedbStore`](crate::state::RedbStore) in the registry's durable
+    /// data directory, or a [`MemoryStore`](crate::state::MemoryStore) when the registry is
+    /// ephemeral. For example a shared `RedisStore` (feature `redis`).
+    pub fn state_store(mut self, store: impl StateStore) -> Self {
+        self.state_store = Some(Arc::new(store));
+        self
     }
 
     /// Lets other nodes spawn actors of type `A` here with
@@ -143,6 +155,19 @@ impl ClusterSystemBuilder {
             reason,
         })?;
         let config = self.config;
+        // The state store first: opening the default one blocks (a file, a thread start), so
+        // not on the caller's arbiter; a failure leaves nothing else started.
+        let state: Arc<dyn StateStore> = match (self.state_store, &config.registry.storage) {
+            (Some(store), _) => store,
+            (None, RegistryStorage::Durable(dir)) => {
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || RedbStore::open(dir))
+                    .await
+                    .map_err(|e| StartError::StateStorage(std::io::Error::other(e.to_string())))?;
+                Arc::new(opened.map_err(StartError::StateStorage)?)
+            }
+            (None, RegistryStorage::Ephemeral) => Arc::new(MemoryStore::new()),
+        };
 
         let mut spawners = HashMap::new();
         let mut capabilities: Vec<String> = Vec::new();
@@ -272,6 +297,7 @@ impl ClusterSystemBuilder {
             config,
             net,
             placer,
+            state,
         });
         let system = ClusterSystem {
             node: Arc::clone(&node),
