@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     DEFAULT_MAX_VALUE_LEN, Expect, Record, StateError, StateStore, StoreFuture, Stored, check_key,
+    check_write,
 };
 
 /// The database file inside the data directory.
@@ -159,6 +160,30 @@ impl RedbStore {
         self.shared.commits.load(Ordering::Relaxed)
     }
 
+    /// A write (`Some` data) or a delete, counted by outcome.
+    fn write(
+        &self,
+        key: &str,
+        data: Option<Vec<u8>>,
+        expect: Expect,
+        fence: u64,
+    ) -> StoreFuture<u64> {
+        let check = check_write(key, data.as_deref(), self.max_value_len);
+        let key = key.to_owned();
+        let write = self.call(check, move |reply| Op::Write {
+            key,
+            data,
+            expect,
+            fence,
+            reply,
+        });
+        Box::pin(async move {
+            let r = write.await;
+            super::count("redb", &r);
+            r
+        })
+    }
+
     /// Queues the op built around a reply channel and waits for its answer. The future holds
     /// the store, so the writer cannot close under a pending operation.
     fn call<T: Send + 'static>(
@@ -184,46 +209,12 @@ impl StateStore for RedbStore {
     }
 
     fn put(&self, key: &str, data: Vec<u8>, expect: Expect, fence: u64) -> StoreFuture<u64> {
-        let check = check_key(key).and_then(|()| {
-            if data.len() > self.max_value_len {
-                Err(StateError::TooLarge {
-                    key: key.to_owned(),
-                    size: data.len(),
-                    limit: self.max_value_len,
-                })
-            } else {
-                Ok(())
-            }
-        });
-        let key = key.to_owned();
-        let write = self.call(check, move |reply| Op::Write {
-            key,
-            data: Some(data),
-            expect,
-            fence,
-            reply,
-        });
-        Box::pin(async move {
-            let r = write.await;
-            super::count("redb", &r);
-            r
-        })
+        self.write(key, Some(data), expect, fence)
     }
 
     fn delete(&self, key: &str, expect: Expect, fence: u64) -> StoreFuture<()> {
-        let key = key.to_owned();
-        let write = self.call(check_key(&key), move |reply| Op::Write {
-            key,
-            data: None,
-            expect,
-            fence,
-            reply,
-        });
-        Box::pin(async move {
-            let r = write.await;
-            super::count("redb", &r);
-            r.map(|_| ())
-        })
+        let write = self.write(key, None, expect, fence);
+        Box::pin(async move { write.await.map(|_| ()) })
     }
 
     fn list(&self, prefix: &str) -> StoreFuture<Vec<String>> {
@@ -285,6 +276,15 @@ impl Answer {
             Answer::Get(r, v) => drop(r.send(v)),
             Answer::Write(r, v) => drop(r.send(v)),
             Answer::List(r, v) => drop(r.send(v)),
+        }
+    }
+
+    /// Answers `e` instead of what the op found.
+    fn fail(self, e: &StateError) {
+        match self {
+            Answer::Get(r, _) => drop(r.send(Err(e.clone()))),
+            Answer::Write(r, _) => drop(r.send(Err(e.clone()))),
+            Answer::List(r, _) => drop(r.send(Err(e.clone()))),
         }
     }
 }
@@ -362,13 +362,7 @@ fn write_batch(db: &Database, batch: &mut Vec<Op>) -> Result<bool, StateError> {
         Err(e) => {
             // Nothing of the batch is stored; what it read may not hold either.
             let e = unavailable(e);
-            for a in answers {
-                match a {
-                    Answer::Get(r, _) => drop(r.send(Err(e.clone()))),
-                    Answer::Write(r, _) => drop(r.send(Err(e.clone()))),
-                    Answer::List(r, _) => drop(r.send(Err(e.clone()))),
-                }
-            }
+            answers.into_iter().for_each(|a| a.fail(&e));
             Ok(false)
         }
     }
@@ -385,19 +379,14 @@ fn read_batch(db: &Database, batch: &mut Vec<Op>) -> Result<(), StateError> {
                 drop(reply.send(v));
             }
             Op::List { prefix, reply } => drop(reply.send(listed(&table, &prefix))),
-            Op::Write { .. } => unreachable_write(op),
+            // `run` sends batches with writes to `write_batch`; refused rather than lost.
+            write @ Op::Write { .. } => fail(
+                write,
+                &StateError::Unavailable("internal: a write in a read batch".into()),
+            ),
         }
     }
     Ok(())
-}
-
-/// `read_batch` is only given batches without writes; should one slip in, it is refused rather
-/// than lost.
-fn unreachable_write(op: Op) {
-    fail(
-        op,
-        &StateError::Unavailable("internal: a write in a read batch".into()),
-    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{
     DEFAULT_MAX_VALUE_LEN, Expect, Record, StateError, StateStore, StoreFuture, Stored, check_key,
+    check_write,
 };
 
 /// A [`StateStore`] in this process's memory. Cheap to clone: clones share the data.
@@ -55,16 +56,7 @@ impl MemoryStore {
         expect: Expect,
         fence: u64,
     ) -> Result<u64, StateError> {
-        check_key(key)?;
-        if let Some(d) = &data
-            && d.len() > self.max_value_len
-        {
-            return Err(StateError::TooLarge {
-                key: key.to_owned(),
-                size: d.len(),
-                limit: self.max_value_len,
-            });
-        }
+        check_write(key, data.as_deref(), self.max_value_len)?;
         let mut records = self.lock();
         let record = Record::apply(key, records.get(key), data, expect, fence)?;
         let version = record.version;

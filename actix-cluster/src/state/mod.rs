@@ -204,6 +204,24 @@ pub(crate) fn count<T>(backend: &'static str, result: &Result<T, StateError>) {
     crate::metrics::state_write(backend, outcome);
 }
 
+/// Checks a write of `data` (`None`: a delete) to `key` against the limits every backend
+/// applies, with `max_value_len` the backend's value limit.
+pub(crate) fn check_write(
+    key: &str,
+    data: Option<&[u8]>,
+    max_value_len: usize,
+) -> Result<(), StateError> {
+    check_key(key)?;
+    match data {
+        Some(d) if d.len() > max_value_len => Err(StateError::TooLarge {
+            key: key.to_owned(),
+            size: d.len(),
+            limit: max_value_len,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks `key` against the limits every backend applies.
 pub(crate) fn check_key(key: &str) -> Result<(), StateError> {
     let reason = if key.is_empty() {

@@ -15,6 +15,7 @@ use redis::aio::ConnectionManager;
 
 use super::{
     DEFAULT_MAX_VALUE_LEN, Expect, StateError, StateStore, StoreFuture, Stored, Version, check_key,
+    check_write,
 };
 
 const WRITE: &str = r"
@@ -113,14 +114,7 @@ impl RedisStore {
         expect: Expect,
         fence: u64,
     ) -> StoreFuture<u64> {
-        let check = check_key(key).and_then(|()| match &data {
-            Some(d) if d.len() > self.max_value_len => Err(StateError::TooLarge {
-                key: key.to_owned(),
-                size: d.len(),
-                limit: self.max_value_len,
-            }),
-            _ => Ok(()),
-        });
+        let check = check_write(key, data.as_deref(), self.max_value_len);
         let mut conn = self.conn.clone();
         let script = std::sync::Arc::clone(&self.script);
         let (record, index, key) = (self.record_key(key), self.index_key(), key.to_owned());
