@@ -107,11 +107,11 @@ fn migrate(node: &TestNode, name: &str, to: &str) -> Result<NameEntry, MigrateEr
         .expect("node thread")
 }
 
-fn lookup(node: &TestNode, name: &str) -> RemoteAddr<Tally> {
+fn try_lookup(node: &TestNode, name: &str) -> Option<RemoteAddr<Tally>> {
     let name = name.to_owned();
     node.run(move |s| async move { s.lookup::<Tally>(&name).await })
         .expect("node thread")
-        .expect("registered")
+        .ok()
 }
 
 fn seen(node: &TestNode, addr: &RemoteAddr<Tally>) -> Result<Vec<(u32, u64)>, RemoteError> {
@@ -236,8 +236,16 @@ fn a_supervised_actor_restarts_from_the_state_it_migrated_with() {
             .is_ok_and(|a| a != "node-mg-r2")),
         "mig/sup was not restarted"
     );
-    let state = seen(&nodes[1], &lookup(&nodes[1], "mig/sup")).expect("answers");
-    assert_eq!(state, (0..10).map(|seq| (7, seq)).collect::<Vec<_>>());
+    // A lookup reads the node's own replica, which may not hold the new binding yet.
+    let mut state = None;
+    assert!(
+        wait_until(TEST_DEADLINE, || {
+            state = try_lookup(&nodes[1], "mig/sup").and_then(|a| seen(&nodes[1], &a).ok());
+            state.is_some()
+        }),
+        "mig/sup is not bound in the second node's replica"
+    );
+    assert_eq!(state, Some((0..10).map(|seq| (7, seq)).collect::<Vec<_>>()));
     for n in nodes {
         n.stop();
     }
