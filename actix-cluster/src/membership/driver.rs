@@ -28,6 +28,7 @@ pub(crate) const CHANNEL: ChannelSpec = ChannelSpec {
     kind: 0x10,
     name: "membership",
     class: QueueClass::Priority,
+    reaches_down: true,
 };
 
 /// Measures this node's load when the core asks for it.
@@ -59,6 +60,26 @@ impl std::fmt::Debug for Driver {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Member state changes are what an operator reads first after an incident: a member's
+/// arrival, failure and departure at info, the steps in between at debug.
+fn log_event(ev: &ClusterEvent) {
+    match ev {
+        ClusterEvent::MemberUp(m) => {
+            tracing::info!(member = %m.id, addr = %m.addr, connected = m.connected, "member up");
+        }
+        ClusterEvent::MemberDown(m) => {
+            tracing::info!(member = %m.id, addr = %m.addr, connected = m.connected, "member down");
+        }
+        ClusterEvent::MemberLeft(m) => tracing::info!(member = %m.id, "member left"),
+        ClusterEvent::MemberSuspect(m) => {
+            tracing::debug!(member = %m.id, phi = m.phi, connected = m.connected, "member suspect");
+        }
+        ClusterEvent::MemberJoining(m) => tracing::debug!(member = %m.id, "member joining"),
+        ClusterEvent::MemberLeaving(m) => tracing::debug!(member = %m.id, "member leaving"),
+        ClusterEvent::Snapshot(_) | ClusterEvent::LoadChanged(_) => {}
+    }
 }
 
 impl Driver {
@@ -153,6 +174,7 @@ impl Driver {
 
     /// What a state change means for the transport and for watchers.
     fn side_effects(&self, ev: &ClusterEvent) {
+        log_event(ev);
         let Some(t) = self.transport.upgrade() else {
             return;
         };

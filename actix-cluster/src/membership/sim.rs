@@ -22,7 +22,9 @@
 //!   `handle_alive`, like the driver does;
 //! - a crash drops the core and its timers and breaks its connections; a restart is a new core
 //!   under the same name with a higher incarnation;
-//! - a graceful shutdown sends a goodbye on every open connection, after what is queued.
+//! - a graceful shutdown sends a goodbye on every open connection, after what is queued;
+//! - a paused node (SIGSTOP) keeps its connections open but handles nothing: what arrives for
+//!   it and its timers wait, and all run, in order, when it resumes.
 //!
 //! Member events are recorded per observer, both as a log and as a per-observer view (the
 //! member table rebuilt from events alone), which [`Sim::check_tables`] compares with the
@@ -148,6 +150,9 @@ struct Node {
     /// Peers that sent bytes since the last tick, and when last: the driver reports them
     /// with `handle_alive` before each tick.
     heard: HashMap<usize, u64>,
+    /// Stopped (SIGSTOP): events for it wait in `held` until it resumes.
+    paused: bool,
+    held: Vec<Ev>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +294,8 @@ impl Sim {
                     stopped: false,
                     view: HashMap::new(),
                     heard: HashMap::new(),
+                    paused: false,
+                    held: Vec::new(),
                 }
             })
             .collect::<Vec<_>>();
@@ -366,6 +373,17 @@ impl Sim {
             return false;
         };
         self.now = self.now.max(s.at);
+        let for_node = match &s.ev {
+            Ev::Timer { node, .. } | Ev::Bootstrap { node, .. } => Some(*node),
+            Ev::Deliver { to, .. } | Ev::Goodbye { to, .. } => Some(*to),
+            Ev::Connect { .. } => None,
+        };
+        if let Some(i) = for_node
+            && self.nodes[i].paused
+        {
+            self.nodes[i].held.push(s.ev);
+            return true;
+        }
         match s.ev {
             Ev::Timer { node, life, timer } => {
                 if self.nodes[node].life == life {
@@ -580,6 +598,8 @@ impl Sim {
 
     /// Kills node `i`: its core and timers are gone, its connections break.
     pub(super) fn crash(&mut self, i: usize) {
+        self.nodes[i].paused = false;
+        self.nodes[i].held.clear();
         self.nodes[i].core = None;
         self.nodes[i].stopped = true;
         self.nodes[i].life += 1;
@@ -587,6 +607,20 @@ impl Sim {
             if j != i {
                 self.close(ordered(i, j));
             }
+        }
+    }
+
+    /// Stops node `i` as SIGSTOP does: its connections stay open (the kernel keeps them), but
+    /// it handles nothing until [`resume`](Self::resume).
+    pub(super) fn pause(&mut self, i: usize) {
+        self.nodes[i].paused = true;
+    }
+
+    /// Lets a paused node run again: everything that waited for it runs now, in order.
+    pub(super) fn resume(&mut self, i: usize) {
+        self.nodes[i].paused = false;
+        for ev in std::mem::take(&mut self.nodes[i].held) {
+            self.schedule(self.now, ev);
         }
     }
 

@@ -59,6 +59,11 @@ pub(crate) struct ChannelSpec {
     /// For logs and metrics.
     pub(crate) name: &'static str,
     pub(crate) class: QueueClass,
+    /// Whether frames still go to a node membership declared down, over a connection that
+    /// is still open. Membership's own frames must: they are how a node declared down while
+    /// it ran (paused, or cut off on a connection that stayed open) learns it and rejoins.
+    /// Everything else is refused at once, as for any unreachable node.
+    pub(crate) reaches_down: bool,
 }
 
 impl ChannelSpec {
@@ -304,6 +309,7 @@ mod tests {
         kind: 0x10,
         name: "a",
         class: QueueClass::Priority,
+        reaches_down: false,
     };
 
     #[test]

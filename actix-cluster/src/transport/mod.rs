@@ -475,6 +475,10 @@ impl Transport {
     /// Finds or creates the peer for `info`. A newer incarnation replaces (and retires) the
     /// old one; an older incarnation than the one known is refused with `None`.
     fn peer_for(self: &Arc<Self>, info: &NodeInfo) -> Option<Arc<Peer>> {
+        // A node never dials itself (a master's table, or a rejoin's event, names it too).
+        if info.id.name() == self.local.id.name() {
+            return None;
+        }
         let mut peers = lock(&self.peers);
         if let Some(existing) = peers.get(info.id.name()) {
             if existing.id == info.id && existing.state() != PeerState::Gone {

@@ -344,6 +344,7 @@ impl Peer {
         match self.state() {
             PeerState::Connected => {}
             PeerState::Connecting if !connected_only => {}
+            PeerState::Unreachable if spec.reaches_down && self.is_attached() => {}
             PeerState::Connecting | PeerState::Unreachable => return Err(PushError::Unreachable),
             PeerState::Gone => return Err(PushError::Gone),
         }
@@ -825,6 +826,7 @@ mod tests {
         kind: 0x10,
         name: "membership",
         class: super::super::channel::QueueClass::Priority,
+        reaches_down: true,
     };
 
     fn soon() -> tokio::time::Instant {
@@ -919,6 +921,31 @@ mod tests {
         assert!(matches!(rx.await, Ok(Err(CallError::Gone))));
         assert_eq!(request(&p, soon()).err(), Some(PushError::Gone));
         assert_eq!(lock(&p.queue).calls.len(), 0);
+    }
+
+    #[test]
+    fn a_node_declared_down_still_gets_membership_frames_on_its_open_connection() {
+        let raft_like = ChannelSpec {
+            kind: 0x11,
+            name: "consensus",
+            reaches_down: false,
+            ..MEMBERSHIP
+        };
+        let p = peer(10);
+        p.attach(attached(1, "a"));
+        p.mark_down();
+        assert_eq!(p.state(), PeerState::Unreachable);
+        assert_eq!(MEMBERSHIP.send(&p, b"you are down"), Ok(()));
+        assert_eq!(MEMBERSHIP.send_if_connected(&p, b"hb"), Ok(()));
+        assert_eq!(raft_like.send(&p, b"append"), Err(PushError::Unreachable));
+        assert_eq!(
+            p.try_push(1, |b| b.extend_from_slice(b"x")),
+            Err(PushError::Unreachable)
+        );
+        assert!(matches!(p.take_batch(1), TakeBatch::Batch(..)));
+        // Without a connection, nothing goes: the node is unreachable for everyone.
+        p.detach(1, true);
+        assert_eq!(MEMBERSHIP.send(&p, b"x"), Err(PushError::Unreachable));
     }
 
     #[test]

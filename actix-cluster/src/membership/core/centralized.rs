@@ -261,6 +261,29 @@ impl Rules for Centralized {
         }
     }
 
+    /// A heartbeat from a member this node holds Down at that incarnation: it was declared
+    /// Down while it ran (paused, or cut off on a connection that stayed open), and may never
+    /// have heard so. A master tells it again, and it rejoins as its next generation; a worker
+    /// that declared a master Down itself takes it back, as when the master talks again.
+    fn on_heartbeat(&mut self, t: &mut Table, from: &NodeInfo, now: Instant) {
+        let name = Arc::clone(from.id.name_arc());
+        let Some(e) = t.members.get(&name) else {
+            return;
+        };
+        if e.info.id != from.id || e.state != MemberState::Down {
+            return;
+        }
+        if self.master {
+            let (to, r) = (e.target(), record(e));
+            t.send(to, Msg::Updates(vec![r]), false);
+        } else if is_master(t, &e.info) {
+            if let Some(e) = t.members.get_mut(&name) {
+                e.state = MemberState::Joining;
+            }
+            t.set_state(&name, MemberState::Up, now);
+        }
+    }
+
     /// A node registers with a master, which confirms it Up to everyone and sends it the
     /// whole table.
     fn on_join(&mut self, t: &mut Table, from: &NodeInfo, record: Record, now: Instant) {

@@ -159,6 +159,10 @@ trait Rules: Send {
     }
 
     fn on_join(&mut self, _t: &mut Table, _from: &NodeInfo, _record: Record, _now: Instant) {}
+
+    /// A heartbeat from `from`, before the table answers it: proof that the sender runs,
+    /// whatever this node holds about it.
+    fn on_heartbeat(&mut self, _t: &mut Table, _from: &NodeInfo, _now: Instant) {}
 }
 
 /// One node's view of the cluster. See the module docs for the call order.
@@ -336,7 +340,10 @@ impl Membership {
                     tracing::debug!(node = %from.id, error = %e, "dropping swim message");
                 }
             }
-            Msg::Heartbeat(seq) => self.table.answer_heartbeat(from, seq),
+            Msg::Heartbeat(seq) => {
+                self.rules.on_heartbeat(&mut self.table, from, now);
+                self.table.answer_heartbeat(from, seq);
+            }
             Msg::HeartbeatAck(seq) => {
                 if self.table.acked(from, seq, now) {
                     self.rules

@@ -104,3 +104,78 @@ fn a_partitioned_worker_and_master_are_down_and_come_back_after_healing() {
     );
     sim.check_tables();
 }
+
+/// A paused process keeps its connections: nothing breaks that a reconnect could repair. A
+/// master paused until everyone has declared it Down must learn that it was, and come back
+/// Up everywhere as its next generation once it runs again.
+#[test]
+fn a_master_paused_until_it_is_down_everywhere_comes_back_up_everywhere() {
+    let mut sim = Sim::new(SimConfig::lan(5, 0x5eed_000b).mode(Mode::Centralized, 3));
+    sim.run_until(Duration::from_secs(30), Sim::all_up)
+        .unwrap_or_else(|| panic!("the cluster did not form: {}", sim.summary()));
+    sim.run_for(Duration::from_secs(3));
+    let master = sim.id(1).clone();
+    sim.pause(1);
+    let down = sim
+        .run_until(Duration::from_secs(10), |s| {
+            s.everyone_sees(&master, MemberState::Down)
+        })
+        .unwrap_or_else(|| panic!("{master} was not seen Down: {}", sim.describe(&master)));
+    sim.resume(1);
+    let back = sim
+        .run_until(Duration::from_secs(20), Sim::all_up)
+        .unwrap_or_else(|| panic!("{master} did not come back: {}", sim.describe(&master)));
+    println!("centralized, paused master: Down everywhere {down:?}, Up again {back:?}");
+    sim.check_tables();
+}
+
+/// Paused only until the first node declares it Down: the others may still have it
+/// Suspect, and take it back when it answers. Whoever declared it Down must not keep it so.
+#[test]
+fn a_master_paused_until_one_node_downs_it_comes_back_up_everywhere() {
+    for seed in 0..8u64 {
+        let mut sim = Sim::new(SimConfig::lan(5, 0x5eed_0100 + seed).mode(Mode::Centralized, 3));
+        sim.run_until(Duration::from_secs(30), Sim::all_up)
+            .unwrap_or_else(|| panic!("the cluster did not form: {}", sim.summary()));
+        sim.run_for(Duration::from_secs(3));
+        let master = sim.id(1).clone();
+        sim.pause(1);
+        sim.run_until(Duration::from_secs(10), |s| {
+            (0..s.len()).any(|o| {
+                o != 1
+                    && s.view(o, 1)
+                        .is_some_and(|(id, st)| *id == master && *st == MemberState::Down)
+            })
+        })
+        .unwrap_or_else(|| panic!("{master} was not seen Down: {}", sim.describe(&master)));
+        sim.resume(1);
+        sim.run_until(Duration::from_secs(20), Sim::all_up)
+            .unwrap_or_else(|| {
+                panic!(
+                    "seed {seed}: {master} did not come back: {}",
+                    sim.describe(&master)
+                )
+            });
+        sim.check_tables();
+    }
+}
+
+/// The same for a worker: the masters' word that it is Down reaches it over the connection
+/// that stayed open, and it rejoins.
+#[test]
+fn a_worker_paused_until_it_is_down_everywhere_comes_back_up_everywhere() {
+    let mut sim = Sim::new(SimConfig::lan(5, 0x5eed_000c).mode(Mode::Centralized, 3));
+    sim.run_until(Duration::from_secs(30), Sim::all_up)
+        .unwrap_or_else(|| panic!("the cluster did not form: {}", sim.summary()));
+    sim.run_for(Duration::from_secs(3));
+    let worker = sim.id(4).clone();
+    sim.pause(4);
+    sim.run_until(Duration::from_secs(10), |s| {
+        s.everyone_sees(&worker, MemberState::Down)
+    })
+    .unwrap_or_else(|| panic!("{worker} was not seen Down: {}", sim.describe(&worker)));
+    sim.resume(4);
+    sim.run_until(Duration::from_secs(20), Sim::all_up)
+        .unwrap_or_else(|| panic!("{worker} did not come back: {}", sim.describe(&worker)));
+    sim.check_tables();
+}

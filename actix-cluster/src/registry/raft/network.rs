@@ -48,6 +48,9 @@ pub(crate) const CHANNEL: ChannelSpec = ChannelSpec {
     kind: 0x20,
     name: "raft",
     class: QueueClass::PriorityUpTo(64 << 10),
+    // A node declared down keeps its actors only while it hears from a working leader (see
+    // `registry/supervise.rs`): consensus frames must not keep reaching it.
+    reaches_down: false,
 };
 
 // 1 was a request without Raft ids, before identities were checked; never reused.
