@@ -121,10 +121,25 @@ impl MigrateFailure {
 }
 
 /// Target: actors started for moves whose outcome the source has not told, by (name, the
-/// registration they move from). Bounded: the source aborts within a request timeout, so old
-/// entries are only ever ones it no longer needs.
+/// registration they move from), with the attempt each belongs to. Bounded: the source
+/// aborts within a request timeout, so old entries are only ever ones it no longer needs.
 #[derive(Default)]
-pub(crate) struct Adopted(std::sync::Mutex<HashMap<(String, u64), u64>>);
+pub(crate) struct Adopted(std::sync::Mutex<HashMap<(String, u64), (u64, u64)>>);
+
+/// One attempt to move registration `version` of `name`. A source may try the same
+/// registration again after an attempt failed, with the actor's newer state: the attempt
+/// tells the two apart, so that a target never answers a retry with the actor it started
+/// from an earlier attempt's (older) state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AdoptKey {
+    pub(crate) name: String,
+    pub(crate) version: u64,
+    pub(crate) attempt: u64,
+}
+
+/// Attempt numbers: increasing within a process, which is all that is needed (one
+/// registration is only ever moved by the one node hosting it).
+static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 const MAX_ADOPTED: usize = 1024;
 
@@ -132,7 +147,7 @@ const MAX_ADOPTED: usize = 1024;
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 impl Adopted {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), (u64, u64)>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -284,9 +299,11 @@ impl Registry {
         let moving::Captured { bytes, release } = captured;
         let supervised = self.replica.read(|n| n.supervision(&name).is_some());
         let deadline = TokioInstant::now() + timeout;
+        let attempt = ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let adopt = RegistryRequest::Adopt {
             name: name.clone(),
             version: entry.version,
+            attempt,
             from: self.ctx_me().clone(),
             actor_type: entry.actor_type.clone(),
             format,
@@ -313,7 +330,8 @@ impl Registry {
                 // The actor goes on at once; then the target's, if it started one (a timeout),
                 // is stopped (or stops itself: `settle_adoption`).
                 let why = abort(release, why);
-                self.end_adoption(&target, &name, entry.version, true).await;
+                self.end_adoption(&target, &name, entry.version, attempt, true)
+                    .await;
                 return Err(target_err(why));
             }
         };
@@ -386,14 +404,15 @@ impl Registry {
                 if queue.send(moving::Held::Mark(reached)).await.is_ok() {
                     let _ = marked.await;
                 }
-                self.end_adoption(&target, &name, entry.version, false)
+                self.end_adoption(&target, &name, entry.version, attempt, false)
                     .await;
                 tracing::info!(name, from = %entry.node, to = %now.node, "actor migrated");
                 Ok(now)
             }
             Ok(None) => {
                 abort(release, String::new());
-                self.end_adoption(&target, &name, entry.version, true).await;
+                self.end_adoption(&target, &name, entry.version, attempt, true)
+                    .await;
                 Err(MigrateError::Conflict { name })
             }
             Err(e) => {
@@ -402,7 +421,8 @@ impl Registry {
                     name,
                     "a migration's registry write is in doubt ({e}); stopping both actors"
                 );
-                self.end_adoption(&target, &name, entry.version, true).await;
+                self.end_adoption(&target, &name, entry.version, attempt, true)
+                    .await;
                 let _ = release.send(true);
                 actor.end_move(None);
                 Err(MigrateError::Registry(e))
@@ -418,11 +438,13 @@ impl Registry {
         target: &crate::membership::Member,
         name: &str,
         version: u64,
+        attempt: u64,
         stop: bool,
     ) {
         let req = RegistryRequest::Abandon {
             name: name.to_owned(),
             version,
+            attempt,
             stop,
         };
         let deadline = TokioInstant::now() + self.config.request_timeout;
@@ -456,19 +478,43 @@ impl Registry {
 
     /// Answers [`RegistryRequest::Adopt`] on the target: starts the actor from `state`,
     /// unbound (fenced like a pending activation if supervised).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_adopt(
         self: &Arc<Self>,
-        name: String,
-        version: u64,
+        key: AdoptKey,
         from: crate::node::NodeId,
         actor_type: String,
         format: SerializationFormat,
         state: Vec<u8>,
         supervised: bool,
     ) -> RegistryReply {
-        if let Some(&id) = self.adopted.lock().get(&(name.clone(), version)) {
-            return RegistryReply::Activated(id);
+        let AdoptKey {
+            name,
+            version,
+            attempt,
+        } = key;
+        let earlier = {
+            let mut adopted = self.adopted.lock();
+            match adopted.get(&(name.clone(), version)) {
+                Some(&(a, id)) if a == attempt => return RegistryReply::Activated(id),
+                Some(&(a, _)) if a > attempt => {
+                    return RegistryReply::Failed(Failure::Refused(format!(
+                        "a later attempt to move {name:?} superseded this one"
+                    )));
+                }
+                // The source gave that attempt up (it only tries again after ending one),
+                // and that actor holds older state: it must never be bound.
+                Some(_) => adopted.remove(&(name.clone(), version)).map(|(_, id)| id),
+                None => None,
+            }
+        };
+        if let Some(stale) = earlier {
+            tracing::info!(
+                name,
+                actor = stale,
+                "stopping an earlier migration attempt's actor"
+            );
+            self.forget_hosted(&name, stale);
+            self.stop_local(stale);
         }
         match self.start_from(&actor_type, format, state).await {
             Ok(id) => {
@@ -487,7 +533,7 @@ impl Registry {
                 if adopted.len() >= MAX_ADOPTED {
                     adopted.clear();
                 }
-                adopted.insert((name.clone(), version), id);
+                adopted.insert((name.clone(), version), (attempt, id));
                 drop(adopted);
                 if supervised {
                     self.note_pending(&name, id);
@@ -511,7 +557,7 @@ impl Registry {
         let me = self.ctx_me().clone();
         loop {
             tokio::time::sleep(SETTLE_POLL).await;
-            if self.adopted.lock().get(&key) != Some(&id) {
+            if self.adopted.lock().get(&key).is_none_or(|&(_, a)| a != id) {
                 return; // Settled by the source.
             }
             if self.replica.applied() < key.1 {
@@ -526,7 +572,13 @@ impl Registry {
                 Some((false, v)) if v == key.1 && TokioInstant::now() < give_up => continue,
                 _ => false,
             };
-            self.adopted.lock().remove(&key);
+            {
+                let mut adopted = self.adopted.lock();
+                if adopted.get(&key).is_none_or(|&(_, a)| a != id) {
+                    return; // Settled, or replaced by a later attempt, meanwhile.
+                }
+                adopted.remove(&key);
+            }
             if bound {
                 if let Some(actor) = self.remote().actors.get(id) {
                     actor.open();
@@ -545,8 +597,22 @@ impl Registry {
     }
 
     /// Answers [`RegistryRequest::Abandon`].
-    pub(super) fn serve_abandon(&self, name: &str, version: u64, stop: bool) -> RegistryReply {
-        let id = self.adopted.lock().remove(&(name.to_owned(), version));
+    pub(super) fn serve_abandon(
+        &self,
+        name: &str,
+        version: u64,
+        attempt: u64,
+        stop: bool,
+    ) -> RegistryReply {
+        let id = {
+            let mut adopted = self.adopted.lock();
+            let key = (name.to_owned(), version);
+            match adopted.get(&key) {
+                Some(&(a, _)) if a == attempt => adopted.remove(&key).map(|(_, id)| id),
+                // Another attempt's: not this request's to settle.
+                _ => None,
+            }
+        };
         if let Some(id) = id {
             if stop {
                 self.forget_hosted(name, id);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant as TokioInstant;
 
+use super::migrate::AdoptKey;
 use super::raft::network as raft_network;
 use super::raft::node::{self as raft_node, LocalError};
 use super::raft::{RaftHandle, RaftNode};
@@ -71,10 +72,14 @@ pub(crate) enum RegistryRequest {
         to: String,
     },
     /// The source of a move asks the target to start `name`'s actor from `state`, unbound.
-    /// Answered with the actor id (`Activated`); idempotent per (`name`, `version`).
+    /// Answered with the actor id (`Activated`); idempotent per (`name`, `version`,
+    /// `attempt`). A later attempt from the same registration replaces an earlier one's
+    /// actor (the source abandoned that one, and its state is older); an earlier attempt
+    /// arriving after a later one is refused.
     Adopt {
         name: String,
         version: u64,
+        attempt: u64,
         from: NodeId,
         actor_type: String,
         format: crate::codec::SerializationFormat,
@@ -87,6 +92,7 @@ pub(crate) enum RegistryRequest {
     Abandon {
         name: String,
         version: u64,
+        attempt: u64,
         stop: bool,
     },
     /// Answer once this node's replica has applied log index `index` (or at the request
@@ -1111,13 +1117,19 @@ impl Registry {
             RegistryRequest::Adopt {
                 name,
                 version,
+                attempt,
                 from,
                 actor_type,
                 format,
                 state,
                 supervised,
             } => {
-                self.serve_adopt(name, version, from, actor_type, format, state, supervised)
+                let key = AdoptKey {
+                    name,
+                    version,
+                    attempt,
+                };
+                self.serve_adopt(key, from, actor_type, format, state, supervised)
                     .await
             }
             RegistryRequest::Applied { index } => {
@@ -1130,8 +1142,9 @@ impl Registry {
             RegistryRequest::Abandon {
                 name,
                 version,
+                attempt,
                 stop,
-            } => self.serve_abandon(&name, version, stop),
+            } => self.serve_abandon(&name, version, attempt, stop),
             RegistryRequest::Recover => match self.recover_here(raft).await {
                 Ok(report) => RegistryReply::Recovered(report),
                 Err(e) => RegistryReply::Failed(Failure::from_error(e)),
