@@ -83,6 +83,7 @@ mod registry;
 mod remote;
 pub mod state;
 mod system;
+pub use system::virtual_actor;
 mod tls;
 mod transport;
 mod wire;

@@ -45,6 +45,12 @@ pub(crate) const ACTOR_MIGRATIONS: &str = "actix_cluster_actor_migrations_total"
 pub(crate) const STATE_WRITES: &str = "actix_cluster_state_writes_total";
 /// Write transactions (each one fsync) of the embedded state store.
 pub(crate) const STATE_COMMITS: &str = "actix_cluster_state_commits_total";
+/// Counter: virtual actor activations asked for by this node, by type and outcome.
+pub(crate) const VIRTUAL_ACTIVATIONS: &str = "actix_cluster_virtual_activations_total";
+/// Counter: virtual actor activations passivated on this node.
+pub(crate) const VIRTUAL_PASSIVATIONS: &str = "actix_cluster_virtual_passivations_total";
+/// Gauge: virtual actor activations hosted on this node.
+pub(crate) const VIRTUAL_ACTIVE: &str = "actix_cluster_virtual_active";
 
 /// Registers unit and help text of every metric with the installed recorder (a no-op without
 /// one). Idempotent.
@@ -136,6 +142,21 @@ pub(crate) fn describe() {
         Unit::Count,
         "Write transactions of the embedded (redb) state store, each one fsync; writes divided by this is the group commit's batch."
     );
+    describe_counter!(
+        VIRTUAL_ACTIVATIONS,
+        Unit::Count,
+        "Virtual actor activations this node asked for; label actor_type; label outcome: activated or failed."
+    );
+    describe_counter!(
+        VIRTUAL_PASSIVATIONS,
+        Unit::Count,
+        "Virtual actor activations passivated on this node (idle, or deactivated)."
+    );
+    describe_gauge!(
+        VIRTUAL_ACTIVE,
+        Unit::Count,
+        "Virtual actor activations hosted on this node."
+    );
 }
 
 pub(crate) fn bytes_written(n: u64) {
@@ -211,6 +232,20 @@ pub(crate) fn state_write(backend: &'static str, outcome: &'static str) {
 
 pub(crate) fn state_commit() {
     metrics::counter!(STATE_COMMITS).increment(1);
+}
+
+/// `outcome`: `activated` or `failed`.
+pub(crate) fn virtual_activation(actor_type: &'static str, outcome: &'static str) {
+    metrics::counter!(VIRTUAL_ACTIVATIONS, "actor_type" => actor_type, "outcome" => outcome)
+        .increment(1);
+}
+
+pub(crate) fn virtual_passivation() {
+    metrics::counter!(VIRTUAL_PASSIVATIONS).increment(1);
+}
+
+pub(crate) fn virtual_active(n: usize) {
+    metrics::gauge!(VIRTUAL_ACTIVE).set(n as f64);
 }
 
 /// `outcome`: `restarted` or `exhausted`.

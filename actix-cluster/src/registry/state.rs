@@ -155,8 +155,10 @@ pub(crate) enum Outcome {
         node: NodeId,
         entry: Option<NameEntry>,
     },
-    /// The claim was granted (token echoed back).
-    Claimed { token: u64 },
+    /// The claim was granted (token echoed back) at log `index`: later claims of the name
+    /// have higher indexes, so the index fences what the claimer starts (a virtual actor's
+    /// state writes).
+    Claimed { token: u64, index: u64 },
     /// The name was released (`None`: it was not registered, or not at that version).
     Released(Option<NameEntry>),
     /// Names released by `ReleaseNodes`.
@@ -391,7 +393,7 @@ impl Names {
                         if self.supervised.get(name).is_some_and(|s| s.exhausted) {
                             self.supervised.remove(name);
                         }
-                        self.claim(name, node, *token)
+                        self.claim(index, name, node, *token)
                     }
                 }
             }
@@ -485,7 +487,7 @@ impl Names {
                 if s.restarts.len() > MAX_RESTART_TIMES {
                     s.restarts.remove(0);
                 }
-                self.claim(name, node, *token)
+                self.claim(index, name, node, *token)
             }
             Command::Exhaust { name } => {
                 if !self.slots.contains_key(name)
@@ -546,7 +548,7 @@ impl Names {
     }
 
     /// Claims `name` for `node` with `token` (the checks are the caller's).
-    fn claim(&mut self, name: &str, node: &NodeId, token: u64) -> Outcome {
+    fn claim(&mut self, index: u64, name: &str, node: &NodeId, token: u64) -> Outcome {
         self.put(
             name.to_owned(),
             Slot::Claimed {
@@ -554,7 +556,7 @@ impl Names {
                 token,
             },
         );
-        Outcome::Claimed { token }
+        Outcome::Claimed { token, index }
     }
 
     /// Binds `name` to `location` at log `index` (the checks are the caller's).
@@ -653,7 +655,7 @@ mod tests {
         };
         assert_eq!(
             n.apply(1, &claim(5), &mut ev),
-            Outcome::Claimed { token: 5 }
+            Outcome::Claimed { token: 5, index: 1 }
         );
         assert!(matches!(
             n.apply(2, &claim(6), &mut ev),
@@ -876,7 +878,7 @@ mod tests {
         // The leader's restart claims it for y; a second decision finds it taken.
         assert_eq!(
             n.apply(5, &restart("a", "y", 3, 1000), &mut ev),
-            Outcome::Claimed { token: 3 }
+            Outcome::Claimed { token: 3, index: 5 }
         );
         assert!(matches!(
             n.apply(6, &restart("a", "z", 4, 1001), &mut ev),
@@ -936,7 +938,10 @@ mod tests {
             node: NodeId::new("y", 1),
             token: 9,
         };
-        assert_eq!(n.apply(5, &claim, &mut ev), Outcome::Claimed { token: 9 });
+        assert_eq!(
+            n.apply(5, &claim, &mut ev),
+            Outcome::Claimed { token: 9, index: 5 }
+        );
         assert!(n.supervision("a").is_none());
     }
 

@@ -71,6 +71,20 @@ pub(crate) trait LocalActor: Send + Sync {
     fn adopting(&self, source: NodeId);
     /// Delivers what was held while adopting, in order, and opens the gate.
     fn open(&self);
+    /// How long since a message from the network last reached the actor (or
+    /// [`touch`](Self::touch) was called), for idle passivation.
+    fn idle_for(&self) -> std::time::Duration;
+    /// Counts as a use now (a local send that went straight to the mailbox).
+    fn touch(&self);
+    /// The sender of closures run in the actor's context, as `&UnboundedSender<Control<A>>`.
+    fn control_any(&self) -> Option<&dyn Any>;
+}
+
+/// Milliseconds since the first call in this process: a cheap clock for last-use stamps.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A closure run inside the actor's context (stop, serialize for a move).
@@ -89,6 +103,8 @@ struct LocalEntry<A: DistributedActor> {
     gate: RwLock<Gate>,
     /// This node's name, for errors.
     node: Arc<str>,
+    /// When a message last reached the actor ([`now_ms`]).
+    last_use: AtomicU64,
 }
 
 impl<A: DistributedActor> LocalEntry<A> {
@@ -123,6 +139,7 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
         format: SerializationFormat,
     ) -> Result<Delivery, RemoteError> {
         let entry = self.entry(message)?;
+        self.last_use.store(now_ms(), Ordering::Relaxed);
         {
             // Held across the delivery: a move that closes the gate waits for it, so every
             // message either is in the mailbox before the move begins or is held.
@@ -150,6 +167,7 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
         format: SerializationFormat,
     ) -> Result<ReplyFuture, RemoteError> {
         let entry = self.entry(message)?;
+        self.last_use.store(now_ms(), Ordering::Relaxed);
         {
             let gate = read(&self.gate);
             if gate.passes(from) {
@@ -179,6 +197,19 @@ impl<A: DistributedActor> LocalActor for LocalEntry<A> {
 
     fn as_any(&self) -> &dyn Any {
         &self.addr
+    }
+
+    fn idle_for(&self) -> std::time::Duration {
+        let last = self.last_use.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(now_ms().saturating_sub(last))
+    }
+
+    fn touch(&self) {
+        self.last_use.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn control_any(&self) -> Option<&dyn Any> {
+        self.control.as_ref().map(|c| c as &dyn Any)
     }
 
     fn stop(&self) -> bool {
@@ -400,6 +431,11 @@ pub(crate) type SpawnerFn = Box<
 >;
 
 /// Builds the function that starts a shipped `A` on this node.
+/// Wire names that two of `A`'s messages share (empty when its table is sound).
+pub(crate) fn message_conflicts<A: DistributedActor>() -> Vec<String> {
+    ActorType::<A>::build().1
+}
+
 pub(crate) fn spawner<A: DistributedActor + DeserializeOwned>()
 -> (&'static str, SpawnerFn, Vec<String>) {
     let (_, conflicts) = ActorType::<A>::build();
@@ -641,9 +677,26 @@ impl LocalActors {
             control,
             gate: RwLock::new(Gate::Open),
             node: Arc::from(self.node.as_str()),
+            last_use: AtomicU64::new(now_ms()),
         };
         write(&self.actors).insert(id, Arc::new(entry));
         id
+    }
+
+    /// Runs `f` in the context of local actor `id`, if it is an `A` started by this table
+    /// and still running; `false` otherwise.
+    pub(crate) fn run_in<A: DistributedActor>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut A, &mut Context<A>) + Send + 'static,
+    ) -> bool {
+        let Some(actor) = self.get(id) else {
+            return false;
+        };
+        actor
+            .control_any()
+            .and_then(|c| c.downcast_ref::<futures::channel::mpsc::UnboundedSender<Control<A>>>())
+            .is_some_and(|c| c.unbounded_send(Box::new(f)).is_ok())
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Arc<dyn LocalActor>> {

@@ -30,5 +30,5 @@ pub use watch::{
 };
 
 pub(crate) use context::RemoteContext;
-pub(crate) use local::{LocalActors, SpawnerFn, spawner};
+pub(crate) use local::{LocalActors, SpawnerFn, message_conflicts, spawner};
 pub(crate) use named::{NameLocation, NameResolver};

@@ -57,6 +57,10 @@ pub(crate) mod id {
     /// The name this node declares for a message id of an actor type, asked by a node that
     /// received the message and does not declare it (remote).
     pub(crate) const MESSAGE_NAME: u32 = 9;
+    /// Activate a virtual actor's identity here, fenced by the caller's claim (system).
+    pub(crate) const VIRTUAL_ACTIVATE: u32 = 10;
+    /// Passivate a virtual actor's activation hosted here (system).
+    pub(crate) const VIRTUAL_PASSIVATE: u32 = 11;
 }
 
 /// What a system request handler returns: the encoded reply, produced on the network thread.

@@ -14,6 +14,7 @@ mod members;
 mod registry;
 mod spawn;
 mod start;
+pub mod virtual_actor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ struct Node {
     placer: Arc<std::sync::Mutex<crate::placement::Placer>>,
     /// Where this node's actors keep state that outlives them.
     state: Arc<dyn crate::state::StateStore>,
+    /// The virtual actor activations this node hosts.
+    virtuals: Arc<virtual_actor::VirtualHost>,
 }
 
 /// The arbiter that runs a node's network I/O (see [`NetworkThread`](crate::NetworkThread)).

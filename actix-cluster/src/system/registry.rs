@@ -84,7 +84,7 @@ impl ClusterSystem {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<RemoteAddr<A>, RemoteError>>,
     {
-        let make = || async move { make().await.map(|addr| (addr, None)) };
+        let make = |_claim| async move { make().await.map(|addr| (addr, None)) };
         match self.name_or_create(name, make).await {
             Ok((addr, _)) => Ok(addr),
             Err(Created::Registry(e)) => Err(e),
@@ -94,9 +94,10 @@ impl ClusterSystem {
 
     /// [`register_name_or_get`](Self::register_name_or_get) with the creator's own error
     /// type; a creator that returns a [`Supervision`] makes the name supervised (bound with
-    /// `Supervise`). Returns the address and, when this call created the actor, its
-    /// registration (an actor that was already registered comes as an address that follows
-    /// the name).
+    /// `Supervise`). `make` gets the log index of this call's claim, which fences whatever it
+    /// starts: any later claim of the name has a higher one. Returns the address and, when
+    /// this call created the actor, its registration (an actor that was already registered
+    /// comes as an address that follows the name).
     pub(super) async fn name_or_create<A, E, F, Fut>(
         &self,
         name: &str,
@@ -104,7 +105,7 @@ impl ClusterSystem {
     ) -> Result<(RemoteAddr<A>, Option<NameEntry>), Created<E>>
     where
         A: DistributedActor,
-        F: FnOnce() -> Fut,
+        F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<(RemoteAddr<A>, Option<Supervision>), E>>,
     {
         let found = |entry: &NameEntry| -> Result<(RemoteAddr<A>, Option<NameEntry>), Created<E>> {
@@ -120,7 +121,7 @@ impl ClusterSystem {
             )));
         }
         let deadline = tokio::time::Instant::now() + registry.config.request_timeout;
-        let token = loop {
+        let (token, claimed_at) = loop {
             if tokio::time::Instant::now() >= deadline {
                 return Err(RegistryError::Timeout(registry.config.request_timeout).into());
             }
@@ -141,7 +142,7 @@ impl ClusterSystem {
                 token,
             };
             match registry.write(claim).await? {
-                Outcome::Claimed { .. } => break token,
+                Outcome::Claimed { index, .. } => break (token, index),
                 Outcome::Taken {
                     entry: Some(entry), ..
                 } => return found(&entry),
@@ -157,7 +158,7 @@ impl ClusterSystem {
                 other => return Err(unexpected(other).into()),
             }
         };
-        let (addr, supervision) = match make().await {
+        let (addr, supervision) = match make(claimed_at).await {
             Ok(made) => made,
             Err(e) => {
                 let release = Command::Unregister {
@@ -329,7 +330,7 @@ impl ClusterSystem {
         self.registry()?.recover(from).await
     }
 
-    fn registry(&self) -> Result<&std::sync::Arc<Registry>, RegistryError> {
+    pub(super) fn registry(&self) -> Result<&std::sync::Arc<Registry>, RegistryError> {
         if self.remote().is_stopped() {
             return Err(RegistryError::SystemStopped);
         }

@@ -125,7 +125,7 @@ impl ClusterSystem {
             return Ok(self.spawn_on(&strategy, &node, make).await?.0);
         };
         let created = self
-            .name_or_create(name, || async {
+            .name_or_create(name, |_claim| async {
                 let node = self.place(&strategy, &constraint, key).await?;
                 let (addr, state) = self.spawn_on(&strategy, &node, make).await?;
                 let supervision = supervised.then(|| Supervision {
@@ -161,7 +161,7 @@ impl ClusterSystem {
     }
 
     /// The member `strategy` picks: decided here, or by the acting master (see the module).
-    async fn place(
+    pub(super) async fn place(
         &self,
         strategy: &Placement,
         constraint: &Constraint,

@@ -20,6 +20,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
+use super::virtual_actor::{self, VirtualActor, VirtualHost, VirtualKind};
 use super::{ClusterSystem, NetArbiter, Node, StartError, members, spawn};
 use crate::config::{ClusterConfig, DiscoveryMethod, NetworkThread, Security};
 use crate::membership::core::{Membership, Mode, Settings};
@@ -46,6 +47,7 @@ pub struct ClusterSystemBuilder {
     spawners: Vec<SpawnerEntry>,
     local_actors: Vec<LocalActorEntry>,
     state_store: Option<Arc<dyn StateStore>>,
+    virtuals: Vec<(&'static str, VirtualKind, Vec<String>)>,
 }
 
 impl std::fmt::Debug for ClusterSystemBuilder {
@@ -69,6 +71,7 @@ impl ClusterSystemBuilder {
             spawners: Vec::new(),
             local_actors: Vec::new(),
             state_store: None,
+            virtuals: Vec::new(),
         }
     }
 
@@ -85,6 +88,14 @@ impl ClusterSystemBuilder {
     /// [`ClusterSystem::remote_actor`].
     pub fn register<A: DistributedActor + DeserializeOwned>(mut self) -> Self {
         self.spawners.push(remote::spawner::<A>());
+        self
+    }
+
+    /// Lets this node host activations of the virtual actor type `A` (see
+    /// [`virtual_actor`](crate::virtual_actor)): a node that did not register it is never
+    /// chosen for one. Any node may address `A` with [`ClusterSystem::get`].
+    pub fn register_virtual<A: VirtualActor>(mut self) -> Self {
+        self.virtuals.push(virtual_actor::kind::<A>());
         self
     }
 
@@ -176,6 +187,16 @@ impl ClusterSystemBuilder {
                 return Err(StartError::ConflictingWireNames(conflicts));
             }
             if spawners.insert(name, spawn).is_some() {
+                return Err(StartError::DuplicateActorType(name.to_owned()));
+            }
+            capabilities.push(name.to_owned());
+        }
+        let mut virtuals = HashMap::new();
+        for (name, kind, conflicts) in self.virtuals {
+            if !conflicts.is_empty() {
+                return Err(StartError::ConflictingWireNames(conflicts));
+            }
+            if spawners.contains_key(name) || virtuals.insert(name, kind).is_some() {
                 return Err(StartError::DuplicateActorType(name.to_owned()));
             }
             capabilities.push(name.to_owned());
@@ -286,6 +307,8 @@ impl ClusterSystemBuilder {
         members::register(&remote, membership.as_ref()).map_err(wiring)?;
         let placer = Arc::new(std::sync::Mutex::new(Placer::new(rand::random())));
         spawn::register(&remote, membership.as_ref(), &placer).map_err(wiring)?;
+        let virtuals = VirtualHost::new(virtuals, &remote, &registry, Arc::clone(&state));
+        virtuals.register(&remote).map_err(wiring)?;
 
         // 6. Registration ends; the builder's local actors start (on this, the home arbiter)
         // before anyone can see this node; then the network side starts.
@@ -298,6 +321,7 @@ impl ClusterSystemBuilder {
             net,
             placer,
             state,
+            virtuals,
         });
         let system = ClusterSystem {
             node: Arc::clone(&node),

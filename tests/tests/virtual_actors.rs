@@ -1,0 +1,350 @@
+//! Virtual actors in in-process clusters: one activation per identity however many nodes
+//! call it at once; state that survives passivation (idle, or told to), deletion, and the
+//! crash of the hosting node (with a store the nodes share); handles built without a round
+//! trip.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_cluster::prelude::*;
+use actix_cluster::state::{MemoryStore, PersistentState};
+use actix_cluster::virtual_actor::{Checkpoint, VirtualActor, VirtualError};
+use actix_cluster::{RegistryConfig, RegistryError};
+use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
+use actix_cluster_tests::wait_until;
+use serde::{Deserialize, Serialize};
+
+/// Activations started per identity, across every node of the process.
+fn activations() -> &'static Mutex<HashMap<String, usize>> {
+    static A: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    A.get_or_init(Mutex::default)
+}
+
+fn count_activation(id: &str) {
+    *activations()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(id.to_owned())
+        .or_default() += 1;
+}
+
+fn activations_of(id: &str) -> usize {
+    activations()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(id)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[derive(Default, Serialize, Deserialize, Debug, PartialEq)]
+struct Score {
+    points: u64,
+}
+
+impl PersistentState for Score {}
+
+/// Saves after every message: an acknowledged `Add` is in the store.
+struct Player {
+    score: Score,
+    checkpoint: Checkpoint<Score>,
+}
+
+impl Actor for Player {
+    type Context = Context<Self>;
+}
+
+#[derive(Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<u64, String>")]
+struct Add(u64);
+
+impl Handler<Add> for Player {
+    type Result = ResponseFuture<Result<u64, String>>;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> Self::Result {
+        self.score.points += m.0;
+        let points = self.score.points;
+        let saved = self.checkpoint.save(&self.score);
+        Box::pin(async move {
+            saved.await.map_err(|e| e.to_string())?;
+            Ok(points)
+        })
+    }
+}
+
+#[derive(Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "(u64, String)")]
+struct Get;
+
+impl Handler<Get> for Player {
+    type Result = MessageResult<Get>;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> Self::Result {
+        let node = std::thread::current().name().unwrap_or("?").to_owned();
+        MessageResult((self.score.points, node))
+    }
+}
+
+impl DistributedActor for Player {
+    const NAME: &'static str = "tests.player";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add").handle::<Get>("get");
+    }
+}
+
+impl VirtualActor for Player {
+    type State = Score;
+    fn activate(id: &str, score: Score, checkpoint: Checkpoint<Score>) -> Self {
+        count_activation(id);
+        Player { score, checkpoint }
+    }
+}
+
+/// Saves nothing itself: its state is saved when it passivates, which it does after 300 ms
+/// without a message.
+struct Napper {
+    score: Score,
+}
+
+impl Actor for Napper {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for Napper {
+    type Result = Result<u64, String>;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> Self::Result {
+        self.score.points += m.0;
+        Ok(self.score.points)
+    }
+}
+
+impl DistributedActor for Napper {
+    const NAME: &'static str = "tests.napper";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add");
+    }
+}
+
+static NAPPER_PASSIVATIONS: AtomicUsize = AtomicUsize::new(0);
+
+impl VirtualActor for Napper {
+    type State = Score;
+    fn activate(id: &str, score: Score, _: Checkpoint<Score>) -> Self {
+        count_activation(id);
+        Napper { score }
+    }
+    fn passivating(&mut self) -> Option<Score> {
+        NAPPER_PASSIVATIONS.fetch_add(1, Ordering::SeqCst);
+        Some(std::mem::take(&mut self.score))
+    }
+    fn idle_timeout() -> Duration {
+        Duration::from_millis(300)
+    }
+}
+
+/// Three nodes `<prefix>0..2` hosting both types and sharing `store`, ready when every node
+/// sees all three Up and the registry has a leader and three voters.
+fn cluster(prefix: &str, store: &MemoryStore) -> Vec<TestNode> {
+    let start = |name: String, seed: Option<String>| {
+        let mut config = plaintext(&name).registry(RegistryConfig::new().voters(3));
+        if let Some(seed) = seed {
+            config = config.seed_nodes([seed]);
+        }
+        let store = store.clone();
+        TestNode::start(prefix, config.build().expect("config"), move |b| {
+            b.register_virtual::<Player>()
+                .register_virtual::<Napper>()
+                .state_store(store)
+        })
+        .expect("start")
+    };
+    let first = start(format!("{prefix}0"), None);
+    let seed = first.system().local_addr().to_string();
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        nodes.push(start(format!("{prefix}{i}"), Some(seed.clone())));
+    }
+    assert!(
+        wait_until(TEST_DEADLINE, || nodes.iter().all(|n| {
+            let members = n.system().members();
+            members.len() == 3
+                && members.iter().all(|m| {
+                    m.state == MemberState::Up && m.capabilities.iter().any(|c| c == Player::NAME)
+                })
+                && n.run(|s| async move { s.registry_status().await })
+                    .ok()
+                    .and_then(Result::ok)
+                    .is_some_and(|s| s.leader.is_some() && s.voters.len() == 3)
+        })),
+        "cluster {prefix} not ready"
+    );
+    nodes
+}
+
+fn add<A>(node: &TestNode, id: &str, n: u64) -> Result<u64, VirtualError>
+where
+    A: VirtualActor + Handler<Add>,
+    A::Context: actix::dev::ToEnvelope<A, Add>,
+{
+    let id = id.to_owned();
+    node.run(move |s| async move { s.get::<A>(id).send(Add(n)).await })
+        .expect("node thread")
+        .map(|r| r.expect("saved"))
+}
+
+fn get(node: &TestNode, id: &str) -> Result<(u64, String), VirtualError> {
+    let id = id.to_owned();
+    node.run(move |s| async move { s.get::<Player>(id).send(Get).await })
+        .expect("node thread")
+}
+
+fn bound(node: &TestNode, name: &str) -> bool {
+    let name = name.to_owned();
+    !matches!(
+        node.run(move |s| async move { s.lookup_entry(&name).await })
+            .expect("node thread"),
+        Err(RegistryError::NotFound(_))
+    )
+}
+
+#[test]
+fn one_activation_however_many_nodes_call_an_identity_at_once() {
+    let nodes = cluster("va-one", &MemoryStore::new());
+    let id = "va-one/42";
+    std::thread::scope(|scope| {
+        for node in &nodes {
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    add::<Player>(node, id, 1).expect("added");
+                }
+            });
+        }
+    });
+    assert_eq!(get(&nodes[0], id).expect("answers").0, 30);
+    assert_eq!(activations_of(id), 1, "one activation for the identity");
+    // A handle is built without a round trip, and a second identity is another actor.
+    assert_eq!(add::<Player>(&nodes[2], "va-one/43", 5).expect("added"), 5);
+    assert_eq!(get(&nodes[1], id).expect("answers").0, 30);
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn an_idle_activation_passivates_and_the_next_message_finds_its_state() {
+    let nodes = cluster("va-idle", &MemoryStore::new());
+    let id = "va-idle/7";
+    let name = "virtual/tests.napper/va-idle/7";
+    assert_eq!(add::<Napper>(&nodes[0], id, 5).expect("added"), 5);
+    assert_eq!(add::<Napper>(&nodes[1], id, 2).expect("added"), 7);
+    assert_eq!(activations_of(id), 1);
+    // Idle for 300 ms: it saves, stops and releases its name.
+    assert!(
+        wait_until(TEST_DEADLINE, || !bound(&nodes[2], name)),
+        "the idle activation was not passivated"
+    );
+    assert!(NAPPER_PASSIVATIONS.load(Ordering::SeqCst) >= 1);
+    assert_eq!(add::<Napper>(&nodes[2], id, 1).expect("added"), 8);
+    assert_eq!(
+        activations_of(id),
+        2,
+        "activated again, from its saved state"
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn deactivate_keeps_the_state_and_delete_removes_it() {
+    let nodes = cluster("va-del", &MemoryStore::new());
+    let id = "va-del/1";
+    assert_eq!(add::<Player>(&nodes[0], id, 3).expect("added"), 3);
+    let deactivated = {
+        let id = id.to_owned();
+        nodes[1]
+            .run(move |s| async move { s.get::<Player>(id).deactivate().await })
+            .expect("node thread")
+            .expect("deactivated")
+    };
+    assert!(deactivated);
+    assert_eq!(add::<Player>(&nodes[2], id, 1).expect("added"), 4);
+    assert_eq!(activations_of(id), 2);
+    {
+        let id = id.to_owned();
+        nodes[0]
+            .run(move |s| async move { s.get::<Player>(id).delete().await })
+            .expect("node thread")
+            .expect("deleted");
+    }
+    assert_eq!(
+        add::<Player>(&nodes[1], id, 1).expect("added"),
+        1,
+        "starts afresh"
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn the_state_survives_the_crash_of_the_hosting_node() {
+    let store = MemoryStore::new();
+    let mut nodes = cluster("va-crash", &store);
+    let id = "va-crash/9";
+    assert_eq!(add::<Player>(&nodes[0], id, 4).expect("added"), 4);
+    let (_, host) = get(&nodes[0], id).expect("answers");
+    let victim = nodes
+        .iter()
+        .position(|n| host == format!("node-{}", n.system().node_id().name()))
+        .expect("hosted by a node of the cluster");
+    nodes.remove(victim).kill();
+    // Answering again, from a survivor, with every acknowledged update.
+    let mut points = None;
+    assert!(
+        wait_until(TEST_DEADLINE * 2, || {
+            points = add::<Player>(&nodes[0], id, 1).ok();
+            points.is_some()
+        }),
+        "the identity did not answer again after its node died"
+    );
+    assert_eq!(points, Some(5));
+    assert_eq!(get(&nodes[1], id).expect("answers").0, 5);
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn an_unregistered_type_is_a_typed_error() {
+    let nodes = cluster("va-err", &MemoryStore::new());
+    struct Stranger;
+    impl Actor for Stranger {
+        type Context = Context<Self>;
+    }
+    impl Handler<Add> for Stranger {
+        type Result = Result<u64, String>;
+        fn handle(&mut self, _: Add, _: &mut Context<Self>) -> Self::Result {
+            Ok(0)
+        }
+    }
+    impl DistributedActor for Stranger {
+        const NAME: &'static str = "tests.stranger";
+        fn messages(m: &mut Messages<Self>) {
+            m.handle::<Add>("add");
+        }
+    }
+    impl VirtualActor for Stranger {
+        type State = Score;
+        fn activate(_: &str, _: Score, _: Checkpoint<Score>) -> Self {
+            Stranger
+        }
+    }
+    let err = add::<Stranger>(&nodes[0], "x", 1).expect_err("nobody hosts it");
+    assert!(matches!(err, VirtualError::Placement(_)), "{err:?}");
+    assert!(err.is_not_delivered());
+    for n in nodes {
+        n.stop();
+    }
+}
