@@ -14,7 +14,7 @@ use actix_cluster::state::{MemoryStore, PersistentState};
 use actix_cluster::virtual_actor::{Checkpoint, VirtualActor, VirtualError};
 use actix_cluster::{RegistryConfig, RegistryError};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
-use actix_cluster_tests::wait_until;
+use actix_cluster_tests::{heal, partition, wait_until};
 use serde::{Deserialize, Serialize};
 
 /// Activations started per identity, across every node of the process.
@@ -193,6 +193,21 @@ where
         .map(|r| r.expect("saved"))
 }
 
+/// Like [`add`], with the actor's own answer (an error when its save was refused).
+fn try_add(node: &TestNode, id: &str, n: u64) -> Result<Result<u64, String>, VirtualError> {
+    let id = id.to_owned();
+    node.run(move |s| async move { s.get::<Player>(id).send(Add(n)).await })
+        .expect("node thread")
+}
+
+fn host_of(nodes: &[TestNode], id: &str) -> usize {
+    let (_, host) = get(&nodes[0], id).expect("answers");
+    nodes
+        .iter()
+        .position(|n| host == format!("node-{}", n.system().node_id().name()))
+        .expect("hosted by a node of the cluster")
+}
+
 fn get(node: &TestNode, id: &str) -> Result<(u64, String), VirtualError> {
     let id = id.to_owned();
     node.run(move |s| async move { s.get::<Player>(id).send(Get).await })
@@ -294,11 +309,7 @@ fn the_state_survives_the_crash_of_the_hosting_node() {
     let mut nodes = cluster("va-crash", &store);
     let id = "va-crash/9";
     assert_eq!(add::<Player>(&nodes[0], id, 4).expect("added"), 4);
-    let (_, host) = get(&nodes[0], id).expect("answers");
-    let victim = nodes
-        .iter()
-        .position(|n| host == format!("node-{}", n.system().node_id().name()))
-        .expect("hosted by a node of the cluster");
+    let victim = host_of(&nodes, id);
     nodes.remove(victim).kill();
     // Answering again, from a survivor, with every acknowledged update.
     let mut points = None;
@@ -311,6 +322,61 @@ fn the_state_survives_the_crash_of_the_hosting_node() {
     );
     assert_eq!(points, Some(5));
     assert_eq!(get(&nodes[1], id).expect("answers").0, 5);
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// The old activation, cut off with its node, keeps running and is still reached from its
+/// side; the majority activates the identity anew. The old one's next save is refused (the
+/// new activation fenced the key), so the update it was asked for is not acknowledged, it
+/// stops, and the state is the majority's.
+#[test]
+fn an_activation_cut_off_by_a_partition_cannot_overwrite_its_successor() {
+    let nodes = cluster("va-fence", &MemoryStore::new());
+    let id = "va-fence/5";
+    assert_eq!(add::<Player>(&nodes[0], id, 1).expect("added"), 1);
+    let old = host_of(&nodes, id);
+    // A handle on the host that has reached the activation: it keeps going there (a fresh
+    // handle on the minority side would first have to confirm the name with a majority).
+    let handle = nodes[old]
+        .run(move |s| async move {
+            let h = s.get::<Player>(id);
+            h.send(Get).await.map(|_| h)
+        })
+        .expect("node thread")
+        .expect("reached");
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    partition(&refs, &[old], &others);
+    // The majority sees the host Down, releases the name and activates the identity again.
+    let mut points = None;
+    assert!(
+        wait_until(TEST_DEADLINE * 2, || {
+            points = try_add(&nodes[others[0]], id, 10).ok().and_then(Result::ok);
+            points.is_some()
+        }),
+        "the majority did not activate the identity again"
+    );
+    assert_eq!(points, Some(11));
+    // On the minority side the old activation still answers, but cannot save.
+    let refused = nodes[old]
+        .run(move |_| async move { handle.send(Add(100)).await })
+        .expect("node thread");
+    assert!(
+        matches!(&refused, Ok(Err(e)) if e.contains("fenc") || e.contains("conflict") || e.contains("newer")),
+        "{refused:?}"
+    );
+    heal(&refs);
+    let mut state = None;
+    assert!(
+        wait_until(TEST_DEADLINE * 2, || {
+            state = get(&nodes[others[1]], id).ok().map(|(p, _)| p);
+            state == Some(11)
+        }),
+        "state after healing: {state:?}"
+    );
+    assert_eq!(activations_of(id), 2);
     for n in nodes {
         n.stop();
     }

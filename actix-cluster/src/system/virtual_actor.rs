@@ -127,6 +127,15 @@ pub trait VirtualActor: DistributedActor {
         None
     }
 
+    /// Where an identity is activated: by default the owner of its id on the consistent-hash
+    /// ring of the members that registered the type, so that while membership is stable an
+    /// identity comes back to the node whose embedded store holds its state. (The type's
+    /// [`DistributedActor::placement`] is for [`spawn`](ClusterSystem::spawn); its
+    /// [`placement_constraint`](DistributedActor::placement_constraint) applies here too.)
+    fn activation_placement() -> Placement {
+        Placement::ConsistentHash
+    }
+
     /// Time without a message after which the activation is passivated.
     fn idle_timeout() -> Duration {
         DEFAULT_IDLE_TIMEOUT
@@ -487,6 +496,14 @@ impl<A: VirtualActor> VirtualAddr<A> {
             name: self.name.to_string(),
             actor_id: entry.actor_id,
         };
+        if &entry.node == self.system.node_id() {
+            return Ok(self
+                .system
+                .node
+                .virtuals
+                .passivate(&self.name, Some(entry.actor_id))
+                .await);
+        }
         let remote = self.system.remote();
         let done: bool = sys::ask(
             remote,
@@ -540,7 +557,7 @@ impl ClusterSystem {
         id: &str,
         claim: u64,
     ) -> Result<RemoteAddr<A>, VirtualError> {
-        let strategy = A::placement();
+        let strategy = A::activation_placement();
         let mut constraint = A::placement_constraint();
         if !constraint.capabilities.iter().any(|c| c == A::NAME) {
             constraint.capabilities.push(A::NAME.to_owned());
