@@ -383,6 +383,37 @@ fn an_activation_cut_off_by_a_partition_cannot_overwrite_its_successor() {
 }
 
 #[test]
+fn a_client_node_invokes_an_identity_through_a_member() {
+    let nodes = cluster("va-cli", &MemoryStore::new());
+    let seed = nodes[1].system().local_addr().to_string();
+    let client = TestNode::start(
+        "va-cli",
+        plaintext("va-cli-client")
+            .node_role(NodeRole::Client)
+            .seed_nodes([seed])
+            .build()
+            .expect("config"),
+        |b| b,
+    )
+    .expect("start");
+    assert!(
+        client
+            .run(|s| async move { s.wait_for_peers(3, TEST_DEADLINE).await })
+            .expect("client answers"),
+        "the client did not reach every member"
+    );
+    let id = "va-cli/3";
+    assert_eq!(add::<Player>(&client, id, 2).expect("added"), 2);
+    assert_eq!(add::<Player>(&client, id, 2).expect("added"), 4);
+    assert_eq!(get(&nodes[0], id).expect("answers").0, 4);
+    assert_eq!(activations_of(id), 1);
+    client.stop();
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
 fn an_unregistered_type_is_a_typed_error() {
     let nodes = cluster("va-err", &MemoryStore::new());
     struct Stranger;

@@ -61,6 +61,9 @@ pub(crate) mod id {
     pub(crate) const VIRTUAL_ACTIVATE: u32 = 10;
     /// Passivate a virtual actor's activation hosted here (system).
     pub(crate) const VIRTUAL_PASSIVATE: u32 = 11;
+    /// Find (or make) a virtual actor's activation for a client node, which cannot claim
+    /// names (system).
+    pub(crate) const VIRTUAL_RESOLVE: u32 = 12;
 }
 
 /// What a system request handler returns: the encoded reply, produced on the network thread.

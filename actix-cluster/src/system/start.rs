@@ -323,6 +323,7 @@ impl ClusterSystemBuilder {
             state,
             virtuals,
         });
+        node.virtuals.bind(&node);
         let system = ClusterSystem {
             node: Arc::clone(&node),
         };

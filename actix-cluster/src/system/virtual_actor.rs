@@ -461,6 +461,15 @@ impl<A: VirtualActor> VirtualAddr<A> {
             return Ok(addr);
         }
         let system = &self.system;
+        if !system
+            .registry()
+            .map_err(VirtualError::Registry)?
+            .is_member()
+        {
+            let addr = self.through_member().await?;
+            *lock(&self.current) = Some(addr.clone());
+            return Ok(addr);
+        }
         let id = Arc::clone(&self.id);
         let made = system
             .name_or_create(&self.name, |claim| async move {
@@ -477,6 +486,56 @@ impl<A: VirtualActor> VirtualAddr<A> {
         };
         *lock(&self.current) = Some(addr.clone());
         Ok(addr)
+    }
+
+    /// A client node holds no claims: it asks a member that hosts the type to find (or make)
+    /// the activation, trying each connected member in turn.
+    async fn through_member(&self) -> Result<RemoteAddr<A>, VirtualError> {
+        let remote = self.system.remote();
+        let mut last = None;
+        for m in self.system.members() {
+            if m.role == crate::node::NodeRole::Client
+                || &m.id == self.system.node_id()
+                || m.state != crate::membership::MemberState::Up
+            {
+                continue;
+            }
+            let req = ResolveRequest {
+                actor_type: A::NAME.to_owned(),
+                id: self.id.to_string(),
+            };
+            let reply: Result<ResolveReply, RemoteError> = sys::ask(
+                remote,
+                m.id.clone(),
+                m.addr,
+                sys::id::VIRTUAL_RESOLVE,
+                req,
+                remote.request_timeout,
+            )
+            .await;
+            match reply {
+                Ok(ResolveReply::At {
+                    node,
+                    addr,
+                    actor_id,
+                }) => {
+                    return Ok(RemoteAddr::remote(remote, node, addr, actor_id));
+                }
+                Ok(ResolveReply::Failed(reason)) => {
+                    last = Some(VirtualError::Activation {
+                        id: self.id.to_string(),
+                        node: m.id.to_string(),
+                        reason,
+                    });
+                }
+                Err(e) => last = Some(VirtualError::Remote(e)),
+            }
+        }
+        Err(
+            last.unwrap_or(VirtualError::Placement(PlacementError::NoEligibleMember {
+                members: 0,
+            })),
+        )
     }
 
     /// Passivates the activation now, if there is one: its state is saved (what
@@ -647,6 +706,25 @@ pub(crate) enum ActivateReply {
     Failed(String),
 }
 
+/// Body of [`sys::id::VIRTUAL_RESOLVE`]: a client node asks a member for an identity's
+/// activation.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ResolveRequest {
+    actor_type: String,
+    id: String,
+}
+
+/// Answer to [`ResolveRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ResolveReply {
+    At {
+        node: crate::node::NodeId,
+        addr: std::net::SocketAddr,
+        actor_id: u64,
+    },
+    Failed(String),
+}
+
 /// Body of [`sys::id::VIRTUAL_PASSIVATE`]; answered with whether it was hosted here.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PassivateRequest {
@@ -660,18 +738,38 @@ type ActivateFn = Box<
         + Sync,
 >;
 
-/// What a node needs to activate one virtual type.
+type ResolveFn =
+    Box<dyn Fn(ClusterSystem, String) -> LocalBoxFuture<'static, ResolveReply> + Send + Sync>;
+
+/// What a node needs to activate one virtual type, and to find an activation for a client.
 pub(crate) struct VirtualKind {
     activate: ActivateFn,
+    resolve: ResolveFn,
 }
 
 /// The builder's registration of `A`: its name, how to activate it, and the message
 /// names that collide.
 pub(crate) fn kind<A: VirtualActor>() -> (&'static str, VirtualKind, Vec<String>) {
     let activate: ActivateFn = Box::new(|host, req| Box::pin(activate_here::<A>(host, req)));
+    let resolve: ResolveFn = Box::new(|system, id| {
+        Box::pin(async move {
+            let addr = system.get::<A>(id);
+            match addr.activation().await {
+                Ok(a) => {
+                    let (node, actor_id) = a.resolved_target();
+                    ResolveReply::At {
+                        node,
+                        addr: a.node_addr(),
+                        actor_id,
+                    }
+                }
+                Err(e) => ResolveReply::Failed(e.to_string()),
+            }
+        })
+    });
     (
         A::NAME,
-        VirtualKind { activate },
+        VirtualKind { activate, resolve },
         crate::remote::message_conflicts::<A>(),
     )
 }
@@ -700,6 +798,8 @@ pub(crate) struct VirtualHost {
     /// Name → activation.
     active: Mutex<HashMap<String, Hosted>>,
     sweeping: AtomicBool,
+    /// The node, once it exists (set after the request handlers are registered).
+    node: std::sync::OnceLock<Weak<super::Node>>,
 }
 
 impl std::fmt::Debug for VirtualHost {
@@ -725,7 +825,27 @@ impl VirtualHost {
             format: remote.default_format,
             active: Mutex::new(HashMap::new()),
             sweeping: AtomicBool::new(false),
+            node: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Completes the host with its node, which resolving for client nodes needs.
+    pub(super) fn bind(&self, node: &Arc<super::Node>) {
+        let _ = self.node.set(Arc::downgrade(node));
+    }
+
+    /// Answers a client node's [`ResolveRequest`].
+    async fn resolve(&self, req: ResolveRequest) -> ResolveReply {
+        let Some(kind) = self.kinds.get(req.actor_type.as_str()) else {
+            return ResolveReply::Failed(format!(
+                "virtual actor type {} is not registered on this node",
+                req.actor_type
+            ));
+        };
+        let Some(node) = self.node.get().and_then(Weak::upgrade) else {
+            return ResolveReply::Failed("the node is stopping".into());
+        };
+        (kind.resolve)(ClusterSystem { node }, req.id).await
     }
 
     /// Registers the node's answers to activation and passivation requests.
@@ -741,6 +861,18 @@ impl VirtualHost {
                 async move {
                     match host {
                         Some(host) => Ok(host.activate(req).await),
+                        None => Err(RemoteError::SystemStopped),
+                    }
+                }
+            })?;
+        let host = Arc::downgrade(self);
+        remote
+            .system
+            .request(sys::id::VIRTUAL_RESOLVE, move |_, req: ResolveRequest| {
+                let host = host.upgrade();
+                async move {
+                    match host {
+                        Some(host) => Ok(host.resolve(req).await),
                         None => Err(RemoteError::SystemStopped),
                     }
                 }
