@@ -21,6 +21,7 @@ pub mod placement;
 pub mod registry;
 pub mod scenario;
 pub mod state;
+pub mod virtual_actors;
 
 /// Any failure of a benchmark run; the harness only reports it and exits non-zero.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;

@@ -81,6 +81,75 @@ impl DistributedActor for Counter {
     }
 }
 
+/// A game player: a virtual actor (see `actix_cluster::virtual_actor`). It always exists;
+/// the cluster activates `examples.player/<id>` on its first message, passivates it after
+/// [`PLAYER_IDLE`] without one, and its points survive both (saved on every change).
+#[derive(Debug)]
+pub struct Player {
+    points: PlayerPoints,
+    checkpoint: actix_cluster::virtual_actor::Checkpoint<PlayerPoints>,
+}
+
+/// A [`Player`]'s saved state.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PlayerPoints {
+    /// Points so far.
+    pub points: u64,
+}
+
+impl actix_cluster::state::PersistentState for PlayerPoints {}
+
+/// How long a [`Player`] stays active without a message (short, so that the example shows
+/// it).
+pub const PLAYER_IDLE: Duration = Duration::from_secs(2);
+
+impl Actor for Player {
+    type Context = Context<Self>;
+}
+
+/// Adds points; replies with the total once it is saved, and the node that holds the player.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(u64, String), String>")]
+pub struct AddPoints(pub u64);
+
+impl Handler<AddPoints> for Player {
+    type Result = ResponseFuture<Result<(u64, String), String>>;
+    fn handle(&mut self, m: AddPoints, _: &mut Context<Self>) -> Self::Result {
+        self.points.points = self.points.points.saturating_add(m.0);
+        let total = self.points.points;
+        let saved = self.checkpoint.save(&self.points);
+        let node = NODE_NAME.get().cloned().unwrap_or_default();
+        Box::pin(async move {
+            saved.await.map_err(|e| e.to_string())?;
+            Ok((total, node))
+        })
+    }
+}
+
+impl DistributedActor for Player {
+    const NAME: &'static str = "examples.player";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<AddPoints>("add_points");
+    }
+}
+
+impl actix_cluster::virtual_actor::VirtualActor for Player {
+    type State = PlayerPoints;
+    fn activate(
+        _id: &str,
+        points: PlayerPoints,
+        checkpoint: actix_cluster::virtual_actor::Checkpoint<PlayerPoints>,
+    ) -> Self {
+        Player { points, checkpoint }
+    }
+    fn idle_timeout() -> Duration {
+        PLAYER_IDLE
+    }
+}
+
+/// This process's node name, for answers that say where they were computed.
+pub static NODE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// How a program secures its connections, as chosen on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Security {

@@ -20,10 +20,12 @@ usage: node --name NAME --listen IP:PORT (--tls-dir DIR | --insecure-plaintext)
             [--architecture decentralized|centralized] [--masters IP:PORT,...]
             [--role worker|master] [--discovery gossip|static] [--preset lan|conservative]
             [--data-dir DIR] [--registry-voters N] [--registry-bootstrap-expect N]
+            [--state-redis URL]
 
 Runs one cluster node until SIGTERM or ctrl-c. It hosts a Counter (Add(u64) -> u64,
-Get -> u64) under the local name `counter`, lets other nodes spawn Counters here, and
-prints `READY <name> <addr>` on stdout once it accepts connections.
+Get -> u64) under the local name `counter`, lets other nodes spawn Counters here, hosts
+activations of the virtual actor Player, and prints `READY <name> <addr>` on stdout once
+it accepts connections.
 
   --name NAME             node name; with TLS it must be a DNS name in node.pem
   --listen IP:PORT        address to listen on; port 0 picks a free port (see READY)
@@ -51,6 +53,8 @@ prints `READY <name> <addr>` on stdout once it accepts connections.
                           members (1, 3, 5 or 7, at most the voters) that must be up
                           before the registry forms, all of them its first voters;
                           default min(voters, 3). A one-node cluster says 1
+  --state-redis URL       keep actor state (Player points) in this Redis server, shared
+                          by the nodes, instead of the node's own store
   --exit-on-stdin-close   watch stdin: end of file shuts the node down, so a supervising
                           process that dies takes its nodes with it, and a line `leave`
                           makes it leave the cluster gracefully (others see it Left) and
@@ -161,6 +165,9 @@ pub struct NodeOptions {
     /// Members the registry waits for before it forms (`--registry-bootstrap-expect`);
     /// `None` keeps the library default.
     pub registry_bootstrap_expect: Option<usize>,
+    /// A Redis server for actor state (`--state-redis URL`), shared by the nodes; `None`
+    /// keeps the node's own store.
+    pub state_redis: Option<String>,
 }
 
 impl NodeOptions {
@@ -186,6 +193,7 @@ impl NodeOptions {
                 "--data-dir",
                 "--registry-voters",
                 "--registry-bootstrap-expect",
+                "--state-redis",
             ],
             &["--insecure-plaintext", "--exit-on-stdin-close"],
         )?;
@@ -251,6 +259,7 @@ impl NodeOptions {
             data_dir,
             registry_voters,
             registry_bootstrap_expect,
+            state_redis: args.value("--state-redis").map(str::to_owned),
         })
     }
 
@@ -332,10 +341,14 @@ pub async fn run_node(options: NodeOptions) -> Result<(), Box<dyn Error>> {
     // READY never hits the default action (immediate death without leaving the cluster).
     let stop = stop_requested(options.exit_on_stdin_close)?;
 
-    let system = ClusterSystem::new(&options.cluster, config)
+    let _ = crate::NODE_NAME.set(options.name.clone());
+    let mut builder = ClusterSystem::new(&options.cluster, config)
         .register::<Counter>()
-        .start()
-        .await?;
+        .register_virtual::<crate::Player>();
+    if let Some(url) = &options.state_redis {
+        builder = builder.state_store(actix_cluster::state::RedisStore::connect(url).await?);
+    }
+    let system = builder.start().await?;
     let counter = system.start_actor(Counter::default());
     system.register_local_name(COUNTER_NAME, &counter)?;
 

@@ -422,7 +422,8 @@ impl<A: VirtualActor> VirtualAddr<A> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(2);
         loop {
-            let addr = self.activation().await?;
+            // Boxed: the activation path is deep and rare; a caller's future stays small.
+            let addr = Box::pin(self.activation()).await?;
             self.touch(&addr);
             match send(addr, msg.clone()).await {
                 Ok(r) => return Ok(r),

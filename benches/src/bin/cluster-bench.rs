@@ -12,7 +12,7 @@ use actix_cluster_benches::latency::{Percentiles, Recorder};
 use actix_cluster_benches::membership::{self, Detection};
 use actix_cluster_benches::scenario::{Pair, PipelinedRun, Security, TellRun};
 use actix_cluster_benches::{BenchResult, median, ms, round};
-use actix_cluster_benches::{healing, placement, registry, state};
+use actix_cluster_benches::{healing, placement, registry, state, virtual_actors};
 use serde_json::{Value, json};
 
 /// Latency runs are split into this many rounds, alternating raw TCP, plain and TLS.
@@ -64,6 +64,8 @@ struct Plan {
     migration_moves: usize,
     /// Sizes of the state store scenarios.
     state: state::Plan,
+    /// Sizes of the virtual actor scenarios.
+    virtuals: virtual_actors::Plan,
 }
 
 impl Plan {
@@ -94,6 +96,12 @@ impl Plan {
                     sequential_saves: 200,
                     value_len: 256,
                 },
+                virtuals: virtual_actors::Plan {
+                    cold: 500,
+                    warm: 5_000,
+                    activations: 2_000,
+                    in_flight: 64,
+                },
             }
         } else {
             Self {
@@ -121,6 +129,12 @@ impl Plan {
                     sequential_saves: 1_000,
                     value_len: 256,
                 },
+                virtuals: virtual_actors::Plan {
+                    cold: 2_000,
+                    warm: 20_000,
+                    activations: 20_000,
+                    in_flight: 64,
+                },
             }
         }
     }
@@ -130,16 +144,19 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut only_healing = false;
     let mut only_state = false;
+    let mut only_virtual = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--only-self-healing" => only_healing = true,
             "--only-state" => only_state = true,
+            "--only-virtual" => only_virtual = true,
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: cluster-bench [--quick] [--only-self-healing | --only-state]\n\nPrints one \
-                     JSON object with the baselines and the cluster scenarios (or only the \
-                     self-healing ones, or only the state store ones); see docs/benchmarks.md."
+                    "usage: cluster-bench [--quick] [--only-self-healing | --only-state | \
+                     --only-virtual]\n\nPrints one JSON object with the baselines and the \
+                     cluster scenarios (or only the self-healing ones, the state store ones, or \
+                     the virtual actor ones); see docs/benchmarks.md."
                 );
                 return ExitCode::SUCCESS;
             }
@@ -154,6 +171,13 @@ fn main() -> ExitCode {
         println!(
             "{:#}",
             json!({ "scenarios": state::scenarios(&plan.state, &progress), "machine": machine() })
+        );
+        return ExitCode::SUCCESS;
+    }
+    if only_virtual {
+        println!(
+            "{:#}",
+            json!({ "scenarios": virtual_actors::scenarios(&plan.virtuals, &progress), "machine": machine() })
         );
         return ExitCode::SUCCESS;
     }
@@ -286,6 +310,7 @@ fn run(plan: Plan) -> BenchResult<Value> {
     let placement_spread = placement::spread(10, 10_000);
     let healing = self_healing(&plan);
     let state_saves = state::scenarios(&plan.state, &progress);
+    let virtuals = virtual_actors::scenarios(&plan.virtuals, &progress);
     progress(&format!(
         "placement: decisions over {} members {placement_decisions}; spread {placement_spread}",
         placement::MEMBERS
@@ -367,6 +392,8 @@ fn run(plan: Plan) -> BenchResult<Value> {
             "restart_after_leave": healing["restart_after_leave"],
             "migration_pause": healing["migration_pause"],
             "state_save": state_saves,
+            "virtual_actor_latency": virtuals["virtual_actor_latency"],
+            "virtual_actor_activations": virtuals["virtual_actor_activations"],
         },
         "machine": machine(),
         "config": {
