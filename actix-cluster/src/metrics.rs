@@ -49,6 +49,8 @@ pub(crate) const STATE_COMMITS: &str = "actix_cluster_state_commits_total";
 pub(crate) const VIRTUAL_ACTIVATIONS: &str = "actix_cluster_virtual_activations_total";
 /// Counter: virtual actor activations passivated on this node.
 pub(crate) const VIRTUAL_PASSIVATIONS: &str = "actix_cluster_virtual_passivations_total";
+/// Counter: virtual actor activations passivated to stay within the node's activation limit.
+pub(crate) const VIRTUAL_EVICTIONS: &str = "actix_cluster_virtual_evictions_total";
 /// Gauge: virtual actor activations hosted on this node.
 pub(crate) const VIRTUAL_ACTIVE: &str = "actix_cluster_virtual_active";
 
@@ -152,6 +154,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Virtual actor activations passivated on this node (idle, or deactivated)."
     );
+    describe_counter!(
+        VIRTUAL_EVICTIONS,
+        Unit::Count,
+        "Virtual actor activations passivated on this node to stay within its activation limit (least recently used first)."
+    );
     describe_gauge!(
         VIRTUAL_ACTIVE,
         Unit::Count,
@@ -242,6 +249,10 @@ pub(crate) fn virtual_activation(actor_type: &'static str, outcome: &'static str
 
 pub(crate) fn virtual_passivation() {
     metrics::counter!(VIRTUAL_PASSIVATIONS).increment(1);
+}
+
+pub(crate) fn virtual_evicted() {
+    metrics::counter!(VIRTUAL_EVICTIONS).increment(1);
 }
 
 pub(crate) fn virtual_active(n: usize) {

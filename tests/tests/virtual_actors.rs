@@ -143,9 +143,52 @@ impl VirtualActor for Napper {
     }
 }
 
+/// Saved when it passivates; all activations on `va-lru1`.
+struct Keeper {
+    score: Score,
+}
+
+impl Actor for Keeper {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for Keeper {
+    type Result = Result<u64, String>;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> Self::Result {
+        self.score.points += m.0;
+        Ok(self.score.points)
+    }
+}
+
+impl DistributedActor for Keeper {
+    const NAME: &'static str = "tests.keeper";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add");
+    }
+}
+
+impl VirtualActor for Keeper {
+    type State = Score;
+    fn activate(id: &str, score: Score, _: Checkpoint<Score>) -> Self {
+        count_activation(id);
+        Keeper { score }
+    }
+    fn passivating(&mut self) -> Option<Score> {
+        Some(std::mem::take(&mut self.score))
+    }
+    fn activation_placement() -> actix_cluster::placement::Placement {
+        actix_cluster::placement::Placement::Node("va-lru1".into())
+    }
+}
+
 /// Three nodes `<prefix>0..2` hosting both types and sharing `store`, ready when every node
 /// sees all three Up and the registry has a leader and three voters.
 fn cluster(prefix: &str, store: &MemoryStore) -> Vec<TestNode> {
+    cluster_with(prefix, store, None)
+}
+
+/// [`cluster`], each node hosting at most `limit` activations.
+fn cluster_with(prefix: &str, store: &MemoryStore, limit: Option<usize>) -> Vec<TestNode> {
     let start = |name: String, seed: Option<String>| {
         let mut config = plaintext(&name).registry(RegistryConfig::new().voters(3));
         if let Some(seed) = seed {
@@ -153,9 +196,15 @@ fn cluster(prefix: &str, store: &MemoryStore) -> Vec<TestNode> {
         }
         let store = store.clone();
         TestNode::start(prefix, config.build().expect("config"), move |b| {
-            b.register_virtual::<Player>()
+            let b = b
+                .register_virtual::<Player>()
                 .register_virtual::<Napper>()
-                .state_store(store)
+                .register_virtual::<Keeper>()
+                .state_store(store);
+            match limit {
+                Some(l) => b.virtual_activation_limit(l),
+                None => b,
+            }
         })
         .expect("start")
     };
@@ -408,6 +457,32 @@ fn a_client_node_invokes_an_identity_through_a_member() {
     assert_eq!(get(&nodes[0], id).expect("answers").0, 4);
     assert_eq!(activations_of(id), 1);
     client.stop();
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn at_the_activation_limit_the_least_recently_used_activation_makes_room() {
+    let nodes = cluster_with("va-lru", &MemoryStore::new(), Some(2));
+    let keeper = |id: &str| format!("virtual/tests.keeper/{id}");
+    assert_eq!(add::<Keeper>(&nodes[0], "lru/a", 1).expect("added"), 1);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(add::<Keeper>(&nodes[0], "lru/b", 2).expect("added"), 2);
+    std::thread::sleep(Duration::from_millis(30));
+    // `a` is used again: `b` is now the least recently used.
+    assert_eq!(add::<Keeper>(&nodes[2], "lru/a", 1).expect("added"), 2);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(add::<Keeper>(&nodes[1], "lru/c", 3).expect("added"), 3);
+    assert!(
+        wait_until(TEST_DEADLINE, || !bound(&nodes[0], &keeper("lru/b"))),
+        "the least recently used activation was not passivated"
+    );
+    assert!(bound(&nodes[0], &keeper("lru/a")));
+    // Passivated with its state: it comes back where it was.
+    assert_eq!(add::<Keeper>(&nodes[0], "lru/b", 1).expect("added"), 3);
+    assert_eq!(activations_of("lru/b"), 2);
+    assert_eq!(activations_of("lru/a"), 1);
     for n in nodes {
         n.stop();
     }

@@ -48,6 +48,7 @@ pub struct ClusterSystemBuilder {
     local_actors: Vec<LocalActorEntry>,
     state_store: Option<Arc<dyn StateStore>>,
     virtuals: Vec<(&'static str, VirtualKind, Vec<String>)>,
+    activation_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for ClusterSystemBuilder {
@@ -72,6 +73,7 @@ impl ClusterSystemBuilder {
             local_actors: Vec::new(),
             state_store: None,
             virtuals: Vec::new(),
+            activation_limit: None,
         }
     }
 
@@ -96,6 +98,14 @@ impl ClusterSystemBuilder {
     /// chosen for one. Any node may address `A` with [`ClusterSystem::get`].
     pub fn register_virtual<A: VirtualActor>(mut self) -> Self {
         self.virtuals.push(virtual_actor::kind::<A>());
+        self
+    }
+
+    /// Hosts at most `limit` virtual actor activations (of every type together): to activate
+    /// another, the least recently used one is passivated first (its state saved, as when it
+    /// goes idle). Without a limit (the default) only idle timeouts passivate.
+    pub fn virtual_activation_limit(mut self, limit: usize) -> Self {
+        self.activation_limit = Some(limit);
         self
     }
 
@@ -307,7 +317,13 @@ impl ClusterSystemBuilder {
         members::register(&remote, membership.as_ref()).map_err(wiring)?;
         let placer = Arc::new(std::sync::Mutex::new(Placer::new(rand::random())));
         spawn::register(&remote, membership.as_ref(), &placer).map_err(wiring)?;
-        let virtuals = VirtualHost::new(virtuals, &remote, &registry, Arc::clone(&state));
+        let virtuals = VirtualHost::new(
+            virtuals,
+            self.activation_limit,
+            &remote,
+            &registry,
+            Arc::clone(&state),
+        );
         virtuals.register(&remote).map_err(wiring)?;
 
         // 6. Registration ends; the builder's local actors start (on this, the home arbiter)

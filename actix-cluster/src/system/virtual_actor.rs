@@ -796,6 +796,9 @@ pub(crate) struct VirtualHost {
     registry: Weak<Registry>,
     store: Arc<dyn StateStore>,
     format: SerializationFormat,
+    /// At most this many activations; the least recently used one is passivated to make
+    /// room for another.
+    limit: Option<usize>,
     /// Name → activation.
     active: Mutex<HashMap<String, Hosted>>,
     sweeping: AtomicBool,
@@ -814,12 +817,14 @@ impl std::fmt::Debug for VirtualHost {
 impl VirtualHost {
     pub(crate) fn new(
         kinds: HashMap<&'static str, VirtualKind>,
+        limit: Option<usize>,
         remote: &Arc<RemoteContext>,
         registry: &Arc<Registry>,
         store: Arc<dyn StateStore>,
     ) -> Arc<Self> {
         Arc::new(Self {
             kinds,
+            limit: limit.map(|l| l.max(1)),
             remote: Arc::downgrade(remote),
             registry: Arc::downgrade(registry),
             store,
@@ -902,6 +907,7 @@ impl VirtualHost {
             ));
         };
         let name = activation_name(&req.actor_type, &req.id);
+        self.make_room().await;
         match (kind.activate)(Arc::clone(self), req).await {
             Ok(hosted) => {
                 let actor_id = hosted.actor_id;
@@ -912,6 +918,46 @@ impl VirtualHost {
                 ActivateReply::Activated(actor_id)
             }
             Err(reason) => ActivateReply::Failed(reason),
+        }
+    }
+
+    /// At the activation limit, passivates the least recently used activations until there is
+    /// room for one more.
+    async fn make_room(&self) {
+        let Some(limit) = self.limit else {
+            return;
+        };
+        let Some(remote) = self.remote.upgrade() else {
+            return;
+        };
+        loop {
+            let lru = {
+                let active = lock(&self.active);
+                if active.len() < limit {
+                    return;
+                }
+                active
+                    .iter()
+                    .max_by_key(|(_, h)| {
+                        remote
+                            .actors
+                            .get(h.actor_id)
+                            .map_or(Duration::MAX, |a| a.idle_for())
+                    })
+                    .map(|(name, h)| (name.clone(), h.actor_id))
+            };
+            let Some((name, actor_id)) = lru else {
+                return;
+            };
+            tracing::debug!(
+                name,
+                "passivating the least recently used virtual actor: at the activation limit"
+            );
+            metrics::virtual_evicted();
+            if !self.passivate(&name, Some(actor_id)).await {
+                // Gone meanwhile: forget it, or the loop would pick it again.
+                lock(&self.active).remove(&name);
+            }
         }
     }
 
