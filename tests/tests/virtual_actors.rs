@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_cluster::prelude::*;
-use actix_cluster::state::{MemoryStore, PersistentState};
+use actix_cluster::state::{MemoryStore, PersistentState, StateStore};
 use actix_cluster::virtual_actor::{Checkpoint, VirtualActor, VirtualError};
 use actix_cluster::{RegistryConfig, RegistryError};
 use actix_cluster_testkit::{TEST_DEADLINE, TestNode, plaintext};
@@ -143,6 +143,45 @@ impl VirtualActor for Napper {
     }
 }
 
+/// Saves every third message (`Checkpoint::save_every`).
+struct Batcher {
+    score: Score,
+    checkpoint: Checkpoint<Score>,
+}
+
+impl Actor for Batcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for Batcher {
+    type Result = ResponseFuture<Result<u64, String>>;
+    fn handle(&mut self, m: Add, _: &mut Context<Self>) -> Self::Result {
+        self.score.points += m.0;
+        let points = self.score.points;
+        let saved = self.checkpoint.save_every(3, &self.score);
+        Box::pin(async move {
+            if let Some(saved) = saved {
+                saved.await.map_err(|e| e.to_string())?;
+            }
+            Ok(points)
+        })
+    }
+}
+
+impl DistributedActor for Batcher {
+    const NAME: &'static str = "tests.batcher";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add");
+    }
+}
+
+impl VirtualActor for Batcher {
+    type State = Score;
+    fn activate(_: &str, score: Score, checkpoint: Checkpoint<Score>) -> Self {
+        Batcher { score, checkpoint }
+    }
+}
+
 /// Saved when it passivates; all activations on `va-lru1`.
 struct Keeper {
     score: Score,
@@ -200,6 +239,7 @@ fn cluster_with(prefix: &str, store: &MemoryStore, limit: Option<usize>) -> Vec<
                 .register_virtual::<Player>()
                 .register_virtual::<Napper>()
                 .register_virtual::<Keeper>()
+                .register_virtual::<Batcher>()
                 .state_store(store);
             match limit {
                 Some(l) => b.virtual_activation_limit(l),
@@ -483,6 +523,33 @@ fn at_the_activation_limit_the_least_recently_used_activation_makes_room() {
     assert_eq!(add::<Keeper>(&nodes[0], "lru/b", 1).expect("added"), 3);
     assert_eq!(activations_of("lru/b"), 2);
     assert_eq!(activations_of("lru/a"), 1);
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn save_every_saves_on_every_nth_message() {
+    let store = MemoryStore::new();
+    let nodes = cluster("va-every", &store);
+    let saved = || {
+        let store = store.clone();
+        nodes[0]
+            .run(move |_| async move { store.get("tests.batcher/b").await })
+            .expect("node thread")
+            .expect("read")
+            .map(|s| {
+                actix_cluster::state::decode_state::<Score>("tests.batcher/b", &s.data)
+                    .expect("decodes")
+                    .points
+            })
+    };
+    for i in 1..=5 {
+        assert_eq!(add::<Batcher>(&nodes[1], "b", 1).expect("added"), i);
+        // Activation wrote the initial state; the 3rd message saved 3.
+        let want = if i < 3 { 0 } else { 3 };
+        assert_eq!(saved(), Some(want), "after message {i}");
+    }
     for n in nodes {
         n.stop();
     }

@@ -240,6 +240,8 @@ struct CheckpointInner {
     version: tokio::sync::Mutex<Option<u64>>,
     /// A newer activation holds the identity: every later save fails at once.
     superseded: AtomicBool,
+    /// Calls to [`Checkpoint::save_every`].
+    calls: std::sync::atomic::AtomicU64,
     /// Stops the activation once it is superseded.
     on_superseded: Box<dyn Fn() + Send + Sync>,
 }
@@ -298,6 +300,22 @@ impl<S: PersistentState> Checkpoint<S> {
         let encoded = encode_state(state, self.inner.format);
         let inner = Arc::clone(&self.inner);
         async move { inner.write(Some(encoded?)).await }
+    }
+
+    /// Saves `state` on every `n`-th call (the first `n - 1` calls return `None` without
+    /// saving, the `n`-th saves as [`save`](Self::save) does, and so on): the
+    /// "after every N messages" policy, called from each handler that changes the state. What
+    /// changed since the last save is lost if the node crashes; passivation saves it (through
+    /// [`VirtualActor::passivating`]).
+    pub fn save_every(
+        &self,
+        n: u32,
+        state: &S,
+    ) -> Option<impl std::future::Future<Output = Result<u64, StateError>> + Send + 'static> {
+        let calls = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        calls
+            .is_multiple_of(u64::from(n.max(1)))
+            .then(|| self.save(state))
     }
 
     /// Removes the saved state: the next activation starts from `Default`.
@@ -1128,6 +1146,7 @@ async fn activate_here<A: VirtualActor>(
         format,
         version: tokio::sync::Mutex::new(Some(version)),
         superseded: AtomicBool::new(false),
+        calls: std::sync::atomic::AtomicU64::new(0),
         on_superseded: {
             let remote = Arc::downgrade(&remote);
             let stopper = Arc::clone(&stopper);
