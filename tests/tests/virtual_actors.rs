@@ -143,6 +143,39 @@ impl VirtualActor for Napper {
     }
 }
 
+/// A plain actor that is handed a player's handle inside a message and calls it.
+struct Referee;
+
+impl Actor for Referee {
+    type Context = Context<Self>;
+}
+
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "Result<u64, String>")]
+struct Award {
+    player: actix_cluster::virtual_actor::VirtualAddr<Player>,
+    points: u64,
+}
+
+impl Handler<Award> for Referee {
+    type Result = ResponseFuture<Result<u64, String>>;
+    fn handle(&mut self, m: Award, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            m.player
+                .send(Add(m.points))
+                .await
+                .map_err(|e| e.to_string())?
+        })
+    }
+}
+
+impl DistributedActor for Referee {
+    const NAME: &'static str = "tests.referee";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Award>("award");
+    }
+}
+
 /// Saves every third message (`Checkpoint::save_every`).
 struct Batcher {
     score: Score,
@@ -550,6 +583,37 @@ fn save_every_saves_on_every_nth_message() {
         let want = if i < 3 { 0 } else { 3 };
         assert_eq!(saved(), Some(want), "after message {i}");
     }
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn a_handle_travels_in_a_message_and_works_on_the_receiving_node() {
+    let nodes = cluster("va-ser", &MemoryStore::new());
+    nodes[2]
+        .run(|s| async move {
+            let referee = s.start_actor(Referee);
+            s.register_local_name("referee", &referee)
+        })
+        .expect("node thread")
+        .expect("named");
+    let awarded = nodes[0]
+        .run(|s| async move {
+            let referee = s.actor_on::<Referee>("va-ser2", "referee").await?;
+            let player = s.get::<Player>("va-ser/7");
+            referee.send(Award { player, points: 5 }).await
+        })
+        .expect("node thread")
+        .expect("sent");
+    assert_eq!(awarded, Ok(5));
+    assert_eq!(get(&nodes[1], "va-ser/7").expect("answers").0, 5);
+    // Outside a node, a handle does not decode.
+    let wire = serde_json::to_string(&serde_json::json!({"actor_type": "tests.player", "id": "x"}))
+        .expect("json");
+    assert!(
+        serde_json::from_str::<actix_cluster::virtual_actor::VirtualAddr<Player>>(&wire).is_err()
+    );
     for n in nodes {
         n.stop();
     }

@@ -37,6 +37,9 @@ pub(crate) struct RemoteContext {
     pub(crate) system: SystemRequests,
     /// Where named addresses look their name up (the registry's local replica).
     pub(crate) names: Arc<dyn NameResolver>,
+    /// What owns this context, set once by the layer that builds the node: how a handle of
+    /// a layer above (a virtual actor's, which needs the whole node) is decoded.
+    pub(crate) owner: std::sync::OnceLock<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
     stopped: AtomicBool,
     dropped_full: AtomicU64,
     dropped_failed: AtomicU64,
@@ -67,6 +70,7 @@ impl RemoteContext {
             default_format,
             system: SystemRequests::new(),
             names,
+            owner: std::sync::OnceLock::new(),
             stopped: AtomicBool::new(false),
             dropped_full: AtomicU64::new(0),
             dropped_failed: AtomicU64::new(0),

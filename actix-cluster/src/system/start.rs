@@ -340,6 +340,9 @@ impl ClusterSystemBuilder {
             virtuals,
         });
         node.virtuals.bind(&node);
+        let owner: std::sync::Weak<Node> = Arc::downgrade(&node);
+        let owner: std::sync::Weak<dyn std::any::Any + Send + Sync> = owner;
+        let _ = node.remote.owner.set(owner);
         let system = ClusterSystem {
             node: Arc::clone(&node),
         };

@@ -359,6 +359,48 @@ impl<A: VirtualActor> Clone for VirtualAddr<A> {
     }
 }
 
+/// A [`VirtualAddr`] on the wire: the identity, nothing about where it is active.
+#[derive(Serialize, Deserialize)]
+struct VirtualWire {
+    actor_type: String,
+    id: String,
+}
+
+/// A handle travels in messages as its type and id; the receiving node makes its own handle
+/// on the same identity, which activates it there if it needs to.
+impl<A: VirtualActor> Serialize for VirtualAddr<A> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        VirtualWire {
+            actor_type: A::NAME.to_owned(),
+            id: self.id.to_string(),
+        }
+        .serialize(s)
+    }
+}
+
+/// Decodes only where a node decodes a message (a handle needs a node to send through); the
+/// actor type must match.
+impl<'de, A: VirtualActor> Deserialize<'de> for VirtualAddr<A> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = VirtualWire::deserialize(d)?;
+        if w.actor_type != A::NAME {
+            return Err(D::Error::custom(format!(
+                "a handle on virtual actor type {} where {} was expected",
+                w.actor_type,
+                A::NAME
+            )));
+        }
+        let node = crate::remote::context::decoding_for()
+            .and_then(|ctx| ctx.owner.get().and_then(Weak::upgrade))
+            .and_then(|owner| owner.downcast::<super::Node>().ok())
+            .ok_or_else(|| {
+                D::Error::custom("a virtual actor handle can only be decoded by a running node")
+            })?;
+        Ok(ClusterSystem { node }.get::<A>(w.id))
+    }
+}
+
 impl<A: VirtualActor> std::fmt::Debug for VirtualAddr<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualAddr")
