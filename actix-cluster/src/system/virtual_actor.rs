@@ -41,8 +41,8 @@ use super::registry::Created;
 use crate::codec::SerializationFormat;
 use crate::metrics;
 use crate::placement::{Placement, PlacementError};
-use crate::registry::state::{Command, Outcome};
-use crate::registry::{Registry, RegistryError, ReleaseReason};
+use crate::registry::state::Command;
+use crate::registry::{NameEntry, Registry, RegistryError, ReleaseReason};
 use crate::remote::system::{self as sys, SystemRequestError};
 use crate::remote::{DistributedActor, RemoteAddr, RemoteContext, RemoteError, RemoteMessage};
 use crate::state::{Expect, PersistentState, StateError, StateStore, decode_state, encode_state};
@@ -57,6 +57,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// shortest idle timeout among its activations).
 const SWEEP_MAX: Duration = Duration::from_secs(30);
 const SWEEP_MIN: Duration = Duration::from_millis(20);
+
+/// Attempts at releasing a stopped activation's name before leaving it to the next caller.
+const RELEASE_TRIES: usize = 4;
 
 /// An activation whose name was never bound to it (the caller that asked for it died before
 /// binding) is stopped after this many request timeouts.
@@ -485,10 +488,19 @@ impl<A: VirtualActor> VirtualAddr<A> {
             // Boxed: the activation path is deep and rare; a caller's future stays small.
             let addr = Box::pin(self.activation()).await?;
             self.touch(&addr);
+            let target = addr.resolved_target();
             match send(addr, msg.clone()).await {
                 Ok(r) => return Ok(r),
                 Err(e) if activation_gone(&e) => {
                     lock(&self.current).take();
+                    if matches!(
+                        e,
+                        RemoteError::UnknownActor { .. } | RemoteError::ActorStopped
+                    ) {
+                        // Its node answered that the activation is gone: if the name still
+                        // points at it (its host could not release it), release it here.
+                        self.release_stale(&target).await;
+                    }
                     if tokio::time::Instant::now() + pause >= deadline {
                         return Err(VirtualError::Timeout {
                             id: self.id.to_string(),
@@ -513,6 +525,23 @@ impl<A: VirtualActor> VirtualAddr<A> {
             && let Some(a) = self.system.remote().actors.get(actor)
         {
             a.touch();
+        }
+    }
+
+    /// Releases the identity's name if it is bound to `target`, an activation its own node
+    /// reported gone (members only: client nodes cannot write).
+    async fn release_stale(&self, target: &(crate::node::NodeId, u64)) {
+        let Ok(registry) = self.system.registry() else {
+            return;
+        };
+        if !registry.is_member() {
+            return;
+        }
+        let bound_there = registry
+            .local_entry(&self.name)
+            .is_some_and(|e| e.node == target.0 && e.actor_id == target.1);
+        if bound_there {
+            release(registry, &self.name, &target.0, target.1).await;
         }
     }
 
@@ -1113,25 +1142,51 @@ impl VirtualHost {
 
 /// Releases `name` if it is still bound to `actor_id` on `node` (at that registration only:
 /// never a newer activation's).
-async fn release(registry: &Registry, name: &str, node: &crate::node::NodeId, actor_id: u64) {
-    let Some(entry) = registry.local_entry(name) else {
-        return;
-    };
-    if &entry.node != node || entry.actor_id != actor_id {
-        return;
-    }
-    let cmd = Command::Unregister {
-        name: name.to_owned(),
-        version: Some(entry.version),
-        reason: ReleaseReason::ActorStopped,
-    };
-    match registry.write(cmd).await {
-        Ok(Outcome::Released(_)) => {}
-        Ok(_) => {}
-        Err(e) => {
-            tracing::debug!(name, error = %e, "a passivated virtual actor's name was not released; its node's next sweep or Down releases it")
+async fn release(
+    registry: &Registry,
+    name: &str,
+    node: &crate::node::NodeId,
+    actor_id: u64,
+) -> bool {
+    let mut pause = Duration::from_millis(20);
+    for _ in 0..RELEASE_TRIES {
+        // This node's replica may not show a binding made a moment ago: ask the leader's.
+        let entry = match registry.local_entry(name) {
+            Some(e) if &e.node == node && e.actor_id == actor_id => Ok(NameEntry::clone(&e)),
+            _ => registry.linearizable_get(name).await,
+        };
+        let entry = match entry {
+            Ok(e) => e,
+            Err(RegistryError::NotFound(_)) => return true,
+            Err(e) => {
+                tracing::debug!(name, error = %e, "could not read a stopped virtual actor's name; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                continue;
+            }
+        };
+        if &entry.node != node || entry.actor_id != actor_id {
+            return true; // Bound to another activation since.
+        }
+        let cmd = Command::Unregister {
+            name: name.to_owned(),
+            version: Some(entry.version),
+            reason: ReleaseReason::ActorStopped,
+        };
+        match registry.write(cmd).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::debug!(name, error = %e, "could not release a stopped virtual actor's name; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
         }
     }
+    tracing::warn!(
+        name,
+        "a stopped virtual actor's name stays bound for now; the next caller that finds it stopped releases it"
+    );
+    false
 }
 
 /// Loads `key`'s state and writes it back with `fence`, so that no older activation can
