@@ -51,6 +51,8 @@ pub(crate) const VIRTUAL_ACTIVATIONS: &str = "actix_cluster_virtual_activations_
 pub(crate) const VIRTUAL_PASSIVATIONS: &str = "actix_cluster_virtual_passivations_total";
 /// Counter: virtual actor activations passivated to stay within the node's activation limit.
 pub(crate) const VIRTUAL_EVICTIONS: &str = "actix_cluster_virtual_evictions_total";
+/// Counter: reminder ticks this node fired as registry leader.
+pub(crate) const REMINDERS_FIRED: &str = "actix_cluster_reminders_fired_total";
 /// Gauge: virtual actor activations hosted on this node.
 pub(crate) const VIRTUAL_ACTIVE: &str = "actix_cluster_virtual_active";
 
@@ -159,6 +161,11 @@ pub(crate) fn describe() {
         Unit::Count,
         "Virtual actor activations passivated on this node to stay within its activation limit (least recently used first)."
     );
+    describe_counter!(
+        REMINDERS_FIRED,
+        Unit::Count,
+        "Virtual actor reminder ticks this node fired as registry leader (each tick once, missed ticks skipped)."
+    );
     describe_gauge!(
         VIRTUAL_ACTIVE,
         Unit::Count,
@@ -249,6 +256,10 @@ pub(crate) fn virtual_activation(actor_type: &'static str, outcome: &'static str
 
 pub(crate) fn virtual_passivation() {
     metrics::counter!(VIRTUAL_PASSIVATIONS).increment(1);
+}
+
+pub(crate) fn reminder_fired() {
+    metrics::counter!(REMINDERS_FIRED).increment(1);
 }
 
 pub(crate) fn virtual_evicted() {

@@ -176,6 +176,57 @@ impl DistributedActor for Referee {
     }
 }
 
+/// Records its reminders' ticks.
+struct Alarm;
+
+impl Actor for Alarm {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for Alarm {
+    type Result = Result<u64, String>;
+    fn handle(&mut self, _: Add, _: &mut Context<Self>) -> Self::Result {
+        Ok(0)
+    }
+}
+
+impl DistributedActor for Alarm {
+    const NAME: &'static str = "tests.alarm";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Add>("add");
+    }
+}
+
+/// Reminder ticks delivered, by reminder name, across the process.
+fn ticks() -> &'static Mutex<HashMap<String, usize>> {
+    static T: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    T.get_or_init(Mutex::default)
+}
+
+fn ticks_of(name: &str) -> usize {
+    ticks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+impl VirtualActor for Alarm {
+    type State = Score;
+    fn activate(id: &str, _: Score, _: Checkpoint<Score>) -> Self {
+        count_activation(id);
+        Alarm
+    }
+    fn on_reminder(&mut self, name: &str, _: &mut Context<Self>) {
+        *ticks()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_default() += 1;
+    }
+}
+
 /// Saves every third message (`Checkpoint::save_every`).
 struct Batcher {
     score: Score,
@@ -273,6 +324,7 @@ fn cluster_with(prefix: &str, store: &MemoryStore, limit: Option<usize>) -> Vec<
                 .register_virtual::<Napper>()
                 .register_virtual::<Keeper>()
                 .register_virtual::<Batcher>()
+                .register_virtual::<Alarm>()
                 .state_store(store);
             match limit {
                 Some(l) => b.virtual_activation_limit(l),
@@ -613,6 +665,66 @@ fn a_handle_travels_in_a_message_and_works_on_the_receiving_node() {
         .expect("json");
     assert!(
         serde_json::from_str::<actix_cluster::virtual_actor::VirtualAddr<Player>>(&wire).is_err()
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn a_reminder_wakes_its_passivated_identity_once_per_tick_until_dropped() {
+    let nodes = cluster("va-rem", &MemoryStore::new());
+    let id = "va-rem/1";
+    let (set, deactivated) = {
+        let id = id.to_owned();
+        nodes[1]
+            .run(move |s| async move {
+                let alarm = s.get::<Alarm>(id);
+                alarm.send(Add(0)).await.map_err(|e| e.to_string())??;
+                alarm
+                    .set_reminder("va-rem-tick", Duration::from_millis(500))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let deactivated = alarm.deactivate().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((alarm.reminders(), deactivated))
+            })
+            .expect("node thread")
+            .expect("set")
+    };
+    assert!(deactivated);
+    assert_eq!(
+        set,
+        vec![("va-rem-tick".to_owned(), Duration::from_millis(500))]
+    );
+    let started = std::time::Instant::now();
+    // The first tick activates it again: it was passivated.
+    assert!(
+        wait_until(TEST_DEADLINE, || ticks_of("va-rem-tick") >= 1),
+        "the reminder did not fire"
+    );
+    assert_eq!(activations_of(id), 2, "the reminder woke the identity");
+    assert!(wait_until(TEST_DEADLINE, || ticks_of("va-rem-tick") >= 4));
+    // Once per tick, whichever node leads: never more than the ticks that fell due.
+    let elapsed = started.elapsed().as_millis() as usize;
+    assert!(
+        ticks_of("va-rem-tick") <= elapsed / 500 + 2,
+        "{} ticks in {elapsed} ms",
+        ticks_of("va-rem-tick")
+    );
+    {
+        let id = id.to_owned();
+        nodes[2]
+            .run(move |s| async move { s.get::<Alarm>(id).drop_reminder("va-rem-tick").await })
+            .expect("node thread")
+            .expect("dropped");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let after_drop = ticks_of("va-rem-tick");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        ticks_of("va-rem-tick"),
+        after_drop,
+        "fired after it was dropped"
     );
     for n in nodes {
         n.stop();

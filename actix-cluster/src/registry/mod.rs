@@ -9,6 +9,7 @@
 mod migrate;
 pub(crate) mod raft;
 mod rebalance;
+mod remind;
 pub(crate) mod replica;
 mod service;
 pub(crate) mod state;

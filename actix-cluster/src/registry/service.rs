@@ -190,6 +190,8 @@ pub(crate) struct Registry {
     pub(super) adopted: super::migrate::Adopted,
     /// Leader: moves of consistent-hash actors to their new owners.
     pub(super) rebalancer: super::rebalance::Rebalancer,
+    /// Leader: delivers due reminders (set by the system layer).
+    pub(super) reminder_sink: OnceLock<super::remind::ReminderSink>,
 }
 
 /// Why the registry could not plug into its node.
@@ -266,6 +268,7 @@ impl Registry {
             supervisor: Supervisor::default(),
             adopted: super::migrate::Adopted::default(),
             rebalancer: super::rebalance::Rebalancer::default(),
+            reminder_sink: OnceLock::new(),
         })
     }
 
@@ -1245,6 +1248,7 @@ async fn background(registry: Weak<Registry>, fresh: bool) {
                 registry.reconcile(raft, &members).await;
                 registry.supervise(raft, &members).await;
                 registry.rebalance(raft, &members);
+                registry.remind(raft).await;
             }
             registry.release_stopped().await;
         }

@@ -84,6 +84,54 @@ pub(crate) enum Command {
         location: Location,
         state: Option<(SerializationFormat, Vec<u8>)>,
     },
+    /// Sets (or replaces) a virtual actor's reminder.
+    SetReminder { reminder: Reminder },
+    /// Removes the reminder under `key` (`<type>/<id>/<name>`), if any.
+    DropReminder { key: String },
+    /// The leader fires the reminder under `key` due at `due_ms`: its next due time becomes
+    /// `next_ms`. Nothing happens unless it is still due at `due_ms` (it was not replaced or
+    /// fired meanwhile), so a tick is fired by one leader once.
+    FireReminder {
+        key: String,
+        due_ms: u64,
+        next_ms: u64,
+    },
+}
+
+/// A virtual actor's reminder: it belongs to the identity, not to an activation, and lives in
+/// the registry, so it survives passivation, crashes and (with a durable registry) a restart
+/// of the whole cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reminder {
+    pub(crate) actor_type: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) period_ms: u64,
+    /// When it fires next (unix ms, the leader's clock).
+    pub(crate) due_ms: u64,
+}
+
+impl Reminder {
+    /// The key it is kept under.
+    pub(crate) fn key(&self) -> String {
+        reminder_key(&self.actor_type, &self.id, &self.name)
+    }
+
+    /// The first due time after `now_ms`, on this reminder's period from its due time: ticks
+    /// missed while nobody fired them are skipped, not fired late in a burst.
+    pub(crate) fn next_after(&self, now_ms: u64) -> u64 {
+        let period = self.period_ms.max(1);
+        if self.due_ms > now_ms {
+            return self.due_ms;
+        }
+        let missed = (now_ms - self.due_ms) / period + 1;
+        self.due_ms.saturating_add(missed.saturating_mul(period))
+    }
+}
+
+/// The key of reminder `name` of identity (`actor_type`, `id`).
+pub(crate) fn reminder_key(actor_type: &str, id: &str, name: &str) -> String {
+    format!("{actor_type}/{id}/{name}")
 }
 
 /// How to start a supervised name's actor again, and its restarts so far.
@@ -138,6 +186,16 @@ impl fmt::Display for Command {
                 "move {name:?} -> {}/{}",
                 location.node, location.actor_id
             ),
+            Command::SetReminder { reminder } => write!(
+                f,
+                "set reminder {:?} every {} ms",
+                reminder.key(),
+                reminder.period_ms
+            ),
+            Command::DropReminder { key } => write!(f, "drop reminder {key:?}"),
+            Command::FireReminder { key, due_ms, .. } => {
+                write!(f, "fire reminder {key:?} due at {due_ms}")
+            }
         }
     }
 }
@@ -163,6 +221,8 @@ pub(crate) enum Outcome {
     Released(Option<NameEntry>),
     /// Names released by `ReleaseNodes`.
     ReleasedCount(usize),
+    /// A reminder's tick was taken by this write: fire it.
+    Fired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,22 +250,29 @@ pub(crate) struct Names {
     slots: BTreeMap<String, Slot>,
     /// Supervised names, bound or not.
     supervised: BTreeMap<String, Arc<Supervision>>,
+    /// Virtual actors' reminders, by key.
+    reminders: BTreeMap<String, Reminder>,
     bound: usize,
     by_node: BTreeMap<NodeId, BTreeSet<String>>,
 }
 
 impl Serialize for Names {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (&self.slots, &self.supervised).serialize(s)
+        (&self.slots, &self.supervised, &self.reminders).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Names {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        type Stored = (BTreeMap<String, Slot>, BTreeMap<String, Arc<Supervision>>);
-        let (slots, supervised) = Stored::deserialize(d)?;
+        type Stored = (
+            BTreeMap<String, Slot>,
+            BTreeMap<String, Arc<Supervision>>,
+            BTreeMap<String, Reminder>,
+        );
+        let (slots, supervised, reminders) = Stored::deserialize(d)?;
         let mut names = Names {
             supervised,
+            reminders,
             ..Names::default()
         };
         for (name, slot) in slots {
@@ -216,6 +283,32 @@ impl<'de> Deserialize<'de> for Names {
 }
 
 impl Names {
+    /// Reminders due at `now_ms`, earliest first, at most `limit`.
+    pub(crate) fn due_reminders(&self, now_ms: u64, limit: usize) -> Vec<Reminder> {
+        let mut due: Vec<Reminder> = self
+            .reminders
+            .values()
+            .filter(|r| r.due_ms <= now_ms)
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| r.due_ms);
+        due.truncate(limit);
+        due
+    }
+
+    /// The reminders of identity (`actor_type`, `id`).
+    pub(crate) fn reminders_of(&self, actor_type: &str, id: &str) -> Vec<Reminder> {
+        let prefix = format!("{actor_type}/{id}/");
+        self.reminders
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
     /// The registration of `name`, if an actor is bound to it.
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<NameEntry>> {
         match self.slots.get(name)? {
@@ -533,6 +626,25 @@ impl Names {
                 }
                 self.bind(index, name, location, events)
             }
+            Command::SetReminder { reminder } => {
+                self.reminders.insert(reminder.key(), reminder.clone());
+                Outcome::None
+            }
+            Command::DropReminder { key } => {
+                self.reminders.remove(key);
+                Outcome::None
+            }
+            Command::FireReminder {
+                key,
+                due_ms,
+                next_ms,
+            } => match self.reminders.get_mut(key) {
+                Some(r) if r.due_ms == *due_ms => {
+                    r.due_ms = *next_ms;
+                    Outcome::Fired
+                }
+                _ => Outcome::None,
+            },
         }
     }
 
@@ -945,6 +1057,48 @@ mod tests {
         assert!(n.supervision("a").is_none());
     }
 
+    #[test]
+    fn a_reminder_tick_is_taken_once_and_missed_ticks_are_skipped() {
+        let mut n = Names::default();
+        let mut ev = Vec::new();
+        let r = Reminder {
+            actor_type: "t".into(),
+            id: "42".into(),
+            name: "daily".into(),
+            period_ms: 100,
+            due_ms: 1_000,
+        };
+        n.apply(
+            1,
+            &Command::SetReminder {
+                reminder: r.clone(),
+            },
+            &mut ev,
+        );
+        assert!(n.due_reminders(999, 10).is_empty());
+        assert_eq!(n.due_reminders(1_000, 10), vec![r.clone()]);
+        // Down from 1,000 to 1,450: the ticks at 1,100..1,400 are skipped, not fired late.
+        assert_eq!(r.next_after(1_450), 1_500);
+        assert_eq!(r.next_after(1_000), 1_100);
+        let fire = Command::FireReminder {
+            key: r.key(),
+            due_ms: 1_000,
+            next_ms: 1_500,
+        };
+        assert_eq!(n.apply(2, &fire, &mut ev), Outcome::Fired);
+        // The same tick again (a retried write, a second leader): not taken.
+        assert_eq!(n.apply(3, &fire, &mut ev), Outcome::None);
+        assert!(n.due_reminders(1_499, 10).is_empty());
+        assert_eq!(n.reminders_of("t", "42").len(), 1);
+        assert!(
+            n.reminders_of("t", "4").is_empty(),
+            "ids are not prefixes of each other"
+        );
+        n.apply(4, &Command::DropReminder { key: r.key() }, &mut ev);
+        assert!(n.reminders_of("t", "42").is_empty());
+        assert_eq!(n.apply(5, &fire, &mut ev), Outcome::None);
+    }
+
     fn at(node: NodeId, actor: u64) -> Location {
         Location {
             node,
@@ -1011,7 +1165,28 @@ mod tests {
                     reason: ReleaseReason::ActorStopped,
                 }
             }),
-            name.prop_map(|name| Command::Exhaust { name }),
+            name.clone().prop_map(|name| Command::Exhaust { name }),
+            (name.clone(), 1u64..5, 0u64..20).prop_map(|(name, period_ms, due_ms)| {
+                Command::SetReminder {
+                    reminder: Reminder {
+                        actor_type: "t".into(),
+                        id: "i".into(),
+                        name,
+                        period_ms,
+                        due_ms,
+                    },
+                }
+            }),
+            (name.clone(), 0u64..20, 0u64..40).prop_map(|(name, due_ms, next_ms)| {
+                Command::FireReminder {
+                    key: reminder_key("t", "i", &name),
+                    due_ms,
+                    next_ms,
+                }
+            }),
+            name.prop_map(|name| Command::DropReminder {
+                key: reminder_key("t", "i", &name)
+            }),
         ]
     }
 

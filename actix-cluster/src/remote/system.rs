@@ -64,6 +64,8 @@ pub(crate) mod id {
     /// Find (or make) a virtual actor's activation for a client node, which cannot claim
     /// names (system).
     pub(crate) const VIRTUAL_RESOLVE: u32 = 12;
+    /// Deliver a virtual actor's reminder (system).
+    pub(crate) const VIRTUAL_REMIND: u32 = 13;
 }
 
 /// What a system request handler returns: the encoded reply, produced on the network thread.

@@ -340,6 +340,13 @@ impl ClusterSystemBuilder {
             virtuals,
         });
         node.virtuals.bind(&node);
+        let host = Arc::downgrade(&node.virtuals);
+        node.registry
+            .on_reminder(Box::new(move |actor_type, id, name| {
+                if let Some(host) = host.upgrade() {
+                    host.fire(actor_type, id, name);
+                }
+            }));
         let owner: std::sync::Weak<Node> = Arc::downgrade(&node);
         let owner: std::sync::Weak<dyn std::any::Any + Send + Sync> = owner;
         let _ = node.remote.owner.set(owner);

@@ -139,6 +139,13 @@ pub trait VirtualActor: DistributedActor {
         Placement::ConsistentHash
     }
 
+    /// A reminder of this identity fired ([`VirtualAddr::set_reminder`]); it runs in the
+    /// activation's context (activating the identity first if it was passivated) and counts
+    /// as a use for idle passivation. The default ignores it.
+    fn on_reminder(&mut self, name: &str, ctx: &mut actix::Context<Self>) {
+        let _ = (name, ctx);
+    }
+
     /// Time without a message after which the activation is passivated.
     fn idle_timeout() -> Duration {
         DEFAULT_IDLE_TIMEOUT
@@ -499,7 +506,9 @@ impl<A: VirtualActor> VirtualAddr<A> {
                     ) {
                         // Its node answered that the activation is gone: if the name still
                         // points at it (its host could not release it), release it here.
-                        self.release_stale(&target).await;
+                        // Boxed, like the activation: deep, rare, and kept out of the
+                        // caller's future.
+                        Box::pin(self.release_stale(&target)).await;
                     }
                     if tokio::time::Instant::now() + pause >= deadline {
                         return Err(VirtualError::Timeout {
@@ -625,6 +634,46 @@ impl<A: VirtualActor> VirtualAddr<A> {
             last.unwrap_or(VirtualError::Placement(PlacementError::NoEligibleMember {
                 members: 0,
             })),
+        )
+    }
+
+    /// Sets reminder `name` of this identity: [`VirtualActor::on_reminder`] runs every
+    /// `period` (at least 100 ms; the first time `period` from now) on the identity's
+    /// activation, wherever it is, activating it if it is passivated. A reminder belongs to the
+    /// identity: it lives in the registry, survives passivation, crashes and (with a durable
+    /// registry) a restart of the whole cluster, and the registry leader fires each tick once;
+    /// ticks missed while nobody could fire them are skipped. Setting it again replaces it.
+    pub async fn set_reminder(&self, name: &str, period: Duration) -> Result<(), VirtualError> {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        self.system
+            .registry()
+            .map_err(VirtualError::Registry)?
+            .set_reminder(A::NAME, &self.id, name, period_ms)
+            .await
+            .map_err(VirtualError::Registry)
+    }
+
+    /// Removes reminder `name` of this identity (nothing if it has none).
+    pub async fn drop_reminder(&self, name: &str) -> Result<(), VirtualError> {
+        self.system
+            .registry()
+            .map_err(VirtualError::Registry)?
+            .drop_reminder(A::NAME, &self.id, name)
+            .await
+            .map_err(VirtualError::Registry)
+    }
+
+    /// This identity's reminders and their periods, from this node's registry replica
+    /// (empty on client nodes).
+    pub fn reminders(&self) -> Vec<(String, Duration)> {
+        self.system.registry().map_or_else(
+            |_| Vec::new(),
+            |r| {
+                r.reminders_of(A::NAME, &self.id)
+                    .into_iter()
+                    .map(|(n, ms)| (n, Duration::from_millis(ms)))
+                    .collect()
+            },
         )
     }
 
@@ -831,10 +880,22 @@ type ActivateFn = Box<
 type ResolveFn =
     Box<dyn Fn(ClusterSystem, String) -> LocalBoxFuture<'static, ResolveReply> + Send + Sync>;
 
-/// What a node needs to activate one virtual type, and to find an activation for a client.
+type RemindFn = Box<
+    dyn Fn(ClusterSystem, String, String) -> LocalBoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+type DeliverFn = Box<dyn Fn(&RemoteContext, u64, String) -> bool + Send + Sync>;
+
+/// What a node needs to activate one virtual type, to find an activation for a client, and
+/// to deliver its reminders.
 pub(crate) struct VirtualKind {
     activate: ActivateFn,
     resolve: ResolveFn,
+    /// Fires a reminder of an identity: finds (or makes) its activation and delivers there.
+    remind: RemindFn,
+    /// Runs a reminder in a local activation's context; `false` if it is not running.
+    deliver: DeliverFn,
 }
 
 /// The builder's registration of `A`: its name, how to activate it, and the message
@@ -857,11 +918,84 @@ pub(crate) fn kind<A: VirtualActor>() -> (&'static str, VirtualKind, Vec<String>
             }
         })
     });
+    let remind: RemindFn = Box::new(|system, id, name| {
+        Box::pin(async move {
+            let addr = system.get::<A>(id.clone());
+            let a = addr.activation().await.map_err(|e| e.to_string())?;
+            let (node, actor_id) = a.resolved_target();
+            if &node == system.node_id() {
+                return if deliver_reminder::<A>(system.remote(), actor_id, name) {
+                    Ok(())
+                } else {
+                    Err("the activation stopped".into())
+                };
+            }
+            let req = RemindRequest {
+                actor_type: A::NAME.to_owned(),
+                id,
+                name,
+                actor_id: Some(actor_id),
+            };
+            ask_remind(system.remote(), node, a.node_addr(), req).await
+        })
+    });
+    let deliver: DeliverFn =
+        Box::new(|remote, actor_id, name| deliver_reminder::<A>(remote, actor_id, name));
     (
         A::NAME,
-        VirtualKind { activate, resolve },
+        VirtualKind {
+            activate,
+            resolve,
+            remind,
+            deliver,
+        },
         crate::remote::message_conflicts::<A>(),
     )
+}
+
+/// Sends `req` to `node` and waits until it ran there.
+async fn ask_remind(
+    remote: &Arc<RemoteContext>,
+    node: crate::node::NodeId,
+    addr: std::net::SocketAddr,
+    req: RemindRequest,
+) -> Result<(), String> {
+    let delivered: bool = sys::ask(
+        remote,
+        node,
+        addr,
+        sys::id::VIRTUAL_REMIND,
+        req,
+        remote.request_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if delivered {
+        Ok(())
+    } else {
+        Err("the activation stopped before the reminder ran".into())
+    }
+}
+
+/// Runs reminder `name` in local activation `actor_id` of `A`; counts as a use.
+fn deliver_reminder<A: VirtualActor>(remote: &RemoteContext, actor_id: u64, name: String) -> bool {
+    if let Some(a) = remote.actors.get(actor_id) {
+        a.touch();
+    }
+    remote
+        .actors
+        .run_in::<A>(actor_id, move |act, ctx| act.on_reminder(&name, ctx))
+}
+
+/// Body of [`sys::id::VIRTUAL_REMIND`]: deliver reminder `name` of (`actor_type`, `id`) —
+/// to local activation `actor_id` when given (answered with whether it ran), else wherever
+/// the identity is active (answered once delivered).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RemindRequest {
+    actor_type: String,
+    id: String,
+    name: String,
+    actor_id: Option<u64>,
 }
 
 /// Runs the passivation in the actor's context: the state to save goes to the sender.
@@ -929,6 +1063,72 @@ impl VirtualHost {
         let _ = self.node.set(Arc::downgrade(node));
     }
 
+    /// Answers a [`RemindRequest`].
+    async fn remind(&self, req: RemindRequest) -> Result<bool, RemoteError> {
+        let Some(kind) = self.kinds.get(req.actor_type.as_str()) else {
+            return Ok(false);
+        };
+        if let Some(actor_id) = req.actor_id {
+            let remote = self.remote.upgrade().ok_or(RemoteError::SystemStopped)?;
+            return Ok((kind.deliver)(&remote, actor_id, req.name));
+        }
+        let node = self
+            .node
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or(RemoteError::SystemStopped)?;
+        (kind.remind)(ClusterSystem { node }, req.id, req.name)
+            .await
+            .map(|()| true)
+            .map_err(RemoteError::HandlerFailed)
+    }
+
+    /// Fires a due reminder (called by the registry leader, from its own runtime: the work
+    /// goes to the node's home arbiter). A node that does not host the type hands it to a
+    /// member that does.
+    pub(super) fn fire(self: &Arc<Self>, actor_type: String, id: String, name: String) {
+        let Some(remote) = self.remote.upgrade() else {
+            return;
+        };
+        let host = Arc::clone(self);
+        remote.actors.home.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let key = format!("{actor_type}/{id}/{name}");
+                if let Err(e) = host.fire_here(actor_type, id, name).await {
+                    tracing::debug!(reminder = key, error = %e, "a reminder's tick was not delivered");
+                }
+            });
+        });
+    }
+
+    async fn fire_here(&self, actor_type: String, id: String, name: String) -> Result<(), String> {
+        let node = self
+            .node
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or("the node is stopping")?;
+        let system = ClusterSystem { node };
+        if let Some(kind) = self.kinds.get(actor_type.as_str()) {
+            return (kind.remind)(system, id, name).await;
+        }
+        let remote = system.remote();
+        let host = system
+            .members()
+            .into_iter()
+            .find(|m| {
+                m.state == crate::membership::MemberState::Up
+                    && m.capabilities.contains(&actor_type)
+            })
+            .ok_or_else(|| format!("no member Up hosts virtual actor type {actor_type}"))?;
+        let req = RemindRequest {
+            actor_type,
+            id,
+            name,
+            actor_id: None,
+        };
+        ask_remind(remote, host.id, host.addr, req).await
+    }
+
     /// Answers a client node's [`ResolveRequest`].
     async fn resolve(&self, req: ResolveRequest) -> ResolveReply {
         let Some(kind) = self.kinds.get(req.actor_type.as_str()) else {
@@ -943,48 +1143,60 @@ impl VirtualHost {
         (kind.resolve)(ClusterSystem { node }, req.id).await
     }
 
-    /// Registers the node's answers to activation and passivation requests.
+    /// Registers the node's answers to activation, passivation, resolution and reminder
+    /// requests.
     pub(crate) fn register(
         self: &Arc<Self>,
         remote: &Arc<RemoteContext>,
     ) -> Result<(), SystemRequestError> {
-        let host = Arc::downgrade(self);
-        remote
-            .system
-            .request(sys::id::VIRTUAL_ACTIVATE, move |_, req: ActivateRequest| {
-                let host = host.upgrade();
-                async move {
-                    match host {
-                        Some(host) => Ok(host.activate(req).await),
-                        None => Err(RemoteError::SystemStopped),
-                    }
-                }
-            })?;
-        let host = Arc::downgrade(self);
-        remote
-            .system
-            .request(sys::id::VIRTUAL_RESOLVE, move |_, req: ResolveRequest| {
-                let host = host.upgrade();
-                async move {
-                    match host {
-                        Some(host) => Ok(host.resolve(req).await),
-                        None => Err(RemoteError::SystemStopped),
-                    }
-                }
-            })?;
-        let host = Arc::downgrade(self);
-        remote.system.request(
+        self.serve(
+            remote,
+            sys::id::VIRTUAL_ACTIVATE,
+            |h, req: ActivateRequest| async move { Ok(h.activate(req).await) },
+        )?;
+        self.serve(
+            remote,
+            sys::id::VIRTUAL_REMIND,
+            |h, req: RemindRequest| async move { h.remind(req).await },
+        )?;
+        self.serve(
+            remote,
+            sys::id::VIRTUAL_RESOLVE,
+            |h, req: ResolveRequest| async move { Ok(h.resolve(req).await) },
+        )?;
+        self.serve(
+            remote,
             sys::id::VIRTUAL_PASSIVATE,
-            move |_, req: PassivateRequest| {
-                let host = host.upgrade();
-                async move {
-                    match host {
-                        Some(host) => Ok(host.passivate(&req.name, Some(req.actor_id)).await),
-                        None => Err(RemoteError::SystemStopped),
-                    }
-                }
+            |h, req: PassivateRequest| async move {
+                Ok(h.passivate(&req.name, Some(req.actor_id)).await)
             },
         )
+    }
+
+    /// Registers system request `id`, answered by `f` while the host lives (held weakly: the
+    /// request table lives inside the node).
+    fn serve<Req, Resp, F, Fut>(
+        self: &Arc<Self>,
+        remote: &Arc<RemoteContext>,
+        id: u32,
+        f: F,
+    ) -> Result<(), SystemRequestError>
+    where
+        Req: serde::de::DeserializeOwned,
+        Resp: Serialize,
+        F: Fn(Arc<Self>, Req) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, RemoteError>> + 'static,
+    {
+        let host = Arc::downgrade(self);
+        remote.system.request(id, move |_, req: Req| {
+            let answer = host.upgrade().map(|h| f(h, req));
+            async move {
+                match answer {
+                    Some(answer) => answer.await,
+                    None => Err(RemoteError::SystemStopped),
+                }
+            }
+        })
     }
 
     /// Activates `req.id` here (see [`ActivateRequest`]).

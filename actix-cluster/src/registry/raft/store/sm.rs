@@ -23,8 +23,8 @@ use crate::registry::state::Names;
 
 /// Bumped when [`SnapshotData`]'s layout changes incompatibly. Snapshots travel between
 /// members, so a mismatch is refused instead of misread. 2: the name table carries the
-/// supervised names after the slots.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// supervised names after the slots; 3: and the virtual actors' reminders after those.
+const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Snapshot bytes, as built here and sent to other members: bincode of this struct.
 #[derive(Serialize)]
