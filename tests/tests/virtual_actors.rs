@@ -425,13 +425,20 @@ fn an_idle_activation_passivates_and_the_next_message_finds_its_state() {
     let nodes = cluster("va-idle", &MemoryStore::new());
     let id = "va-idle/7";
     let name = "virtual/tests.napper/va-idle/7";
+    let hosted = || -> usize { nodes.iter().map(|n| n.system().local_actor_count()).sum() };
+    let before = hosted();
     assert_eq!(add::<Napper>(&nodes[0], id, 5).expect("added"), 5);
     assert_eq!(add::<Napper>(&nodes[1], id, 2).expect("added"), 7);
     assert_eq!(activations_of(id), 1);
-    // Idle for 300 ms: it saves, stops and releases its name.
+    assert_eq!(hosted(), before + 1);
+    // Idle for 300 ms: it saves, stops and releases its name, and its node forgets it.
     assert!(
         wait_until(TEST_DEADLINE, || !bound(&nodes[2], name)),
         "the idle activation was not passivated"
+    );
+    assert!(
+        wait_until(TEST_DEADLINE, || hosted() == before),
+        "the passivated activation is still in its node's actor table"
     );
     assert!(NAPPER_PASSIVATIONS.load(Ordering::SeqCst) >= 1);
     assert_eq!(add::<Napper>(&nodes[2], id, 1).expect("added"), 8);
@@ -501,10 +508,10 @@ fn the_state_survives_the_crash_of_the_hosting_node() {
     }
 }
 
-/// The old activation, cut off with its node, keeps running and is still reached from its
-/// side; the majority activates the identity anew. The old one's next save is refused (the
-/// new activation fenced the key), so the update it was asked for is not acknowledged, it
-/// stops, and the state is the majority's.
+/// The old activation is cut off with its node; the majority activates the identity anew.
+/// The old one stops once its node sees no majority, and a message that reaches it before
+/// that cannot save (the new activation fenced the key): nothing it is asked is acknowledged,
+/// and the state is the majority's.
 #[test]
 fn an_activation_cut_off_by_a_partition_cannot_overwrite_its_successor() {
     let nodes = cluster("va-fence", &MemoryStore::new());
@@ -522,7 +529,14 @@ fn an_activation_cut_off_by_a_partition_cannot_overwrite_its_successor() {
         .expect("reached");
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     let refs: Vec<&TestNode> = nodes.iter().collect();
+    let hosted = nodes[old].system().local_actor_count();
     partition(&refs, &[old], &others);
+    // Fencing: a node that sees no majority stops its activations.
+    assert!(
+        wait_until(TEST_DEADLINE, || nodes[old].system().local_actor_count()
+            < hosted),
+        "the cut-off activation was not stopped"
+    );
     // The majority sees the host Down, releases the name and activates the identity again.
     let mut points = None;
     assert!(
@@ -533,12 +547,17 @@ fn an_activation_cut_off_by_a_partition_cannot_overwrite_its_successor() {
         "the majority did not activate the identity again"
     );
     assert_eq!(points, Some(11));
-    // On the minority side the old activation still answers, but cannot save.
+    // On the minority side the old activation has been stopped (its node sees no majority),
+    // or, if a message reaches it first, cannot save: either way nothing is acknowledged.
     let refused = nodes[old]
         .run(move |_| async move { handle.send(Add(100)).await })
         .expect("node thread");
     assert!(
-        matches!(&refused, Ok(Err(e)) if e.contains("fenc") || e.contains("conflict") || e.contains("newer")),
+        match &refused {
+            Ok(Err(e)) => e.contains("fenc") || e.contains("conflict") || e.contains("newer"),
+            Ok(Ok(_)) => false,
+            Err(e) => e.is_not_delivered(),
+        },
         "{refused:?}"
     );
     heal(&refs);

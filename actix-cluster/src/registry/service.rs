@@ -192,6 +192,9 @@ pub(crate) struct Registry {
     pub(super) rebalancer: super::rebalance::Rebalancer,
     /// Leader: delivers due reminders (set by the system layer).
     pub(super) reminder_sink: OnceLock<super::remind::ReminderSink>,
+    /// Told every fencing round whether this node must stop what only a working majority
+    /// may keep running (set by the system layer, for virtual actor activations).
+    fence_hook: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
 }
 
 /// Why the registry could not plug into its node.
@@ -269,6 +272,7 @@ impl Registry {
             adopted: super::migrate::Adopted::default(),
             rebalancer: super::rebalance::Rebalancer::default(),
             reminder_sink: OnceLock::new(),
+            fence_hook: OnceLock::new(),
         })
     }
 
@@ -1184,6 +1188,16 @@ fn live(registry: &Weak<Registry>) -> Option<Arc<Registry>> {
     registry.upgrade().filter(|r| !r.ctx.remote.is_stopped())
 }
 
+impl Registry {
+    /// Installs `hook`, told every fencing round (every `reconcile_interval`) whether this
+    /// node sees no majority of the voters Up or has had no word of a working leader for
+    /// `restart_fence`: then it must stop what only one node may run. From the registry's
+    /// runtime: the hook must only hand work to actors.
+    pub(crate) fn on_fence(&self, hook: Box<dyn Fn(bool) + Send + Sync>) {
+        let _ = self.fence_hook.set(hook);
+    }
+}
+
 /// Fencing of supervised actors, every `reconcile_interval`, on a task of its own: the
 /// leader's rounds in [`background`] may wait for a quorum (a leader cut off from it), and
 /// fencing must not wait behind them.
@@ -1202,6 +1216,9 @@ async fn fencing(registry: Weak<Registry>) {
                 .leader_contact_age()
                 .is_none_or(|age| age > registry.config.restart_fence);
             registry.fence(quorum_lost || lease_lost);
+            if let Some(hook) = registry.fence_hook.get() {
+                hook(quorum_lost || lease_lost);
+            }
         }
         drop(registry);
         tokio::time::sleep(interval).await;

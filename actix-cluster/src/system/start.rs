@@ -341,6 +341,12 @@ impl ClusterSystemBuilder {
         });
         node.virtuals.bind(&node);
         let host = Arc::downgrade(&node.virtuals);
+        node.registry.on_fence(Box::new(move |lost| {
+            if let Some(host) = host.upgrade() {
+                host.fence(lost);
+            }
+        }));
+        let host = Arc::downgrade(&node.virtuals);
         node.registry
             .on_reminder(Box::new(move |actor_type, id, name| {
                 if let Some(host) = host.upgrade() {

@@ -1318,6 +1318,7 @@ impl VirtualHost {
         }
         for (name, actor_id) in gone {
             lock(&self.active).remove(&name);
+            remote.actors.remove(actor_id);
             release(&registry, &name, &me, actor_id).await;
         }
         metrics::virtual_active(lock(&self.active).len());
@@ -1326,6 +1327,53 @@ impl VirtualHost {
     /// Passivates the activation of `name` hosted here (`actor_id`, when given, must be
     /// it): saves its state, stops it, releases the name. Returns whether there was one.
     async fn passivate(&self, name: &str, actor_id: Option<u64>) -> bool {
+        self.stop_activation(name, actor_id, true).await
+    }
+
+    /// Fencing round (from the registry's runtime): stops, saving their state, the
+    /// activations this node may no longer run — all of them while it sees no working
+    /// majority (`lost`: the majority may activate them elsewhere), and any whose name the
+    /// replica binds to a newer activation. Their names are not released here: a node without
+    /// a majority cannot write, and the majority releases them with the node, or has already
+    /// bound them elsewhere.
+    pub(super) fn fence(self: &Arc<Self>, lost: bool) {
+        let (Some(remote), Some(registry)) = (self.remote.upgrade(), self.registry.upgrade())
+        else {
+            return;
+        };
+        let me = &remote.local.id;
+        let stale: Vec<(String, u64)> = lock(&self.active)
+            .iter()
+            .filter(|(name, h)| {
+                lost || registry.local_entry(name).is_some_and(|e| {
+                    e.version > h.checkpoint.fence && !(&e.node == me && e.actor_id == h.actor_id)
+                })
+            })
+            .map(|(name, h)| (name.clone(), h.actor_id))
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let host = Arc::clone(self);
+        remote.actors.home.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                for (name, actor_id) in stale {
+                    if host.stop_activation(&name, Some(actor_id), false).await {
+                        tracing::warn!(
+                            name,
+                            actor = actor_id,
+                            "stopped a virtual actor: this node sees no working majority, or a newer activation holds it"
+                        );
+                    }
+                }
+            });
+        });
+    }
+
+    /// Stops the activation of `name` (`actor_id`, when given, must be it), saving what
+    /// [`VirtualActor::passivating`] returns, and releases the name if `release`. Returns
+    /// whether there was one.
+    async fn stop_activation(&self, name: &str, actor_id: Option<u64>, release_name: bool) -> bool {
         let hosted = {
             let mut active = lock(&self.active);
             match active.get(name) {
@@ -1343,7 +1391,15 @@ impl VirtualHost {
         {
             tracing::warn!(name, error = %e, "a passivating virtual actor's state was not saved");
         }
-        if let (Some(remote), Some(registry)) = (self.remote.upgrade(), self.registry.upgrade()) {
+        // Its table entry goes too: what an activation holds is returned when it ends, and a
+        // message that still arrives for it is answered as for an unknown actor (not
+        // delivered, so a caller's handle sends it to the next activation).
+        if let Some(remote) = self.remote.upgrade() {
+            remote.actors.remove(hosted.actor_id);
+        }
+        if release_name
+            && let (Some(remote), Some(registry)) = (self.remote.upgrade(), self.registry.upgrade())
+        {
             release(&registry, name, &remote.local.id, hosted.actor_id).await;
         }
         metrics::virtual_passivation();
