@@ -38,6 +38,7 @@ fn run(seed: u64, storage: Storage, architecture: Architecture, tag: &str) -> Op
         op_timeout: Duration::from_secs(6),
         recovery_bound: Duration::from_secs(20),
         supervised: 20,
+        accounts: 0,
     };
     let run_id = format!("{}{tag}", std::process::id() % 10_000);
     let net = Net::create(&run_id, plan.nodes)

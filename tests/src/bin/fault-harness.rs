@@ -1,10 +1,11 @@
 //! `fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both]
 //! [--architecture decentralized|centralized|both] [--nodes N] [--clients N] [--names N]
-//! [--supervised N]`
+//! [--supervised N] [--accounts N]`
 //! `fault-harness --figures [--runs N] [--storage ephemeral|durable]`
 //!
-//! Runs the registry workload, and the self-healing workload on `--supervised` names (default
-//! 20; 0 turns it off), under a seeded fault schedule on network-namespace hosts (needs root)
+//! Runs the registry workload, the self-healing workload on `--supervised` names (default
+//! 20; 0 turns it off), and the virtual actor workload on `--accounts` accounts (default 0;
+//! needs `redis-server`), under a seeded fault schedule on network-namespace hosts (needs root)
 //! and prints one JSON object per mode; exits 1 if any mode found a violation or a heal after
 //! which writes, or a supervised name, did not return. `cargo test --test faults` runs a bounded schedule; this
 //! runs longer ones (`--faults 40` is about ten minutes per mode).
@@ -26,6 +27,7 @@ struct Options {
     clients: usize,
     names: usize,
     supervised: usize,
+    accounts: usize,
     storages: Vec<Storage>,
     architectures: Vec<Architecture>,
     figures: bool,
@@ -42,6 +44,7 @@ fn parse() -> Result<Options, String> {
         clients: 5,
         names: 4,
         supervised: 20,
+        accounts: 0,
         storages: vec![Storage::Ephemeral, Storage::Durable],
         architectures: vec![Architecture::Decentralized, Architecture::Centralized],
         figures: false,
@@ -61,6 +64,7 @@ fn parse() -> Result<Options, String> {
             "--clients" => o.clients = (number(value()?)? as usize).max(1),
             "--names" => o.names = (number(value()?)? as usize).max(1),
             "--supervised" => o.supervised = number(value()?)? as usize,
+            "--accounts" => o.accounts = number(value()?)? as usize,
             "--runs" => o.runs = (number(value()?)? as usize).max(1),
             "--figures" => o.figures = true,
             "--storage" => {
@@ -100,7 +104,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: fault-harness [--seed N] [--faults N] [--storage ephemeral|durable|both] \
                  [--architecture decentralized|centralized|both] [--nodes N] [--clients N] \
-                 [--names N] [--supervised N]\n       fault-harness --figures [--runs N] [--storage ephemeral|durable]"
+                 [--names N] [--supervised N] [--accounts N]\n       fault-harness --figures [--runs N] [--storage ephemeral|durable]"
             );
             return ExitCode::from(2);
         }
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
                 op_timeout: Duration::from_secs(6),
                 recovery_bound: Duration::from_secs(20),
                 supervised: o.supervised,
+                accounts: o.accounts,
             };
             let run = format!("{}h{k}{j}", std::process::id() % 10_000);
             let net = match Net::create(&run, plan.nodes) {
@@ -173,6 +178,8 @@ fn main() -> ExitCode {
                             "pings": r.pings,
                             "activation_violations": r.activation_violations,
                             "paused_overlaps": r.paused_overlaps,
+                            "account_updates": r.account_updates,
+                            "account_acks": r.account_acks,
                             "migrations": r.migrations,
                             "handovers": r.handovers,
                             "unserved_adoptions": r.unserved_adoptions,

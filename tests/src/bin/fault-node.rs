@@ -108,6 +108,8 @@ and then runs registry commands read from stdin, one per line, each answered by 
   <op-id> spawn <name>                    <op-id> ok spawned <node> <incarnation> <actor-id>
   <op-id> ping <name>                     <op-id> ok pong <node> <incarnation> <seq> <count>
   <op-id> migrate <name> <node>           <op-id> ok migrated <node> <incarnation> <actor-id>
+  <op-id> vadd <account> <n>              <op-id> ok applied <count>
+  <op-id> vget <account>                  <op-id> ok ops <n>,<n>,... (or -)
 or by <op-id> fail <Kind> <message> (definitely not applied), <op-id> info <Kind> <message>
 (maybe applied), <op-id or -> error <reason> (malformed line). End of stdin, SIGTERM or
 ctrl-c: answer what is in flight (bounded), leave the cluster, exit 0.
@@ -122,7 +124,9 @@ ctrl-c: answer what is in flight (bounded), leave the cluster, exit 0.
   --architecture A        decentralized (default) or centralized
   --role ROLE             worker (default) or master (centralized only)
   --masters LIST          addresses of the masters (centralized only, required there)
-  --slots N               Counter actors to start, 1 to 1024 (default 4)";
+  --slots N               Counter actors to start, 1 to 1024 (default 4)
+  --state-redis URL       keep virtual actor state (the Account workload) in this Redis
+                          server, shared by the nodes (default: the node's own store)";
 
 /// Longest command line taken, in bytes; names are at most 512 bytes, so anything longer is
 /// a harness bug, refused without buffering it.
@@ -145,6 +149,7 @@ struct Options {
     masters: Vec<SocketAddr>,
     registry: RegistryConfig,
     slots: usize,
+    state_redis: Option<String>,
 }
 
 impl Options {
@@ -167,6 +172,7 @@ impl Options {
                 "--role",
                 "--masters",
                 "--slots",
+                "--state-redis",
             ],
             &[],
         )?;
@@ -214,6 +220,7 @@ impl Options {
             masters,
             registry,
             slots,
+            state_redis: args.value("--state-redis").map(str::to_owned),
         })
     }
 }
@@ -254,11 +261,14 @@ async fn run(options: Options) -> Result<(), Box<dyn Error>> {
     // without its answers.
     let mut signals = Signals::install()?;
 
-    let system = ClusterSystem::new(&options.cluster, config)
+    let mut builder = ClusterSystem::new(&options.cluster, config)
         .register::<Counter>()
         .register::<Keeper>()
-        .start()
-        .await?;
+        .register_virtual::<Account>();
+    if let Some(url) = &options.state_redis {
+        builder = builder.state_store(actix_cluster::state::RedisStore::connect(url).await?);
+    }
+    let system = builder.start().await?;
     let _ = ME.set(format!(
         "{} {}",
         system.node_id().name(),
@@ -507,12 +517,24 @@ enum Op {
         name: String,
         to: String,
     },
+    /// Apply update `op` to virtual account `account`.
+    VAdd {
+        account: String,
+        op: u64,
+    },
+    /// The updates virtual account `account` has saved.
+    VGet {
+        account: String,
+    },
 }
 
 impl Op {
     /// A lookup (or a status) changes nothing, so every failure of one is definite.
     fn is_read(&self) -> bool {
-        matches!(self, Op::Lookup { .. } | Op::Status | Op::Ping { .. })
+        matches!(
+            self,
+            Op::Lookup { .. } | Op::Status | Op::Ping { .. } | Op::VGet { .. }
+        )
     }
 }
 
@@ -608,6 +630,15 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
             name: name.to_owned(),
             to: (*to).to_owned(),
         },
+        ["vadd", account, op] => Op::VAdd {
+            account: account.to_owned(),
+            op: op
+                .parse()
+                .map_err(|_| bad(format!("update {:?}: expected a number", echo(op))))?,
+        },
+        ["vget", account] => Op::VGet {
+            account: account.to_owned(),
+        },
         [] => return Err(bad("missing command".into())),
         [verb, ..] => {
             return Err(bad(match verb {
@@ -617,9 +648,11 @@ fn parse_line(raw: &RawLine, slots: usize) -> Result<Command, Malformed> {
                 }
                 "status" => "usage: <op-id> status".to_owned(),
                 "migrate" => "usage: <op-id> migrate <name> <node>".to_owned(),
+                "vadd" => "usage: <op-id> vadd <account> <n>".to_owned(),
+                "vget" => "usage: <op-id> vget <account>".to_owned(),
                 other => format!(
                     "unknown command {:?} (known: register, register-or-get, unregister, lookup, \
-                     status, spawn, ping, migrate)",
+                     status, spawn, ping, migrate, vadd, vget)",
                     echo(other)
                 ),
             }));
@@ -650,6 +683,10 @@ enum Answer {
     Migrated(NodeId, u64),
     /// `ping`: the activation that answered (node, incarnation, seq).
     Pong(String),
+    /// `vadd`: updates the account holds now.
+    Applied(usize),
+    /// `vget`: the account's saved updates.
+    Ops(Vec<u64>),
     /// Definitely not applied.
     Fail(&'static str, String),
     /// Maybe applied.
@@ -694,6 +731,12 @@ impl Answer {
                 node.incarnation()
             ),
             Answer::Pong(activation) => format!("{id} ok pong {activation}"),
+            Answer::Applied(count) => format!("{id} ok applied {count}"),
+            Answer::Ops(ops) if ops.is_empty() => format!("{id} ok ops -"),
+            Answer::Ops(ops) => format!(
+                "{id} ok ops {}",
+                ops.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ),
             Answer::Fail(kind, msg) => format!("{id} fail {kind} {}", one_line(msg)),
             Answer::Info(kind, msg) => format!("{id} info {kind} {}", one_line(msg)),
         }
@@ -801,6 +844,103 @@ async fn execute(system: &ClusterSystem, slots: &[RemoteAddr<Counter>], op: Op) 
             ) => Answer::Fail("Migrate", e.to_string()),
             Err(e) => Answer::Info("Migrate", e.to_string()),
         },
+        Op::VAdd { account, op } => match system.get::<Account>(account).send(Apply(op)).await {
+            Ok(Ok(count)) => Answer::Applied(count),
+            // The actor took it and its save failed: it may be in a later save.
+            Ok(Err(e)) => Answer::Info("Save", e),
+            Err(e) if e.is_not_delivered() => Answer::Fail("Virtual", e.to_string()),
+            Err(e) => Answer::Info("Virtual", e.to_string()),
+        },
+        Op::VGet { account } => match system.get::<Account>(account).send(ReadOps).await {
+            Ok(ops) => Answer::Ops(ops),
+            Err(e) => Answer::Fail("Virtual", e.to_string()),
+        },
+    }
+}
+
+/// The saved state of an [`Account`]: the updates applied, in order.
+#[derive(Default, Serialize, Deserialize)]
+struct Applied {
+    ops: Vec<u64>,
+}
+
+impl actix_cluster::state::PersistentState for Applied {}
+
+/// A virtual actor of the virtual actor workload: applies numbered updates, saving after
+/// each before it answers, and reports its activations to the ledger as `v:<account>`.
+struct Account {
+    id: String,
+    activation: String,
+    applied: Applied,
+    checkpoint: actix_cluster::virtual_actor::Checkpoint<Applied>,
+}
+
+impl Actor for Account {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let seq = ACTIVATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.activation = format!("{} {seq}", ME.get().map_or("? 0", String::as_str));
+        answer(&format!("- act start v:{} {}", self.id, self.activation));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        answer(&format!("- act stop v:{} {}", self.id, self.activation));
+    }
+}
+
+#[derive(Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<usize, String>")]
+struct Apply(u64);
+
+impl Handler<Apply> for Account {
+    type Result = ResponseFuture<Result<usize, String>>;
+    fn handle(&mut self, m: Apply, _: &mut Context<Self>) -> Self::Result {
+        self.applied.ops.push(m.0);
+        let count = self.applied.ops.len();
+        let saved = self.checkpoint.save(&self.applied);
+        Box::pin(async move {
+            saved.await.map_err(|e| e.to_string())?;
+            Ok(count)
+        })
+    }
+}
+
+#[derive(Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Vec<u64>")]
+struct ReadOps;
+
+impl Handler<ReadOps> for Account {
+    type Result = MessageResult<ReadOps>;
+    fn handle(&mut self, _: ReadOps, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.applied.ops.clone())
+    }
+}
+
+impl DistributedActor for Account {
+    const NAME: &'static str = "fault-node.account";
+    fn messages(m: &mut Messages<Self>) {
+        m.handle::<Apply>("apply").handle::<ReadOps>("read");
+    }
+}
+
+impl actix_cluster::virtual_actor::VirtualActor for Account {
+    type State = Applied;
+    fn activate(
+        id: &str,
+        applied: Applied,
+        checkpoint: actix_cluster::virtual_actor::Checkpoint<Applied>,
+    ) -> Self {
+        Account {
+            id: id.to_owned(),
+            activation: String::new(),
+            applied,
+            checkpoint,
+        }
+    }
+    /// Short, so that runs passivate and reactivate accounts between faults too.
+    fn idle_timeout() -> Duration {
+        Duration::from_secs(2)
     }
 }
 
@@ -1003,6 +1143,26 @@ mod tests {
             parse("3 lookup a\r").unwrap().op,
             Op::Lookup { name: "a".into() }
         );
+        assert_eq!(
+            parse("4 vadd a1 77").unwrap().op,
+            Op::VAdd {
+                account: "a1".into(),
+                op: 77
+            }
+        );
+        assert_eq!(
+            parse("5 vget a1").unwrap().op,
+            Op::VGet {
+                account: "a1".into()
+            }
+        );
+        assert!(
+            parse("6 vadd a1 x")
+                .unwrap_err()
+                .reason
+                .contains("expected a number")
+        );
+        assert!(parse("7 vget").unwrap_err().reason.contains("usage"));
     }
 
     #[test]

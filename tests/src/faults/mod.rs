@@ -17,6 +17,7 @@
 //! (`tests/tests/faults.rs`); the `fault-harness` binary runs longer ones. Everything needs root
 //! (network namespaces, veth pairs, a bridge and `iptables`).
 
+pub mod accounts;
 pub mod activations;
 pub mod checker;
 pub mod hosts;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::accounts::{self, Update};
 use super::activations::{self, Ping};
 use super::checker::{self, Call, Operation, Releasable, Seen, Violation};
 use super::hosts::Net;
@@ -55,6 +56,9 @@ pub struct Plan {
     pub recovery_bound: Duration,
     /// Supervised names (the self-healing workload); 0 runs the registry workload only.
     pub supervised: usize,
+    /// Virtual accounts (the virtual actor workload, with their state in a `redis-server`
+    /// the harness starts in the root namespace); 0 turns it off.
+    pub accounts: usize,
 }
 
 /// What a run found.
@@ -94,6 +98,9 @@ pub struct Report {
     pub handovers: usize,
     /// Ledger overlaps with a move's target that never served (see [`activations`]).
     pub unserved_adoptions: usize,
+    /// Updates sent to virtual accounts, and of those acknowledged.
+    pub account_updates: usize,
+    pub account_acks: usize,
     /// Run time.
     pub elapsed: Duration,
 }
@@ -151,6 +158,9 @@ struct Cluster<'a> {
     supervised: Vec<String>,
     /// Migrations of supervised names that moved.
     migrations: AtomicU64,
+    /// The virtual accounts, and the updates sent to them.
+    accounts: Vec<String>,
+    updates: Mutex<Vec<Update>>,
 }
 
 /// A release may be committed a little before the line announcing the verdict behind it is
@@ -160,11 +170,17 @@ const VERDICT_MARGIN: Duration = Duration::from_millis(500);
 
 impl<'a> Cluster<'a> {
     /// `plan`'s nodes on `net`, not started yet, with their data under `data`.
-    fn new(net: &'a Net, program: &Path, plan: &Plan, data: &Path) -> Self {
+    fn new(
+        net: &'a Net,
+        program: &Path,
+        plan: &Plan,
+        data: &Path,
+        state_redis: Option<&str>,
+    ) -> Self {
         Cluster {
             net,
             program: program.to_owned(),
-            specs: specs(plan, net, data),
+            specs: specs(plan, net, data, state_redis),
             nodes: RwLock::new(vec![None; plan.nodes]),
             t0: Instant::now(),
             releasable: Mutex::new(Vec::new()),
@@ -178,7 +194,58 @@ impl<'a> Cluster<'a> {
             pauses: Mutex::new(Vec::new()),
             supervised: (0..plan.supervised).map(|i| format!("s{i}")).collect(),
             migrations: AtomicU64::new(0),
+            accounts: (0..plan.accounts).map(|i| format!("a{i}")).collect(),
+            updates: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sends a new update to virtual `account` through node `i` and records how it was
+    /// answered; whether the answer was definite.
+    fn update(&self, i: usize, account: &str) -> bool {
+        let Some(node) = self.node(i) else {
+            return false;
+        };
+        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let rx = node.send(id, &format!("vadd {account} {id}"));
+        let outcome = match rx.recv_timeout(self.op_timeout) {
+            Ok((_, answer)) if answer.starts_with("ok applied") => accounts::Outcome::Acked,
+            Ok((_, answer)) if answer.starts_with("fail ") => accounts::Outcome::Failed,
+            _ => accounts::Outcome::Unknown,
+        };
+        lock(&self.updates).push(Update {
+            account: account.to_owned(),
+            op: id,
+            outcome,
+        });
+        outcome != accounts::Outcome::Unknown
+    }
+
+    /// Virtual `account`'s saved updates, asked of each node in turn until one answers or
+    /// `bound` passes.
+    fn account_state(&self, account: &str, bound: Duration) -> Option<Vec<u64>> {
+        let deadline = Instant::now() + bound;
+        let mut attempt = 0;
+        while Instant::now() < deadline {
+            if let Some(node) = self.node(attempt % self.specs.len()) {
+                let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+                let rx = node.send(id, &format!("vget {account}"));
+                if let Ok((_, answer)) = rx.recv_timeout(self.op_timeout)
+                    && let Some(ops) = answer.strip_prefix("ok ops ")
+                {
+                    return Some(if ops.trim() == "-" {
+                        Vec::new()
+                    } else {
+                        ops.trim()
+                            .split(',')
+                            .filter_map(|o| o.parse().ok())
+                            .collect()
+                    });
+                }
+            }
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Every incarnation the run may have seen released, and since when: those that were
@@ -389,7 +456,7 @@ fn slot_of(node: &Node, actor: &checker::Actor) -> Option<usize> {
 }
 
 /// The node specifications of `plan` on `net`, data under `data`.
-fn specs(plan: &Plan, net: &Net, data: &Path) -> Vec<NodeSpec> {
+fn specs(plan: &Plan, net: &Net, data: &Path, state_redis: Option<&str>) -> Vec<NodeSpec> {
     let addrs = net.addrs();
     let addr = |i: usize| format!("{}:{PORT}", addrs[i]);
     let masters: Vec<String> = (0..plan.nodes.min(3)).map(addr).collect();
@@ -406,6 +473,9 @@ fn specs(plan: &Plan, net: &Net, data: &Path) -> Vec<NodeSpec> {
                 "--slots".to_owned(),
                 "3".to_owned(),
             ];
+            if let Some(url) = state_redis {
+                args.extend(["--state-redis".to_owned(), url.to_owned()]);
+            }
             if plan.architecture == Architecture::Centralized {
                 args.extend([
                     "--architecture".to_owned(),
@@ -459,7 +529,20 @@ pub fn run(
         log(&format!("  {i}: {s}"));
     }
     let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
-    let cluster = Cluster::new(net, program, plan, data.path());
+    // The accounts' state lives outside the nodes, where every one of them reaches it and no
+    // fault cuts it off: in the root namespace.
+    let redis = if plan.accounts > 0 {
+        Some(Redis::start(net.root_addr(), data.path())?)
+    } else {
+        None
+    };
+    let cluster = Cluster::new(
+        net,
+        program,
+        plan,
+        data.path(),
+        redis.as_ref().map(|r| r.url.as_str()),
+    );
     let started = Instant::now();
     for i in 0..plan.nodes {
         cluster.start(i)?;
@@ -528,6 +611,18 @@ pub fn run(
     if !lost.is_empty() {
         activation_violations.push(format!("not served at the end: {lost:?}"));
     }
+    // Every account's saved updates, once every fault has healed.
+    let finals: std::collections::BTreeMap<String, Option<Vec<u64>>> = cluster
+        .accounts
+        .iter()
+        .map(|a| (a.clone(), cluster.account_state(a, plan.recovery_bound)))
+        .collect();
+    let updates = std::mem::take(&mut *lock(&cluster.updates));
+    activation_violations.extend(
+        accounts::check(&updates, &finals)
+            .into_iter()
+            .map(|v| format!("virtual account {v}")),
+    );
     let mut single = Vec::new();
     let settle = Instant::now() + Duration::from_secs(5);
     while Instant::now() < settle {
@@ -575,8 +670,63 @@ pub fn run(
         migrations: cluster.migrations.load(Ordering::Relaxed),
         handovers: verdict.handovers,
         unserved_adoptions: verdict.unserved_adoptions,
+        account_updates: updates.len(),
+        account_acks: updates
+            .iter()
+            .filter(|u| u.outcome == accounts::Outcome::Acked)
+            .count(),
         elapsed: started.elapsed(),
     })
+}
+
+/// A `redis-server` in the root namespace, on the bridge address the hosts reach; stopped
+/// when dropped.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Redis {
+    fn start(addr: std::net::Ipv4Addr, dir: &Path) -> Result<Self, HarnessError> {
+        let port = std::net::TcpListener::bind((addr, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| HarnessError::Hosts(format!("a port for redis-server: {e}")))?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", &addr.to_string(), "--port", &port.to_string()])
+            .args(["--protected-mode", "no", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                HarnessError::Hosts(format!(
+                    "cannot start redis-server ({e}): install Debian's redis-server (.ci/run does)"
+                ))
+            })?;
+        let redis = Redis {
+            child,
+            url: format!("redis://{addr}:{port}/"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((addr, port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(HarnessError::Hosts(
+                    "redis-server did not listen within 10 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// How far apart two ledger lines about one moment may be read, from two nodes' pipes.
@@ -600,6 +750,15 @@ fn client(cluster: &Cluster<'_>, stop: &AtomicBool, rng: &mut Rng, home: usize, 
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
+        if !cluster.accounts.is_empty() && rng.chance(0.2) {
+            let account = &cluster.accounts[rng.below(cluster.accounts.len() as u64) as usize];
+            backoff = if cluster.update(home, account) {
+                Duration::ZERO
+            } else {
+                (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX)
+            };
+            continue;
+        }
         if !cluster.supervised.is_empty() && rng.chance(0.25) {
             let name = &cluster.supervised[rng.below(cluster.supervised.len() as u64) as usize];
             // Now and then a live migration of it, while the others ping it.
@@ -823,12 +982,13 @@ pub fn figures(
         op_timeout: Duration::from_secs(6),
         recovery_bound: Duration::from_secs(20),
         supervised: 0,
+        accounts: 0,
     };
     for n in [3, 5] {
         let data =
             tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
         let plan = plan(n);
-        let cluster = Cluster::new(net, program, &plan, data.path());
+        let cluster = Cluster::new(net, program, &plan, data.path(), None);
         let started = Instant::now();
         for i in 0..n {
             cluster.start(i)?;
@@ -845,7 +1005,7 @@ pub fn figures(
     }
     let data = tempfile::tempdir().map_err(|e| HarnessError::Hosts(format!("data dir: {e}")))?;
     let plan = plan(5);
-    let cluster = Cluster::new(net, program, &plan, data.path());
+    let cluster = Cluster::new(net, program, &plan, data.path(), None);
     for i in 0..plan.nodes {
         cluster.start(i)?;
     }
