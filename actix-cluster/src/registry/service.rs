@@ -2,9 +2,10 @@
 //! for client nodes), serves other nodes' registry requests, and runs the background round
 //! (bootstrap, leader reconciliation, release of names whose actor stopped).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -195,6 +196,8 @@ pub(crate) struct Registry {
     /// Told every fencing round whether this node must stop what only a working majority
     /// may keep running (set by the system layer, for virtual actor activations).
     fence_hook: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
+    /// Leader: when each node whose names are due for release was first seen so.
+    down_since: Mutex<HashMap<NodeId, Instant>>,
 }
 
 /// Why the registry could not plug into its node.
@@ -273,6 +276,7 @@ impl Registry {
             rebalancer: super::rebalance::Rebalancer::default(),
             reminder_sink: OnceLock::new(),
             fence_hook: OnceLock::new(),
+            down_since: Mutex::new(HashMap::new()),
         })
     }
 
@@ -1189,6 +1193,45 @@ fn live(registry: &Weak<Registry>) -> Option<Arc<Registry>> {
 }
 
 impl Registry {
+    /// Splits the nodes whose names are due for release into those that hold names to
+    /// release now (all but virtual actors' names), and those whose virtual actors' names may
+    /// go now too: a node known gone (its process refused us, it left, or it restarted), or one
+    /// silent for longer than the lease after which it stops its activations itself
+    /// (`restart_fence`, as for supervised actors). Before that, the node may still run them
+    /// on the far side of a partition, and a new activation elsewhere would be a second one.
+    fn split_release(&self, release: &[NodeId], members: &[Member]) -> (Vec<NodeId>, Vec<NodeId>) {
+        let lease = self.config.restart_fence + self.config.reconcile_interval * 2;
+        let gone_known = |node: &NodeId| {
+            self.is_gone(node)
+                || members.iter().any(|m| {
+                    m.id.name() == node.name()
+                        && ((m.id == *node && m.state == MemberState::Left)
+                            || m.id.incarnation() > node.incarnation())
+                })
+        };
+        let mut down_since = self
+            .down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        down_since.retain(|n, _| release.contains(n));
+        let (mut now, mut after_lease) = (Vec::new(), Vec::new());
+        for node in release {
+            let (virtuals, others) = self
+                .replica
+                .read(|n| n.holds(node, super::state::VIRTUAL_PREFIX));
+            if others {
+                now.push(node.clone());
+            }
+            if virtuals {
+                let since = *down_since.entry(node.clone()).or_insert_with(Instant::now);
+                if gone_known(node) || since.elapsed() >= lease {
+                    after_lease.push(node.clone());
+                }
+            }
+        }
+        (now, after_lease)
+    }
+
     /// Installs `hook`, told every fencing round (every `reconcile_interval`) whether this
     /// node sees no majority of the voters Up or has had no word of a working leader for
     /// `restart_fence`: then it must stop what only one node may run. From the registry's
@@ -1400,12 +1443,27 @@ impl Registry {
             );
         }
         if !plan.release.is_empty() {
-            let cmd = Command::ReleaseNodes {
-                nodes: plan.release,
-            };
-            if let Err(e) = self.leader_write(raft, cmd).await {
-                tracing::debug!("releasing names of down nodes: {e}");
+            let (now, after_lease) = self.split_release(&plan.release, members);
+            if !now.is_empty() {
+                let cmd = Command::ReleaseNodesExcept {
+                    nodes: now,
+                    keep: super::state::VIRTUAL_PREFIX.to_owned(),
+                };
+                if let Err(e) = self.leader_write(raft, cmd).await {
+                    tracing::debug!("releasing names of down nodes: {e}");
+                }
             }
+            if !after_lease.is_empty() {
+                let cmd = Command::ReleaseNodes { nodes: after_lease };
+                if let Err(e) = self.leader_write(raft, cmd).await {
+                    tracing::debug!("releasing virtual actors' names of down nodes: {e}");
+                }
+            }
+        } else {
+            self.down_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
         }
         if let Some(change) = plan.change {
             tracing::info!(node = %self.ctx.me(), ?change, "registry membership change");

@@ -96,6 +96,9 @@ pub(crate) enum Command {
         due_ms: u64,
         next_ms: u64,
     },
+    /// `ReleaseNodes`, except the names that start with `keep` (virtual actors' names, which
+    /// the leader releases only once the node's lease has run out).
+    ReleaseNodesExcept { nodes: Vec<NodeId>, keep: String },
 }
 
 /// A virtual actor's reminder: it belongs to the identity, not to an activation, and lives in
@@ -128,6 +131,10 @@ impl Reminder {
         self.due_ms.saturating_add(missed.saturating_mul(period))
     }
 }
+
+/// The prefix of virtual actors' names (`virtual/<type>/<id>`): released with their node only
+/// once its lease has run out (see `Registry::split_release`).
+pub(crate) const VIRTUAL_PREFIX: &str = "virtual/";
 
 /// The key of reminder `name` of identity (`actor_type`, `id`).
 pub(crate) fn reminder_key(actor_type: &str, id: &str, name: &str) -> String {
@@ -195,6 +202,9 @@ impl fmt::Display for Command {
             Command::DropReminder { key } => write!(f, "drop reminder {key:?}"),
             Command::FireReminder { key, due_ms, .. } => {
                 write!(f, "fire reminder {key:?} due at {due_ms}")
+            }
+            Command::ReleaseNodesExcept { nodes, keep } => {
+                write!(f, "release names of {nodes:?} except {keep:?}*")
             }
         }
     }
@@ -383,6 +393,40 @@ impl Names {
         self.by_node.keys()
     }
 
+    /// Whether `node` holds (binds or claims) a name that starts with `prefix`, and whether it
+    /// holds one that does not.
+    pub(crate) fn holds(&self, node: &NodeId, prefix: &str) -> (bool, bool) {
+        let names = self.by_node.get(node).into_iter().flatten();
+        names.fold((false, false), |(with, without), n| {
+            if n.starts_with(prefix) {
+                (true, without)
+            } else {
+                (with, true)
+            }
+        })
+    }
+
+    /// Releases the names of `nodes`, but those starting with `keep`.
+    fn release_nodes(
+        &mut self,
+        nodes: &[NodeId],
+        keep: Option<&String>,
+        events: &mut Vec<NameEvent>,
+    ) -> Outcome {
+        let doomed: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| self.by_node.get(n))
+            .flatten()
+            .filter(|name| keep.is_none_or(|k| !name.starts_with(k.as_str())))
+            .cloned()
+            .collect();
+        let released = doomed
+            .iter()
+            .filter(|name| self.remove(name, ReleaseReason::NodeDown, events).is_some())
+            .count();
+        Outcome::ReleasedCount(released)
+    }
+
     /// The names bound to actors of `node`.
     pub(crate) fn bound_to(&self, node: &NodeId) -> impl Iterator<Item = &Arc<NameEntry>> {
         self.by_node
@@ -519,18 +563,9 @@ impl Names {
                 }
                 Outcome::Released(self.remove(name, *reason, events))
             }
-            Command::ReleaseNodes { nodes } => {
-                let doomed: Vec<String> = nodes
-                    .iter()
-                    .filter_map(|n| self.by_node.get(n))
-                    .flatten()
-                    .cloned()
-                    .collect();
-                let released = doomed
-                    .iter()
-                    .filter(|name| self.remove(name, ReleaseReason::NodeDown, events).is_some())
-                    .count();
-                Outcome::ReleasedCount(released)
+            Command::ReleaseNodes { nodes } => self.release_nodes(nodes, None, events),
+            Command::ReleaseNodesExcept { nodes, keep } => {
+                self.release_nodes(nodes, Some(keep), events)
             }
             Command::Supervise {
                 name,
@@ -1055,6 +1090,34 @@ mod tests {
             Outcome::Claimed { token: 9, index: 5 }
         );
         assert!(n.supervision("a").is_none());
+    }
+
+    #[test]
+    fn release_nodes_except_keeps_the_names_with_the_prefix() {
+        let mut n = Names::default();
+        let mut ev = Vec::new();
+        let reg = |name: &str, actor| Command::Register {
+            name: name.into(),
+            location: loc("x", 1, actor),
+            claim: None,
+        };
+        n.apply(1, &reg("plain", 1), &mut ev);
+        n.apply(2, &reg("virtual/t/1", 2), &mut ev);
+        let x = NodeId::new("x", 1);
+        assert_eq!(n.holds(&x, VIRTUAL_PREFIX), (true, true));
+        let except = Command::ReleaseNodesExcept {
+            nodes: vec![x.clone()],
+            keep: VIRTUAL_PREFIX.into(),
+        };
+        assert_eq!(n.apply(3, &except, &mut ev), Outcome::ReleasedCount(1));
+        assert!(n.get("plain").is_none());
+        assert!(n.get("virtual/t/1").is_some());
+        assert_eq!(n.holds(&x, VIRTUAL_PREFIX), (true, false));
+        let all = Command::ReleaseNodes {
+            nodes: vec![x.clone()],
+        };
+        assert_eq!(n.apply(4, &all, &mut ev), Outcome::ReleasedCount(1));
+        assert_eq!(n.holds(&x, VIRTUAL_PREFIX), (false, false));
     }
 
     #[test]

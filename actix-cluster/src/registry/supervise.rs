@@ -249,6 +249,11 @@ impl Registry {
         }
     }
 
+    /// Whether incarnation `node`'s process is known to be gone.
+    pub(super) fn is_gone(&self, node: &NodeId) -> bool {
+        lock(&self.supervisor.gone).contains(node)
+    }
+
     /// Records that incarnation `node`'s process is gone (see [`Supervisor`]).
     pub(crate) fn note_gone(&self, node: &NodeId) {
         let mut gone = lock(&self.supervisor.gone);

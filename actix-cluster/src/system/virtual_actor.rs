@@ -213,7 +213,10 @@ pub fn state_key(actor_type: &str, id: &str) -> String {
 
 /// The cluster-wide name of an identity's activation.
 pub fn activation_name(actor_type: &str, id: &str) -> String {
-    format!("virtual/{actor_type}/{id}")
+    format!(
+        "{}{actor_type}/{id}",
+        crate::registry::state::VIRTUAL_PREFIX
+    )
 }
 
 /// Saves one activation's state, fenced (see the [module](self) docs). Cheap to clone; saves
