@@ -294,3 +294,34 @@ pub fn error_kind(e: &RemoteError) -> &'static str {
         _ => "RemoteError",
     }
 }
+
+/// Waits until `system` sees `hosts` members Up that registered `capability` (an actor type's
+/// `NAME`) and a registry leader not changing its voters; an error after `deadline`.
+pub async fn wait_for_hosts(
+    system: &ClusterSystem,
+    capability: &str,
+    hosts: usize,
+    deadline: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let until = Instant::now() + deadline;
+    loop {
+        let up = system
+            .members()
+            .iter()
+            .filter(|m| {
+                m.state == MemberState::Up && m.capabilities.iter().any(|c| c == capability)
+            })
+            .count();
+        let leader = system
+            .registry_status()
+            .await
+            .is_ok_and(|s| s.leader.is_some() && !s.changing_voters);
+        if up == hosts && leader {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err("the cluster did not form in time".into());
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}

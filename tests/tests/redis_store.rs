@@ -2,65 +2,18 @@
 //! installs): the store contract, fencing between two nodes' clients, and a namespace per
 //! cluster. Each test starts its own server on a free loopback port and stops it after.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use actix_cluster::state::{self, Expect, RedisStore, StateError, StateStore};
+use actix_cluster_testkit::RedisServer;
 
-/// A `redis-server` of this test's own, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start redis-server ({e}): install Debian's redis-server (.ci/run does)")
-        });
-    let server = Server {
-        child,
-        url: format!("redis://127.0.0.1:{port}/"),
-        _dir: dir,
-    };
-    // Ready when it accepts a connection; bounded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not listen within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
+fn server() -> RedisServer {
+    RedisServer::start([127, 0, 0, 1].into()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
 async fn the_redis_store_keeps_the_contract() {
     let server = server();
     let limit = 64 << 10;
-    let store = RedisStore::connect(&server.url)
+    let store = RedisStore::connect(server.url())
         .await
         .expect("connect")
         .max_value_len(limit);
@@ -73,8 +26,8 @@ async fn the_redis_store_keeps_the_contract() {
 async fn an_older_activation_on_another_node_cannot_overwrite_its_successor() {
     let server = server();
     // Two nodes' connections to one server.
-    let old = RedisStore::connect(&server.url).await.expect("connect");
-    let new = RedisStore::connect(&server.url).await.expect("connect");
+    let old = RedisStore::connect(server.url()).await.expect("connect");
+    let new = RedisStore::connect(server.url()).await.expect("connect");
     let v = old
         .put("player/42", b"10".to_vec(), Expect::Absent, 7)
         .await
@@ -109,11 +62,11 @@ async fn an_older_activation_on_another_node_cannot_overwrite_its_successor() {
 #[tokio::test]
 async fn namespaces_keep_two_clusters_apart() {
     let server = server();
-    let a = RedisStore::connect(&server.url)
+    let a = RedisStore::connect(server.url())
         .await
         .expect("connect")
         .namespace("cluster-a");
-    let b = RedisStore::connect(&server.url)
+    let b = RedisStore::connect(server.url())
         .await
         .expect("connect")
         .namespace("cluster-b");

@@ -19,7 +19,9 @@
 //! ```
 
 mod node;
+mod redis;
 pub use node::{TEST_DEADLINE, TestNode, TestNodeError, plaintext, with_tls};
+pub use redis::RedisServer;
 
 use std::fmt;
 use std::fs;

@@ -19,7 +19,9 @@ use actix_cluster::placement::{Constraint, Placement, RestartPolicy, SpawnSpec};
 use actix_cluster::prelude::*;
 use actix_cluster::{NameEntry, RegistryConfig};
 use actix_cluster_examples::process::NodeProcess;
-use actix_cluster_examples::{Add, Counter, Get, child_or_no_arguments, init_tracing_or};
+use actix_cluster_examples::{
+    Add, Counter, Get, child_or_no_arguments, init_tracing_or, wait_for_hosts,
+};
 
 const CLUSTER: &str = "self-healing";
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
@@ -105,7 +107,7 @@ async fn spawn_kill_watch(
     system: &ClusterSystem,
     nodes: &mut [NodeProcess],
 ) -> Result<(), Box<dyn Error>> {
-    wait_ready(system).await?;
+    wait_for_hosts(system, Counter::NAME, NODES.len(), DEADLINE).await?;
     println!("\nSpawning {ACTORS} counters/N by LeastLoaded, restart policy Always:");
     let mut addrs = Vec::new();
     for i in 0..ACTORS {
@@ -192,31 +194,6 @@ async fn spawn_kill_watch(
         "begin again from the state they were spawned with, or moved with (a state store is the next step)."
     );
     Ok(())
-}
-
-/// Waits until the three nodes are Up with Counter registered and the registry has a leader.
-async fn wait_ready(system: &ClusterSystem) -> Result<(), Box<dyn Error>> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let hosts = system
-            .members()
-            .iter()
-            .filter(|m| {
-                m.state == MemberState::Up && m.capabilities.iter().any(|c| c == Counter::NAME)
-            })
-            .count();
-        let leader = system
-            .registry_status()
-            .await
-            .is_ok_and(|s| s.leader.is_some() && !s.changing_voters);
-        if hosts == NODES.len() && leader {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err("the cluster did not form in time".into());
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn placement(system: &ClusterSystem) -> Result<Vec<NameEntry>, Box<dyn Error>> {

@@ -13,8 +13,7 @@
 //! hosts it, and calls it once more: a survivor activates it with every point it had.
 
 use std::error::Error;
-use std::net::TcpListener;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use actix_cluster::prelude::*;
@@ -22,8 +21,9 @@ use actix_cluster::virtual_actor::{VirtualAddr, activation_name};
 use actix_cluster::{RegistryConfig, RegistryError};
 use actix_cluster_examples::process::NodeProcess;
 use actix_cluster_examples::{
-    AddPoints, PLAYER_IDLE, Player, child_or_no_arguments, init_tracing_or,
+    AddPoints, PLAYER_IDLE, Player, child_or_no_arguments, init_tracing_or, wait_for_hosts,
 };
+use actix_cluster_testkit::RedisServer;
 
 const CLUSTER: &str = "virtual-actors";
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
@@ -47,55 +47,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// A `redis-server` of the example's own, killed on drop.
-struct Redis {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> Result<Redis, Box<dyn Error>> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let dir = tempfile::tempdir()?;
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start redis-server ({e}); install it (Debian: apt install redis-server)"
-            )
-        })?;
-    let redis = Redis {
-        child,
-        url: format!("redis://127.0.0.1:{port}/"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("redis-server did not listen in time".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(redis)
-}
-
 fn run() -> Result<(), Box<dyn Error>> {
     println!("== virtual actors ==\n");
-    let redis = start_redis()?;
-    println!("redis-server for the players' points at {}", redis.url);
+    // The players' points live in a redis-server of the example's own, stopped with it.
+    let redis = RedisServer::start([127, 0, 0, 1].into())?;
+    println!("redis-server for the players' points at {}", redis.url());
     let exe = std::env::current_exe()?;
     let mut nodes: Vec<NodeProcess> = Vec::new();
     for name in NODES {
@@ -110,7 +66,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             "--insecure-plaintext",
             "--exit-on-stdin-close",
             "--state-redis",
-            &redis.url,
+            redis.url(),
         ]);
         if let Some(seed) = nodes.first() {
             cmd.args(["--seeds", &seed.addr().to_string()]);
@@ -165,7 +121,7 @@ async fn play(
     web2: &ClusterSystem,
     nodes: &mut [NodeProcess],
 ) -> Result<(), Box<dyn Error>> {
-    wait_ready(web1).await?;
+    wait_for_hosts(web1, Player::NAME, NODES.len(), DEADLINE).await?;
     // Handles cost nothing to make: no round trip, no activation yet.
     let from1 = web1.get::<Player>(PLAYER);
     let from2 = web2.get::<Player>(PLAYER);
@@ -228,29 +184,4 @@ async fn play(
         return Err(format!("expected 17 points, the player has {total}").into());
     }
     Ok(())
-}
-
-/// Waits until the three nodes are Up with Player registered and the registry has a leader.
-async fn wait_ready(system: &ClusterSystem) -> Result<(), Box<dyn Error>> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let hosts = system
-            .members()
-            .iter()
-            .filter(|m| {
-                m.state == MemberState::Up && m.capabilities.iter().any(|c| c == Player::NAME)
-            })
-            .count();
-        let leader = system
-            .registry_status()
-            .await
-            .is_ok_and(|s| s.leader.is_some() && !s.changing_voters);
-        if hosts == NODES.len() && leader {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err("the cluster did not form in time".into());
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
 }

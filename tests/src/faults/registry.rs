@@ -532,7 +532,10 @@ pub fn run(
     // The accounts' state lives outside the nodes, where every one of them reaches it and no
     // fault cuts it off: in the root namespace.
     let redis = if plan.accounts > 0 {
-        Some(Redis::start(net.root_addr(), data.path())?)
+        Some(
+            actix_cluster_testkit::RedisServer::start(net.root_addr().into())
+                .map_err(HarnessError::Hosts)?,
+        )
     } else {
         None
     };
@@ -541,7 +544,7 @@ pub fn run(
         program,
         plan,
         data.path(),
-        redis.as_ref().map(|r| r.url.as_str()),
+        redis.as_ref().map(actix_cluster_testkit::RedisServer::url),
     );
     let started = Instant::now();
     for i in 0..plan.nodes {
@@ -677,56 +680,6 @@ pub fn run(
             .count(),
         elapsed: started.elapsed(),
     })
-}
-
-/// A `redis-server` in the root namespace, on the bridge address the hosts reach; stopped
-/// when dropped.
-struct Redis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Redis {
-    fn start(addr: std::net::Ipv4Addr, dir: &Path) -> Result<Self, HarnessError> {
-        let port = std::net::TcpListener::bind((addr, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|e| HarnessError::Hosts(format!("a port for redis-server: {e}")))?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", &addr.to_string(), "--port", &port.to_string()])
-            .args(["--protected-mode", "no", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                HarnessError::Hosts(format!(
-                    "cannot start redis-server ({e}): install Debian's redis-server (.ci/run does)"
-                ))
-            })?;
-        let redis = Redis {
-            child,
-            url: format!("redis://{addr}:{port}/"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((addr, port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(HarnessError::Hosts(
-                    "redis-server did not listen within 10 s".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// How far apart two ledger lines about one moment may be read, from two nodes' pipes.
